@@ -1,0 +1,39 @@
+#include "commands.h"
+
+#include "capsnet/data/idx_reader.h"
+#include "capsnet/engine/checkpoint.h"
+#include "capsnet/engine/trainer.h"
+
+#include <c10/util/Exception.h>
+
+#include <iostream>
+#include <stdexcept>
+
+int main(int argc, char** argv) {
+  CLI::App app{"capsnet: capsule networks with dynamic routing (Sabour, Frosst & Hinton, 2017)"};
+  app.require_subcommand(1);
+  auto train = capsnet::cli::add_train_command(app);
+  auto eval = capsnet::cli::add_eval_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    if (app.got_subcommand("train")) return train();
+    if (app.got_subcommand("eval")) return eval();
+  } catch (const capsnet::DataError& e) {
+    std::cerr << "capsnet: data error: " << e.what() << "\n";
+  } catch (const capsnet::CheckpointError& e) {
+    std::cerr << "capsnet: checkpoint error: " << e.what() << "\n";
+  } catch (const capsnet::TrainingError& e) {
+    std::cerr << "capsnet: training error: " << e.what() << "\n";
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "capsnet: invalid option: " << e.what() << "\n";
+  } catch (const c10::Error& e) {
+    std::cerr << "capsnet: internal error: " << e.what_without_backtrace() << "\n";
+  } catch (const std::exception& e) {
+    std::cerr << "capsnet: error: " << e.what() << "\n";
+  }
+  return 1;
+}

@@ -1,0 +1,205 @@
+#include "commands.h"
+
+#include "capsnet/engine/checkpoint.h"
+#include "capsnet/engine/trainer.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <csignal>
+#include <ctime>
+#include <iostream>
+#include <memory>
+#include <vector>
+
+namespace capsnet::cli {
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+std::atomic<int> g_signal{0};
+
+void on_signal(int signal) {
+  if (g_stop.exchange(true)) {
+    // A second signal: stop now, without the checkpoint.
+    std::signal(signal, SIG_DFL);
+    std::raise(signal);
+  }
+  g_signal = signal;
+}
+
+std::string default_run_dir(const TrainOptions& options) {
+  char stamp[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", std::localtime(&now));
+  return "runs/" + options.dataset + "-" + options.preset + "-" + stamp;
+}
+
+/// Command-line values land in `given`; after parsing, only the options the
+/// user actually gave are copied onto the chosen preset.
+struct Flags {
+  TrainOptions given;
+  std::string routing_softmax = "parents", recon_loss = "sse", mask = "label";
+  std::vector<std::pair<CLI::Option*, std::function<void(TrainOptions&)>>> bound;
+
+  template <typename T, typename Field>
+  CLI::Option* add(CLI::App* cmd, const std::string& name, Field field, const std::string& help) {
+    T& storage = field(given);
+    auto* option = cmd->add_option(name, storage, help)->capture_default_str();
+    bound.emplace_back(option, [this, field](TrainOptions& o) { field(o) = field(given); });
+    return option;
+  }
+
+  TrainOptions resolve(const std::string& preset) const {
+    auto options = preset_options(preset);
+    for (const auto& [option, apply] : bound) {
+      if (option->count() > 0) apply(options);
+    }
+    return options;
+  }
+};
+
+#define FIELD(type, member) [](TrainOptions& o) -> type& { return o.member; }
+
+} // namespace
+
+Runner add_train_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("train", "Train a CapsNet; evaluates on the test set after each epoch");
+  auto flags = std::make_shared<Flags>();
+  auto preset = std::make_shared<std::string>("paper");
+  auto out = std::make_shared<std::string>();
+  auto resume = std::make_shared<std::string>();
+  cmd->add_option("--preset", *preset,
+                  "paper: the paper's settings (default). seed: the seed program's departures "
+                  "(normalised input, unsquared margin loss, prediction mask, MSE, no shift, "
+                  "batch 64, no lr decay, routing softmax over children, W ~ N(0,1)); options "
+                  "given explicitly override the preset")
+      ->check(CLI::IsMember({"paper", "seed"}))
+      ->capture_default_str();
+  auto& f = *flags;
+  f.add<std::string>(cmd, "--data", FIELD(std::string, data_dir),
+                     "data directory with the IDX files (default: data/mnist, or Debian's "
+                     "/usr/share/datasets/fashion-mnist)");
+  f.add<std::string>(cmd, "--dataset", FIELD(std::string, dataset), "mnist or fashion-mnist")
+      ->check(CLI::IsMember({"mnist", "fashion-mnist"}));
+  f.add<int64_t>(cmd, "--epochs", FIELD(int64_t, epochs), "epochs to train (with --resume: the new total)")
+      ->check(CLI::PositiveNumber);
+  f.add<int64_t>(cmd, "--batch-size", FIELD(int64_t, batch_size), "training batch size (seed: 64)")
+      ->check(CLI::PositiveNumber);
+  f.add<double>(cmd, "--lr", FIELD(double, lr), "Adam learning rate")->check(CLI::PositiveNumber);
+  f.add<double>(cmd, "--lr-decay", FIELD(double, lr_decay),
+                "lr multiplier per epoch, applied smoothly every step (the authors' 0.96 per "
+                "2,000 steps of 128 is 0.9905 per MNIST epoch; seed: 1)")
+      ->check(CLI::Range(1e-6, 1.0));
+  f.add<int64_t>(cmd, "--routing-iters", FIELD(int64_t, model.routing_iterations),
+                 "routing iterations r of Procedure 1")
+      ->check(CLI::PositiveNumber);
+  auto* softmax_opt = cmd->add_option("--routing-softmax", f.routing_softmax,
+                                      "softmax of the routing logits over 'parents' (Procedure 1) "
+                                      "or 'children' (the seed)")
+                          ->check(CLI::IsMember({"parents", "children"}))
+                          ->capture_default_str();
+  f.bound.emplace_back(softmax_opt, [flags](TrainOptions& o) {
+    o.model.routing_softmax = routing_softmax_from_string(flags->routing_softmax);
+  });
+  f.add<int64_t>(cmd, "--shift", FIELD(int64_t, shift),
+                 "random translation of training images, up to N pixels each way (0: off)")
+      ->check(CLI::NonNegativeNumber);
+  f.add<double>(cmd, "--recon-weight", FIELD(double, recon_weight),
+                "weight of the reconstruction loss; 0 trains without reconstruction (Table 1)")
+      ->check(CLI::NonNegativeNumber);
+  auto* recon_opt = cmd->add_option("--recon-loss", f.recon_loss,
+                                    "sse: squared error summed per image (paper); mse: mean over "
+                                    "pixels (seed)")
+                        ->check(CLI::IsMember({"sse", "mse"}))
+                        ->capture_default_str();
+  f.bound.emplace_back(recon_opt, [flags](TrainOptions& o) {
+    o.recon_loss = reconstruction_loss_from_string(flags->recon_loss);
+  });
+  auto* mask_opt = cmd->add_option("--mask", f.mask,
+                                   "decoder mask in training: true 'label' (paper) or "
+                                   "'prediction' (seed)")
+                       ->check(CLI::IsMember({"label", "prediction"}))
+                       ->capture_default_str();
+  f.bound.emplace_back(mask_opt, [flags](TrainOptions& o) {
+    o.mask = decoder_mask_from_string(flags->mask);
+  });
+  f.add<bool>(cmd, "--normalize", FIELD(bool, normalize),
+              "standardise inputs with MNIST's mean and std (seed) instead of [0, 1] pixels");
+  f.add<bool>(cmd, "--margin-squared", FIELD(bool, margin.squared),
+              "square the hinge terms of the margin loss (Eq. 4; seed: false)");
+  f.add<double>(cmd, "--m-plus", FIELD(double, margin.m_plus), "margin loss m+");
+  f.add<double>(cmd, "--m-minus", FIELD(double, margin.m_minus), "margin loss m-");
+  f.add<double>(cmd, "--margin-lambda", FIELD(double, margin.lambda),
+                "down-weighting of absent classes in the margin loss");
+  f.add<double>(cmd, "--w-init-std", FIELD(double, model.w_init_std),
+                "standard deviation of the normal init of W_ij (seed: 1)")
+      ->check(CLI::PositiveNumber);
+  f.add<bool>(cmd, "--digit-bias", FIELD(bool, model.digit_bias),
+              "learned bias on s_j before squash, as in the authors' code");
+  f.add<uint64_t>(cmd, "--seed", FIELD(uint64_t, seed), "random seed (init, order, shifts)");
+  f.add<int>(cmd, "--threads", FIELD(int, threads), "CPU threads (0: every core)")
+      ->check(CLI::NonNegativeNumber);
+  f.add<int64_t>(cmd, "--limit", FIELD(int64_t, limit), "train on the first N images (0: all)")
+      ->check(CLI::NonNegativeNumber);
+  f.add<int64_t>(cmd, "--test-limit", FIELD(int64_t, test_limit),
+                 "evaluate on the first N test images (0: all)")
+      ->check(CLI::NonNegativeNumber);
+  f.add<int64_t>(cmd, "--eval-batch-size", FIELD(int64_t, eval_batch_size),
+                 "batch size of the per-epoch evaluation")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--out", *out, "run directory (default: runs/DATASET-PRESET-TIMESTAMP)");
+  auto* resume_opt = cmd->add_option("--resume", *resume,
+                                     "continue the run in RUN_DIR from its last.pt (--epochs, "
+                                     "--threads, --data and --eval-batch-size may change)");
+  resume_opt->excludes(cmd->get_option("--out"))->excludes(cmd->get_option("--preset"));
+
+  return [flags, preset, out, resume]() {
+    TrainOptions options;
+    std::string run_dir;
+    TrainControl control;
+    if (!resume->empty()) {
+      run_dir = *resume;
+      options = load_checkpoint(last_checkpoint_path(run_dir)).options;
+      const std::vector<std::string> may_change = {"--epochs", "--threads", "--data",
+                                                   "--eval-batch-size"};
+      for (const auto& [option, apply] : flags->bound) {
+        if (option->count() == 0) continue;
+        const auto name = option->get_name();
+        if (std::find(may_change.begin(), may_change.end(), name) == may_change.end()) {
+          throw std::invalid_argument(name + " cannot change when resuming: the run keeps the "
+                                             "options in its config.json");
+        }
+        apply(options);
+      }
+      control.resume = true;
+    } else {
+      options = flags->resolve(*preset);
+      run_dir = out->empty() ? default_run_dir(options) : *out;
+    }
+    g_stop = false;
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+    control.stop = &g_stop;
+    control.log = &std::cout;
+    control.terminal = ::isatty(STDOUT_FILENO);
+    std::cout << "run directory: " << run_dir << std::endl;
+    auto report = train(options, run_dir, control);
+    std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
+    if (report.interrupted) {
+      std::cerr << "capsnet: interrupted at epoch " << report.state.epoch + 1 << ", step "
+                << report.state.step_in_epoch << "; checkpoint written to "
+                << report.last_checkpoint << "\nresume with: capsnet train --resume " << run_dir
+                << "\n";
+      return 128 + (g_signal ? g_signal.load() : SIGINT);
+    }
+    std::cout << "done: best test accuracy " << 100 * report.state.best_accuracy
+              << "%; checkpoints " << last_checkpoint_path(run_dir) << " and "
+              << best_checkpoint_path(run_dir) << std::endl;
+    return 0;
+  };
+}
+
+} // namespace capsnet::cli

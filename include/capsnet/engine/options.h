@@ -1,0 +1,67 @@
+#pragma once
+
+#include "capsnet/losses/capsule_losses.h"
+#include "capsnet/model/capsnet.h"
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <cstdint>
+#include <string>
+
+namespace capsnet {
+
+/// Which capsule masks the decoder's input during training (Section 4.1).
+enum class DecoderMask {
+  kLabel,      ///< the true label's capsule (the paper)
+  kPrediction, ///< the longest capsule (the seed)
+};
+
+std::string to_string(DecoderMask mask);
+/// Parses "label" or "prediction"; throws std::invalid_argument otherwise.
+DecoderMask decoder_mask_from_string(const std::string& name);
+
+/// Everything that determines a training run. Defaults are the paper's.
+struct TrainOptions {
+  std::string preset = "paper";
+  std::string dataset = "mnist";
+  std::string data_dir; ///< empty: default_data_dir(dataset)
+  int64_t epochs = 10;
+  int64_t batch_size = 128;
+  double lr = 1e-3;
+  /// Learning rate multiplier per epoch, applied smoothly at every step:
+  /// lr(t) = lr * lr_decay^(t / steps_per_epoch). The authors' code multiplies
+  /// lr by 0.96 every 2,000 steps of 128 images, 0.9905 per MNIST epoch.
+  double lr_decay = 0.99;
+  int64_t shift = 2; ///< random translation, in pixels, of training images
+  double recon_weight = 0.0005;
+  ReconstructionLoss recon_loss = ReconstructionLoss::kSumSquared;
+  DecoderMask mask = DecoderMask::kLabel;
+  bool normalize = false; ///< standardise inputs (the seed) instead of [0, 1] pixels
+  MarginLossOptions margin;
+  uint64_t seed = 1;
+  int threads = 0;         ///< 0: every core
+  int64_t limit = 0;       ///< use the first N training images (0: all)
+  int64_t test_limit = 0;  ///< evaluate on the first N test images (0: all)
+  int64_t eval_batch_size = 500;
+  CapsNetConfig model;
+};
+
+/// The options of a named preset: "paper" (the defaults above) or "seed" (the
+/// seed program: normalised input, unsquared margin loss, decoder masked by the
+/// prediction, mean squared error, no shift, batch 64, no lr decay, routing
+/// softmax over the child capsules, W ~ N(0, 1)).
+/// Throws std::invalid_argument for another name.
+TrainOptions preset_options(const std::string& name);
+
+/// Throws std::invalid_argument naming the first out-of-range option.
+void validate(const TrainOptions& options);
+
+nlohmann::json to_json(const CapsNetConfig& config);
+CapsNetConfig model_config_from_json(const nlohmann::json& json);
+nlohmann::json to_json(const TrainOptions& options);
+TrainOptions train_options_from_json(const nlohmann::json& json);
+
+/// Number of threads to use for `requested` (0: every core).
+int resolve_threads(int requested);
+
+} // namespace capsnet

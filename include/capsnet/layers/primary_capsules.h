@@ -1,0 +1,36 @@
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/pimpl.h>
+
+namespace capsnet {
+
+struct PrimaryCapsulesOptions {
+  PrimaryCapsulesOptions(int64_t in_channels, int64_t num_types, int64_t capsule_dim)
+      : in_channels_(in_channels), num_types_(num_types), capsule_dim_(capsule_dim) {}
+  TORCH_ARG(int64_t, in_channels);
+  /// Capsule types: 32 in the paper (each a 6x6 grid of capsules on MNIST).
+  TORCH_ARG(int64_t, num_types);
+  /// Dimensions of each primary capsule: 8 in the paper.
+  TORCH_ARG(int64_t, capsule_dim);
+  TORCH_ARG(int64_t, kernel_size) = 9;
+  TORCH_ARG(int64_t, stride) = 2;
+};
+
+/// PrimaryCapsules (Section 4): one convolution with num_types * capsule_dim
+/// output channels, grouped into capsules and squashed (Eq. 1).
+/// The grouping is the seed's: the conv output [B, D * T, H, W] is viewed as
+/// [B, D, T * H * W] and transposed, so that capsule i's component d is channel
+/// d * T + i / (H * W) at spatial position i % (H * W).
+/// Shapes: [B, C, H_in, W_in] -> [B, T * H * W, D].
+struct PrimaryCapsulesImpl : torch::nn::Module {
+  explicit PrimaryCapsulesImpl(const PrimaryCapsulesOptions& options);
+  at::Tensor forward(const at::Tensor& x);
+
+  PrimaryCapsulesOptions options;
+  torch::nn::Conv2d conv{nullptr};
+};
+TORCH_MODULE(PrimaryCapsules);
+
+} // namespace capsnet

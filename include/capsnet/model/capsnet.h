@@ -1,0 +1,80 @@
+#pragma once
+
+#include "capsnet/layers/digit_capsules.h"
+#include "capsnet/layers/primary_capsules.h"
+#include "capsnet/ops/dynamic_routing.h"
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/pimpl.h>
+
+#include <vector>
+
+namespace capsnet {
+
+/// The architecture of a CapsNet. Every size follows from these fields; the
+/// defaults are the paper's MNIST network (Section 4, Figure 1 and 2).
+struct CapsNetConfig {
+  int64_t image_size = 28; ///< square input images
+  int64_t in_channels = 1;
+  int64_t num_classes = 10;
+  int64_t conv1_channels = 256;
+  int64_t conv1_kernel = 9;
+  int64_t primary_types = 32;
+  int64_t primary_dim = 8;
+  int64_t primary_kernel = 9;
+  int64_t primary_stride = 2;
+  int64_t digit_dim = 16;
+  int64_t routing_iterations = 3;
+  RoutingSoftmax routing_softmax = RoutingSoftmax::kParents;
+  bool digit_bias = false;
+  double w_init_std = 0.1;
+  std::vector<int64_t> decoder_hidden = {512, 1024};
+
+  /// Side of the primary-capsule grid: 6 for the paper's MNIST network.
+  int64_t primary_grid() const;
+  /// N_in of the digit capsules: 32 * 6 * 6 = 1152 in the paper.
+  int64_t num_primary_capsules() const;
+  /// Throws std::invalid_argument naming the first inconsistent field.
+  void validate() const;
+  bool operator==(const CapsNetConfig& other) const;
+  bool operator!=(const CapsNetConfig& other) const { return !(*this == other); }
+};
+
+struct CapsNetOutput {
+  at::Tensor capsules;       ///< digit capsules v_j, [B, K, D]
+  at::Tensor lengths;        ///< |v_j|, the class probabilities, [B, K]
+  at::Tensor predictions;    ///< argmax of lengths, [B] int64
+  at::Tensor reconstruction; ///< decoder output in [0, 1], [B, C, H, W]; undefined if not asked
+};
+
+/// The capsule network of Sabour et al. (2017): conv1 -> PrimaryCapsules ->
+/// DigitCapsules with dynamic routing -> (masked) decoder.
+/// Parameter names map one-to-one onto the seed's: conv1.*, primary_capsules.conv.*
+/// (the seed's conv2.*), digit_capsules.weight, decoder.{0,2,4}.*.
+struct CapsNetImpl : torch::nn::Module {
+  explicit CapsNetImpl(const CapsNetConfig& config = {});
+
+  /// Shapes: images [B, C, H, W] -> digit capsules [B, K, D].
+  at::Tensor capsules(const at::Tensor& images);
+
+  /// Decoder input is the capsules with every capsule but the chosen class's
+  /// zeroed (Section 4.1). Shapes: capsules [B, K, D], classes [B] -> [B, C, H, W].
+  at::Tensor reconstruct(const at::Tensor& capsules, const at::Tensor& classes);
+
+  /// Full forward pass. The decoder is masked by `mask_classes` when given (the
+  /// true labels in training), else by the prediction; `with_reconstruction`
+  /// false skips the decoder.
+  CapsNetOutput forward(const at::Tensor& images, const at::Tensor& mask_classes = {},
+                        bool with_reconstruction = true);
+
+  CapsNetConfig config;
+  torch::nn::Conv2d conv1{nullptr};
+  PrimaryCapsules primary_capsules{nullptr};
+  DigitCapsules digit_capsules{nullptr};
+  torch::nn::Sequential decoder{nullptr};
+};
+TORCH_MODULE(CapsNet);
+
+} // namespace capsnet

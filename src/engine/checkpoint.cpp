@@ -1,0 +1,158 @@
+#include "capsnet/engine/checkpoint.h"
+
+#include <nlohmann/json.hpp>
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <map>
+
+namespace capsnet {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kFormat = "capsnet-checkpoint-v1";
+
+void fsync_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
+torch::serialize::InputArchive open_archive(const std::string& path) {
+  if (!fs::exists(path)) {
+    throw CheckpointError(path + ": checkpoint not found (train writes RUN_DIR/last.pt and "
+                                 "RUN_DIR/best.pt)");
+  }
+  torch::serialize::InputArchive archive;
+  try {
+    archive.load_from(path);
+  } catch (const c10::Error&) {
+    throw CheckpointError(path + ": not a readable checkpoint (corrupt or truncated file?); use "
+                                 "another checkpoint, e.g. the run's best.pt or last.pt");
+  }
+  c10::IValue format;
+  if (!archive.try_read("format", format) || !format.isString() ||
+      format.toStringRef() != kFormat) {
+    throw CheckpointError(path + ": not a capsnet checkpoint (no '" + std::string(kFormat) +
+                          "' marker); pass a file written by capsnet train");
+  }
+  return archive;
+}
+
+int64_t read_int(torch::serialize::InputArchive& archive, const std::string& path,
+                 const std::string& key) {
+  c10::IValue value;
+  if (!archive.try_read(key, value) || !value.isInt()) {
+    throw CheckpointError(path + ": checkpoint lacks '" + key + "'; the file is damaged");
+  }
+  return value.toInt();
+}
+
+double read_double(torch::serialize::InputArchive& archive, const std::string& path,
+                   const std::string& key) {
+  c10::IValue value;
+  if (!archive.try_read(key, value) || !value.isDouble()) {
+    throw CheckpointError(path + ": checkpoint lacks '" + key + "'; the file is damaged");
+  }
+  return value.toDouble();
+}
+
+} // namespace
+
+void save_checkpoint(const std::string& path, CapsNet& model, torch::optim::Adam* optimizer,
+                     const TrainOptions& options, const TrainingState& state) {
+  torch::serialize::OutputArchive archive;
+  archive.write("format", c10::IValue(std::string(kFormat)));
+  archive.write("options", c10::IValue(to_json(options).dump()));
+  torch::serialize::OutputArchive model_archive;
+  model->save(model_archive);
+  archive.write("model", model_archive);
+  archive.write("has_optimizer", c10::IValue(optimizer != nullptr));
+  if (optimizer) {
+    torch::serialize::OutputArchive optimizer_archive;
+    optimizer->save(optimizer_archive);
+    archive.write("optimizer", optimizer_archive);
+  }
+  archive.write("epoch", c10::IValue(state.epoch));
+  archive.write("step_in_epoch", c10::IValue(state.step_in_epoch));
+  archive.write("global_step", c10::IValue(state.global_step));
+  archive.write("best_accuracy", c10::IValue(state.best_accuracy));
+  archive.write("epoch_loss_sum", c10::IValue(state.epoch_loss_sum));
+  archive.write("epoch_correct", c10::IValue(state.epoch_correct));
+  archive.write("epoch_seen", c10::IValue(state.epoch_seen));
+  archive.write("epoch_seconds", c10::IValue(state.epoch_seconds));
+  const auto temporary = path + ".tmp";
+  archive.save_to(temporary);
+  fsync_file(temporary);
+  fs::rename(temporary, path);
+}
+
+LoadedCheckpoint load_checkpoint(const std::string& path) {
+  auto archive = open_archive(path);
+  LoadedCheckpoint loaded;
+  c10::IValue options;
+  if (!archive.try_read("options", options) || !options.isString()) {
+    throw CheckpointError(path + ": checkpoint lacks its options; the file is damaged");
+  }
+  try {
+    loaded.options = train_options_from_json(nlohmann::json::parse(options.toStringRef()));
+  } catch (const std::exception& e) {
+    throw CheckpointError(path + ": checkpoint options are unreadable (" + e.what() +
+                          "); it was written by an incompatible capsnet version");
+  }
+  loaded.model = CapsNet(loaded.options.model);
+  std::map<std::string, std::vector<int64_t>> expected;
+  for (const auto& item : loaded.model->named_parameters()) {
+    expected[item.key()] = item.value().sizes().vec();
+  }
+  torch::serialize::InputArchive model_archive;
+  try {
+    if (!archive.try_read("model", model_archive)) throw CheckpointError("no model");
+    loaded.model->load(model_archive);
+  } catch (const std::exception&) {
+    throw CheckpointError(path + ": model tensors are missing or unreadable for the architecture "
+                                 "the checkpoint records; the file is damaged");
+  }
+  for (const auto& item : loaded.model->named_parameters()) {
+    if (item.value().sizes().vec() != expected[item.key()]) {
+      throw CheckpointError(path + ": parameter " + item.key() + " has shape " +
+                            c10::str(item.value().sizes()) + " but the recorded architecture " +
+                            "needs " + c10::str(c10::IntArrayRef(expected[item.key()])) +
+                            "; the file is inconsistent");
+    }
+  }
+  auto& s = loaded.state;
+  s.epoch = read_int(archive, path, "epoch");
+  s.step_in_epoch = read_int(archive, path, "step_in_epoch");
+  s.global_step = read_int(archive, path, "global_step");
+  s.best_accuracy = read_double(archive, path, "best_accuracy");
+  s.epoch_loss_sum = read_double(archive, path, "epoch_loss_sum");
+  s.epoch_correct = read_int(archive, path, "epoch_correct");
+  s.epoch_seen = read_int(archive, path, "epoch_seen");
+  s.epoch_seconds = read_double(archive, path, "epoch_seconds");
+  return loaded;
+}
+
+void load_optimizer_state(const std::string& path, torch::optim::Adam& optimizer) {
+  auto archive = open_archive(path);
+  torch::serialize::InputArchive optimizer_archive;
+  try {
+    if (!archive.try_read("optimizer", optimizer_archive)) {
+      throw CheckpointError(path + ": checkpoint holds no optimizer state; it cannot be resumed");
+    }
+    optimizer.load(optimizer_archive);
+  } catch (const CheckpointError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw CheckpointError(path + ": optimizer state is unreadable (" + e.what() + ")");
+  }
+}
+
+} // namespace capsnet

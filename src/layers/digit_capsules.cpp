@@ -1,0 +1,29 @@
+#include "capsnet/layers/digit_capsules.h"
+
+#include <c10/util/Exception.h>
+#include <torch/nn/init.h>
+
+namespace capsnet {
+
+DigitCapsulesImpl::DigitCapsulesImpl(const DigitCapsulesOptions& options_) : options(options_) {
+  reset();
+}
+
+void DigitCapsulesImpl::reset() {
+  TORCH_CHECK(options.routing_iterations() >= 1, "expected at least one routing iteration, got ",
+              options.routing_iterations());
+  TORCH_CHECK(options.init_std() > 0, "expected a positive W init std, got ", options.init_std());
+  weight = register_parameter("weight", at::empty({options.in_capsules(), options.out_capsules(),
+                                                   options.in_dim(), options.out_dim()}));
+  torch::nn::init::normal_(weight, 0.0, options.init_std());
+  if (options.bias()) {
+    bias = register_parameter("bias", at::zeros({options.out_capsules(), options.out_dim()}));
+  }
+}
+
+at::Tensor DigitCapsulesImpl::forward(const at::Tensor& u) {
+  return dynamic_routing(prediction_vectors(u, weight), options.routing_iterations(),
+                         options.softmax(), bias);
+}
+
+} // namespace capsnet

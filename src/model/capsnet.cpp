@@ -1,0 +1,131 @@
+#include "capsnet/model/capsnet.h"
+
+#include <torch/nn/functional/activation.h>
+#include <torch/nn/modules/activation.h>
+#include <torch/nn/modules/linear.h>
+
+#include <stdexcept>
+#include <string>
+
+namespace capsnet {
+
+namespace {
+
+void require_positive(int64_t value, const char* field) {
+  if (value < 1) {
+    throw std::invalid_argument(std::string("model config: ") + field +
+                                " must be at least 1, got " + std::to_string(value));
+  }
+}
+
+} // namespace
+
+int64_t CapsNetConfig::primary_grid() const {
+  const int64_t conv1_out = image_size - conv1_kernel + 1;
+  return (conv1_out - primary_kernel) / primary_stride + 1;
+}
+
+int64_t CapsNetConfig::num_primary_capsules() const {
+  return primary_types * primary_grid() * primary_grid();
+}
+
+void CapsNetConfig::validate() const {
+  require_positive(image_size, "image_size");
+  require_positive(in_channels, "in_channels");
+  require_positive(num_classes, "num_classes");
+  require_positive(conv1_channels, "conv1_channels");
+  require_positive(conv1_kernel, "conv1_kernel");
+  require_positive(primary_types, "primary_types");
+  require_positive(primary_dim, "primary_dim");
+  require_positive(primary_kernel, "primary_kernel");
+  require_positive(primary_stride, "primary_stride");
+  require_positive(digit_dim, "digit_dim");
+  require_positive(routing_iterations, "routing_iterations");
+  for (auto width : decoder_hidden) require_positive(width, "decoder_hidden");
+  if (!(w_init_std > 0)) {
+    throw std::invalid_argument("model config: w_init_std must be positive, got " +
+                                std::to_string(w_init_std));
+  }
+  if (image_size - conv1_kernel + 1 < primary_kernel) {
+    throw std::invalid_argument("model config: image_size " + std::to_string(image_size) +
+                                " is too small for conv1_kernel " + std::to_string(conv1_kernel) +
+                                " followed by primary_kernel " + std::to_string(primary_kernel));
+  }
+}
+
+bool CapsNetConfig::operator==(const CapsNetConfig& o) const {
+  return image_size == o.image_size && in_channels == o.in_channels &&
+         num_classes == o.num_classes && conv1_channels == o.conv1_channels &&
+         conv1_kernel == o.conv1_kernel && primary_types == o.primary_types &&
+         primary_dim == o.primary_dim && primary_kernel == o.primary_kernel &&
+         primary_stride == o.primary_stride && digit_dim == o.digit_dim &&
+         routing_iterations == o.routing_iterations && routing_softmax == o.routing_softmax &&
+         digit_bias == o.digit_bias && w_init_std == o.w_init_std &&
+         decoder_hidden == o.decoder_hidden;
+}
+
+CapsNetImpl::CapsNetImpl(const CapsNetConfig& config_) : config(config_) {
+  config.validate();
+  conv1 = register_module(
+      "conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(config.in_channels, config.conv1_channels,
+                                                          config.conv1_kernel)));
+  primary_capsules = register_module(
+      "primary_capsules",
+      PrimaryCapsules(PrimaryCapsulesOptions(config.conv1_channels, config.primary_types,
+                                             config.primary_dim)
+                          .kernel_size(config.primary_kernel)
+                          .stride(config.primary_stride)));
+  digit_capsules = register_module(
+      "digit_capsules",
+      DigitCapsules(DigitCapsulesOptions(config.num_primary_capsules(), config.num_classes,
+                                         config.primary_dim, config.digit_dim)
+                        .routing_iterations(config.routing_iterations)
+                        .softmax(config.routing_softmax)
+                        .bias(config.digit_bias)
+                        .init_std(config.w_init_std)));
+  // Linear, ReLU, ..., Linear, Sigmoid: indices 0, 2, 4 hold the weights, as in the seed.
+  decoder = torch::nn::Sequential();
+  int64_t width = config.num_classes * config.digit_dim;
+  for (auto hidden : config.decoder_hidden) {
+    decoder->push_back(torch::nn::Linear(width, hidden));
+    decoder->push_back(torch::nn::ReLU());
+    width = hidden;
+  }
+  decoder->push_back(torch::nn::Linear(
+      width, config.in_channels * config.image_size * config.image_size));
+  decoder->push_back(torch::nn::Sigmoid());
+  register_module("decoder", decoder);
+}
+
+at::Tensor CapsNetImpl::capsules(const at::Tensor& images) {
+  TORCH_CHECK(images.dim() == 4 && images.size(1) == config.in_channels &&
+                  images.size(2) == config.image_size && images.size(3) == config.image_size,
+              "expected images of shape [B, ", config.in_channels, ", ", config.image_size, ", ",
+              config.image_size, "], got ", images.sizes());
+  auto features = torch::relu(conv1->forward(images));
+  return digit_capsules->forward(primary_capsules->forward(features));
+}
+
+at::Tensor CapsNetImpl::reconstruct(const at::Tensor& capsules, const at::Tensor& classes) {
+  auto mask = at::zeros({capsules.size(0), capsules.size(1)}, capsules.options())
+                  .scatter_(1, classes.unsqueeze(1), 1.0);
+  auto masked = (capsules * mask.unsqueeze(-1)).flatten(1);
+  return decoder->forward(masked).view(
+      {capsules.size(0), config.in_channels, config.image_size, config.image_size});
+}
+
+CapsNetOutput CapsNetImpl::forward(const at::Tensor& images, const at::Tensor& mask_classes,
+                                   bool with_reconstruction) {
+  CapsNetOutput out;
+  out.capsules = capsules(images);
+  // at::norm's backward is defined (zero) at a zero vector, unlike sqrt(sum(v^2)).
+  out.lengths = at::norm(out.capsules, 2, {-1});
+  out.predictions = out.lengths.argmax(-1);
+  if (with_reconstruction) {
+    out.reconstruction =
+        reconstruct(out.capsules, mask_classes.defined() ? mask_classes : out.predictions);
+  }
+  return out;
+}
+
+} // namespace capsnet
