@@ -5,7 +5,7 @@ DATA ?= data/mnist
 JOBS ?= $(shell nproc)
 ARGS ?=
 
-.PHONY: all deps build data train test clean
+.PHONY: all deps build data train test bench clean
 
 all: build
 
@@ -24,6 +24,15 @@ train: build data
 
 test: build data
 	cd $(BUILD) && ctest --output-on-failure --timeout 900
+
+# capsnet bench and the seed's model in PyTorch (Debian's python3-torch), same batch, ratios.
+BENCH_ARGS ?= --batch-size 128 --steps 5 --warmup 1
+bench: build
+	@command -v /usr/bin/python3 >/dev/null && /usr/bin/python3 -c 'import torch' 2>/dev/null || \
+	  { echo "make bench: needs Debian's python3-torch (apt-get install python3-torch)" >&2; exit 1; }
+	./$(BUILD)/capsnet bench $(BENCH_ARGS) --json > $(BUILD)/bench-capsnet.json
+	/usr/bin/python3 bench/pytorch_reference.py $(BENCH_ARGS) --json > $(BUILD)/bench-pytorch.json
+	python3 bench/compare.py $(BUILD)/bench-capsnet.json $(BUILD)/bench-pytorch.json
 
 clean:
 	rm -rf $(BUILD)

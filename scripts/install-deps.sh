@@ -9,6 +9,7 @@ packages=(
   libcli11-dev            # command line
   nlohmann-json3-dev      # config.json, metrics.jsonl
   zlib1g-dev              # gzip-compressed IDX files
+  libopenblas0-openmp     # libtorch links libblas.so.3: without OpenBLAS it is netlib's, ~30x slower
   libgtest-dev            # tests
   python3                 # the tests read JSON output with it
   dataset-fashion-mnist   # --dataset fashion-mnist

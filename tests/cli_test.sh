@@ -49,11 +49,11 @@ check "help lists subcommands" grep -q "train" "$work/help"
 "$capsnet" train --help >"$work/train-help"
 for option in --data --dataset --epochs --batch-size --lr --lr-decay --routing-iters \
   --routing-softmax --shift --recon-weight --recon-loss --mask --normalize --margin-squared \
-  --w-init-std --digit-bias --preset --seed --threads --limit --test-limit --out --resume; do
+  --w-init-std --digit-bias --routing --preset --seed --threads --limit --test-limit --out --resume; do
   check "train --help documents $option" grep -q -- "$option " "$work/train-help"
 done
 "$capsnet" eval --help >"$work/eval-help"
-for option in --checkpoint --data --dataset --batch-size --threads --limit --json; do
+for option in --checkpoint --data --dataset --batch-size --threads --limit --routing --json; do
   check "eval --help documents $option" grep -q -- "$option" "$work/eval-help"
 done
 
@@ -86,13 +86,15 @@ head -1 "$run/metrics.jsonl" >"$work/row.json"
 check "metrics row has test accuracy and errors" \
   test "$(json_get "$work/row.json" "j['test_errors'] == round(j['test_size']*(1-j['test_accuracy'])) and j['test_size'] == 200")" = True
 check "config records options, libtorch and threads" \
-  test "$(json_get "$run/config.json" "j['batch_size'] == 128 and j['threads_used'] == 2 and 'libtorch_version' in j and j['model']['routing_iterations'] == 3")" = True
+  test "$(json_get "$run/config.json" "j['batch_size'] == 64 and j['threads_used'] == 2 and 'libtorch_version' in j and j['model']['routing_iterations'] == 3")" = True
 
 "$capsnet" eval --checkpoint "$run/best.pt" --data "$mnist" --limit 200 --json >"$work/eval.json"
 check "eval --json exits 0" test $? -eq 0
 check "eval totals agree" test "$(json_get "$work/eval.json" \
   "j['total'] == 200 and sum(c['total'] for c in j['per_class']) == 200 and j['errors'] == 200 - sum(c['correct'] for c in j['per_class'])")" = True
 check "eval matches the epoch's test accuracy" test "$(python3 -c "import json; a=json.load(open('$work/eval.json')); b=json.load(open('$work/row.json')); print(a['accuracy'] == b['test_accuracy'])")" = True
+"$capsnet" eval --checkpoint "$run/best.pt" --data "$mnist" --limit 200 --routing reference --json >"$work/eval-ref.json"
+check "reference routing gives the fused routing's accuracy" test "$(python3 -c "import json; a=json.load(open('$work/eval.json')); b=json.load(open('$work/eval-ref.json')); print(a['errors'] == b['errors'] and abs(a['loss'] - b['loss']) < 1e-4)")" = True
 "$capsnet" eval --checkpoint "$run/best.pt" --data "$mnist" --limit 200 >"$work/eval.txt"
 check "eval text has per-class accuracy" grep -q "per-class accuracy" "$work/eval.txt"
 

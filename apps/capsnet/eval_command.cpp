@@ -23,6 +23,7 @@ struct EvalFlags {
   int threads = 0;
   int64_t limit = 0;
   bool json = false;
+  std::string routing = "fused";
 };
 
 } // namespace
@@ -44,6 +45,9 @@ Runner add_eval_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--limit", flags->limit, "evaluate on the first N test images (0: all)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--routing", flags->routing, "routing implementation: fused or reference")
+      ->check(CLI::IsMember({"fused", "reference"}))
+      ->capture_default_str();
   cmd->add_flag("--json", flags->json, "print one JSON object instead of text");
 
   return [flags]() {
@@ -51,6 +55,7 @@ Runner add_eval_command(CLI::App& app) {
     auto loaded = load_checkpoint(flags->checkpoint);
     auto options = loaded.options;
     options.eval_batch_size = flags->batch_size;
+    loaded.model->set_routing_impl(routing_impl_from_string(flags->routing));
     if (!flags->dataset.empty()) options.dataset = flags->dataset;
     const auto dir = !flags->data_dir.empty()      ? flags->data_dir
                      : !flags->dataset.empty()     ? default_data_dir(options.dataset)

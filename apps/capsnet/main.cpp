@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   auto train = capsnet::cli::add_train_command(app);
   auto eval = capsnet::cli::add_eval_command(app);
+  auto bench = capsnet::cli::add_bench_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -22,6 +23,7 @@ int main(int argc, char** argv) {
   try {
     if (app.got_subcommand("train")) return train();
     if (app.got_subcommand("eval")) return eval();
+    if (app.got_subcommand("bench")) return bench();
   } catch (const capsnet::DataError& e) {
     std::cerr << "capsnet: data error: " << e.what() << "\n";
   } catch (const capsnet::CheckpointError& e) {

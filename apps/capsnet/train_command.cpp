@@ -40,7 +40,7 @@ std::string default_run_dir(const TrainOptions& options) {
 /// user actually gave are copied onto the chosen preset.
 struct Flags {
   TrainOptions given;
-  std::string routing_softmax = "parents", recon_loss = "sse", mask = "label";
+  std::string routing_softmax = "parents", recon_loss = "sse", mask = "label", routing = "fused";
   std::vector<std::pair<CLI::Option*, std::function<void(TrainOptions&)>>> bound;
 
   template <typename T, typename Field>
@@ -85,7 +85,7 @@ Runner add_train_command(CLI::App& app) {
       ->check(CLI::IsMember({"mnist", "fashion-mnist"}));
   f.add<int64_t>(cmd, "--epochs", FIELD(int64_t, epochs), "epochs to train (with --resume: the new total)")
       ->check(CLI::PositiveNumber);
-  f.add<int64_t>(cmd, "--batch-size", FIELD(int64_t, batch_size), "training batch size (seed: 64)")
+  f.add<int64_t>(cmd, "--batch-size", FIELD(int64_t, batch_size), "training batch size")
       ->check(CLI::PositiveNumber);
   f.add<double>(cmd, "--lr", FIELD(double, lr), "Adam learning rate")->check(CLI::PositiveNumber);
   f.add<double>(cmd, "--lr-decay", FIELD(double, lr_decay),
@@ -102,6 +102,14 @@ Runner add_train_command(CLI::App& app) {
                           ->capture_default_str();
   f.bound.emplace_back(softmax_opt, [flags](TrainOptions& o) {
     o.model.routing_softmax = routing_softmax_from_string(flags->routing_softmax);
+  });
+  auto* routing_opt = cmd->add_option("--routing", f.routing,
+                                      "routing implementation: 'fused' CPU kernel or the plain "
+                                      "ATen 'reference' (same function)")
+                          ->check(CLI::IsMember({"fused", "reference"}))
+                          ->capture_default_str();
+  f.bound.emplace_back(routing_opt, [flags](TrainOptions& o) {
+    o.routing = routing_impl_from_string(flags->routing);
   });
   f.add<int64_t>(cmd, "--shift", FIELD(int64_t, shift),
                  "random translation of training images, up to N pixels each way (0: off)")
@@ -152,7 +160,8 @@ Runner add_train_command(CLI::App& app) {
   cmd->add_option("--out", *out, "run directory (default: runs/DATASET-PRESET-TIMESTAMP)");
   auto* resume_opt = cmd->add_option("--resume", *resume,
                                      "continue the run in RUN_DIR from its last.pt (--epochs, "
-                                     "--threads, --data and --eval-batch-size may change)");
+                                     "--threads, --data, --eval-batch-size and --routing may "
+                                     "change)");
   resume_opt->excludes(cmd->get_option("--out"))->excludes(cmd->get_option("--preset"));
 
   return [flags, preset, out, resume]() {
@@ -163,7 +172,7 @@ Runner add_train_command(CLI::App& app) {
       run_dir = *resume;
       options = load_checkpoint(last_checkpoint_path(run_dir)).options;
       const std::vector<std::string> may_change = {"--epochs", "--threads", "--data",
-                                                   "--eval-batch-size"};
+                                                   "--eval-batch-size", "--routing"};
       for (const auto& [option, apply] : flags->bound) {
         if (option->count() == 0) continue;
         const auto name = option->get_name();

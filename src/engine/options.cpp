@@ -28,7 +28,6 @@ TrainOptions preset_options(const std::string& name) {
   if (name != "seed") {
     throw std::invalid_argument("unknown preset '" + name + "': expected 'paper' or 'seed'");
   }
-  options.batch_size = 64;
   options.lr_decay = 1.0;
   options.shift = 0;
   options.recon_loss = ReconstructionLoss::kMeanSquared;
@@ -128,6 +127,7 @@ nlohmann::json to_json(const TrainOptions& o) {
           {"limit", o.limit},
           {"test_limit", o.test_limit},
           {"eval_batch_size", o.eval_batch_size},
+          {"routing", to_string(o.routing)},
           {"model", to_json(o.model)}};
 }
 
@@ -154,6 +154,7 @@ TrainOptions train_options_from_json(const nlohmann::json& j) {
   j.at("limit").get_to(o.limit);
   j.at("test_limit").get_to(o.test_limit);
   j.at("eval_batch_size").get_to(o.eval_batch_size);
+  o.routing = routing_impl_from_string(j.at("routing").get<std::string>());
   o.model = model_config_from_json(j.at("model"));
   return o;
 }

@@ -116,6 +116,7 @@ TrainReport train(const TrainOptions& options, const std::string& run_dir,
     model = CapsNet(options.model);
     write_run_config(run_dir, options, threads, train_data.size(), test_data.size());
   }
+  model->set_routing_impl(options.routing);
   torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(options.lr));
   if (control.resume) load_optimizer_state(last_path, optimizer);
 
@@ -127,7 +128,8 @@ TrainReport train(const TrainOptions& options, const std::string& run_dir,
   }
   log << "training on " << n << " " << options.dataset << " images, testing on "
       << test_data.size() << "; batch " << options.batch_size << ", " << threads
-      << " threads, preset " << options.preset << "\n";
+      << " threads, preset " << options.preset << ", " << to_string(options.routing)
+      << " routing\n";
   ProgressPrinter progress(log, control.terminal);
   int64_t steps_this_call = 0;
 

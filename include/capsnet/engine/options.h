@@ -26,7 +26,7 @@ struct TrainOptions {
   std::string dataset = "mnist";
   std::string data_dir; ///< empty: default_data_dir(dataset)
   int64_t epochs = 10;
-  int64_t batch_size = 128;
+  int64_t batch_size = 64;
   double lr = 1e-3;
   /// Learning rate multiplier per epoch, applied smoothly at every step:
   /// lr(t) = lr * lr_decay^(t / steps_per_epoch). The authors' code multiplies
@@ -43,13 +43,15 @@ struct TrainOptions {
   int64_t limit = 0;       ///< use the first N training images (0: all)
   int64_t test_limit = 0;  ///< evaluate on the first N test images (0: all)
   int64_t eval_batch_size = 500;
+  /// How the digit capsules route (the same function either way).
+  RoutingImpl routing = RoutingImpl::kFused;
   CapsNetConfig model;
 };
 
 /// The options of a named preset: "paper" (the defaults above) or "seed" (the
 /// seed program: normalised input, unsquared margin loss, decoder masked by the
-/// prediction, mean squared error, no shift, batch 64, no lr decay, routing
-/// softmax over the child capsules, W ~ N(0, 1)).
+/// prediction, mean squared error, no shift, no lr decay, routing softmax over
+/// the child capsules, W ~ N(0, 1); batch 64 like the paper default).
 /// Throws std::invalid_argument for another name.
 TrainOptions preset_options(const std::string& name);
 

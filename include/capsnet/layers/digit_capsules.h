@@ -1,6 +1,7 @@
 #pragma once
 
 #include "capsnet/ops/dynamic_routing.h"
+#include "capsnet/ops/fused_routing.h"
 
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
@@ -22,7 +23,9 @@ struct DigitCapsulesOptions {
   /// Adds a learned bias to s_j before squash (as the authors' code does).
   TORCH_ARG(bool, bias) = false;
   /// W_ij ~ N(0, init_std^2). The seed uses torch.randn, i.e. 1.0.
-  TORCH_ARG(double, init_std) = 0.1;
+  TORCH_ARG(double, init_std) = 0.01;
+  /// How routing is computed; both give the same function.
+  TORCH_ARG(RoutingImpl, impl) = RoutingImpl::kFused;
 };
 
 /// Fully connected capsule layer with dynamic routing (DigitCaps, Section 4).

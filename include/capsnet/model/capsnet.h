@@ -29,7 +29,7 @@ struct CapsNetConfig {
   int64_t routing_iterations = 3;
   RoutingSoftmax routing_softmax = RoutingSoftmax::kParents;
   bool digit_bias = false;
-  double w_init_std = 0.1;
+  double w_init_std = 0.01;
   std::vector<int64_t> decoder_hidden = {512, 1024};
 
   /// Side of the primary-capsule grid: 6 for the paper's MNIST network.
@@ -68,6 +68,9 @@ struct CapsNetImpl : torch::nn::Module {
   /// false skips the decoder.
   CapsNetOutput forward(const at::Tensor& images, const at::Tensor& mask_classes = {},
                         bool with_reconstruction = true);
+
+  /// Chooses the routing implementation; not part of the architecture.
+  void set_routing_impl(RoutingImpl impl) { digit_capsules->options.impl(impl); }
 
   CapsNetConfig config;
   torch::nn::Conv2d conv1{nullptr};

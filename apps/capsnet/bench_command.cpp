@@ -1,0 +1,193 @@
+#include "commands.h"
+
+#include "capsnet/engine/evaluate.h"
+#include "capsnet/engine/flops.h"
+#include "capsnet/engine/options.h"
+#include "capsnet/engine/runtime.h"
+
+#include <nlohmann/json.hpp>
+#include <torch/csrc/autograd/grad_mode.h>
+#include <torch/optim/adam.h>
+#include <torch/version.h>
+
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <memory>
+
+// OpenBLAS tells which kernel it runs, when it is the BLAS in the process.
+extern "C" char* openblas_get_corename() __attribute__((weak));
+
+namespace capsnet::cli {
+
+namespace {
+
+struct BenchFlags {
+  int64_t batch_size = 128;
+  int64_t steps = 5;
+  int64_t warmup = 1;
+  int threads = 0;
+  std::string routing = "fused";
+  bool json = false;
+};
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+double peak_rss_mib() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_maxrss / 1024.0; // KiB on Linux
+}
+
+// GFLOP/s of a large fp32 matrix product: what this machine's BLAS reaches.
+double matmul_probe_gflops() {
+  const int64_t n = 2048;
+  auto a = at::randn({n, n}), b = at::randn({n, n});
+  at::mm(a, b); // warm up
+  const auto start = std::chrono::steady_clock::now();
+  const int reps = 3;
+  for (int k = 0; k < reps; ++k) at::mm(a, b);
+  return reps * 2.0 * n * n * n / seconds_since(start) / 1e9;
+}
+
+} // namespace
+
+Runner add_bench_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("bench", "Time training and inference steps of the paper's "
+                                          "CapsNet on random data; per-stage breakdown");
+  auto flags = std::make_shared<BenchFlags>();
+  cmd->add_option("--batch-size", flags->batch_size, "images per step")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--steps", flags->steps, "timed steps")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--warmup", flags->warmup, "untimed steps first")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--threads", flags->threads, "CPU threads (0: every core)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--routing", flags->routing, "routing implementation: fused or reference")
+      ->check(CLI::IsMember({"fused", "reference"}))
+      ->capture_default_str();
+  cmd->add_flag("--json", flags->json, "print one JSON object instead of text");
+
+  return [flags]() {
+    const int threads = configure_runtime(flags->threads);
+    TrainOptions options; // the paper's defaults
+    torch::manual_seed(0);
+    CapsNet model(options.model);
+    model->set_routing_impl(routing_impl_from_string(flags->routing));
+    torch::optim::Adam adam(model->parameters(), torch::optim::AdamOptions(options.lr));
+    const int64_t B = flags->batch_size;
+    auto images = at::rand({B, 1, options.model.image_size, options.model.image_size});
+    auto labels = at::randint(options.model.num_classes, {B}, at::kLong);
+
+    // Training steps, forward stage by stage as CapsNetImpl::forward runs them.
+    std::map<std::string, double> stage;
+    double train_seconds = 0;
+    for (int64_t step = 0; step < flags->warmup + flags->steps; ++step) {
+      const bool timed = step >= flags->warmup;
+      std::map<std::string, double> t;
+      auto start = std::chrono::steady_clock::now();
+      auto tick = [&](const char* name) {
+        t[name] += seconds_since(start);
+        start = std::chrono::steady_clock::now();
+      };
+      const auto step_start = std::chrono::steady_clock::now();
+      auto features = torch::relu(model->conv1->forward(images));
+      tick("conv1");
+      auto primary = model->primary_capsules->forward(features);
+      tick("primary_capsules");
+      auto capsules = model->digit_capsules->forward(primary);
+      tick("digit_capsules");
+      CapsNetOutput out;
+      out.capsules = capsules;
+      out.lengths = at::norm(capsules, 2, {-1});
+      out.predictions = out.lengths.argmax(-1);
+      out.reconstruction = model->reconstruct(capsules, labels);
+      auto loss = capsnet_loss(out, images, labels, options);
+      tick("decoder_and_losses");
+      adam.zero_grad();
+      loss.total.backward();
+      tick("backward");
+      adam.step();
+      tick("optimizer");
+      if (timed) {
+        train_seconds += seconds_since(step_start);
+        for (auto& [name, seconds] : t) stage[name] += seconds;
+      }
+    }
+
+    double infer_seconds = 0;
+    {
+      torch::NoGradGuard no_grad;
+      model->eval();
+      for (int64_t step = 0; step < flags->warmup + flags->steps; ++step) {
+        const auto start = std::chrono::steady_clock::now();
+        model->forward(images, {}, /*with_reconstruction=*/false).predictions.sum().item<int64_t>();
+        if (step >= flags->warmup) infer_seconds += seconds_since(start);
+      }
+    }
+
+    const auto flops = model_flops(options.model);
+    const double train_rate = flags->steps * B / train_seconds;
+    const double infer_rate = flags->steps * B / infer_seconds;
+    const double train_gflops = train_rate * flops.training() / 1e9;
+    const double infer_gflops = infer_rate * flops.forward() / 1e9;
+    const double probe = matmul_probe_gflops();
+    const char* coretype = std::getenv("OPENBLAS_CORETYPE");
+    const std::string blas_core = openblas_get_corename ? openblas_get_corename() : "unknown";
+
+    nlohmann::json result = {
+        {"batch_size", B},
+        {"steps", flags->steps},
+        {"threads", threads},
+        {"routing", flags->routing},
+        {"libtorch_version", TORCH_VERSION},
+        {"blas_core", blas_core},
+        {"openblas_coretype_env", coretype ? coretype : ""},
+        {"train_images_per_second", train_rate},
+        {"inference_images_per_second", infer_rate},
+        {"train_gflop_per_image", flops.training() / 1e9},
+        {"forward_gflop_per_image", flops.forward() / 1e9},
+        {"train_gflops", train_gflops},
+        {"inference_gflops", infer_gflops},
+        {"matmul_probe_gflops", probe},
+        {"train_fraction_of_probe", train_gflops / probe},
+        {"peak_rss_mib", peak_rss_mib()},
+        {"stage_seconds_per_step", nlohmann::json::object()}};
+    for (auto& [name, seconds] : stage) {
+      result["stage_seconds_per_step"][name] = seconds / flags->steps;
+    }
+    if (flags->json) {
+      std::cout << result.dump() << std::endl;
+      return 0;
+    }
+    std::printf("capsnet bench: batch %ld, %ld steps after %ld warm-up, %d threads, %s routing\n",
+                static_cast<long>(B), static_cast<long>(flags->steps),
+                static_cast<long>(flags->warmup), threads, flags->routing.c_str());
+    std::printf("BLAS core %s (OPENBLAS_CORETYPE=%s), LibTorch %s\n", blas_core.c_str(),
+                coretype ? coretype : "unset", TORCH_VERSION);
+    std::printf("training   %8.1f images/s  %6.1f GFLOP/s (%.3f GFLOP/image)\n", train_rate,
+                train_gflops, flops.training() / 1e9);
+    std::printf("inference  %8.1f images/s  %6.1f GFLOP/s (%.3f GFLOP/image)\n", infer_rate,
+                infer_gflops, flops.forward() / 1e9);
+    std::printf("fp32 matrix-product probe %.1f GFLOP/s: training runs at %.0f%% of it\n", probe,
+                100 * train_gflops / probe);
+    std::printf("peak resident memory %.0f MiB\n", peak_rss_mib());
+    std::printf("training step, seconds per stage:\n");
+    for (auto& [name, seconds] : stage) {
+      std::printf("  %-20s %7.3f  (%4.1f%%)\n", name.c_str(), seconds / flags->steps,
+                  100 * seconds / train_seconds);
+    }
+    return 0;
+  };
+}
+
+} // namespace capsnet::cli

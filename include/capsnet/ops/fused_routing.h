@@ -1,0 +1,32 @@
+#pragma once
+
+#include "capsnet/ops/dynamic_routing.h"
+
+#include <ATen/ATen.h>
+
+namespace capsnet {
+
+/// Which implementation runs the digit capsules' routing.
+enum class RoutingImpl {
+  kFused,     ///< fused_dynamic_routing: one hand-written CPU kernel, forward and backward
+  kReference, ///< dynamic_routing(prediction_vectors(...)) in plain ATen ops
+};
+
+std::string to_string(RoutingImpl impl);
+/// Parses "fused" or "reference"; throws std::invalid_argument otherwise.
+RoutingImpl routing_impl_from_string(const std::string& name);
+
+/// u_hat = W u and the iterations of Procedure 1 in one autograd op, with a
+/// hand-written backward: the same function as
+///   dynamic_routing(prediction_vectors(u, weight), iterations, softmax, bias)
+/// computed image by image in parallel over the batch, u_hat held per thread
+/// (recomputed in backward, never stored for the batch), and only the coupling
+/// coefficients, s and v of each iteration kept for backward.
+/// CPU, float or double. Once differentiable.
+/// Shapes: u [B, N_in, D_in], weight [N_in, N_out, D_in, D_out],
+///   bias [N_out, D_out] or undefined -> v [B, N_out, D_out].
+at::Tensor fused_dynamic_routing(const at::Tensor& u, const at::Tensor& weight,
+                                 const at::Tensor& bias, int64_t iterations,
+                                 RoutingSoftmax softmax = RoutingSoftmax::kParents);
+
+} // namespace capsnet

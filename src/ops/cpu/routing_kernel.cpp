@@ -1,0 +1,239 @@
+#include "routing_kernel.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace capsnet::cpu {
+
+namespace {
+
+// Everything below is inlined into the exported functions, which GCC clones
+// for AVX-512, AVX2 and the baseline ISA and picks from at load time.
+#define CAPSNET_INLINE inline __attribute__((always_inline))
+
+// u_hat[i][j][:] = sum_n u[i][n] * weight[i][j][n][:]
+template <typename T>
+CAPSNET_INLINE void prediction_vectors(const RoutingShape& sh, const T* u, const T* weight, T* u_hat) {
+  const int64_t J = sh.n_out, N = sh.d_in, M = sh.d_out;
+  for (int64_t i = 0; i < sh.n_in; ++i) {
+    const T* ui = u + i * N;
+    for (int64_t j = 0; j < J; ++j) {
+      const T* w = weight + ((i * J + j) * N) * M;
+      T* out = u_hat + (i * J + j) * M;
+      for (int64_t m = 0; m < M; ++m) out[m] = 0;
+      for (int64_t n = 0; n < N; ++n) {
+        const T un = ui[n];
+        const T* wn = w + n * M;
+#pragma omp simd
+        for (int64_t m = 0; m < M; ++m) out[m] += un * wn[m];
+      }
+    }
+  }
+}
+
+template <typename T>
+CAPSNET_INLINE void softmax(const RoutingShape& sh, const T* logits, T* c) {
+  const int64_t I = sh.n_in, J = sh.n_out;
+  if (sh.softmax_over_parents) {
+    for (int64_t i = 0; i < I; ++i) {
+      const T* row = logits + i * J;
+      T* out = c + i * J;
+      T top = row[0];
+      for (int64_t j = 1; j < J; ++j) top = std::max(top, row[j]);
+      T sum = 0;
+      for (int64_t j = 0; j < J; ++j) sum += out[j] = std::exp(row[j] - top);
+      for (int64_t j = 0; j < J; ++j) out[j] /= sum;
+    }
+    return;
+  }
+  for (int64_t j = 0; j < J; ++j) {
+    T top = logits[j];
+    for (int64_t i = 1; i < I; ++i) top = std::max(top, logits[i * J + j]);
+    T sum = 0;
+    for (int64_t i = 0; i < I; ++i) sum += c[i * J + j] = std::exp(logits[i * J + j] - top);
+    for (int64_t i = 0; i < I; ++i) c[i * J + j] /= sum;
+  }
+}
+
+// v = |s|^2 / (1 + |s|^2) * s / sqrt(|s|^2 + eps), Eq. 1.
+template <typename T>
+CAPSNET_INLINE void squash(int64_t M, double eps, const T* s, T* v) {
+  T q = 0;
+  for (int64_t m = 0; m < M; ++m) q += s[m] * s[m];
+  const T scale = q / ((1 + q) * std::sqrt(q + static_cast<T>(eps)));
+  for (int64_t m = 0; m < M; ++m) v[m] = scale * s[m];
+}
+
+// v = g(q) s with q = |s|^2, so ds = g dv + 2 g'(q) (s . dv) s, and
+// g'(q) = h (1 - q / (1 + q) - q / (2 (q + eps))) with h = 1 / ((1 + q) sqrt(q + eps)),
+// a form that stays finite at q = 0.
+template <typename T>
+CAPSNET_INLINE void squash_backward(int64_t M, double eps, const T* s, const T* grad_v, T* grad_s) {
+  T q = 0, s_dot_g = 0;
+  for (int64_t m = 0; m < M; ++m) {
+    q += s[m] * s[m];
+    s_dot_g += s[m] * grad_v[m];
+  }
+  const T qe = q + static_cast<T>(eps);
+  const T h = 1 / ((1 + q) * std::sqrt(qe));
+  const T g = q * h;
+  const T dg = h * (1 - q / (1 + q) - q / (2 * qe));
+  for (int64_t m = 0; m < M; ++m) grad_s[m] = g * grad_v[m] + 2 * dg * s_dot_g * s[m];
+}
+
+template <typename T>
+CAPSNET_INLINE void forward_impl(const RoutingShape& sh, const T* u, const T* weight, const T* bias,
+                     T* u_hat, T* logits, T* coupling, T* s, T* v) {
+  const int64_t I = sh.n_in, J = sh.n_out, M = sh.d_out;
+  prediction_vectors(sh, u, weight, u_hat);
+  std::fill(logits, logits + I * J, T(0));
+  for (int64_t t = 0; t < sh.iterations; ++t) {
+    T* c = coupling + t * I * J;
+    T* st = s + t * J * M;
+    T* vt = v + t * J * M;
+    softmax(sh, logits, c);
+    for (int64_t k = 0; k < J * M; ++k) st[k] = bias ? bias[k] : T(0);
+    for (int64_t i = 0; i < I; ++i) {
+      for (int64_t j = 0; j < J; ++j) {
+        const T cij = c[i * J + j];
+        const T* uh = u_hat + (i * J + j) * M;
+        T* sj = st + j * M;
+#pragma omp simd
+        for (int64_t m = 0; m < M; ++m) sj[m] += cij * uh[m];
+      }
+    }
+    for (int64_t j = 0; j < J; ++j) squash(M, sh.eps, st + j * M, vt + j * M);
+    if (t + 1 == sh.iterations) break; // the last agreement would not be used
+    for (int64_t i = 0; i < I; ++i) {
+      for (int64_t j = 0; j < J; ++j) {
+        const T* uh = u_hat + (i * J + j) * M;
+        const T* vj = vt + j * M;
+        T agreement = 0;
+#pragma omp simd reduction(+ : agreement)
+        for (int64_t m = 0; m < M; ++m) agreement += uh[m] * vj[m];
+        logits[i * J + j] += agreement;
+      }
+    }
+  }
+}
+
+template <typename T>
+CAPSNET_INLINE void backward_impl(const RoutingShape& sh, const T* u, const T* weight, const T* coupling,
+                      const T* s, const T* v, const T* grad_v, T* grad_u, T* grad_weight,
+                      T* grad_bias, T* u_hat, T* grad_u_hat, T* grad_logits, T* grad_coupling,
+                      T* grad_v_t, T* grad_s) {
+  const int64_t I = sh.n_in, J = sh.n_out, N = sh.d_in, M = sh.d_out;
+  prediction_vectors(sh, u, weight, u_hat);
+  std::fill(grad_u_hat, grad_u_hat + I * J * M, T(0));
+  std::fill(grad_logits, grad_logits + I * J, T(0)); // dL/db^{t+1}; b^r does not exist
+  for (int64_t t = sh.iterations - 1; t >= 0; --t) {
+    const T* c = coupling + t * I * J;
+    if (t + 1 == sh.iterations) {
+      std::copy(grad_v, grad_v + J * M, grad_v_t);
+    } else {
+      // b^{t+1}_ij = b^t_ij + u_hat_ij . v^t_j
+      const T* vt = v + t * J * M;
+      std::fill(grad_v_t, grad_v_t + J * M, T(0));
+      for (int64_t i = 0; i < I; ++i) {
+        for (int64_t j = 0; j < J; ++j) {
+          const T gb = grad_logits[i * J + j];
+          const T* uh = u_hat + (i * J + j) * M;
+          T* guh = grad_u_hat + (i * J + j) * M;
+          T* gv = grad_v_t + j * M;
+          const T* vj = vt + j * M;
+#pragma omp simd
+          for (int64_t m = 0; m < M; ++m) {
+            gv[m] += gb * uh[m];
+            guh[m] += gb * vj[m];
+          }
+        }
+      }
+    }
+    for (int64_t j = 0; j < J; ++j) {
+      squash_backward(M, sh.eps, s + t * J * M + j * M, grad_v_t + j * M, grad_s + j * M);
+    }
+    if (grad_bias) {
+      for (int64_t k = 0; k < J * M; ++k) grad_bias[k] += grad_s[k];
+    }
+    // s^t_j = sum_i c_ij u_hat_ij
+    for (int64_t i = 0; i < I; ++i) {
+      for (int64_t j = 0; j < J; ++j) {
+        const T* uh = u_hat + (i * J + j) * M;
+        T* guh = grad_u_hat + (i * J + j) * M;
+        const T* gs = grad_s + j * M;
+        const T cij = c[i * J + j];
+        T gc = 0;
+#pragma omp simd reduction(+ : gc)
+        for (int64_t m = 0; m < M; ++m) {
+          gc += gs[m] * uh[m];
+          guh[m] += cij * gs[m];
+        }
+        grad_coupling[i * J + j] = gc;
+      }
+    }
+    // c^t = softmax(b^t); b^{t+1} = b^t + ..., so dL/db^t = dL/db^{t+1} + softmax'.
+    if (sh.softmax_over_parents) {
+      for (int64_t i = 0; i < I; ++i) {
+        T dot = 0;
+        for (int64_t j = 0; j < J; ++j) dot += c[i * J + j] * grad_coupling[i * J + j];
+        for (int64_t j = 0; j < J; ++j) {
+          grad_logits[i * J + j] += c[i * J + j] * (grad_coupling[i * J + j] - dot);
+        }
+      }
+    } else {
+      for (int64_t j = 0; j < J; ++j) {
+        T dot = 0;
+        for (int64_t i = 0; i < I; ++i) dot += c[i * J + j] * grad_coupling[i * J + j];
+        for (int64_t i = 0; i < I; ++i) {
+          grad_logits[i * J + j] += c[i * J + j] * (grad_coupling[i * J + j] - dot);
+        }
+      }
+    }
+  }
+  // u_hat_ij = W_ij^T u_i
+  for (int64_t i = 0; i < I; ++i) {
+    const T* ui = u + i * N;
+    T* gui = grad_u + i * N;
+    for (int64_t n = 0; n < N; ++n) gui[n] = 0;
+    for (int64_t j = 0; j < J; ++j) {
+      const T* guh = grad_u_hat + (i * J + j) * M;
+      const T* w = weight + ((i * J + j) * N) * M;
+      T* gw = grad_weight + ((i * J + j) * N) * M;
+      for (int64_t n = 0; n < N; ++n) {
+        const T un = ui[n];
+        const T* wn = w + n * M;
+        T* gwn = gw + n * M;
+        T acc = 0;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t m = 0; m < M; ++m) {
+          gwn[m] += un * guh[m];
+          acc += wn[m] * guh[m];
+        }
+        gui[n] += acc;
+      }
+    }
+  }
+}
+
+} // namespace
+
+#define CAPSNET_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
+#define CAPSNET_DEFINE_KERNELS(T)                                                              \
+  CAPSNET_CLONES void routing_forward(const RoutingShape& shape, const T* u, const T* weight,  \
+                                      const T* bias, T* u_hat, T* logits, T* coupling, T* s,   \
+                                      T* v) {                                                  \
+    forward_impl(shape, u, weight, bias, u_hat, logits, coupling, s, v);                        \
+  }                                                                                            \
+  CAPSNET_CLONES void routing_backward(                                                        \
+      const RoutingShape& shape, const T* u, const T* weight, const T* coupling, const T* s,   \
+      const T* v, const T* grad_v, T* grad_u, T* grad_weight, T* grad_bias, T* u_hat,          \
+      T* grad_u_hat, T* grad_logits, T* grad_coupling, T* grad_v_t, T* grad_s) {               \
+    backward_impl(shape, u, weight, coupling, s, v, grad_v, grad_u, grad_weight, grad_bias,    \
+                  u_hat, grad_u_hat, grad_logits, grad_coupling, grad_v_t, grad_s);            \
+  }
+
+CAPSNET_DEFINE_KERNELS(float)
+CAPSNET_DEFINE_KERNELS(double)
+
+} // namespace capsnet::cpu

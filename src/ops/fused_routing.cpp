@@ -1,0 +1,137 @@
+#include "capsnet/ops/fused_routing.h"
+
+#include "capsnet/ops/squash.h"
+#include "cpu/routing_kernel.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <stdexcept>
+#include <vector>
+
+namespace capsnet {
+
+std::string to_string(RoutingImpl impl) {
+  return impl == RoutingImpl::kFused ? "fused" : "reference";
+}
+
+RoutingImpl routing_impl_from_string(const std::string& name) {
+  if (name == "fused") return RoutingImpl::kFused;
+  if (name == "reference") return RoutingImpl::kReference;
+  throw std::invalid_argument("unknown routing implementation '" + name +
+                              "': expected 'fused' or 'reference'");
+}
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+cpu::RoutingShape shape_of(const at::Tensor& u, const at::Tensor& weight, int64_t iterations,
+                           bool parents) {
+  return {weight.size(0), weight.size(1), weight.size(2), weight.size(3), iterations, parents,
+          kSquashEps};
+}
+
+struct FusedRouting : torch::autograd::Function<FusedRouting> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& u_in,
+                            const at::Tensor& weight_in, const at::Tensor& bias_in,
+                            int64_t iterations, bool parents) {
+    auto u = u_in.contiguous();
+    auto weight = weight_in.contiguous();
+    auto bias = bias_in.numel() > 0 ? bias_in.contiguous() : at::Tensor();
+    const auto shape = shape_of(u, weight, iterations, parents);
+    const int64_t B = u.size(0), I = shape.n_in, J = shape.n_out, M = shape.d_out;
+    const int64_t r = iterations;
+    auto coupling = at::empty({B, r, I, J}, u.options());
+    auto s = at::empty({B, r, J, M}, u.options());
+    auto v = at::empty({B, r, J, M}, u.options());
+    AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "fused_routing_forward", [&] {
+      const scalar_t* u_ptr = u.data_ptr<scalar_t>();
+      const scalar_t* w_ptr = weight.data_ptr<scalar_t>();
+      const scalar_t* b_ptr = bias.defined() ? bias.data_ptr<scalar_t>() : nullptr;
+      scalar_t* c_ptr = coupling.data_ptr<scalar_t>();
+      scalar_t* s_ptr = s.data_ptr<scalar_t>();
+      scalar_t* v_ptr = v.data_ptr<scalar_t>();
+      at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+        std::vector<scalar_t> u_hat(I * J * M), logits(I * J);
+        for (int64_t b = begin; b < end; ++b) {
+          cpu::routing_forward(shape, u_ptr + b * I * shape.d_in, w_ptr, b_ptr,
+                                         u_hat.data(), logits.data(), c_ptr + b * r * I * J,
+                                         s_ptr + b * r * J * M, v_ptr + b * r * J * M);
+        }
+      });
+    });
+    ctx->save_for_backward({u, weight, coupling, s, v});
+    ctx->saved_data["iterations"] = iterations;
+    ctx->saved_data["parents"] = parents;
+    ctx->saved_data["has_bias"] = bias.defined();
+    return v.select(1, r - 1).clone();
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &u = saved[0], &weight = saved[1], &coupling = saved[2], &s = saved[3],
+               &v = saved[4];
+    const int64_t iterations = ctx->saved_data["iterations"].toInt();
+    const bool has_bias = ctx->saved_data["has_bias"].toBool();
+    const auto shape = shape_of(u, weight, iterations, ctx->saved_data["parents"].toBool());
+    const int64_t B = u.size(0), I = shape.n_in, J = shape.n_out, N = shape.d_in,
+                  M = shape.d_out, r = iterations;
+    auto grad_v = grad_outputs[0].contiguous();
+    auto grad_u = at::empty_like(u);
+    // One accumulator of dW (and db) per thread, summed at the end.
+    const int64_t threads = at::get_num_threads();
+    auto grad_weight_parts = at::zeros({threads, I, J, N, M}, u.options());
+    auto grad_bias_parts = at::zeros({threads, J, M}, u.options());
+    AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "fused_routing_backward", [&] {
+      at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
+        const int64_t thread = at::get_thread_num();
+        TORCH_INTERNAL_ASSERT(thread < threads, "thread ", thread, " of ", threads);
+        std::vector<scalar_t> u_hat(I * J * M), grad_u_hat(I * J * M), grad_logits(I * J),
+            grad_coupling(I * J), grad_v_t(J * M), grad_s(J * M);
+        scalar_t* gw = grad_weight_parts.data_ptr<scalar_t>() + thread * I * J * N * M;
+        scalar_t* gb = has_bias ? grad_bias_parts.data_ptr<scalar_t>() + thread * J * M : nullptr;
+        for (int64_t b = begin; b < end; ++b) {
+          cpu::routing_backward(
+              shape, u.data_ptr<scalar_t>() + b * I * N, weight.data_ptr<scalar_t>(),
+              coupling.data_ptr<scalar_t>() + b * r * I * J, s.data_ptr<scalar_t>() + b * r * J * M,
+              v.data_ptr<scalar_t>() + b * r * J * M, grad_v.data_ptr<scalar_t>() + b * J * M,
+              grad_u.data_ptr<scalar_t>() + b * I * N, gw, gb, u_hat.data(), grad_u_hat.data(),
+              grad_logits.data(), grad_coupling.data(), grad_v_t.data(), grad_s.data());
+        }
+      });
+    });
+    at::Tensor grad_bias = has_bias ? grad_bias_parts.sum(0) : at::Tensor();
+    return {grad_u, grad_weight_parts.sum(0), grad_bias, at::Tensor(), at::Tensor()};
+  }
+};
+
+} // namespace
+
+at::Tensor fused_dynamic_routing(const at::Tensor& u, const at::Tensor& weight,
+                                 const at::Tensor& bias, int64_t iterations,
+                                 RoutingSoftmax softmax) {
+  TORCH_CHECK(u.dim() == 3, "expected u of shape [B, N_in, D_in], got ", u.sizes());
+  TORCH_CHECK(weight.dim() == 4, "expected weight of shape [N_in, N_out, D_in, D_out], got ",
+              weight.sizes());
+  TORCH_CHECK(u.size(1) == weight.size(0) && u.size(2) == weight.size(2), "u ", u.sizes(),
+              " does not match weight ", weight.sizes());
+  TORCH_CHECK(!bias.defined() || (bias.dim() == 2 && bias.size(0) == weight.size(1) &&
+                                  bias.size(1) == weight.size(3)),
+              "expected bias of shape [N_out, D_out], got ", bias.sizes());
+  TORCH_CHECK(iterations >= 1, "expected at least one routing iteration, got ", iterations);
+  TORCH_CHECK(u.device().is_cpu() && weight.device().is_cpu(),
+              "the fused routing op runs on the CPU; use the reference routing on ", u.device());
+  TORCH_CHECK(u.scalar_type() == weight.scalar_type() &&
+                  (u.scalar_type() == at::kFloat || u.scalar_type() == at::kDouble),
+              "the fused routing op takes float or double u and weight of one type, got ",
+              u.scalar_type(), " and ", weight.scalar_type());
+  // Autograd functions take defined tensors only: an empty bias stands for none.
+  const auto bias_or_empty = bias.defined() ? bias : at::empty({0}, weight.options());
+  return FusedRouting::apply(u, weight, bias_or_empty, iterations,
+                             softmax == RoutingSoftmax::kParents);
+}
+
+} // namespace capsnet
