@@ -102,8 +102,16 @@ at::Tensor CapsNetImpl::capsules(const at::Tensor& images) {
                   images.size(2) == config.image_size && images.size(3) == config.image_size,
               "expected images of shape [B, ", config.in_channels, ", ", config.image_size, ", ",
               config.image_size, "], got ", images.sizes());
+  auto stage = [this](const char* name) {
+    if (stage_hook) stage_hook(name);
+  };
   auto features = torch::relu(conv1->forward(images));
-  return digit_capsules->forward(primary_capsules->forward(features));
+  stage("conv1");
+  auto primary = primary_capsules->forward(features);
+  stage("primary_capsules");
+  auto digits = digit_capsules->forward(primary);
+  stage("digit_capsules");
+  return digits;
 }
 
 at::Tensor CapsNetImpl::reconstruct(const at::Tensor& capsules, const at::Tensor& classes) {
@@ -124,6 +132,7 @@ CapsNetOutput CapsNetImpl::forward(const at::Tensor& images, const at::Tensor& m
   if (with_reconstruction) {
     out.reconstruction =
         reconstruct(out.capsules, mask_classes.defined() ? mask_classes : out.predictions);
+    if (stage_hook) stage_hook("decoder");
   }
   return out;
 }

@@ -9,6 +9,7 @@
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/pimpl.h>
 
+#include <functional>
 #include <vector>
 
 namespace capsnet {
@@ -68,6 +69,10 @@ struct CapsNetImpl : torch::nn::Module {
   /// false skips the decoder.
   CapsNetOutput forward(const at::Tensor& images, const at::Tensor& mask_classes = {},
                         bool with_reconstruction = true);
+
+  /// Called with a stage's name as each stage of the forward pass ends
+  /// ("conv1", "primary_capsules", "digit_capsules", "decoder"): for profiling.
+  std::function<void(const char*)> stage_hook;
 
   /// Chooses the routing implementation; not part of the architecture.
   void set_routing_impl(RoutingImpl impl) { digit_capsules->options.impl(impl); }
