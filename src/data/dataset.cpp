@@ -1,0 +1,111 @@
+#include "capsnet/data/dataset.h"
+
+#include "capsnet/data/idx_reader.h"
+
+#include <c10/util/Exception.h>
+
+#include <filesystem>
+
+namespace capsnet {
+
+namespace fs = std::filesystem;
+
+bool is_known_dataset(const std::string& name) {
+  return name == "mnist" || name == "fashion-mnist";
+}
+
+std::string default_data_dir(const std::string& name) {
+  return name == "fashion-mnist" ? "/usr/share/datasets/fashion-mnist" : "data/mnist";
+}
+
+namespace {
+
+std::string fetch_hint(const std::string& name, const std::string& dir) {
+  if (name == "fashion-mnist") {
+    return "install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or "
+           "pass --data DIR";
+  }
+  return "run scripts/fetch-mnist.sh " + dir + " to download MNIST";
+}
+
+std::string find_file(const std::string& dir, const std::string& base, const std::string& name) {
+  for (const auto& candidate : {base, base + ".gz"}) {
+    auto path = (fs::path(dir) / candidate).string();
+    if (fs::exists(path)) return path;
+  }
+  throw DataError((fs::path(dir) / base).string() + ": not found (nor " + base + ".gz); " +
+                  fetch_hint(name, dir));
+}
+
+} // namespace
+
+Dataset load_dataset(const std::string& dir, Split split, const std::string& name,
+                     int64_t limit) {
+  if (!is_known_dataset(name)) {
+    throw DataError("unknown data set '" + name + "': expected mnist or fashion-mnist");
+  }
+  const std::string prefix = split == Split::kTrain ? "train" : "t10k";
+  const auto images_path = find_file(dir, prefix + "-images-idx3-ubyte", name);
+  const auto labels_path = find_file(dir, prefix + "-labels-idx1-ubyte", name);
+  auto images = read_idx(images_path, 3);
+  auto labels = read_idx(labels_path, 1);
+  if (images.dims[0] != labels.dims[0]) {
+    throw DataError(images_path + " holds " + std::to_string(images.dims[0]) + " images but " +
+                    labels_path + " holds " + std::to_string(labels.dims[0]) + " labels");
+  }
+  if (images.dims[1] != images.dims[2]) {
+    throw DataError(images_path + ": images are " + std::to_string(images.dims[1]) + "x" +
+                    std::to_string(images.dims[2]) + ", expected square images");
+  }
+  Dataset data;
+  for (size_t i = 0; i < labels.data.size(); ++i) {
+    if (labels.data[i] >= data.num_classes) {
+      throw DataError(labels_path + ": label " + std::to_string(labels.data[i]) + " at index " +
+                      std::to_string(i) + " is out of range [0, " +
+                      std::to_string(data.num_classes) + ")");
+    }
+  }
+  int64_t n = images.dims[0];
+  if (limit > 0 && limit < n) n = limit;
+  const auto side = images.dims[1];
+  data.images = at::from_blob(images.data.data(), {n, 1, side, side}, at::kByte).clone();
+  data.labels = at::from_blob(labels.data.data(), {n}, at::kByte).to(at::kLong);
+  return data;
+}
+
+at::Tensor shift_images(const at::Tensor& images, const std::vector<int64_t>& dy,
+                        const std::vector<int64_t>& dx) {
+  TORCH_CHECK(images.dim() == 4, "expected images [B, C, H, W], got ", images.sizes());
+  const auto batch = images.size(0), height = images.size(2), width = images.size(3);
+  TORCH_CHECK(static_cast<int64_t>(dy.size()) == batch && static_cast<int64_t>(dx.size()) == batch,
+              "expected one shift per image");
+  auto out = at::zeros_like(images);
+  for (int64_t b = 0; b < batch; ++b) {
+    const auto h = height - std::abs(dy[b]), w = width - std::abs(dx[b]);
+    if (h <= 0 || w <= 0) continue;
+    out[b].narrow(1, std::max<int64_t>(dy[b], 0), h).narrow(2, std::max<int64_t>(dx[b], 0), w)
+        .copy_(images[b].narrow(1, std::max<int64_t>(-dy[b], 0), h)
+                   .narrow(2, std::max<int64_t>(-dx[b], 0), w));
+  }
+  return out;
+}
+
+at::Tensor random_shift(const at::Tensor& images, int64_t max_shift, std::mt19937_64& rng) {
+  std::uniform_int_distribution<int64_t> offset(-max_shift, max_shift);
+  std::vector<int64_t> dy(images.size(0)), dx(images.size(0));
+  for (size_t b = 0; b < dy.size(); ++b) {
+    dy[b] = offset(rng);
+    dx[b] = offset(rng);
+  }
+  return shift_images(images, dy, dx);
+}
+
+at::Tensor prepare_batch(const at::Tensor& images, int64_t max_shift, bool normalize,
+                         std::mt19937_64& rng) {
+  auto x = images.to(at::kFloat).div_(255.0);
+  if (max_shift > 0) x = random_shift(x, max_shift, rng);
+  if (normalize) x = x.sub_(kMnistMean).div_(kMnistStd);
+  return x;
+}
+
+} // namespace capsnet
