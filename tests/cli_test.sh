@@ -134,5 +134,15 @@ check "seed preset records its departures" test "$(json_get "$work/seed/config.j
   "j['batch_size'] == 64 and j['normalize'] and not j['margin_squared'] and j['mask'] == 'prediction' and j['recon_loss'] == 'mse' and j['model']['routing_softmax'] == 'children'")" = True
 expect_fail "non-finite loss" "non-finite loss" train "${small[@]}" --lr 1e30 --out "$work/nan"
 
+# A generic OpenBLAS kernel is replaced by Haswell's on AVX2 CPUs, unless the user chose one.
+if grep -q avx2 /proc/cpuinfo && grep -q fma /proc/cpuinfo; then
+  env -u OPENBLAS_CORETYPE "$capsnet" bench --batch-size 4 --steps 1 --warmup 0 --json >"$work/bench.json" 2>"$work/bench.err"
+  check "bench runs without OPENBLAS_CORETYPE" test $? -eq 0
+  check "no generic BLAS kernel on an AVX2 CPU" test "$(json_get "$work/bench.json" \
+    "j['blas_core'].lower() not in ('prescott', 'core2', 'nehalem', 'unknown')")" = True
+fi
+OPENBLAS_CORETYPE=Nehalem "$capsnet" bench --batch-size 4 --steps 1 --warmup 0 --json >"$work/bench2.json" 2>/dev/null
+check "a user's OPENBLAS_CORETYPE is kept" test "$(json_get "$work/bench2.json" "j['openblas_coretype_env'] == 'Nehalem' and j['blas_core'] == 'Nehalem'")" = True
+
 echo "cli: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

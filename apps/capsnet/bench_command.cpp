@@ -19,9 +19,6 @@
 #include <map>
 #include <memory>
 
-// OpenBLAS tells which kernel it runs, when it is the BLAS in the process.
-extern "C" char* openblas_get_corename() __attribute__((weak));
-
 namespace capsnet::cli {
 
 namespace {
@@ -134,7 +131,7 @@ Runner add_bench_command(CLI::App& app) {
     const double infer_gflops = infer_rate * flops.forward() / 1e9;
     const double probe = matmul_probe_gflops();
     const char* coretype = std::getenv("OPENBLAS_CORETYPE");
-    const std::string blas_core = openblas_get_corename ? openblas_get_corename() : "unknown";
+    const std::string blas_core = blas_core_name();
 
     nlohmann::json result = {
         {"batch_size", B},

@@ -2,6 +2,7 @@
 
 #include "capsnet/data/idx_reader.h"
 #include "capsnet/engine/checkpoint.h"
+#include "capsnet/engine/runtime.h"
 #include "capsnet/engine/trainer.h"
 
 #include <c10/util/Exception.h>
@@ -10,6 +11,7 @@
 #include <stdexcept>
 
 int main(int argc, char** argv) {
+  capsnet::ensure_fast_blas(argv);
   CLI::App app{"capsnet: capsule networks with dynamic routing (Sabour, Frosst & Hinton, 2017)"};
   app.require_subcommand(1);
   auto train = capsnet::cli::add_train_command(app);

@@ -5,6 +5,14 @@
 #include <ATen/Parallel.h>
 
 #include <malloc.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+// Present when OpenBLAS is the process's BLAS (Debian: libblas.so.3 alternative).
+extern "C" char* openblas_get_corename() __attribute__((weak));
 
 namespace capsnet {
 
@@ -17,6 +25,35 @@ int configure_runtime(int threads) {
   mallopt(M_TOP_PAD, 64 << 20);
 #endif
   return count;
+}
+
+const char* blas_core_name() {
+  return openblas_get_corename ? openblas_get_corename() : "none";
+}
+
+void ensure_fast_blas(char** argv) {
+#if defined(__x86_64__) && defined(__linux__)
+  if (std::getenv("OPENBLAS_CORETYPE") || !openblas_get_corename) return;
+  __builtin_cpu_init();
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return;
+  const char* core = openblas_get_corename();
+  // The SSE-era kernels OpenBLAS falls back to for a CPU it does not know.
+  static const char* const kGeneric[] = {"prescott", "core2", "penryn", "dunnington", "nehalem",
+                                         "atom", "northwood", "banias", "katmai", "coppermine",
+                                         "athlon", "opteron", "barcelona", "unknown"};
+  bool generic = false;
+  for (const char* name : kGeneric) generic = generic || strcasecmp(core, name) == 0;
+  if (!generic) return;
+  std::fprintf(stderr,
+               "capsnet: OpenBLAS picked its generic '%s' kernel on this AVX2 CPU; restarting "
+               "with OPENBLAS_CORETYPE=Haswell (set OPENBLAS_CORETYPE to choose yourself)\n",
+               core);
+  setenv("OPENBLAS_CORETYPE", "Haswell", 1);
+  execv("/proc/self/exe", argv);
+  std::perror("capsnet: re-exec failed; continuing with the generic kernel");
+#else
+  (void)argv;
+#endif
 }
 
 } // namespace capsnet

@@ -12,4 +12,17 @@ namespace capsnet {
 /// Returns the thread count in use.
 int configure_runtime(int threads);
 
+/// The kernel family OpenBLAS runs ("Haswell", "SkylakeX", ...), or "none"
+/// when the process's BLAS is not OpenBLAS.
+const char* blas_core_name();
+
+/// Debian's OpenBLAS 0.3.21 does not recognise recent x86-64 CPUs and falls
+/// back to a generic SSE3 kernel (~30 GFLOP/s where AVX2 gives ~190 on 2 cores).
+/// OpenBLAS reads OPENBLAS_CORETYPE once, when it loads, so the fix is a
+/// restart: when the variable is unset, OpenBLAS runs a generic core and the
+/// CPU has AVX2 and FMA, this sets OPENBLAS_CORETYPE=Haswell and re-executes
+/// the program with `argv`. Returns only when nothing needed doing (or the
+/// re-exec failed). A user's own OPENBLAS_CORETYPE is always left alone.
+void ensure_fast_blas(char** argv);
+
 } // namespace capsnet
