@@ -1,3 +1,4 @@
+#include "capsnet/engine/flops.h"
 #include "capsnet/losses/capsule_losses.h"
 #include "capsnet/model/capsnet.h"
 #include "capsnet/ops/squash.h"
@@ -104,6 +105,17 @@ TEST(CapsNet, WholeModelGradientMatchesFiniteDifferencesInDouble) {
   std::vector<at::Tensor> params;
   for (auto& p : model->parameters()) params.push_back(p);
   EXPECT_LT(testing::max_gradient_error(loss, params, 30), 1e-6);
+}
+
+TEST(ModelFlops, PaperNetworkByHand) {
+  const auto f = model_flops(CapsNetConfig{});
+  EXPECT_EQ(f.conv1, 2.0 * 20 * 20 * 256 * 81);            // 16,588,800
+  EXPECT_EQ(f.primary, 2.0 * 6 * 6 * 256 * 256 * 81);      // 382,205,952
+  EXPECT_EQ(f.prediction, 2.0 * 1152 * 10 * 8 * 16);       // 2,949,120
+  EXPECT_EQ(f.routing, 2.0 * 1152 * 10 * 16 * (3 + 2));    // 3 sums s_j, 2 agreement updates
+  EXPECT_EQ(f.decoder, 2.0 * (160 * 512 + 512 * 1024 + 1024 * 784));
+  EXPECT_EQ(f.forward(), 406405120.0);
+  EXPECT_EQ(f.training(), 1202626560.0); // the ~1.2 GFLOP per image of issue 3
 }
 
 } // namespace
