@@ -164,6 +164,8 @@ Runner add_train_command(CLI::App& app) {
                                      "change)");
   resume_opt->excludes(cmd->get_option("--out"))->excludes(cmd->get_option("--preset"));
 
+#undef FIELD
+
   return [flags, preset, out, resume]() {
     TrainOptions options;
     std::string run_dir;

@@ -112,6 +112,8 @@ TrainReport train(const TrainOptions& options, const std::string& run_dir,
                                     "--resume " + run_dir + " or choose another --out");
     }
     fs::create_directories(run_dir);
+    // Rows left by a run that died before its first checkpoint belong to no run.
+    fs::remove(fs::path(run_dir) / "metrics.jsonl");
     torch::manual_seed(options.seed);
     model = CapsNet(options.model);
     write_run_config(run_dir, options, threads, train_data.size(), test_data.size());
