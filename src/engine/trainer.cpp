@@ -134,6 +134,14 @@ TrainReport train(const TrainOptions& options, const std::string& run_dir,
       << " routing\n";
   ProgressPrinter progress(log, control.terminal);
   int64_t steps_this_call = 0;
+  // lr(t) = lr * lr_decay^(t / steps_per_epoch), at the step about to be taken.
+  auto learning_rate = [&] {
+    return options.lr * std::pow(options.lr_decay, static_cast<double>(state.global_step) / steps);
+  };
+  auto stop_now = [&] {
+    return (control.stop && control.stop->load()) ||
+           (control.max_steps > 0 && steps_this_call >= control.max_steps);
+  };
 
   for (; state.epoch < options.epochs; ++state.epoch) {
     const auto order = epoch_order(n, options.seed, state.epoch);
@@ -149,9 +157,7 @@ TrainReport train(const TrainOptions& options, const std::string& run_dir,
                                   options.normalize, rng);
       auto labels = train_data.labels.index_select(0, index);
 
-      const double lr = options.lr * std::pow(options.lr_decay,
-                                              static_cast<double>(state.global_step) / steps);
-      set_learning_rate(optimizer, lr);
+      set_learning_rate(optimizer, learning_rate());
       auto out = model->forward(images, options.mask == DecoderMask::kLabel ? labels : at::Tensor(),
                                 options.recon_weight > 0);
       auto loss = capsnet_loss(out, images, labels, options);
@@ -186,9 +192,7 @@ TrainReport train(const TrainOptions& options, const std::string& run_dir,
                       static_cast<double>(state.epoch_correct) / state.epoch_seen,
                       images_left / std::max(rate, 1e-9));
 
-      const bool stop_requested = control.stop && control.stop->load();
-      const bool step_limit = control.max_steps > 0 && steps_this_call >= control.max_steps;
-      if ((stop_requested || step_limit) && state.step_in_epoch + 1 < steps) {
+      if (stop_now() && state.step_in_epoch + 1 < steps) {
         progress.finish();
         ++state.step_in_epoch;
         save_checkpoint(last_path, model, &optimizer, options, state);
@@ -201,8 +205,7 @@ TrainReport train(const TrainOptions& options, const std::string& run_dir,
 
     const auto eval = evaluate(model, test_data, options);
     const double train_accuracy = static_cast<double>(state.epoch_correct) / state.epoch_seen;
-    const double lr = options.lr * std::pow(options.lr_decay,
-                                            static_cast<double>(state.global_step) / steps);
+    const double lr = learning_rate();
     nlohmann::json row = {{"epoch", state.epoch + 1},
                           {"train_loss", state.epoch_loss_sum / state.epoch_seen},
                           {"train_accuracy", train_accuracy},
@@ -242,9 +245,7 @@ TrainReport train(const TrainOptions& options, const std::string& run_dir,
     state = saved;
     --state.epoch; // the loop's increment moves to the next epoch
 
-    const bool stop_requested = control.stop && control.stop->load();
-    const bool step_limit = control.max_steps > 0 && steps_this_call >= control.max_steps;
-    if ((stop_requested || step_limit) && saved.epoch < options.epochs) {
+    if (stop_now() && saved.epoch < options.epochs) {
       state = saved;
       report.interrupted = true;
       return report;
