@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 #include <torch/csrc/autograd/grad_mode.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/optim/adam.h>
 #include <torch/version.h>
 
@@ -29,6 +30,8 @@ struct BenchFlags {
   int64_t warmup = 1;
   int threads = 0;
   std::string routing = "fused";
+  std::string precision = "fp32";
+  std::string trace;
   bool json = false;
 };
 
@@ -42,14 +45,15 @@ double peak_rss_mib() {
   return usage.ru_maxrss / 1024.0; // KiB on Linux
 }
 
-// GFLOP/s of a large fp32 matrix product: what this machine's BLAS reaches.
-double matmul_probe_gflops() {
+// GFLOP/s of a large matrix product of `dtype` (fp32: the BLAS; bf16: oneDNN).
+double matmul_probe_gflops(at::ScalarType dtype) {
   const int64_t n = 2048;
-  auto a = at::randn({n, n}), b = at::randn({n, n});
-  at::mm(a, b); // warm up
+  auto a = at::randn({n, n}).to(dtype), b = at::randn({n, n}).to(dtype);
+  auto c = at::empty({n, n}, a.options());
+  at::mm_out(c, a, b); // warm up
   const auto start = std::chrono::steady_clock::now();
-  const int reps = 3;
-  for (int k = 0; k < reps; ++k) at::mm(a, b);
+  const int reps = dtype == at::kFloat ? 3 : 10;
+  for (int k = 0; k < reps; ++k) at::mm_out(c, a, b);
   return reps * 2.0 * n * n * n / seconds_since(start) / 1e9;
 }
 
@@ -72,14 +76,23 @@ Runner add_bench_command(CLI::App& app) {
   cmd->add_option("--routing", flags->routing, "routing implementation: fused or reference")
       ->check(CLI::IsMember({"fused", "reference"}))
       ->capture_default_str();
+  cmd->add_option("--precision", flags->precision,
+                  "fp32, or bf16 for the primary-capsule convolution (AMX/AVX512-BF16 CPUs)")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
+  cmd->add_option("--trace", flags->trace,
+                  "write a Chrome trace (chrome://tracing) of one more training step, op by op");
   cmd->add_flag("--json", flags->json, "print one JSON object instead of text");
 
   return [flags]() {
     const int threads = configure_runtime(flags->threads);
+    const auto precision = usable_precision(precision_from_string(flags->precision), std::cerr);
+    const auto bf16 = cpu_bf16_support();
     TrainOptions options; // the paper's defaults
     torch::manual_seed(0);
     CapsNet model(options.model);
     model->set_routing_impl(routing_impl_from_string(flags->routing));
+    model->set_precision(precision);
     torch::optim::Adam adam(model->parameters(), torch::optim::AdamOptions(options.lr));
     const int64_t B = flags->batch_size;
     auto images = at::rand({B, 1, options.model.image_size, options.model.image_size});
@@ -88,8 +101,13 @@ Runner add_bench_command(CLI::App& app) {
     // Training steps, forward stage by stage as CapsNetImpl::forward runs them.
     std::map<std::string, double> stage;
     double train_seconds = 0;
-    for (int64_t step = 0; step < flags->warmup + flags->steps; ++step) {
-      const bool timed = step >= flags->warmup;
+    const int64_t traced = flags->trace.empty() ? 0 : 1;
+    for (int64_t step = 0; step < flags->warmup + flags->steps + traced; ++step) {
+      const bool timed = step >= flags->warmup && step < flags->warmup + flags->steps;
+      std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
+      if (step == flags->warmup + flags->steps) {
+        profile = std::make_unique<torch::autograd::profiler::RecordProfile>(flags->trace);
+      }
       std::map<std::string, double> t;
       auto start = std::chrono::steady_clock::now();
       auto tick = [&](const char* name) {
@@ -113,6 +131,10 @@ Runner add_bench_command(CLI::App& app) {
       }
     }
 
+    if (!flags->trace.empty()) {
+      std::cerr << "trace of one training step written to " << flags->trace << "\n";
+    }
+
     double infer_seconds = 0;
     {
       torch::NoGradGuard no_grad;
@@ -129,7 +151,10 @@ Runner add_bench_command(CLI::App& app) {
     const double infer_rate = flags->steps * B / infer_seconds;
     const double train_gflops = train_rate * flops.training() / 1e9;
     const double infer_gflops = infer_rate * flops.forward() / 1e9;
-    const double probe = matmul_probe_gflops();
+    const double probe_fp32 = matmul_probe_gflops(at::kFloat);
+    const double probe_bf16 = bf16.available ? matmul_probe_gflops(at::kBFloat16) : 0.0;
+    // The limit that applies: 95% of the FLOPs are the primary-capsule convolution.
+    const double probe = precision == Precision::kBf16 ? probe_bf16 : probe_fp32;
     const char* coretype = std::getenv("OPENBLAS_CORETYPE");
     const std::string blas_core = blas_core_name();
 
@@ -138,6 +163,8 @@ Runner add_bench_command(CLI::App& app) {
         {"steps", flags->steps},
         {"threads", threads},
         {"routing", flags->routing},
+        {"precision", to_string(precision)},
+        {"cpu_bf16", bf16.available ? bf16.isa : "none"},
         {"libtorch_version", TORCH_VERSION},
         {"blas_core", blas_core},
         {"openblas_coretype_env", coretype ? coretype : ""},
@@ -147,7 +174,8 @@ Runner add_bench_command(CLI::App& app) {
         {"forward_gflop_per_image", flops.forward() / 1e9},
         {"train_gflops", train_gflops},
         {"inference_gflops", infer_gflops},
-        {"matmul_probe_gflops", probe},
+        {"matmul_probe_gflops", probe_fp32},
+        {"bf16_matmul_probe_gflops", probe_bf16},
         {"train_fraction_of_probe", train_gflops / probe},
         {"peak_rss_mib", peak_rss_mib()},
         {"stage_seconds_per_step", nlohmann::json::object()}};
@@ -158,17 +186,23 @@ Runner add_bench_command(CLI::App& app) {
       std::cout << result.dump() << std::endl;
       return 0;
     }
-    std::printf("capsnet bench: batch %ld, %ld steps after %ld warm-up, %d threads, %s routing\n",
+    std::printf("capsnet bench: batch %ld, %ld steps after %ld warm-up, %d threads, %s routing, "
+                "%s\n",
                 static_cast<long>(B), static_cast<long>(flags->steps),
-                static_cast<long>(flags->warmup), threads, flags->routing.c_str());
+                static_cast<long>(flags->warmup), threads, flags->routing.c_str(),
+                to_string(precision).c_str());
     std::printf("BLAS core %s (OPENBLAS_CORETYPE=%s), LibTorch %s\n", blas_core.c_str(),
                 coretype ? coretype : "unset", TORCH_VERSION);
     std::printf("training   %8.1f images/s  %6.1f GFLOP/s (%.3f GFLOP/image)\n", train_rate,
                 train_gflops, flops.training() / 1e9);
     std::printf("inference  %8.1f images/s  %6.1f GFLOP/s (%.3f GFLOP/image)\n", infer_rate,
                 infer_gflops, flops.forward() / 1e9);
-    std::printf("fp32 matrix-product probe %.1f GFLOP/s: training runs at %.0f%% of it\n", probe,
-                100 * train_gflops / probe);
+    std::printf("matrix-product probe: fp32 %.1f GFLOP/s, bf16 %s\n", probe_fp32,
+                bf16.available ? (std::to_string(static_cast<int>(probe_bf16)) + " GFLOP/s (" +
+                                  bf16.isa + ")").c_str()
+                               : ("none: " + bf16.why_not).c_str());
+    std::printf("training runs at %.0f%% of the %s probe\n", 100 * train_gflops / probe,
+                to_string(precision).c_str());
     std::printf("peak resident memory %.0f MiB\n", peak_rss_mib());
     std::printf("training step, seconds per stage:\n");
     for (auto& [name, seconds] : stage) {

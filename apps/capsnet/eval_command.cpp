@@ -24,6 +24,7 @@ struct EvalFlags {
   int64_t limit = 0;
   bool json = false;
   std::string routing = "fused";
+  std::string precision = "fp32";
 };
 
 } // namespace
@@ -48,6 +49,10 @@ Runner add_eval_command(CLI::App& app) {
   cmd->add_option("--routing", flags->routing, "routing implementation: fused or reference")
       ->check(CLI::IsMember({"fused", "reference"}))
       ->capture_default_str();
+  cmd->add_option("--precision", flags->precision,
+                  "fp32, or bf16 for the primary-capsule convolution (AMX/AVX512-BF16 CPUs)")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
   cmd->add_flag("--json", flags->json, "print one JSON object instead of text");
 
   return [flags]() {
@@ -56,6 +61,8 @@ Runner add_eval_command(CLI::App& app) {
     auto options = loaded.options;
     options.eval_batch_size = flags->batch_size;
     loaded.model->set_routing_impl(routing_impl_from_string(flags->routing));
+    const auto precision = usable_precision(precision_from_string(flags->precision), std::cerr);
+    loaded.model->set_precision(precision);
     if (!flags->dataset.empty()) options.dataset = flags->dataset;
     const auto dir = !flags->data_dir.empty()      ? flags->data_dir
                      : !flags->dataset.empty()     ? default_data_dir(options.dataset)
@@ -78,6 +85,7 @@ Runner add_eval_command(CLI::App& app) {
                                   {"epoch", loaded.state.epoch},
                                   {"accuracy", result.accuracy()},
                                   {"errors", result.errors()},
+                                  {"precision", to_string(precision)},
                                   {"total", result.total},
                                   {"loss", result.loss},
                                   {"seconds", result.seconds},
@@ -89,9 +97,10 @@ Runner add_eval_command(CLI::App& app) {
     std::printf("checkpoint %s (epoch %ld, %s, preset %s)\n", flags->checkpoint.c_str(),
                 static_cast<long>(loaded.state.epoch), options.dataset.c_str(),
                 options.preset.c_str());
-    std::printf("test accuracy %.2f%% (%ld errors of %ld), loss %.4f, %.1f s\n",
+    std::printf("test accuracy %.2f%% (%ld errors of %ld), loss %.4f, %.1f s, %s\n",
                 100 * result.accuracy(), static_cast<long>(result.errors()),
-                static_cast<long>(result.total), result.loss, result.seconds);
+                static_cast<long>(result.total), result.loss, result.seconds,
+                to_string(precision).c_str());
     std::printf("per-class accuracy:\n");
     for (size_t k = 0; k < result.class_total.size(); ++k) {
       std::printf("  %zu  %6.2f%%  (%ld/%ld)\n", k,

@@ -40,7 +40,8 @@ std::string default_run_dir(const TrainOptions& options) {
 /// user actually gave are copied onto the chosen preset.
 struct Flags {
   TrainOptions given;
-  std::string routing_softmax = "parents", recon_loss = "sse", mask = "label", routing = "fused";
+  std::string routing_softmax = "parents", recon_loss = "sse", mask = "label", routing = "fused",
+              precision = "fp32";
   std::vector<std::pair<CLI::Option*, std::function<void(TrainOptions&)>>> bound;
 
   template <typename T, typename Field>
@@ -111,6 +112,16 @@ Runner add_train_command(CLI::App& app) {
   f.bound.emplace_back(routing_opt, [flags](TrainOptions& o) {
     o.routing = routing_impl_from_string(flags->routing);
   });
+  auto* precision_opt =
+      cmd->add_option("--precision", f.precision,
+                      "fp32, or bf16: the primary-capsule convolution in bfloat16 on CPUs with "
+                      "AMX or AVX512-BF16 (fp32 master weights and optimizer; fp32 with a "
+                      "message elsewhere)")
+          ->check(CLI::IsMember({"fp32", "bf16"}))
+          ->capture_default_str();
+  f.bound.emplace_back(precision_opt, [flags](TrainOptions& o) {
+    o.precision = precision_from_string(flags->precision);
+  });
   f.add<int64_t>(cmd, "--shift", FIELD(int64_t, shift),
                  "random translation of training images, up to N pixels each way (0: off)")
       ->check(CLI::NonNegativeNumber);
@@ -160,8 +171,8 @@ Runner add_train_command(CLI::App& app) {
   cmd->add_option("--out", *out, "run directory (default: runs/DATASET-PRESET-TIMESTAMP)");
   auto* resume_opt = cmd->add_option("--resume", *resume,
                                      "continue the run in RUN_DIR from its last.pt (--epochs, "
-                                     "--threads, --data, --eval-batch-size and --routing may "
-                                     "change)");
+                                     "--threads, --data, --eval-batch-size, --routing and "
+                                     "--precision may change)");
   resume_opt->excludes(cmd->get_option("--out"))->excludes(cmd->get_option("--preset"));
 
 #undef FIELD
@@ -174,7 +185,8 @@ Runner add_train_command(CLI::App& app) {
       run_dir = *resume;
       options = load_checkpoint(last_checkpoint_path(run_dir)).options;
       const std::vector<std::string> may_change = {"--epochs", "--threads", "--data",
-                                                   "--eval-batch-size", "--routing"};
+                                                   "--eval-batch-size", "--routing",
+                                                   "--precision"};
       for (const auto& [option, apply] : flags->bound) {
         if (option->count() == 0) continue;
         const auto name = option->get_name();

@@ -128,6 +128,7 @@ nlohmann::json to_json(const TrainOptions& o) {
           {"test_limit", o.test_limit},
           {"eval_batch_size", o.eval_batch_size},
           {"routing", to_string(o.routing)},
+          {"precision", to_string(o.precision)},
           {"model", to_json(o.model)}};
 }
 
@@ -155,6 +156,8 @@ TrainOptions train_options_from_json(const nlohmann::json& j) {
   j.at("test_limit").get_to(o.test_limit);
   j.at("eval_batch_size").get_to(o.eval_batch_size);
   o.routing = routing_impl_from_string(j.at("routing").get<std::string>());
+  // Runs written before --precision existed were fp32.
+  o.precision = precision_from_string(j.value("precision", std::string("fp32")));
   o.model = model_config_from_json(j.at("model"));
   return o;
 }

@@ -119,6 +119,8 @@ TrainReport train(const TrainOptions& options, const std::string& run_dir,
     write_run_config(run_dir, options, threads, train_data.size(), test_data.size());
   }
   model->set_routing_impl(options.routing);
+  const Precision precision = usable_precision(options.precision, log);
+  model->set_precision(precision);
   torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(options.lr));
   if (control.resume) load_optimizer_state(last_path, optimizer);
 
@@ -131,7 +133,7 @@ TrainReport train(const TrainOptions& options, const std::string& run_dir,
   log << "training on " << n << " " << options.dataset << " images, testing on "
       << test_data.size() << "; batch " << options.batch_size << ", " << threads
       << " threads, preset " << options.preset << ", " << to_string(options.routing)
-      << " routing\n";
+      << " routing, " << to_string(precision) << "\n";
   ProgressPrinter progress(log, control.terminal);
   int64_t steps_this_call = 0;
   // lr(t) = lr * lr_decay^(t / steps_per_epoch), at the step about to be taken.

@@ -14,7 +14,10 @@ PrimaryCapsulesImpl::PrimaryCapsulesImpl(const PrimaryCapsulesOptions& options_)
 }
 
 at::Tensor PrimaryCapsulesImpl::forward(const at::Tensor& x) {
-  auto y = conv->forward(x); // [B, D * T, H, W]
+  // [B, D * T, H, W]
+  auto y = options.precision() == Precision::kBf16 && x.device().is_cpu()
+               ? conv2d_bf16(x, conv->weight, conv->bias, options.stride())
+               : conv->forward(x);
   const auto dim = options.capsule_dim();
   auto caps = y.view({y.size(0), dim, -1}).transpose(1, 2); // [B, T * H * W, D]
   return squash(caps);

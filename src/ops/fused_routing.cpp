@@ -34,6 +34,14 @@ cpu::RoutingShape shape_of(const at::Tensor& u, const at::Tensor& weight, int64_
           kSquashEps};
 }
 
+// Images per chunk of u_hat: 64 x 1152 x 160 floats is 47 MB on the paper's shapes.
+constexpr int64_t kChunk = 64;
+
+// W [I, J, N, M] as [I, N, J * M], the right-hand side of u_hat = u W.
+at::Tensor weight_rows(const at::Tensor& weight) {
+  return weight.permute({0, 2, 1, 3}).reshape({weight.size(0), weight.size(2), -1}).contiguous();
+}
+
 struct FusedRouting : torch::autograd::Function<FusedRouting> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& u_in,
                             const at::Tensor& weight_in, const at::Tensor& bias_in,
@@ -47,22 +55,28 @@ struct FusedRouting : torch::autograd::Function<FusedRouting> {
     auto coupling = at::empty({B, r, I, J}, u.options());
     auto s = at::empty({B, r, J, M}, u.options());
     auto v = at::empty({B, r, J, M}, u.options());
-    AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "fused_routing_forward", [&] {
-      const scalar_t* u_ptr = u.data_ptr<scalar_t>();
-      const scalar_t* w_ptr = weight.data_ptr<scalar_t>();
-      const scalar_t* b_ptr = bias.defined() ? bias.data_ptr<scalar_t>() : nullptr;
-      scalar_t* c_ptr = coupling.data_ptr<scalar_t>();
-      scalar_t* s_ptr = s.data_ptr<scalar_t>();
-      scalar_t* v_ptr = v.data_ptr<scalar_t>();
-      at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
-        std::vector<scalar_t> u_hat(I * J * M), logits(I * J);
-        for (int64_t b = begin; b < end; ++b) {
-          cpu::routing_forward(shape, u_ptr + b * I * shape.d_in, w_ptr, b_ptr,
-                                         u_hat.data(), logits.data(), c_ptr + b * r * I * J,
-                                         s_ptr + b * r * J * M, v_ptr + b * r * J * M);
-        }
+    const auto w_rows = weight_rows(weight);
+    for (int64_t b0 = 0; b0 < B; b0 += kChunk) {
+      const int64_t n = std::min(kChunk, B - b0);
+      // u_hat for the chunk, [I, n, J * M]: one GEMM per input capsule.
+      const auto u_hat = at::bmm(u.narrow(0, b0, n).transpose(0, 1), w_rows);
+      AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "fused_routing_forward", [&] {
+        const scalar_t* uh = u_hat.data_ptr<scalar_t>();
+        const scalar_t* b_ptr = bias.defined() ? bias.data_ptr<scalar_t>() : nullptr;
+        scalar_t* c_ptr = coupling.data_ptr<scalar_t>();
+        scalar_t* s_ptr = s.data_ptr<scalar_t>();
+        scalar_t* v_ptr = v.data_ptr<scalar_t>();
+        at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+          std::vector<scalar_t> logits(I * J);
+          for (int64_t k = begin; k < end; ++k) {
+            const int64_t b = b0 + k;
+            cpu::routing_forward(shape, uh + k * J * M, n * J * M, b_ptr, logits.data(),
+                                 c_ptr + b * r * I * J, s_ptr + b * r * J * M,
+                                 v_ptr + b * r * J * M);
+          }
+        });
       });
-    });
+    }
     ctx->save_for_backward({u, weight, coupling, s, v});
     ctx->saved_data["iterations"] = iterations;
     ctx->saved_data["parents"] = parents;
@@ -81,30 +95,45 @@ struct FusedRouting : torch::autograd::Function<FusedRouting> {
                   M = shape.d_out, r = iterations;
     auto grad_v = grad_outputs[0].contiguous();
     auto grad_u = at::empty_like(u);
-    // One accumulator of dW (and db) per thread, summed at the end.
+    const auto w_rows = weight_rows(weight);
+    auto grad_w_rows = at::zeros_like(w_rows); // [I, N, J * M]
+    // One accumulator of db per thread, summed at the end.
     const int64_t threads = at::get_num_threads();
-    auto grad_weight_parts = at::zeros({threads, I, J, N, M}, u.options());
     auto grad_bias_parts = at::zeros({threads, J, M}, u.options());
-    AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "fused_routing_backward", [&] {
-      at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
-        const int64_t thread = at::get_thread_num();
-        TORCH_INTERNAL_ASSERT(thread < threads, "thread ", thread, " of ", threads);
-        std::vector<scalar_t> u_hat(I * J * M), grad_u_hat(I * J * M), grad_logits(I * J),
-            grad_coupling(I * J), grad_v_t(J * M), grad_s(J * M);
-        scalar_t* gw = grad_weight_parts.data_ptr<scalar_t>() + thread * I * J * N * M;
-        scalar_t* gb = has_bias ? grad_bias_parts.data_ptr<scalar_t>() + thread * J * M : nullptr;
-        for (int64_t b = begin; b < end; ++b) {
-          cpu::routing_backward(
-              shape, u.data_ptr<scalar_t>() + b * I * N, weight.data_ptr<scalar_t>(),
-              coupling.data_ptr<scalar_t>() + b * r * I * J, s.data_ptr<scalar_t>() + b * r * J * M,
-              v.data_ptr<scalar_t>() + b * r * J * M, grad_v.data_ptr<scalar_t>() + b * J * M,
-              grad_u.data_ptr<scalar_t>() + b * I * N, gw, gb, u_hat.data(), grad_u_hat.data(),
-              grad_logits.data(), grad_coupling.data(), grad_v_t.data(), grad_s.data());
-        }
+    for (int64_t b0 = 0; b0 < B; b0 += kChunk) {
+      const int64_t n = std::min(kChunk, B - b0);
+      const auto u_chunk = u.narrow(0, b0, n).transpose(0, 1); // [I, n, N]
+      const auto u_hat = at::bmm(u_chunk, w_rows);             // recomputed, [I, n, J * M]
+      auto grad_u_hat = at::empty_like(u_hat);
+      AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "fused_routing_backward", [&] {
+        const scalar_t* uh = u_hat.data_ptr<scalar_t>();
+        scalar_t* guh = grad_u_hat.data_ptr<scalar_t>();
+        at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+          const int64_t thread = at::get_thread_num();
+          TORCH_INTERNAL_ASSERT(thread < threads, "thread ", thread, " of ", threads);
+          std::vector<scalar_t> grad_logits(I * J), grad_coupling(I * J), grad_v_t(J * M),
+              grad_s(J * M);
+          scalar_t* gb =
+              has_bias ? grad_bias_parts.data_ptr<scalar_t>() + thread * J * M : nullptr;
+          for (int64_t k = begin; k < end; ++k) {
+            const int64_t b = b0 + k;
+            cpu::routing_backward(shape, uh + k * J * M, n * J * M,
+                                  coupling.data_ptr<scalar_t>() + b * r * I * J,
+                                  s.data_ptr<scalar_t>() + b * r * J * M,
+                                  v.data_ptr<scalar_t>() + b * r * J * M,
+                                  grad_v.data_ptr<scalar_t>() + b * J * M, guh + k * J * M, gb,
+                                  grad_logits.data(), grad_coupling.data(), grad_v_t.data(),
+                                  grad_s.data());
+          }
+        });
       });
-    });
+      // dW[i] += u[:, i]^T dL/du_hat[i];  du[:, i] = dL/du_hat[i] W[i]^T.
+      grad_w_rows.baddbmm_(u_chunk.transpose(1, 2), grad_u_hat);
+      grad_u.narrow(0, b0, n).transpose(0, 1).copy_(at::bmm(grad_u_hat, w_rows.transpose(1, 2)));
+    }
+    auto grad_weight = grad_w_rows.view({I, N, J, M}).permute({0, 2, 1, 3}).contiguous();
     at::Tensor grad_bias = has_bias ? grad_bias_parts.sum(0) : at::Tensor();
-    return {grad_u, grad_weight_parts.sum(0), grad_bias, at::Tensor(), at::Tensor()};
+    return {grad_u, grad_weight, grad_bias, at::Tensor(), at::Tensor()};
   }
 };
 

@@ -45,6 +45,8 @@ struct TrainOptions {
   int64_t eval_batch_size = 500;
   /// How the digit capsules route (the same function either way).
   RoutingImpl routing = RoutingImpl::kFused;
+  /// Arithmetic of the primary-capsule convolution (bf16 needs AMX or AVX512-BF16).
+  Precision precision = Precision::kFp32;
   CapsNetConfig model;
 };
 

@@ -4,6 +4,8 @@
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/pimpl.h>
 
+#include "capsnet/ops/bf16_conv.h"
+
 namespace capsnet {
 
 struct PrimaryCapsulesOptions {
@@ -16,6 +18,8 @@ struct PrimaryCapsulesOptions {
   TORCH_ARG(int64_t, capsule_dim);
   TORCH_ARG(int64_t, kernel_size) = 9;
   TORCH_ARG(int64_t, stride) = 2;
+  /// kBf16: the convolution runs as conv2d_bf16 (CPU); the weights stay fp32.
+  TORCH_ARG(Precision, precision) = Precision::kFp32;
 };
 
 /// PrimaryCapsules (Section 4): one convolution with num_types * capsule_dim

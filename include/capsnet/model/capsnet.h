@@ -76,6 +76,8 @@ struct CapsNetImpl : torch::nn::Module {
 
   /// Chooses the routing implementation; not part of the architecture.
   void set_routing_impl(RoutingImpl impl) { digit_capsules->options.impl(impl); }
+  /// Chooses the primary-capsule convolution's arithmetic; not part of the architecture.
+  void set_precision(Precision precision) { primary_capsules->options.precision(precision); }
 
   CapsNetConfig config;
   torch::nn::Conv2d conv1{nullptr};

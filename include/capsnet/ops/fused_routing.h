@@ -19,9 +19,11 @@ RoutingImpl routing_impl_from_string(const std::string& name);
 /// u_hat = W u and the iterations of Procedure 1 in one autograd op, with a
 /// hand-written backward: the same function as
 ///   dynamic_routing(prediction_vectors(u, weight), iterations, softmax, bias)
-/// computed image by image in parallel over the batch, u_hat held per thread
-/// (recomputed in backward, never stored for the batch), and only the coupling
-/// coefficients, s and v of each iteration kept for backward.
+/// computed in chunks of 64 images: u_hat of a chunk by batched GEMMs (W read
+/// once per chunk), the iterations image by image in parallel, u_hat never
+/// stored for the batch (recomputed in backward, where dW and du are batched
+/// GEMMs again); only the coupling coefficients, s and v of each iteration
+/// are kept for backward.
 /// CPU, float or double. Once differentiable.
 /// Shapes: u [B, N_in, D_in], weight [N_in, N_out, D_in, D_out],
 ///   bias [N_out, D_out] or undefined -> v [B, N_out, D_out].

@@ -11,26 +11,6 @@ namespace {
 // for AVX-512, AVX2 and the baseline ISA and picks from at load time.
 #define CAPSNET_INLINE inline __attribute__((always_inline))
 
-// u_hat[i][j][:] = sum_n u[i][n] * weight[i][j][n][:]
-template <typename T>
-CAPSNET_INLINE void prediction_vectors(const RoutingShape& sh, const T* u, const T* weight, T* u_hat) {
-  const int64_t J = sh.n_out, N = sh.d_in, M = sh.d_out;
-  for (int64_t i = 0; i < sh.n_in; ++i) {
-    const T* ui = u + i * N;
-    for (int64_t j = 0; j < J; ++j) {
-      const T* w = weight + ((i * J + j) * N) * M;
-      T* out = u_hat + (i * J + j) * M;
-      for (int64_t m = 0; m < M; ++m) out[m] = 0;
-      for (int64_t n = 0; n < N; ++n) {
-        const T un = ui[n];
-        const T* wn = w + n * M;
-#pragma omp simd
-        for (int64_t m = 0; m < M; ++m) out[m] += un * wn[m];
-      }
-    }
-  }
-}
-
 template <typename T>
 CAPSNET_INLINE void softmax(const RoutingShape& sh, const T* logits, T* c) {
   const int64_t I = sh.n_in, J = sh.n_out;
@@ -82,10 +62,9 @@ CAPSNET_INLINE void squash_backward(int64_t M, double eps, const T* s, const T* 
 }
 
 template <typename T>
-CAPSNET_INLINE void forward_impl(const RoutingShape& sh, const T* u, const T* weight, const T* bias,
-                     T* u_hat, T* logits, T* coupling, T* s, T* v) {
+CAPSNET_INLINE void forward_impl(const RoutingShape& sh, const T* u_hat, int64_t row_stride,
+                                 const T* bias, T* logits, T* coupling, T* s, T* v) {
   const int64_t I = sh.n_in, J = sh.n_out, M = sh.d_out;
-  prediction_vectors(sh, u, weight, u_hat);
   std::fill(logits, logits + I * J, T(0));
   for (int64_t t = 0; t < sh.iterations; ++t) {
     T* c = coupling + t * I * J;
@@ -96,7 +75,7 @@ CAPSNET_INLINE void forward_impl(const RoutingShape& sh, const T* u, const T* we
     for (int64_t i = 0; i < I; ++i) {
       for (int64_t j = 0; j < J; ++j) {
         const T cij = c[i * J + j];
-        const T* uh = u_hat + (i * J + j) * M;
+        const T* uh = u_hat + i * row_stride + j * M;
         T* sj = st + j * M;
 #pragma omp simd
         for (int64_t m = 0; m < M; ++m) sj[m] += cij * uh[m];
@@ -106,7 +85,7 @@ CAPSNET_INLINE void forward_impl(const RoutingShape& sh, const T* u, const T* we
     if (t + 1 == sh.iterations) break; // the last agreement would not be used
     for (int64_t i = 0; i < I; ++i) {
       for (int64_t j = 0; j < J; ++j) {
-        const T* uh = u_hat + (i * J + j) * M;
+        const T* uh = u_hat + i * row_stride + j * M;
         const T* vj = vt + j * M;
         T agreement = 0;
 #pragma omp simd reduction(+ : agreement)
@@ -118,13 +97,12 @@ CAPSNET_INLINE void forward_impl(const RoutingShape& sh, const T* u, const T* we
 }
 
 template <typename T>
-CAPSNET_INLINE void backward_impl(const RoutingShape& sh, const T* u, const T* weight, const T* coupling,
-                      const T* s, const T* v, const T* grad_v, T* grad_u, T* grad_weight,
-                      T* grad_bias, T* u_hat, T* grad_u_hat, T* grad_logits, T* grad_coupling,
-                      T* grad_v_t, T* grad_s) {
-  const int64_t I = sh.n_in, J = sh.n_out, N = sh.d_in, M = sh.d_out;
-  prediction_vectors(sh, u, weight, u_hat);
-  std::fill(grad_u_hat, grad_u_hat + I * J * M, T(0));
+CAPSNET_INLINE void backward_impl(const RoutingShape& sh, const T* u_hat, int64_t row_stride,
+                                  const T* coupling, const T* s, const T* v, const T* grad_v,
+                                  T* grad_u_hat, T* grad_bias, T* grad_logits, T* grad_coupling,
+                                  T* grad_v_t, T* grad_s) {
+  const int64_t I = sh.n_in, J = sh.n_out, M = sh.d_out;
+  for (int64_t i = 0; i < I; ++i) std::fill(grad_u_hat + i * row_stride, grad_u_hat + i * row_stride + J * M, T(0));
   std::fill(grad_logits, grad_logits + I * J, T(0)); // dL/db^{t+1}; b^r does not exist
   for (int64_t t = sh.iterations - 1; t >= 0; --t) {
     const T* c = coupling + t * I * J;
@@ -137,8 +115,8 @@ CAPSNET_INLINE void backward_impl(const RoutingShape& sh, const T* u, const T* w
       for (int64_t i = 0; i < I; ++i) {
         for (int64_t j = 0; j < J; ++j) {
           const T gb = grad_logits[i * J + j];
-          const T* uh = u_hat + (i * J + j) * M;
-          T* guh = grad_u_hat + (i * J + j) * M;
+          const T* uh = u_hat + i * row_stride + j * M;
+          T* guh = grad_u_hat + i * row_stride + j * M;
           T* gv = grad_v_t + j * M;
           const T* vj = vt + j * M;
 #pragma omp simd
@@ -158,8 +136,8 @@ CAPSNET_INLINE void backward_impl(const RoutingShape& sh, const T* u, const T* w
     // s^t_j = sum_i c_ij u_hat_ij
     for (int64_t i = 0; i < I; ++i) {
       for (int64_t j = 0; j < J; ++j) {
-        const T* uh = u_hat + (i * J + j) * M;
-        T* guh = grad_u_hat + (i * J + j) * M;
+        const T* uh = u_hat + i * row_stride + j * M;
+        T* guh = grad_u_hat + i * row_stride + j * M;
         const T* gs = grad_s + j * M;
         const T cij = c[i * J + j];
         T gc = 0;
@@ -190,29 +168,6 @@ CAPSNET_INLINE void backward_impl(const RoutingShape& sh, const T* u, const T* w
       }
     }
   }
-  // u_hat_ij = W_ij^T u_i
-  for (int64_t i = 0; i < I; ++i) {
-    const T* ui = u + i * N;
-    T* gui = grad_u + i * N;
-    for (int64_t n = 0; n < N; ++n) gui[n] = 0;
-    for (int64_t j = 0; j < J; ++j) {
-      const T* guh = grad_u_hat + (i * J + j) * M;
-      const T* w = weight + ((i * J + j) * N) * M;
-      T* gw = grad_weight + ((i * J + j) * N) * M;
-      for (int64_t n = 0; n < N; ++n) {
-        const T un = ui[n];
-        const T* wn = w + n * M;
-        T* gwn = gw + n * M;
-        T acc = 0;
-#pragma omp simd reduction(+ : acc)
-        for (int64_t m = 0; m < M; ++m) {
-          gwn[m] += un * guh[m];
-          acc += wn[m] * guh[m];
-        }
-        gui[n] += acc;
-      }
-    }
-  }
 }
 
 } // namespace
@@ -220,17 +175,18 @@ CAPSNET_INLINE void backward_impl(const RoutingShape& sh, const T* u, const T* w
 #define CAPSNET_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 
 #define CAPSNET_DEFINE_KERNELS(T)                                                              \
-  CAPSNET_CLONES void routing_forward(const RoutingShape& shape, const T* u, const T* weight,  \
-                                      const T* bias, T* u_hat, T* logits, T* coupling, T* s,   \
-                                      T* v) {                                                  \
-    forward_impl(shape, u, weight, bias, u_hat, logits, coupling, s, v);                        \
+  CAPSNET_CLONES void routing_forward(const RoutingShape& shape, const T* u_hat,                \
+                                      int64_t row_stride, const T* bias, T* logits,            \
+                                      T* coupling, T* s, T* v) {                               \
+    forward_impl(shape, u_hat, row_stride, bias, logits, coupling, s, v);                      \
   }                                                                                            \
-  CAPSNET_CLONES void routing_backward(                                                        \
-      const RoutingShape& shape, const T* u, const T* weight, const T* coupling, const T* s,   \
-      const T* v, const T* grad_v, T* grad_u, T* grad_weight, T* grad_bias, T* u_hat,          \
-      T* grad_u_hat, T* grad_logits, T* grad_coupling, T* grad_v_t, T* grad_s) {               \
-    backward_impl(shape, u, weight, coupling, s, v, grad_v, grad_u, grad_weight, grad_bias,    \
-                  u_hat, grad_u_hat, grad_logits, grad_coupling, grad_v_t, grad_s);            \
+  CAPSNET_CLONES void routing_backward(const RoutingShape& shape, const T* u_hat,               \
+                                       int64_t row_stride, const T* coupling, const T* s,      \
+                                       const T* v, const T* grad_v, T* grad_u_hat,             \
+                                       T* grad_bias, T* grad_logits, T* grad_coupling,         \
+                                       T* grad_v_t, T* grad_s) {                               \
+    backward_impl(shape, u_hat, row_stride, coupling, s, v, grad_v, grad_u_hat, grad_bias,     \
+                  grad_logits, grad_coupling, grad_v_t, grad_s);                               \
   }
 
 CAPSNET_DEFINE_KERNELS(float)

@@ -2,13 +2,14 @@
 
 // Plain C++ kernels of the fused dynamic-routing op: no LibTorch here, so the
 // file compiles fast and the loops stay visible to the vectoriser. Every
-// function handles one image b; the caller parallelises over the batch.
+// function handles the routing iterations of one image; the caller computes
+// u_hat = W u for a chunk of images with batched GEMMs and parallelises over
+// the images.
 //
-// Layouts (row-major, contiguous):
-//   u      [N_in, D_in]              one image's primary capsules
-//   weight [N_in, N_out, D_in, D_out]
-//   bias   [N_out, D_out] or null
-//   u_hat  [N_in, N_out, D_out]      scratch, recomputed in backward
+// Layouts (row-major):
+//   u_hat   row i of one image: [N_out * D_out] contiguous, rows row_stride apart
+//           (the caller's [N_in, images, N_out * D_out] chunk)
+//   bias    [N_out, D_out] or null
 //   coupling[t] [N_in, N_out], s[t] and v[t] [N_out, D_out] for t < iterations
 
 #include <cstdint>
@@ -21,28 +22,25 @@ struct RoutingShape {
   double eps; ///< squash epsilon
 };
 
-/// Forward of one image: fills u_hat (scratch), coupling, s and v of every
-/// iteration; v of the last iteration is the output. logits: [N_in, N_out] scratch.
-void routing_forward(const RoutingShape& shape, const float* u, const float* weight,
-                     const float* bias, float* u_hat, float* logits, float* coupling, float* s,
-                     float* v);
-void routing_forward(const RoutingShape& shape, const double* u, const double* weight,
-                     const double* bias, double* u_hat, double* logits, double* coupling,
-                     double* s, double* v);
+/// Forward of one image: fills coupling, s and v of every iteration; v of the
+/// last iteration is the output. logits: [N_in, N_out] scratch.
+void routing_forward(const RoutingShape& shape, const float* u_hat, int64_t row_stride,
+                     const float* bias, float* logits, float* coupling, float* s, float* v);
+void routing_forward(const RoutingShape& shape, const double* u_hat, int64_t row_stride,
+                     const double* bias, double* logits, double* coupling, double* s, double* v);
 
 /// Backward of one image. grad_v: [N_out, D_out] for the output. Writes
-/// grad_u [N_in, D_in]; adds into grad_weight and grad_bias (may be null).
-/// Scratch: u_hat and grad_u_hat [N_in, N_out, D_out], grad_logits and
-/// grad_coupling [N_in, N_out], grad_v_t and grad_s [N_out, D_out].
-void routing_backward(const RoutingShape& shape, const float* u, const float* weight,
+/// dL/du_hat into grad_u_hat (u_hat's layout); adds into grad_bias (may be
+/// null). Scratch: grad_logits and grad_coupling [N_in, N_out], grad_v_t and
+/// grad_s [N_out, D_out].
+void routing_backward(const RoutingShape& shape, const float* u_hat, int64_t row_stride,
                       const float* coupling, const float* s, const float* v, const float* grad_v,
-                      float* grad_u, float* grad_weight, float* grad_bias, float* u_hat,
-                      float* grad_u_hat, float* grad_logits, float* grad_coupling,
-                      float* grad_v_t, float* grad_s);
-void routing_backward(const RoutingShape& shape, const double* u, const double* weight,
+                      float* grad_u_hat, float* grad_bias, float* grad_logits,
+                      float* grad_coupling, float* grad_v_t, float* grad_s);
+void routing_backward(const RoutingShape& shape, const double* u_hat, int64_t row_stride,
                       const double* coupling, const double* s, const double* v,
-                      const double* grad_v, double* grad_u, double* grad_weight,
-                      double* grad_bias, double* u_hat, double* grad_u_hat, double* grad_logits,
-                      double* grad_coupling, double* grad_v_t, double* grad_s);
+                      const double* grad_v, double* grad_u_hat, double* grad_bias,
+                      double* grad_logits, double* grad_coupling, double* grad_v_t,
+                      double* grad_s);
 
 } // namespace capsnet::cpu
