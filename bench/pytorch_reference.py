@@ -13,54 +13,14 @@ import json
 import resource
 import time
 
+import os
+import sys
+
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-
-def squash(s, eps=1e-8):
-    s2 = (s ** 2).sum(dim=-1, keepdim=True)
-    return (s2 / (1 + s2)) * (s / torch.sqrt(s2 + eps))
-
-
-class Router(nn.Module):
-    def __init__(self, in_caps, out_caps, in_d, out_d, iterations):
-        super().__init__()
-        self.in_caps, self.out_caps, self.iterations = in_caps, out_caps, iterations
-        self.weight = nn.Parameter(torch.randn(in_caps, out_caps, in_d, out_d))
-
-    def forward(self, u):
-        u_hat = torch.einsum('ijnm,bin->bijm', self.weight, u)
-        b = u.new_zeros(u.shape[0], self.in_caps, self.out_caps)
-        v = None
-        for i in range(self.iterations):
-            c = F.softmax(b, dim=1)
-            s = torch.einsum('bij,bijm->bjm', c, u_hat)
-            v = squash(s)
-            if i + 1 < self.iterations:
-                b = b + torch.einsum('bjm,bijm->bij', v, u_hat)
-        return v
-
-
-class CapsNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 256, kernel_size=9, stride=1)
-        self.conv2 = nn.Conv2d(256, 32 * 8, kernel_size=9, stride=2)
-        self.digit_capsules = Router(32 * 6 * 6, 10, 8, 16, 3)
-        self.decoder = nn.Sequential(nn.Linear(160, 512), nn.ReLU(), nn.Linear(512, 1024), nn.ReLU(),
-                                     nn.Linear(1024, 784), nn.Sigmoid())
-
-    def forward(self, data, labels=None):
-        x = F.relu(self.conv1(data))
-        x = self.conv2(x)
-        caps = squash(x.view(x.shape[0], 8, 32 * 6 * 6).permute(0, 2, 1))
-        caps = self.digit_capsules(caps)
-        lengths = caps.norm(dim=-1)
-        mask_classes = lengths.argmax(-1) if labels is None else labels
-        mask = torch.eye(10, device=data.device)[mask_classes]
-        recon = self.decoder((caps * mask[:, :, None]).view(x.shape[0], -1)).view(-1, 1, 28, 28)
-        return lengths, recon
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'python'))
+from capsnet_seed import CapsNet, squash  # noqa: E402  the seed's model
 
 
 def loss_of(lengths, recon, data, labels):
@@ -80,7 +40,6 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     else:
-        import os
         torch.set_num_threads(os.cpu_count())
     torch.manual_seed(0)
     model = CapsNet()

@@ -11,6 +11,10 @@ packages=(
   zlib1g-dev              # gzip-compressed IDX files
   libopenblas0-openmp     # libtorch links libblas.so.3: without OpenBLAS it is netlib's, ~30x slower
   libgtest-dev            # tests
+  libstb-dev              # reading users' images (PNG, JPEG, PGM) and writing PNG
+  libcairo2-dev           # figures: text, axes, heat maps
+  fonts-dejavu-core       # the figures' font
+  python3-torch           # export round-trip test and make bench's PyTorch baseline
   python3                 # the tests read JSON output with it
   dataset-fashion-mnist   # --dataset fashion-mnist
 )

@@ -3,7 +3,9 @@
 #include "capsnet/data/dataset.h"
 #include "capsnet/engine/checkpoint.h"
 #include "capsnet/engine/evaluate.h"
+#include "capsnet/engine/inference.h"
 #include "capsnet/engine/runtime.h"
+#include "capsnet/viz/figure.h"
 
 #include <nlohmann/json.hpp>
 
@@ -25,9 +27,47 @@ struct EvalFlags {
   bool json = false;
   std::string routing = "fused";
   std::string precision = "fp32";
+  std::string confusion_png;
+  std::vector<std::string> worst; // N PNG
 };
 
+// The `count` wrong predictions with the longest predicted capsule.
+void write_worst(const std::string& path, int64_t count, const Dataset& data,
+                 const EvalResult& result) {
+  const auto predictions = result.lengths.argmax(1);
+  const auto confidence = std::get<0>(result.lengths.max(1));
+  const auto wrong = predictions.ne(data.labels).nonzero().flatten();
+  const auto order = confidence.index_select(0, wrong).argsort(0, /*descending=*/true);
+  const int64_t n = std::min<int64_t>(count, wrong.size(0));
+  viz::GridFigure figure;
+  figure.title = "The " + std::to_string(n) + " most confidently wrong test digits";
+  figure.scale = 3;
+  figure.sections.push_back({"caption: true label as predicted, predicted capsule length", {}});
+  auto& rows = figure.sections.back().rows;
+  for (int64_t k = 0; k < n; ++k) {
+    const int64_t i = wrong[order[k].item<int64_t>()].item<int64_t>();
+    if (k % 8 == 0) rows.emplace_back();
+    char caption[48];
+    std::snprintf(caption, sizeof caption, "%ld as %ld, %.2f",
+                  static_cast<long>(data.labels[i].item<int64_t>()),
+                  static_cast<long>(predictions[i].item<int64_t>()),
+                  confidence[i].item<double>());
+    rows.back().cells.push_back({to_gray_image(to_unit_float(data.images[i])), caption});
+  }
+  viz::write_grid_png(path, figure);
+}
+
 } // namespace
+
+Dataset load_test_split(TrainOptions& options, const std::string& data_dir,
+                        const std::string& dataset, int64_t limit) {
+  if (!dataset.empty()) options.dataset = dataset;
+  const auto dir = !data_dir.empty()           ? data_dir
+                   : !dataset.empty()          ? default_data_dir(options.dataset)
+                   : !options.data_dir.empty() ? options.data_dir
+                                               : default_data_dir(options.dataset);
+  return load_dataset(dir, Split::kTest, options.dataset, limit);
+}
 
 Runner add_eval_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("eval", "Evaluate a checkpoint on the test set");
@@ -53,9 +93,27 @@ Runner add_eval_command(CLI::App& app) {
                   "fp32, or bf16 for the primary-capsule convolution (AMX/AVX512-BF16 CPUs)")
       ->check(CLI::IsMember({"fp32", "bf16"}))
       ->capture_default_str();
+  cmd->add_option("--confusion", flags->confusion_png,
+                  "also draw the confusion matrix into this PNG file");
+  cmd->add_option("--worst", flags->worst,
+                  "N PNG: draw the N most confidently wrong test digits into PNG")
+      ->expected(2)
+      ->type_name("N PNG");
   cmd->add_flag("--json", flags->json, "print one JSON object instead of text");
 
   return [flags]() {
+    int64_t worst_count = 0;
+    if (!flags->worst.empty()) {
+      try {
+        worst_count = std::stoll(flags->worst[0]);
+      } catch (const std::exception&) {
+        worst_count = -1;
+      }
+      if (worst_count <= 0) {
+        throw std::invalid_argument("--worst takes a positive count and a PNG path, got '" +
+                                    flags->worst[0] + " " + flags->worst[1] + "'");
+      }
+    }
     configure_runtime(flags->threads);
     auto loaded = load_checkpoint(flags->checkpoint);
     auto options = loaded.options;
@@ -63,13 +121,16 @@ Runner add_eval_command(CLI::App& app) {
     loaded.model->set_routing_impl(routing_impl_from_string(flags->routing));
     const auto precision = usable_precision(precision_from_string(flags->precision), std::cerr);
     loaded.model->set_precision(precision);
-    if (!flags->dataset.empty()) options.dataset = flags->dataset;
-    const auto dir = !flags->data_dir.empty()      ? flags->data_dir
-                     : !flags->dataset.empty()     ? default_data_dir(options.dataset)
-                     : !options.data_dir.empty()   ? options.data_dir
-                                                   : default_data_dir(options.dataset);
-    const auto data = load_dataset(dir, Split::kTest, options.dataset, flags->limit);
+    const auto data = load_test_split(options, flags->data_dir, flags->dataset, flags->limit);
     const auto result = evaluate(loaded.model, data, options);
+    if (!flags->confusion_png.empty()) {
+      viz::write_confusion_png(flags->confusion_png,
+                               "Confusion matrix: " + flags->checkpoint + " on " +
+                                   options.dataset + " test (" + std::to_string(result.total) +
+                                   " images)",
+                               result.confusion);
+    }
+    if (worst_count > 0) write_worst(flags->worst[1], worst_count, data, result);
     if (flags->json) {
       nlohmann::json per_class = nlohmann::json::array();
       for (size_t k = 0; k < result.class_total.size(); ++k) {
@@ -89,7 +150,8 @@ Runner add_eval_command(CLI::App& app) {
                                   {"total", result.total},
                                   {"loss", result.loss},
                                   {"seconds", result.seconds},
-                                  {"per_class", per_class}}
+                                  {"per_class", per_class},
+                                  {"confusion", result.confusion}}
                        .dump()
                 << std::endl;
       return 0;
@@ -109,6 +171,16 @@ Runner add_eval_command(CLI::App& app) {
                   static_cast<long>(result.class_correct[k]),
                   static_cast<long>(result.class_total[k]));
     }
+    std::printf("confusion matrix (rows: true class, columns: predicted):\n     ");
+    for (size_t j = 0; j < result.confusion.size(); ++j) std::printf(" %5zu", j);
+    std::printf("\n");
+    for (size_t i = 0; i < result.confusion.size(); ++i) {
+      std::printf("  %2zu ", i);
+      for (auto count : result.confusion[i]) std::printf(" %5ld", static_cast<long>(count));
+      std::printf("\n");
+    }
+    if (!flags->confusion_png.empty()) std::printf("confusion matrix drawn to %s\n", flags->confusion_png.c_str());
+    if (worst_count > 0) std::printf("worst errors drawn to %s\n", flags->worst[1].c_str());
     return 0;
   };
 }

@@ -1,6 +1,7 @@
 #include "commands.h"
 
 #include "capsnet/data/idx_reader.h"
+#include "capsnet/data/image.h"
 #include "capsnet/engine/checkpoint.h"
 #include "capsnet/engine/runtime.h"
 #include "capsnet/engine/trainer.h"
@@ -17,6 +18,11 @@ int main(int argc, char** argv) {
   auto train = capsnet::cli::add_train_command(app);
   auto eval = capsnet::cli::add_eval_command(app);
   auto bench = capsnet::cli::add_bench_command(app);
+  auto predict = capsnet::cli::add_predict_command(app);
+  auto reconstruct = capsnet::cli::add_reconstruct_command(app);
+  auto perturb = capsnet::cli::add_perturb_command(app);
+  auto plot = capsnet::cli::add_plot_command(app);
+  auto export_ = capsnet::cli::add_export_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -26,8 +32,15 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("train")) return train();
     if (app.got_subcommand("eval")) return eval();
     if (app.got_subcommand("bench")) return bench();
+    if (app.got_subcommand("predict")) return predict();
+    if (app.got_subcommand("reconstruct")) return reconstruct();
+    if (app.got_subcommand("perturb")) return perturb();
+    if (app.got_subcommand("plot")) return plot();
+    if (app.got_subcommand("export")) return export_();
   } catch (const capsnet::DataError& e) {
     std::cerr << "capsnet: data error: " << e.what() << "\n";
+  } catch (const capsnet::ImageError& e) {
+    std::cerr << "capsnet: image error: " << e.what() << "\n";
   } catch (const capsnet::CheckpointError& e) {
     std::cerr << "capsnet: checkpoint error: " << e.what() << "\n";
   } catch (const capsnet::TrainingError& e) {

@@ -26,6 +26,8 @@ EvalResult evaluate(CapsNet& model, const Dataset& data, const TrainOptions& opt
   EvalResult result;
   result.class_correct.assign(data.num_classes, 0);
   result.class_total.assign(data.num_classes, 0);
+  result.confusion.assign(data.num_classes, std::vector<int64_t>(data.num_classes, 0));
+  std::vector<at::Tensor> lengths;
   std::mt19937_64 unused_rng(0); // no shift at test time
   double loss_sum = 0;
   for (int64_t begin = 0; begin < data.size(); begin += options.eval_batch_size) {
@@ -35,6 +37,13 @@ EvalResult evaluate(CapsNet& model, const Dataset& data, const TrainOptions& opt
     auto out = model->forward(images, {}, options.recon_weight > 0);
     loss_sum += capsnet_loss(out, images, labels, options).total.item<double>() * n;
     auto hits = out.predictions.eq(labels);
+    lengths.push_back(out.lengths);
+    const auto pairs = at::bincount(labels * data.num_classes + out.predictions, {},
+                                    data.num_classes * data.num_classes);
+    const auto* pair_counts = pairs.data_ptr<int64_t>();
+    for (int64_t k = 0; k < data.num_classes * data.num_classes; ++k) {
+      result.confusion[k / data.num_classes][k % data.num_classes] += pair_counts[k];
+    }
     auto per_class_total = at::bincount(labels, {}, data.num_classes);
     auto per_class_correct = at::bincount(labels.masked_select(hits), {}, data.num_classes);
     for (int64_t k = 0; k < data.num_classes; ++k) {
@@ -45,6 +54,7 @@ EvalResult evaluate(CapsNet& model, const Dataset& data, const TrainOptions& opt
     result.total += n;
   }
   result.loss = result.total ? loss_sum / result.total : 0.0;
+  result.lengths = lengths.empty() ? at::empty({0, data.num_classes}) : at::cat(lengths);
   if (was_training) model->train();
   result.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -14,6 +14,9 @@ struct EvalResult {
   int64_t total = 0;
   std::vector<int64_t> class_correct;
   std::vector<int64_t> class_total;
+  /// confusion[true][predicted]: counts over the test set.
+  std::vector<std::vector<int64_t>> confusion;
+  at::Tensor lengths; ///< capsule lengths of every test image, float [N, K]
   double seconds = 0;
 
   double accuracy() const { return total ? static_cast<double>(correct) / total : 0.0; }

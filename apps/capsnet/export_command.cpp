@@ -1,0 +1,43 @@
+#include "commands.h"
+
+#include "capsnet/engine/checkpoint.h"
+#include "capsnet/engine/export.h"
+
+#include <cstdio>
+#include <memory>
+
+namespace capsnet::cli {
+
+Runner add_export_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "export", "Write a checkpoint's weights as a PyTorch state_dict (the seed's parameter "
+                "names) that Python's torch.load reads, with the model configuration as JSON "
+                "beside it");
+  auto checkpoint = std::make_shared<std::string>();
+  auto format = std::make_shared<std::string>("pytorch");
+  auto out = std::make_shared<std::string>("model.pth");
+  cmd->add_option("--checkpoint", *checkpoint, "checkpoint written by capsnet train")->required();
+  cmd->add_option("--format", *format, "export format")
+      ->check(CLI::IsMember({"pytorch"}))
+      ->capture_default_str();
+  cmd->add_option("--out", *out, "weights file; the configuration goes to the same name with .json")
+      ->capture_default_str();
+
+  return [checkpoint, out]() {
+    auto loaded = load_checkpoint(*checkpoint);
+    const auto config_path = export_pytorch(loaded.model, loaded.options, *out);
+    const auto params = seed_state_dict(loaded.model);
+    std::printf("wrote %s (%zu tensors) and %s\n", out->c_str(), params.size(),
+                config_path.c_str());
+    for (const auto& [name, tensor] : params) {
+      std::printf("  %-24s [", name.c_str());
+      for (int64_t d = 0; d < tensor.dim(); ++d) {
+        std::printf(d ? ", %ld" : "%ld", static_cast<long>(tensor.size(d)));
+      }
+      std::printf("]\n");
+    }
+    return 0;
+  };
+}
+
+} // namespace capsnet::cli

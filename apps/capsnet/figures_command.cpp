@@ -1,0 +1,274 @@
+// The paper's figures from a trained model (reconstructions, Fig. 3;
+// capsule-dimension perturbations, Fig. 4) and training curves of a run.
+#include "commands.h"
+
+#include "capsnet/engine/inference.h"
+#include "capsnet/engine/runtime.h"
+#include "capsnet/viz/figure.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+namespace capsnet::cli {
+
+namespace {
+
+struct CheckpointFlags {
+  std::string checkpoint, out, data_dir, dataset;
+  int threads = 0;
+  int scale = 2;
+};
+
+void add_checkpoint_flags(CLI::App* cmd, CheckpointFlags& f, const std::string& out_default) {
+  cmd->add_option("--checkpoint", f.checkpoint, "checkpoint written by capsnet train")->required();
+  f.out = out_default;
+  cmd->add_option("--out", f.out, "PNG file to write")->capture_default_str();
+  cmd->add_option("--data", f.data_dir, "data directory (default: the run's)");
+  cmd->add_option("--dataset", f.dataset, "mnist or fashion-mnist (default: the run's)")
+      ->check(CLI::IsMember({"mnist", "fashion-mnist"}));
+  cmd->add_option("--scale", f.scale, "screen pixels per image pixel")
+      ->check(CLI::Range(1, 8))
+      ->capture_default_str();
+  cmd->add_option("--threads", f.threads, "CPU threads (0: every core)")
+      ->check(CLI::NonNegativeNumber);
+}
+
+std::string label_text(int64_t k) { return std::to_string(k); }
+
+viz::Cell cell(const at::Tensor& image, const std::string& caption = "") {
+  return {to_gray_image(image), caption};
+}
+
+} // namespace
+
+Runner add_reconstruct_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "reconstruct", "Figure 3: test digits above their reconstructions, and misclassified "
+                     "digits reconstructed from the predicted and from the true capsule");
+  auto f = std::make_shared<CheckpointFlags>();
+  auto n = std::make_shared<int64_t>(32);
+  auto errors = std::make_shared<int64_t>(8);
+  auto search = std::make_shared<int64_t>(0);
+  add_checkpoint_flags(cmd, *f, "recon.png");
+  cmd->add_option("--n", *n, "test digits in the first part (the first N of the test set)")
+      ->check(CLI::Range(int64_t(1), int64_t(1024)))
+      ->capture_default_str();
+  cmd->add_option("--errors", *errors, "misclassified digits in the second part (0: none)")
+      ->check(CLI::Range(int64_t(0), int64_t(256)))
+      ->capture_default_str();
+  cmd->add_option("--search", *search,
+                  "look for misclassified digits among the first N test images (0: all)")
+      ->check(CLI::NonNegativeNumber);
+
+  return [f, n, errors, search]() {
+    configure_runtime(f->threads);
+    auto loaded_options = Predictor::load(f->checkpoint);
+    auto options = loaded_options.options();
+    const auto data = load_test_split(options, f->data_dir, f->dataset,
+                                      *errors > 0 ? *search : *n);
+    auto& predictor = loaded_options;
+    const int64_t shown = std::min(*n, data.size());
+    const auto scanned = *errors > 0 ? data.size() : shown;
+    const auto images = to_unit_float(data.images.narrow(0, 0, scanned));
+    const auto labels = data.labels.narrow(0, 0, scanned);
+    const auto out = predictor.classify(images);
+
+    viz::GridFigure figure;
+    figure.scale = f->scale;
+    figure.title = "Reconstructions: " + f->checkpoint;
+    const int per_row = 16;
+    {
+      viz::GridSection section{"Test digits (top) and their reconstructions from the predicted "
+                               "capsule (bottom, captioned with the prediction)",
+                               {}};
+      const auto recon = predictor.reconstruct(out.capsules.narrow(0, 0, shown),
+                                               out.predictions.narrow(0, 0, shown));
+      for (int64_t start = 0; start < shown; start += per_row) {
+        viz::GridRow inputs{"input", {}}, outputs{"reconstruction", {}};
+        for (int64_t i = start; i < std::min(shown, start + per_row); ++i) {
+          inputs.cells.push_back(cell(images[i], "label " + label_text(labels[i].item<int64_t>())));
+          outputs.cells.push_back(cell(recon[i], "pred " + label_text(out.predictions[i].item<int64_t>())));
+        }
+        section.rows.push_back(inputs);
+        section.rows.push_back(outputs);
+      }
+      figure.sections.push_back(section);
+    }
+    int64_t wrong_count = 0;
+    if (*errors > 0) {
+      const auto wrong = out.predictions.ne(labels).nonzero().flatten();
+      wrong_count = wrong.size(0);
+      const int64_t k = std::min(*errors, wrong_count);
+      viz::GridSection section{
+          "Misclassified digits: input, reconstruction from the predicted capsule, from the true "
+          "capsule (" + std::to_string(wrong_count) + " errors among " + std::to_string(scanned) +
+              " test images)",
+          {}};
+      if (k > 0) {
+        const auto idx = wrong.narrow(0, 0, k);
+        const auto caps = out.capsules.index_select(0, idx);
+        const auto from_pred = predictor.reconstruct(caps, out.predictions.index_select(0, idx));
+        const auto from_true = predictor.reconstruct(caps, labels.index_select(0, idx));
+        viz::GridRow row{"", {}};
+        for (int64_t j = 0; j < k; ++j) {
+          const int64_t i = idx[j].item<int64_t>();
+          const auto truth = label_text(labels[i].item<int64_t>());
+          const auto pred = label_text(out.predictions[i].item<int64_t>());
+          row.cells.push_back(cell(images[i], "#" + std::to_string(i) + " (" + truth + ")"));
+          row.cells.push_back(cell(from_pred[j], "as " + pred));
+          row.cells.push_back(cell(from_true[j], "as " + truth));
+          if (row.cells.size() >= 12 || j + 1 == k) {
+            section.rows.push_back(row);
+            row.cells.clear();
+          }
+        }
+      }
+      figure.sections.push_back(section);
+    }
+    viz::write_grid_png(f->out, figure);
+    std::printf("wrote %s: %ld test digits with reconstructions", f->out.c_str(),
+                static_cast<long>(shown));
+    if (*errors > 0) {
+      std::printf("; %ld of %ld misclassified among %ld test images", 
+                  static_cast<long>(std::min(*errors, wrong_count)), static_cast<long>(wrong_count),
+                  static_cast<long>(scanned));
+    }
+    std::printf("\n");
+    return 0;
+  };
+}
+
+Runner add_perturb_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "perturb", "Figure 4: reconstructions as each dimension of the active digit capsule of "
+                 "one test image moves over [-range, range]");
+  auto f = std::make_shared<CheckpointFlags>();
+  auto index = std::make_shared<int64_t>(0);
+  auto range = std::make_shared<double>(0.25);
+  auto step = std::make_shared<double>(0.05);
+  auto klass = std::make_shared<int64_t>(-1);
+  add_checkpoint_flags(cmd, *f, "perturb.png");
+  cmd->add_option("--index", *index, "test image index")->required()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--class", *klass, "capsule to perturb (default: the predicted class)");
+  cmd->add_option("--range", *range, "largest change of a dimension")
+      ->check(CLI::Range(1e-3, 10.0))
+      ->capture_default_str();
+  cmd->add_option("--step", *step, "change between columns")
+      ->check(CLI::Range(1e-3, 10.0))
+      ->capture_default_str();
+
+  return [f, index, range, step, klass]() {
+    configure_runtime(f->threads);
+    auto predictor = Predictor::load(f->checkpoint);
+    auto options = predictor.options();
+    const auto data = load_test_split(options, f->data_dir, f->dataset, 0);
+    if (*index >= data.size()) {
+      throw std::invalid_argument("--index " + std::to_string(*index) + " is past the end of the " +
+                                  std::to_string(data.size()) + " test images");
+    }
+    const auto image = to_unit_float(data.images.narrow(0, *index, 1));
+    const int64_t label = data.labels[*index].item<int64_t>();
+    const auto out = predictor.classify(image);
+    const int64_t predicted = out.predictions[0].item<int64_t>();
+    const auto& config = predictor.model()->config;
+    const int64_t active = *klass >= 0 ? *klass : predicted;
+    if (active >= config.num_classes) {
+      throw std::invalid_argument("--class " + std::to_string(active) + ": the model has " +
+                                  std::to_string(config.num_classes) + " classes");
+    }
+    const int64_t steps = static_cast<int64_t>(std::llround(*range / *step));
+    std::vector<double> deltas;
+    for (int64_t s = -steps; s <= steps; ++s) deltas.push_back(s * *step);
+    const int64_t D = config.digit_dim, columns = int64_t(deltas.size());
+    // Every (dimension, delta) pair as one batch of perturbed capsules.
+    auto caps = out.capsules.repeat({D * columns, 1, 1});
+    for (int64_t d = 0; d < D; ++d) {
+      for (int64_t c = 0; c < columns; ++c) {
+        caps[d * columns + c][active][d] += deltas[c];
+      }
+    }
+    const auto recon =
+        predictor.reconstruct(caps, at::full({D * columns}, active, at::kLong));
+
+    viz::GridFigure figure;
+    figure.scale = f->scale;
+    char title[160];
+    std::snprintf(title, sizeof title,
+                  "Perturbing capsule %ld of test image %ld (label %ld, predicted %ld, "
+                  "length %.3f)",
+                  static_cast<long>(active), static_cast<long>(*index), static_cast<long>(label),
+                  static_cast<long>(predicted), out.lengths[0][active].item<double>());
+    figure.title = title;
+    figure.sections.push_back(
+        {"", {{"input", {cell(image[0])}},
+              {"reconstruction", {cell(predictor.reconstruct(out.capsules,
+                                                             at::full({1}, active, at::kLong))[0])}}}});
+    viz::GridSection section{"One row per dimension; columns: the dimension changed by the "
+                             "amount below each",
+                             {}};
+    for (int64_t d = 0; d < D; ++d) {
+      viz::GridRow row{"dim " + std::to_string(d), {}};
+      for (int64_t c = 0; c < columns; ++c) {
+        char caption[16];
+        std::snprintf(caption, sizeof caption, "%+.2f", deltas[c]);
+        row.cells.push_back(cell(recon[d * columns + c], d + 1 == D ? caption : ""));
+      }
+      section.rows.push_back(row);
+    }
+    figure.sections.push_back(section);
+    viz::write_grid_png(f->out, figure);
+    std::printf("wrote %s: %ld dimensions x %ld steps of %.3g for capsule %ld of test image %ld\n",
+                f->out.c_str(), static_cast<long>(D), static_cast<long>(columns), *step,
+                static_cast<long>(active), static_cast<long>(*index));
+    return 0;
+  };
+}
+
+Runner add_plot_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("plot", "Training curves of a run: loss and accuracy per epoch, "
+                                         "train and test, from RUN_DIR/metrics.jsonl");
+  auto run_dir = std::make_shared<std::string>();
+  auto out = std::make_shared<std::string>("curves.png");
+  cmd->add_option("run_dir", *run_dir, "run directory written by capsnet train")->required();
+  cmd->add_option("--out", *out, "PNG file to write")->capture_default_str();
+
+  return [run_dir, out]() {
+    const auto path = (std::filesystem::path(*run_dir) / "metrics.jsonl").string();
+    std::ifstream in(path);
+    if (!in) throw std::invalid_argument(path + ": not found; is " + *run_dir + " a run directory?");
+    viz::Series train_loss{"train", {}, {}}, test_loss{"test", {}, {}};
+    viz::Series train_acc{"train", {}, {}}, test_acc{"test", {}, {}};
+    std::string line;
+    int line_number = 0;
+    while (std::getline(in, line)) {
+      ++line_number;
+      if (line.empty()) continue;
+      try {
+        const auto row = nlohmann::json::parse(line);
+        const double epoch = row.at("epoch").get<double>();
+        train_loss.x.push_back(epoch), train_loss.y.push_back(row.at("train_loss").get<double>());
+        test_loss.x.push_back(epoch), test_loss.y.push_back(row.at("test_loss").get<double>());
+        train_acc.x.push_back(epoch), train_acc.y.push_back(100 * row.at("train_accuracy").get<double>());
+        test_acc.x.push_back(epoch), test_acc.y.push_back(100 * row.at("test_accuracy").get<double>());
+      } catch (const nlohmann::json::exception& e) {
+        throw std::invalid_argument(path + ":" + std::to_string(line_number) +
+                                    ": not a metrics row (" + e.what() + ")");
+      }
+    }
+    if (train_loss.x.empty()) {
+      throw std::invalid_argument(path + ": no epochs recorded yet; plot after the first epoch");
+    }
+    viz::write_plot_png(*out, "Training curves: " + *run_dir,
+                        {{"Loss", "epoch", "loss (margin + reconstruction)", {train_loss, test_loss}},
+                         {"Accuracy", "epoch", "accuracy (%)", {train_acc, test_acc}}});
+    std::printf("wrote %s: %zu epochs, last test accuracy %.2f%%\n", out->c_str(),
+                test_acc.y.size(), test_acc.y.back());
+    return 0;
+  };
+}
+
+} // namespace capsnet::cli

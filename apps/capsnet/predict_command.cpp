@@ -1,0 +1,147 @@
+#include "commands.h"
+
+#include "capsnet/data/idx_reader.h"
+#include "capsnet/engine/inference.h"
+#include "capsnet/engine/runtime.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <memory>
+
+namespace capsnet::cli {
+
+namespace {
+
+struct PredictFlags {
+  std::string checkpoint;
+  std::vector<std::string> files;
+  std::string save_dir;
+  std::string precision = "fp32";
+  int threads = 0;
+  bool json = false;
+};
+
+// The images of one input file: an IDX file of [N, H, W] images (used as
+// they are, like MNIST's own) or one picture (preprocessed as MNIST was made).
+struct Input {
+  std::string name; ///< file, or file[k] for the k-th image of an IDX file
+  at::Tensor image; ///< float [1, 1, H, W] in [0, 1]
+};
+
+bool looks_like_idx(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return false;
+  unsigned char head[4] = {1, 1, 1, 1};
+  const size_t got = std::fread(head, 1, 4, f);
+  std::fclose(f);
+  // Raw IDX starts 00 00 08 <rank>; gzip starts 1f 8b.
+  return got == 4 && ((head[0] == 0 && head[1] == 0 && head[2] == 8) ||
+                      (head[0] == 0x1f && head[1] == 0x8b));
+}
+
+std::vector<Input> read_inputs(const std::string& path, const Predictor& predictor) {
+  if (!looks_like_idx(path)) return {{path, predictor.load_image(path)}};
+  const auto side = predictor.model()->config.image_size;
+  auto array = read_idx(path, 3);
+  if (array.dims[1] != side || array.dims[2] != side) {
+    throw DataError(path + ": IDX images are " + std::to_string(array.dims[1]) + "x" +
+                    std::to_string(array.dims[2]) + ", the model takes " + std::to_string(side) +
+                    "x" + std::to_string(side));
+  }
+  std::vector<Input> out;
+  const auto all = at::from_blob(array.data.data(), {array.dims[0], 1, side, side}, at::kByte);
+  for (int64_t k = 0; k < array.dims[0]; ++k) {
+    out.push_back({path + "[" + std::to_string(k) + "]", to_unit_float(all[k]).unsqueeze(0)});
+  }
+  return out;
+}
+
+std::string safe_name(const std::string& name) {
+  std::string out;
+  for (char c : std::filesystem::path(name).filename().string()) {
+    out += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_') ? c : '_';
+  }
+  return out;
+}
+
+} // namespace
+
+Runner add_predict_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "predict", "Classify your own images: PNG, JPEG, PGM (any size; preprocessed as MNIST "
+                 "was made) or IDX files of 28x28 images");
+  auto flags = std::make_shared<PredictFlags>();
+  cmd->add_option("--checkpoint", flags->checkpoint, "checkpoint written by capsnet train")
+      ->required();
+  cmd->add_option("images", flags->files, "image files (PNG, JPEG, PGM, BMP, GIF) or IDX files")
+      ->required();
+  cmd->add_option("--save-preprocessed", flags->save_dir,
+                  "write each 28x28 image the network saw to this directory as PNG");
+  cmd->add_option("--precision", flags->precision, "fp32 or bf16")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
+  cmd->add_option("--threads", flags->threads, "CPU threads (0: every core)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_flag("--json", flags->json, "print one JSON array, one object per image");
+
+  return [flags]() {
+    configure_runtime(flags->threads);
+    auto predictor = Predictor::load(flags->checkpoint);
+    predictor.model()->set_precision(
+        usable_precision(precision_from_string(flags->precision), std::cerr));
+    if (!flags->save_dir.empty()) std::filesystem::create_directories(flags->save_dir);
+    nlohmann::json results = nlohmann::json::array();
+    int failures = 0;
+    for (const auto& file : flags->files) {
+      std::vector<Input> inputs;
+      try {
+        inputs = read_inputs(file, predictor);
+      } catch (const std::exception& e) { // ImageError, DataError: report and go on
+        ++failures;
+        std::string message = e.what();
+        if (message.rfind(file, 0) != 0) message = file + ": " + message;
+        std::cerr << "capsnet: " << message << "\n";
+        results.push_back({{"file", file}, {"error", message}});
+        continue;
+      }
+      std::vector<at::Tensor> images;
+      for (const auto& input : inputs) images.push_back(input.image);
+      const auto out = predictor.classify(at::cat(images));
+      for (size_t k = 0; k < inputs.size(); ++k) {
+        const int64_t predicted = out.predictions[k].item<int64_t>();
+        const auto lengths = out.lengths[k];
+        std::vector<double> values(lengths.data_ptr<float>(),
+                                   lengths.data_ptr<float>() + lengths.numel());
+        nlohmann::json row = {{"file", inputs[k].name}, {"prediction", predicted},
+                              {"lengths", values}};
+        if (!flags->save_dir.empty()) {
+          const auto path = (std::filesystem::path(flags->save_dir) /
+                             (safe_name(inputs[k].name) + ".png"))
+                                .string();
+          write_png(path, to_gray_image(inputs[k].image[0]));
+          row["preprocessed"] = path;
+        }
+        if (!flags->json) {
+          std::printf("%s: %ld (length %.3f)\n  lengths:", inputs[k].name.c_str(),
+                      static_cast<long>(predicted), values[predicted]);
+          for (size_t j = 0; j < values.size(); ++j) std::printf(" %zu:%.3f", j, values[j]);
+          std::printf("\n");
+        }
+        results.push_back(row);
+      }
+    }
+    if (flags->json) std::cout << results.dump() << std::endl;
+    if (failures > 0) {
+      std::cerr << "capsnet: " << failures << " of " << flags->files.size()
+                << " files could not be read\n";
+      return 1;
+    }
+    return 0;
+  };
+}
+
+} // namespace capsnet::cli

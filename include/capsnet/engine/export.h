@@ -1,0 +1,33 @@
+#pragma once
+
+#include "capsnet/engine/options.h"
+#include "capsnet/model/capsnet.h"
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace capsnet {
+
+/// The model's parameters under the seed's PyTorch names, in the seed's
+/// order: conv1.weight, conv1.bias, conv2.weight, conv2.bias,
+/// digit_capsules.weight [N_in, N_out, D_in, D_out], (digit_capsules.bias),
+/// decoder.0.weight ... decoder.4.bias. Tensors are detached copies.
+std::vector<std::pair<std::string, at::Tensor>> seed_state_dict(CapsNet& model);
+
+/// What a PyTorch user needs besides the weights: the architecture, the
+/// input convention (normalised or [0, 1] pixels) and the routing softmax.
+nlohmann::json export_config(const TrainOptions& options);
+
+/// Writes seed_state_dict(model) as a file that Python's torch.load reads (a
+/// dict of name -> tensor), atomically, and export_config beside it with the
+/// extension .json. Returns the config's path.
+std::string export_pytorch(CapsNet& model, const TrainOptions& options, const std::string& path);
+
+/// Reads a file written by export_pytorch (or torch.save of a dict of
+/// tensors in Python) back: name -> tensor, in the file's order.
+std::vector<std::pair<std::string, at::Tensor>> read_pytorch_state_dict(const std::string& path);
+
+} // namespace capsnet

@@ -1,0 +1,54 @@
+#pragma once
+
+#include "capsnet/data/dataset.h"
+#include "capsnet/data/image.h"
+#include "capsnet/engine/options.h"
+#include "capsnet/model/capsnet.h"
+
+#include <string>
+
+namespace capsnet {
+
+/// What the network says about a batch of images.
+struct Classification {
+  at::Tensor capsules;    ///< digit capsules, [B, K, D]
+  at::Tensor lengths;     ///< their lengths, the class probabilities, [B, K]
+  at::Tensor predictions; ///< argmax of lengths, int64 [B]
+};
+
+/// A trained CapsNet ready for inference: no gradients, eval mode, input
+/// standardised when the model was trained so. Images are float [B, C, H, W]
+/// with pixels in [0, 1], ink bright (as MNIST); see load_image for files.
+class Predictor {
+ public:
+  /// Reads a checkpoint written by `capsnet train` (throws CheckpointError).
+  static Predictor load(const std::string& checkpoint);
+  Predictor(CapsNet model, TrainOptions options);
+
+  /// Runs in chunks of `batch_size` images.
+  Classification classify(const at::Tensor& images) const;
+  /// Decoder output from `capsules` masked to `classes`: [B, C, H, W] in [0, 1].
+  at::Tensor reconstruct(const at::Tensor& capsules, const at::Tensor& classes) const;
+
+  /// Reads an image file (PNG, JPEG, PGM, ...) and prepares it as MNIST was
+  /// made (mnist_preprocess): float [1, 1, H, W]. Throws ImageError.
+  at::Tensor load_image(const std::string& path) const;
+
+  CapsNet& model() { return model_; }
+  const CapsNet& model() const { return model_; }
+  const TrainOptions& options() const { return options_; }
+  int64_t batch_size = 500;
+
+ private:
+  mutable CapsNet model_; // inference changes no state; forward is not const
+  TrainOptions options_;
+};
+
+/// float [H, W] or [1, H, W] in [0, 1] <-> GrayImage.
+GrayImage to_gray_image(const at::Tensor& image);
+at::Tensor to_tensor(const GrayImage& image);
+
+/// Dataset images (uint8 [N, 1, H, W]) as float in [0, 1].
+at::Tensor to_unit_float(const at::Tensor& images);
+
+} // namespace capsnet

@@ -1,0 +1,65 @@
+#pragma once
+
+// Figures as PNG files, drawn with cairo: grids of labelled images
+// (reconstructions, perturbations, worst errors), line plots (training
+// curves) and a confusion matrix. No LibTorch here.
+
+#include "capsnet/data/image.h"
+
+#include <string>
+#include <vector>
+
+namespace capsnet::viz {
+
+struct Cell {
+  GrayImage image;     ///< drawn white on black, each pixel a scale x scale block
+  std::string caption; ///< below the image; may be empty
+};
+
+struct GridRow {
+  std::string label; ///< left of the row; may be empty
+  std::vector<Cell> cells;
+};
+
+struct GridSection {
+  std::string heading; ///< above the section; may be empty
+  std::vector<GridRow> rows;
+};
+
+struct GridFigure {
+  std::string title;
+  std::vector<GridSection> sections;
+  int scale = 2;
+};
+
+/// Where a grid's image pixels landed: cell_x[s][r][c], cell_y[s][r][c] are
+/// the top-left corner of cell c of row r of section s.
+struct GridLayout {
+  int width = 0, height = 0;
+  std::vector<std::vector<std::vector<int>>> cell_x, cell_y;
+};
+
+/// Draws `figure` and writes it to `path`; returns the layout. Throws
+/// ImageError when the file cannot be written.
+GridLayout write_grid_png(const std::string& path, const GridFigure& figure);
+
+struct Series {
+  std::string name;
+  std::vector<double> x, y;
+};
+
+struct Panel {
+  std::string title, x_label, y_label;
+  std::vector<Series> series;
+};
+
+/// Line plots side by side, with axes, ticks and a legend per panel.
+void write_plot_png(const std::string& path, const std::string& title,
+                    const std::vector<Panel>& panels);
+
+/// A confusion matrix (rows: true class, columns: predicted) as a heat map of
+/// each row's fractions, with the counts written in the cells.
+void write_confusion_png(const std::string& path, const std::string& title,
+                         const std::vector<std::vector<int64_t>>& counts);
+
+} // namespace capsnet::viz

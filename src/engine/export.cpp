@@ -1,0 +1,89 @@
+#include "capsnet/engine/export.h"
+
+#include "capsnet/data/dataset.h"
+
+#include <nlohmann/json.hpp>
+#include <torch/serialize.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <stdexcept>
+
+namespace capsnet {
+
+namespace fs = std::filesystem;
+
+std::vector<std::pair<std::string, at::Tensor>> seed_state_dict(CapsNet& model) {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& item : model->named_parameters()) {
+    std::string name = item.key();
+    const std::string primary = "primary_capsules.conv.";
+    if (name.rfind(primary, 0) == 0) name = "conv2." + name.substr(primary.size());
+    out.emplace_back(name, item.value().detach().clone().contiguous());
+  }
+  return out;
+}
+
+nlohmann::json export_config(const TrainOptions& options) {
+  return {{"format", "capsnet-pytorch-export-v1"},
+          {"model", to_json(options.model)},
+          {"dataset", options.dataset},
+          {"normalize", options.normalize},
+          {"mnist_mean", kMnistMean},
+          {"mnist_std", kMnistStd},
+          {"note", "input: float [B, 1, H, W] in [0, 1], standardised with mnist_mean/std when "
+                   "normalize; routing softmax over 'parents' is dim 2 of the [B, N_in, N_out] "
+                   "logits, over 'children' dim 1"}};
+}
+
+namespace {
+
+void write_atomically(const std::string& path, const char* data, size_t size) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(data, static_cast<std::streamsize>(size));
+    out.flush();
+    if (!out) throw std::runtime_error(path + ": cannot write (disk full or no permission?)");
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) {
+    fs::remove(tmp);
+    throw std::runtime_error(path + ": cannot write: " + ec.message());
+  }
+}
+
+} // namespace
+
+std::string export_pytorch(CapsNet& model, const TrainOptions& options, const std::string& path) {
+  const fs::path config_path = fs::path(path).replace_extension(".json");
+  if (config_path == fs::path(path)) {
+    throw std::invalid_argument(path + ": the weights file needs another extension than .json "
+                                       "(the configuration goes to " + config_path.string() + ")");
+  }
+  c10::Dict<std::string, at::Tensor> dict;
+  for (const auto& [name, tensor] : seed_state_dict(model)) dict.insert(name, tensor);
+  const auto bytes = torch::pickle_save(c10::IValue(dict));
+  write_atomically(path, bytes.data(), bytes.size());
+  const auto config = export_config(options).dump(2) + "\n";
+  write_atomically(config_path.string(), config.data(), config.size());
+  return config_path.string();
+}
+
+std::vector<std::pair<std::string, at::Tensor>> read_pytorch_state_dict(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(path + ": cannot open");
+  std::vector<char> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto value = torch::pickle_load(bytes);
+  if (!value.isGenericDict()) throw std::runtime_error(path + ": not a dict of tensors");
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& entry : value.toGenericDict()) {
+    out.emplace_back(entry.key().toStringRef(), entry.value().toTensor());
+  }
+  return out;
+}
+
+} // namespace capsnet

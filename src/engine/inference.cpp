@@ -1,0 +1,70 @@
+#include "capsnet/engine/inference.h"
+
+#include "capsnet/engine/checkpoint.h"
+
+#include <torch/csrc/autograd/grad_mode.h>
+
+namespace capsnet {
+
+Predictor Predictor::load(const std::string& checkpoint) {
+  auto loaded = load_checkpoint(checkpoint);
+  return Predictor(loaded.model, loaded.options);
+}
+
+Predictor::Predictor(CapsNet model, TrainOptions options)
+    : model_(std::move(model)), options_(std::move(options)) {
+  model_->eval();
+}
+
+Classification Predictor::classify(const at::Tensor& images) const {
+  TORCH_CHECK(images.dim() == 4 && images.size(1) == model_->config.in_channels &&
+                  images.size(2) == model_->config.image_size &&
+                  images.size(3) == model_->config.image_size,
+              "expected images of shape [B, ", model_->config.in_channels, ", ",
+              model_->config.image_size, ", ", model_->config.image_size, "], got ",
+              images.sizes());
+  torch::NoGradGuard no_grad;
+  std::vector<at::Tensor> parts;
+  for (int64_t start = 0; start < images.size(0); start += batch_size) {
+    auto x = images.narrow(0, start, std::min(batch_size, images.size(0) - start)).to(at::kFloat);
+    if (options_.normalize) x = (x - kMnistMean) / kMnistStd;
+    parts.push_back(model_->capsules(x));
+  }
+  Classification out;
+  out.capsules = parts.empty() ? at::empty({0, model_->config.num_classes,
+                                            model_->config.digit_dim})
+                               : at::cat(parts);
+  out.lengths = out.capsules.norm(2, -1);
+  out.predictions = out.lengths.argmax(-1);
+  return out;
+}
+
+at::Tensor Predictor::reconstruct(const at::Tensor& capsules, const at::Tensor& classes) const {
+  torch::NoGradGuard no_grad;
+  return model_->reconstruct(capsules, classes);
+}
+
+at::Tensor Predictor::load_image(const std::string& path) const {
+  const auto image = mnist_preprocess(read_image(path), int(model_->config.image_size),
+                                      int(model_->config.image_size * 20 / 28));
+  return to_tensor(image).view({1, 1, image.height, image.width});
+}
+
+GrayImage to_gray_image(const at::Tensor& image) {
+  auto t = image.detach().to(at::kFloat).contiguous();
+  if (t.dim() == 3) t = t.squeeze(0);
+  TORCH_CHECK(t.dim() == 2, "expected an image of shape [H, W] or [1, H, W], got ", image.sizes());
+  GrayImage out(int(t.size(1)), int(t.size(0)));
+  std::copy(t.data_ptr<float>(), t.data_ptr<float>() + t.numel(), out.pixels.begin());
+  return out;
+}
+
+at::Tensor to_tensor(const GrayImage& image) {
+  return at::from_blob(const_cast<float*>(image.pixels.data()), {image.height, image.width},
+                       at::kFloat)
+      .clone();
+}
+
+at::Tensor to_unit_float(const at::Tensor& images) { return images.to(at::kFloat).div(255.0); }
+
+} // namespace capsnet

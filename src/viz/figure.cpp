@@ -1,0 +1,320 @@
+#include "capsnet/viz/figure.h"
+
+#include <cairo.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+
+namespace capsnet::viz {
+
+namespace {
+
+constexpr int kMargin = 12;
+constexpr double kFontSize = 12;
+constexpr const char* kFont = "DejaVu Sans";
+
+struct Canvas {
+  std::unique_ptr<cairo_surface_t, void (*)(cairo_surface_t*)> surface;
+  std::unique_ptr<cairo_t, void (*)(cairo_t*)> cr;
+
+  Canvas(int width, int height)
+      : surface(cairo_image_surface_create(CAIRO_FORMAT_RGB24, width, height),
+                cairo_surface_destroy),
+        cr(cairo_create(surface.get()), cairo_destroy) {
+    cairo_set_source_rgb(cr.get(), 1, 1, 1);
+    cairo_paint(cr.get());
+    font(kFontSize);
+  }
+
+  void font(double size, bool bold = false) {
+    cairo_select_font_face(cr.get(), kFont, CAIRO_FONT_SLANT_NORMAL,
+                           bold ? CAIRO_FONT_WEIGHT_BOLD : CAIRO_FONT_WEIGHT_NORMAL);
+    cairo_set_font_size(cr.get(), size);
+  }
+
+  // Text with its baseline at y; align 0 left, 0.5 centre, 1 right.
+  void text(const std::string& s, double x, double y, double align = 0, double r = 0,
+            double g = 0, double b = 0) {
+    cairo_text_extents_t ext;
+    cairo_text_extents(cr.get(), s.c_str(), &ext);
+    cairo_set_source_rgb(cr.get(), r, g, b);
+    cairo_move_to(cr.get(), x - align * ext.x_advance, y);
+    cairo_show_text(cr.get(), s.c_str());
+  }
+
+  double text_width(const std::string& s) {
+    cairo_text_extents_t ext;
+    cairo_text_extents(cr.get(), s.c_str(), &ext);
+    return ext.x_advance;
+  }
+
+  // Pixels written straight into the surface, each a scale x scale block.
+  void image(const GrayImage& img, int x0, int y0, int scale) {
+    cairo_surface_flush(surface.get());
+    unsigned char* data = cairo_image_surface_get_data(surface.get());
+    const int stride = cairo_image_surface_get_stride(surface.get());
+    const int W = cairo_image_surface_get_width(surface.get());
+    const int H = cairo_image_surface_get_height(surface.get());
+    for (int y = 0; y < img.height * scale; ++y) {
+      for (int x = 0; x < img.width * scale; ++x) {
+        const int px = x0 + x, py = y0 + y;
+        if (px < 0 || py < 0 || px >= W || py >= H) continue;
+        const float v = std::clamp(img.at(x / scale, y / scale), 0.0f, 1.0f);
+        const auto level = static_cast<uint32_t>(std::lround(v * 255));
+        reinterpret_cast<uint32_t*>(data + py * stride)[px] = (level << 16) | (level << 8) | level;
+      }
+    }
+    cairo_surface_mark_dirty(surface.get());
+  }
+
+  void save(const std::string& path) {
+    cairo_surface_flush(surface.get());
+    const auto status = cairo_surface_write_to_png(surface.get(), path.c_str());
+    if (status != CAIRO_STATUS_SUCCESS) {
+      throw ImageError(path + ": cannot write the PNG file: " + cairo_status_to_string(status));
+    }
+  }
+};
+
+std::string format_tick(double value) {
+  char buf[32];
+  const double mag = std::fabs(value);
+  if (mag != 0 && (mag < 1e-3 || mag >= 1e5)) {
+    std::snprintf(buf, sizeof buf, "%.1e", value);
+  } else {
+    std::snprintf(buf, sizeof buf, "%.4g", value);
+  }
+  return buf;
+}
+
+// About five round tick values covering [lo, hi].
+std::vector<double> ticks(double lo, double hi) {
+  const double span = hi - lo;
+  const double raw = span / 5;
+  const double p = std::pow(10, std::floor(std::log10(raw)));
+  double step = p;
+  for (double m : {1.0, 2.0, 2.5, 5.0, 10.0}) {
+    if (m * p >= raw) {
+      step = m * p;
+      break;
+    }
+  }
+  std::vector<double> out;
+  for (double t = std::ceil(lo / step - 1e-9) * step; t <= hi + 1e-9 * step; t += step) {
+    out.push_back(std::fabs(t) < 1e-12 * step ? 0.0 : t);
+  }
+  return out;
+}
+
+const double kColors[][3] = {{0.12, 0.47, 0.71}, {1.0, 0.5, 0.05}, {0.17, 0.63, 0.17},
+                             {0.84, 0.15, 0.16}, {0.58, 0.4, 0.74}};
+
+} // namespace
+
+GridLayout write_grid_png(const std::string& path, const GridFigure& figure) {
+  const int cell = 28 * figure.scale; // nominal; each cell's own image size is used below
+  const int gap = 4, title_h = figure.title.empty() ? 0 : 26, heading_h = 22, caption_h = 15;
+  // Measure: label column and the widest row.
+  Canvas probe(1, 1);
+  double label_w = 0;
+  int row_w = 0, height = kMargin + title_h;
+  for (const auto& section : figure.sections) {
+    if (!section.heading.empty()) height += heading_h;
+    for (const auto& row : section.rows) {
+      label_w = std::max(label_w, probe.text_width(row.label));
+      int w = 0, h = 0;
+      bool captions = false;
+      for (const auto& c : row.cells) {
+        w += c.image.width * figure.scale + gap;
+        h = std::max(h, c.image.height * figure.scale);
+        captions = captions || !c.caption.empty();
+      }
+      row_w = std::max(row_w, w);
+      height += std::max(h, cell / 2) + (captions ? caption_h : 0) + gap;
+    }
+    height += gap;
+  }
+  const int label_col = label_w > 0 ? int(std::ceil(label_w)) + 8 : 0;
+  GridLayout layout;
+  layout.width = std::max(kMargin * 2 + label_col + row_w,
+                          kMargin * 2 + int(probe.text_width(figure.title) * 1.3));
+  layout.height = height + kMargin;
+
+  Canvas canvas(layout.width, layout.height);
+  int y = kMargin;
+  if (!figure.title.empty()) {
+    canvas.font(15, true);
+    canvas.text(figure.title, kMargin, y + 16);
+    canvas.font(kFontSize);
+    y += title_h;
+  }
+  for (const auto& section : figure.sections) {
+    layout.cell_x.emplace_back();
+    layout.cell_y.emplace_back();
+    if (!section.heading.empty()) {
+      canvas.font(13, true);
+      canvas.text(section.heading, kMargin, y + 15);
+      canvas.font(kFontSize);
+      y += heading_h;
+    }
+    for (const auto& row : section.rows) {
+      int h = 0;
+      bool captions = false;
+      for (const auto& c : row.cells) {
+        h = std::max(h, c.image.height * figure.scale);
+        captions = captions || !c.caption.empty();
+      }
+      h = std::max(h, cell / 2);
+      canvas.text(row.label, kMargin + label_col - 8, y + h / 2.0 + 4, 1.0);
+      int x = kMargin + label_col;
+      std::vector<int> xs, ys;
+      for (const auto& c : row.cells) {
+        canvas.image(c.image, x, y, figure.scale);
+        xs.push_back(x);
+        ys.push_back(y);
+        if (!c.caption.empty()) {
+          canvas.font(10);
+          canvas.text(c.caption, x + c.image.width * figure.scale / 2.0, y + h + 11, 0.5);
+          canvas.font(kFontSize);
+        }
+        x += c.image.width * figure.scale + gap;
+      }
+      layout.cell_x.back().push_back(xs);
+      layout.cell_y.back().push_back(ys);
+      y += h + (captions ? caption_h : 0) + gap;
+    }
+    y += gap;
+  }
+  canvas.save(path);
+  return layout;
+}
+
+void write_plot_png(const std::string& path, const std::string& title,
+                    const std::vector<Panel>& panels) {
+  const int panel_w = 420, panel_h = 300, title_h = 30;
+  const int left = 64, right = 16, top = 28, bottom = 44;
+  Canvas canvas(kMargin * 2 + panel_w * int(panels.size()), kMargin * 2 + title_h + panel_h);
+  auto* cr = canvas.cr.get();
+  canvas.font(15, true);
+  canvas.text(title, kMargin, kMargin + 18);
+  canvas.font(kFontSize);
+  for (size_t p = 0; p < panels.size(); ++p) {
+    const auto& panel = panels[p];
+    const double ox = kMargin + p * panel_w + left, oy = kMargin + title_h + top;
+    const double w = panel_w - left - right, h = panel_h - top - bottom;
+    double x_lo = 1e300, x_hi = -1e300, y_lo = 1e300, y_hi = -1e300;
+    for (const auto& s : panel.series) {
+      for (double v : s.x) x_lo = std::min(x_lo, v), x_hi = std::max(x_hi, v);
+      for (double v : s.y) {
+        if (std::isfinite(v)) y_lo = std::min(y_lo, v), y_hi = std::max(y_hi, v);
+      }
+    }
+    if (x_lo > x_hi) x_lo = 0, x_hi = 1;
+    if (y_lo > y_hi) y_lo = 0, y_hi = 1;
+    if (x_hi - x_lo < 1e-12) x_lo -= 0.5, x_hi += 0.5;
+    if (y_hi - y_lo < 1e-12) y_lo -= 0.5 * std::max(1e-6, std::fabs(y_lo)), y_hi += 0.5 * std::max(1e-6, std::fabs(y_hi));
+    const double pad = 0.05 * (y_hi - y_lo);
+    y_lo -= pad, y_hi += pad;
+    auto px = [&](double v) { return ox + (v - x_lo) / (x_hi - x_lo) * w; };
+    auto py = [&](double v) { return oy + h - (v - y_lo) / (y_hi - y_lo) * h; };
+
+    canvas.font(13, true);
+    canvas.text(panel.title, ox + w / 2, oy - 10, 0.5);
+    canvas.font(10);
+    cairo_set_line_width(cr, 1);
+    for (double t : ticks(y_lo, y_hi)) {
+      cairo_set_source_rgb(cr, 0.9, 0.9, 0.9);
+      cairo_move_to(cr, ox, py(t));
+      cairo_line_to(cr, ox + w, py(t));
+      cairo_stroke(cr);
+      canvas.text(format_tick(t), ox - 5, py(t) + 3.5, 1.0);
+    }
+    for (double t : ticks(x_lo, x_hi)) {
+      cairo_set_source_rgb(cr, 0.9, 0.9, 0.9);
+      cairo_move_to(cr, px(t), oy);
+      cairo_line_to(cr, px(t), oy + h);
+      cairo_stroke(cr);
+      canvas.text(format_tick(t), px(t), oy + h + 14, 0.5);
+    }
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    cairo_rectangle(cr, ox, oy, w, h);
+    cairo_stroke(cr);
+    canvas.font(kFontSize);
+    canvas.text(panel.x_label, ox + w / 2, oy + h + 32, 0.5);
+    cairo_save(cr);
+    cairo_move_to(cr, ox - 48, oy + h / 2);
+    cairo_rotate(cr, -M_PI / 2);
+    cairo_text_extents_t ext;
+    cairo_text_extents(cr, panel.y_label.c_str(), &ext);
+    cairo_rel_move_to(cr, -ext.x_advance / 2, 0);
+    cairo_show_text(cr, panel.y_label.c_str());
+    cairo_restore(cr);
+
+    for (size_t k = 0; k < panel.series.size(); ++k) {
+      const auto& s = panel.series[k];
+      const auto* c = kColors[k % 5];
+      cairo_set_source_rgb(cr, c[0], c[1], c[2]);
+      cairo_set_line_width(cr, 2);
+      for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
+        if (i == 0) cairo_move_to(cr, px(s.x[i]), py(s.y[i]));
+        else cairo_line_to(cr, px(s.x[i]), py(s.y[i]));
+      }
+      cairo_stroke(cr);
+      for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
+        cairo_arc(cr, px(s.x[i]), py(s.y[i]), 3, 0, 2 * M_PI);
+        cairo_fill(cr);
+      }
+      // Legend, top right inside the axes.
+      const double ly = oy + 16 + 16 * k;
+      cairo_move_to(cr, ox + w - 110, ly - 4);
+      cairo_line_to(cr, ox + w - 90, ly - 4);
+      cairo_stroke(cr);
+      canvas.text(s.name, ox + w - 85, ly);
+    }
+  }
+  canvas.save(path);
+}
+
+void write_confusion_png(const std::string& path, const std::string& title,
+                         const std::vector<std::vector<int64_t>>& counts) {
+  const int n = int(counts.size()), cell = 44, left = 60, top = 70;
+  Canvas probe(1, 1);
+  probe.font(15, true);
+  const int title_w = int(std::ceil(probe.text_width(title))) + kMargin * 2;
+  Canvas canvas(std::max(left + n * cell + kMargin * 2, title_w), top + n * cell + kMargin * 2 + 10);
+  auto* cr = canvas.cr.get();
+  canvas.font(15, true);
+  canvas.text(title, kMargin, kMargin + 18);
+  canvas.font(kFontSize);
+  canvas.text("predicted", left + n * cell / 2.0, top - 24, 0.5);
+  for (int j = 0; j < n; ++j) canvas.text(std::to_string(j), left + (j + 0.5) * cell, top - 6, 0.5);
+  for (int i = 0; i < n; ++i) {
+    int64_t total = 0;
+    for (auto v : counts[i]) total += v;
+    canvas.text(std::to_string(i), left - 8, top + (i + 0.5) * cell + 4, 1.0);
+    for (int j = 0; j < n; ++j) {
+      const double f = total ? double(counts[i][j]) / total : 0.0;
+      // White to dark blue; a faint floor so that small counts stay visible.
+      const double t = counts[i][j] ? 0.08 + 0.92 * std::sqrt(f) : 0.0;
+      cairo_set_source_rgb(cr, 1 - 0.85 * t, 1 - 0.6 * t, 1 - 0.3 * t);
+      cairo_rectangle(cr, left + j * cell, top + i * cell, cell, cell);
+      cairo_fill(cr);
+      const double ink = t > 0.5 ? 1.0 : 0.0;
+      canvas.font(10);
+      canvas.text(std::to_string(counts[i][j]), left + (j + 0.5) * cell, top + (i + 0.5) * cell + 4,
+                  0.5, ink, ink, ink);
+      canvas.font(kFontSize);
+    }
+  }
+  cairo_save(cr);
+  cairo_move_to(cr, kMargin + 12, top + n * cell / 2.0);
+  cairo_rotate(cr, -M_PI / 2);
+  cairo_set_source_rgb(cr, 0, 0, 0);
+  cairo_show_text(cr, "true");
+  cairo_restore(cr);
+  canvas.save(path);
+}
+
+} // namespace capsnet::viz

@@ -1,0 +1,168 @@
+#include "capsnet/data/image.h"
+#include "capsnet/viz/figure.h"
+#include "test_util.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+
+namespace capsnet {
+namespace {
+
+// A light-background photo of a dark bar: 100 wide, 60 high, the bar 10 wide
+// and 40 high with its top-left corner at (70, 5).
+GrayImage dark_bar_on_light() {
+  GrayImage image(100, 60, 0.9f);
+  for (int y = 5; y < 45; ++y) {
+    for (int x = 70; x < 80; ++x) image.at(x, y) = 0.1f;
+  }
+  return image;
+}
+
+TEST(MnistPreprocess, InvertsCropsScalesAndCentres) {
+  const auto out = mnist_preprocess(dark_bar_on_light());
+  ASSERT_EQ(out.width, 28);
+  ASSERT_EQ(out.height, 28);
+  // Inverted and stretched: background 0, ink 1.
+  EXPECT_FLOAT_EQ(out.at(0, 0), 0.0f);
+  EXPECT_FLOAT_EQ(out.at(14, 14), 1.0f);
+  // 40 high -> 20 rows, 10 wide -> 5 columns, centred on (14, 14).
+  int rows = 0, cols = 0;
+  double mass = 0, cx = 0, cy = 0;
+  for (int y = 0; y < 28; ++y) {
+    for (int x = 0; x < 28; ++x) {
+      mass += out.at(x, y);
+      cx += x * out.at(x, y);
+      cy += y * out.at(x, y);
+    }
+  }
+  for (int y = 0; y < 28; ++y) rows += out.at(14, y) > 0.5f;
+  for (int x = 0; x < 28; ++x) cols += out.at(x, 14) > 0.5f;
+  EXPECT_EQ(rows, 20);
+  EXPECT_EQ(cols, 5);
+  EXPECT_NEAR(cx / mass, 14.0, 0.5);
+  EXPECT_NEAR(cy / mass, 14.0, 0.5);
+  EXPECT_NEAR(mass, 20 * 5, 1e-3); // area averaging keeps the ink's mean
+}
+
+TEST(MnistPreprocess, KeepsDarkBackgroundsAndUpscalesSmallDigits) {
+  GrayImage image(9, 9, 0.0f);
+  for (int y = 2; y < 6; ++y) image.at(4, y) = 1.0f; // a 1x4 stroke
+  const auto out = mnist_preprocess(image);
+  int rows = 0;
+  for (int y = 0; y < 28; ++y) rows += out.at(14, y) > 0.5f || out.at(13, y) > 0.5f;
+  EXPECT_EQ(rows, 20);
+  EXPECT_FLOAT_EQ(out.at(0, 0), 0.0f);
+}
+
+TEST(MnistPreprocess, RejectsBlankImages) {
+  EXPECT_THROW(mnist_preprocess(GrayImage(30, 30, 0.7f)), ImageError);
+  EXPECT_THROW(mnist_preprocess(GrayImage()), ImageError);
+}
+
+TEST(Png, WrittenImagesReadBackTheSame) {
+  const auto dir = testing::temp_dir("png");
+  GrayImage image(7, 5);
+  for (int y = 0; y < 5; ++y) {
+    for (int x = 0; x < 7; ++x) image.at(x, y) = float((x * 5 + y) % 11) / 10.0f;
+  }
+  write_png(dir + "/a.png", image);
+  const auto back = read_image(dir + "/a.png");
+  ASSERT_EQ(back.width, 7);
+  ASSERT_EQ(back.height, 5);
+  for (size_t i = 0; i < image.pixels.size(); ++i) {
+    EXPECT_NEAR(back.pixels[i], image.pixels[i], 0.5 / 255 + 1e-6);
+  }
+}
+
+TEST(ReadImage, ReadsPgm) {
+  const auto dir = testing::temp_dir("pgm");
+  std::ofstream(dir + "/a.pgm", std::ios::binary) << "P5\n3 2\n255\n" << std::string("\x00\x80\xff\x10\x20\x30", 6);
+  const auto image = read_image(dir + "/a.pgm");
+  ASSERT_EQ(image.width, 3);
+  ASSERT_EQ(image.height, 2);
+  EXPECT_FLOAT_EQ(image.at(2, 0), 1.0f);
+  EXPECT_NEAR(image.at(1, 0), 128 / 255.0, 1e-6);
+}
+
+TEST(ReadImage, NamesTheProblem) {
+  const auto dir = testing::temp_dir("badimg");
+  auto message_of = [](const std::string& path) {
+    try {
+      read_image(path);
+    } catch (const ImageError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message_of(dir + "/missing.png").find("no such file"), std::string::npos);
+  std::ofstream(dir + "/empty.png").close();
+  EXPECT_NE(message_of(dir + "/empty.png").find("empty"), std::string::npos);
+  std::ofstream(dir + "/text.png") << "this is not an image\n";
+  EXPECT_NE(message_of(dir + "/text.png").find("not an image"), std::string::npos);
+  // A PGM header claiming 100000 x 100000 pixels: refused before decoding.
+  std::ofstream(dir + "/huge.pgm", std::ios::binary) << "P5\n100000 100000\n255\n" << std::string(64, '\0');
+  EXPECT_NE(message_of(dir + "/huge.pgm").find("too large"), std::string::npos);
+  // 0 x 0.
+  std::ofstream(dir + "/zero.pgm", std::ios::binary) << "P5\n0 0\n255\n";
+  const auto zero = message_of(dir + "/zero.pgm");
+  EXPECT_NE(zero, "no error");
+  EXPECT_NE(zero.find("zero.pgm"), std::string::npos);
+}
+
+TEST(GridFigure, ImagesLandWhereTheLayoutSays) {
+  const auto dir = testing::temp_dir("grid");
+  viz::GridFigure figure;
+  figure.title = "test";
+  figure.scale = 2;
+  GrayImage white(28, 28, 1.0f), gradient(28, 28);
+  for (int y = 0; y < 28; ++y) {
+    for (int x = 0; x < 28; ++x) gradient.at(x, y) = x / 27.0f;
+  }
+  figure.sections.push_back({"heading", {{"row 0", {{white, "a"}, {gradient, "b"}}},
+                                         {"row 1", {{gradient, ""}}}}});
+  const auto layout = viz::write_grid_png(dir + "/g.png", figure);
+  const auto png = read_image(dir + "/g.png");
+  ASSERT_EQ(png.width, layout.width);
+  ASSERT_EQ(png.height, layout.height);
+  const int x0 = layout.cell_x[0][0][0], y0 = layout.cell_y[0][0][0];
+  for (int d = 0; d < 56; d += 5) EXPECT_FLOAT_EQ(png.at(x0 + d, y0 + d), 1.0f);
+  // The gradient cell: column x of the image is pixels 2x, 2x+1 of the cell.
+  const int x1 = layout.cell_x[0][0][1], y1 = layout.cell_y[0][0][1];
+  for (int x = 0; x < 28; x += 3) {
+    EXPECT_NEAR(png.at(x1 + 2 * x + 1, y1 + 10), x / 27.0, 0.5 / 255 + 1e-6);
+  }
+  EXPECT_GT(layout.cell_y[0][1][0], y1 + 56); // the second row sits below the first
+  // The title and labels put dark ink on the white page somewhere left of the cells.
+  float darkest = 1.0f;
+  for (int y = 0; y < y0; ++y) {
+    for (int x = 0; x < png.width; ++x) darkest = std::min(darkest, png.at(x, y));
+  }
+  EXPECT_LT(darkest, 0.3f);
+}
+
+TEST(PlotFigure, WritesAPngOfTheExpectedSize) {
+  const auto dir = testing::temp_dir("plot");
+  viz::write_plot_png(dir + "/p.png", "curves",
+                      {{"Loss", "epoch", "loss", {{"train", {1, 2, 3}, {0.3, 0.2, 0.1}}}},
+                       {"Accuracy", "epoch", "%", {{"test", {1, 2, 3}, {97, 98, 99}}}}});
+  const auto png = read_image(dir + "/p.png");
+  EXPECT_EQ(png.width, 2 * 420 + 24);
+  EXPECT_EQ(png.height, 300 + 30 + 24);
+}
+
+TEST(ConfusionFigure, DarkerCellsForLargerFractions) {
+  const auto dir = testing::temp_dir("confusion");
+  viz::write_confusion_png(dir + "/c.png", "c", {{90, 10}, {0, 100}});
+  const auto png = read_image(dir + "/c.png");
+  // Cell (0, 0) holds 90% of its row, (0, 1) 10%, (1, 0) nothing: sample near cell corners.
+  const int left = 60, top = 70, cell = 44;
+  auto shade = [&](int i, int j) { return png.at(left + j * cell + 3, top + i * cell + 3); };
+  EXPECT_LT(shade(0, 0), shade(0, 1));
+  EXPECT_LT(shade(0, 1), shade(1, 0));
+  EXPECT_FLOAT_EQ(shade(1, 0), 1.0f);
+}
+
+} // namespace
+} // namespace capsnet
