@@ -54,6 +54,11 @@ TEST_P(Bf16ConvMatchesConv2d, ForwardAndGradients) {
 
   ASSERT_EQ(y.sizes(), expected.sizes());
   EXPECT_LT(relative_error(y.detach(), expected.detach()), 8e-3);
+  {
+    // Without autograd: the chunked inference path (64 images at a time).
+    at::NoGradGuard no_grad;
+    EXPECT_LT(relative_error(conv2d_bf16(x, weight, bias, p.stride), expected.detach()), 8e-3);
+  }
   EXPECT_LT(relative_error(x.grad(), xr.grad()), 8e-3);
   EXPECT_LT(relative_error(weight.grad(), wr.grad()), 8e-3);
   // The bias gradient is summed in fp32 from the unrounded upstream gradient.
@@ -66,7 +71,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(ConvCase{2, 256, 20, 20, 256, 9, 2}, // the paper's primary capsules
                       ConvCase{3, 3, 11, 13, 5, 3, 2},     // odd batch, non-square, ragged edge
                       ConvCase{1, 7, 9, 9, 4, 5, 1},       // stride 1
-                      ConvCase{5, 2, 6, 6, 3, 6, 3}),      // kernel as large as the input
+                      ConvCase{5, 2, 6, 6, 3, 6, 3},       // kernel as large as the input
+                      ConvCase{70, 4, 10, 10, 6, 3, 2}),   // inference in chunks of 64 + 6
     [](const auto& info) { return name_of(info.param); });
 
 TEST(Bf16Conv, SameResultOnOneAndTwoThreads) {

@@ -3,6 +3,7 @@
 #include "cpu/im2col_kernel.h"
 
 #include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <cpuid.h>
@@ -87,26 +88,57 @@ at::Tensor to_bf16(const at::Tensor& t) {
   return out;
 }
 
+// Patches of images [begin, begin + n) of x into col ([n * P, Q]), then
+// y[begin, begin + n) = col W^T + bias. `product` is [n * P, O] scratch.
+void forward_images(const at::Tensor& x, const cpu::ConvShape& shape,
+                    const at::Tensor& weight_bf16, const at::Tensor& bias, int64_t begin,
+                    int64_t n, at::Tensor& col, at::Tensor& product, at::Tensor& y) {
+  const int64_t O = weight_bf16.size(0);
+  const int64_t P = shape.out_height() * shape.out_width(), Q = shape.patch_size();
+  const int64_t image = shape.channels * shape.height * shape.width;
+  const float* x_ptr = x.data_ptr<float>() + begin * image;
+  uint16_t* col_ptr = bits(col);
+  at::parallel_for(0, n, 1, [&](int64_t first, int64_t last) {
+    for (int64_t b = first; b < last; ++b)
+      cpu::im2col_bf16(shape, x_ptr + b * image, col_ptr + b * P * Q);
+  });
+  at::mm_out(product, col, weight_bf16.t());
+  y.narrow(0, begin, n).view({n, O, P}).copy_(product.view({n, P, O}).transpose(1, 2));
+}
+
+at::Tensor forward_all(const at::Tensor& x, const cpu::ConvShape& shape,
+                       const at::Tensor& weight_bf16, const at::Tensor& bias, at::Tensor* col) {
+  const int64_t B = x.size(0), O = weight_bf16.size(0);
+  const int64_t P = shape.out_height() * shape.out_width(), Q = shape.patch_size();
+  auto y = at::empty({B, O, shape.out_height(), shape.out_width()}, x.options());
+  if (col) {
+    // Training: every image's patches are kept for backward.
+    *col = at::empty({B * P, Q}, x.options().dtype(at::kBFloat16));
+    auto product = at::empty({B * P, O}, col->options());
+    forward_images(x, shape, weight_bf16, bias, 0, B, *col, product, y);
+  } else {
+    // Inference: 64 images at a time through one reused buffer.
+    const int64_t chunk = std::min<int64_t>(B, 64);
+    auto patches = at::empty({chunk * P, Q}, x.options().dtype(at::kBFloat16));
+    auto product = at::empty({chunk * P, O}, patches.options());
+    for (int64_t begin = 0; begin < B; begin += chunk) {
+      const int64_t n = std::min(chunk, B - begin);
+      auto c = patches.narrow(0, 0, n * P);
+      auto p = product.narrow(0, 0, n * P);
+      forward_images(x, shape, weight_bf16, bias, begin, n, c, p, y);
+    }
+  }
+  return y.add_(bias.view({1, O, 1, 1}));
+}
+
 struct Bf16Conv : torch::autograd::Function<Bf16Conv> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x_in,
                             const at::Tensor& weight, const at::Tensor& bias, int64_t stride) {
     auto x = x_in.contiguous();
     const auto shape = conv_shape(x, weight, stride);
-    const int64_t B = x.size(0), O = weight.size(0);
-    const int64_t P = shape.out_height() * shape.out_width(), Q = shape.patch_size();
-    auto col = at::empty({B * P, Q}, x.options().dtype(at::kBFloat16));
-    const float* x_ptr = x.data_ptr<float>();
-    uint16_t* col_ptr = bits(col);
-    const int64_t image = shape.channels * shape.height * shape.width;
-    at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t b = begin; b < end; ++b)
-        cpu::im2col_bf16(shape, x_ptr + b * image, col_ptr + b * P * Q);
-    });
-    auto weight_bf16 = to_bf16(weight).view({O, Q});
-    auto product = at::mm(col, weight_bf16.t()); // [B * P, O], bf16
-    auto y = at::empty({B, O, shape.out_height(), shape.out_width()}, x.options());
-    y.view({B, O, P}).copy_(product.view({B, P, O}).transpose(1, 2));
-    y.add_(bias.view({1, O, 1, 1}));
+    auto weight_bf16 = to_bf16(weight).view({weight.size(0), shape.patch_size()});
+    at::Tensor col;
+    auto y = forward_all(x, shape, weight_bf16, bias, &col);
     ctx->save_for_backward({col, weight_bf16});
     ctx->saved_data["shape"] = std::vector<int64_t>{shape.channels, shape.height, shape.width,
                                                     shape.kernel, shape.stride};
@@ -169,6 +201,14 @@ at::Tensor conv2d_bf16(const at::Tensor& x, const at::Tensor& weight, const at::
                   bias.scalar_type() == at::kFloat,
               "conv2d_bf16 takes float tensors, got ", x.scalar_type(), ", ",
               weight.scalar_type(), ", ", bias.scalar_type());
+  const bool needs_grad = at::GradMode::is_enabled() &&
+                          (x.requires_grad() || weight.requires_grad() || bias.requires_grad());
+  if (!needs_grad) {
+    auto xc = x.contiguous();
+    const auto shape = conv_shape(xc, weight, stride);
+    return forward_all(xc, shape, to_bf16(weight).view({weight.size(0), shape.patch_size()}), bias,
+                       nullptr);
+  }
   return Bf16Conv::apply(x, weight, bias, stride);
 }
 
