@@ -31,11 +31,12 @@ bench: build
 	@command -v /usr/bin/python3 >/dev/null && /usr/bin/python3 -c 'import torch' 2>/dev/null || \
 	  { echo "make bench: needs Debian's python3-torch (apt-get install python3-torch)" >&2; exit 1; }
 	./$(BUILD)/capsnet bench $(BENCH_ARGS) --json > $(BUILD)/bench-capsnet.json
+	./$(BUILD)/capsnet bench $(BENCH_ARGS) --precision bf16 --json > $(BUILD)/bench-capsnet-bf16.json
 	/usr/bin/python3 bench/pytorch_reference.py $(BENCH_ARGS) --json > $(BUILD)/bench-pytorch.json
 	MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=67108864 \
 	  /usr/bin/python3 bench/pytorch_reference.py $(BENCH_ARGS) --json > $(BUILD)/bench-pytorch-malloc.json
 	python3 bench/compare.py $(BUILD)/bench-capsnet.json $(BUILD)/bench-pytorch.json \
-	  $(BUILD)/bench-pytorch-malloc.json
+	  $(BUILD)/bench-pytorch-malloc.json $(BUILD)/bench-capsnet-bf16.json
 
 clean:
 	rm -rf $(BUILD)

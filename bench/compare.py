@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Prints capsnet's and PyTorch's benchmark figures side by side, with ratios.
-Usage: compare.py CAPSNET_JSON PYTORCH_JSON [PYTORCH_TUNED_JSON]
+Usage: compare.py CAPSNET_JSON PYTORCH_JSON [PYTORCH_TUNED_JSON [CAPSNET_BF16_JSON]]
 (each the --json output of one run; the tuned run is PyTorch with the same
-glibc malloc settings capsnet uses, given through MALLOC_* variables)."""
+glibc malloc settings capsnet uses, given through MALLOC_* variables; the
+bf16 run is capsnet bench --precision bf16)."""
 import json
 import sys
 
@@ -10,21 +11,32 @@ ours = json.load(open(sys.argv[1]))
 baselines = [('PyTorch', json.load(open(sys.argv[2])))]
 if len(sys.argv) > 3:
     baselines.append(('PyTorch+malloc', json.load(open(sys.argv[3]))))
+bf16 = json.load(open(sys.argv[4])) if len(sys.argv) > 4 else None
 
 print(f"batch {ours['batch_size']}, {ours['threads']} threads, capsnet routing {ours['routing']}, "
       f"BLAS core {ours['blas_core']}, PyTorch {baselines[0][1]['torch_version']}")
 header = f"{'':13}{'capsnet':>9}" + ''.join(f"{name:>16}{'ratio':>7}" for name, _ in baselines)
+if bf16:
+    header += f"{'capsnet bf16':>14}{'vs fp32':>8}" + f"{'vs ' + baselines[-1][0]:>20}"
 print(header)
 for key, label in [('train_images_per_second', 'train img/s'),
                    ('inference_images_per_second', 'infer img/s')]:
     row = f"{label:13}{ours[key]:9.1f}"
     for _, theirs in baselines:
         row += f"{theirs[key]:16.1f}{ours[key] / theirs[key]:6.2f}x"
+    if bf16:
+        row += f"{bf16[key]:14.1f}{bf16[key] / ours[key]:7.2f}x{bf16[key] / baselines[-1][1][key]:19.2f}x"
     print(row)
 row = f"{'peak MiB':13}{ours['peak_rss_mib']:9.0f}"
 for _, theirs in baselines:
     row += f"{theirs['peak_rss_mib']:16.0f}{'':7}"
+if bf16:
+    row += f"{bf16['peak_rss_mib']:14.0f}"
 print(row)
-print(f"capsnet training: {ours['train_gflops']:.1f} GFLOP/s, "
+print(f"capsnet fp32 training: {ours['train_gflops']:.1f} GFLOP/s, "
       f"{100 * ours['train_fraction_of_probe']:.0f}% of the fp32 matrix-product probe "
       f"({ours['matmul_probe_gflops']:.1f} GFLOP/s)")
+if bf16:
+    print(f"capsnet bf16 training: {bf16['train_gflops']:.1f} GFLOP/s, "
+          f"{100 * bf16['train_fraction_of_probe']:.0f}% of the bf16 matrix-product probe "
+          f"({bf16['bf16_matmul_probe_gflops']:.1f} GFLOP/s, {bf16['cpu_bf16']})")

@@ -24,7 +24,7 @@ from capsnet_seed import CapsNet, squash  # noqa: E402  the seed's model
 
 
 def loss_of(lengths, recon, data, labels):
-    t = torch.eye(10)[labels]
+    t = torch.eye(10, device=lengths.device)[labels]
     margin = (t * F.relu(0.9 - lengths) + 0.5 * (1 - t) * F.relu(lengths - 0.1)).sum(-1).mean()
     return margin + 0.0005 * F.mse_loss(recon, data)
 
@@ -35,6 +35,7 @@ def main():
     parser.add_argument('--steps', type=int, default=5)
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--threads', type=int, default=0, help='0: every core')
+    parser.add_argument('--device', default='cpu', help='cpu or cuda')
     parser.add_argument('--json', action='store_true')
     args = parser.parse_args()
     if args.threads:
@@ -42,10 +43,15 @@ def main():
     else:
         torch.set_num_threads(os.cpu_count())
     torch.manual_seed(0)
-    model = CapsNet()
+    device = torch.device(args.device)
+    model = CapsNet().to(device)
     adam = torch.optim.Adam(model.parameters(), lr=1e-3)
-    data = torch.rand(args.batch_size, 1, 28, 28)
-    labels = torch.randint(10, (args.batch_size,))
+    data = torch.rand(args.batch_size, 1, 28, 28).to(device)
+    labels = torch.randint(10, (args.batch_size,)).to(device)
+
+    def sync():
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
 
     train = 0.0
     for step in range(args.warmup + args.steps):
@@ -55,6 +61,7 @@ def main():
         adam.zero_grad()
         loss.backward()
         adam.step()
+        sync()
         if step >= args.warmup:
             train += time.perf_counter() - start
 
@@ -73,6 +80,7 @@ def main():
         'implementation': 'pytorch',
         'torch_version': torch.__version__,
         'threads': torch.get_num_threads(),
+        'device': str(device),
         'batch_size': args.batch_size,
         'steps': args.steps,
         'train_images_per_second': args.steps * args.batch_size / train,

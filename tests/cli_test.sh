@@ -6,36 +6,7 @@ set -uo pipefail
 
 capsnet=$1
 mnist=$2
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-passed=0
-failed=0
-
-check() { # check NAME COMMAND...: the command must succeed
-  local name=$1
-  shift
-  if "$@"; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-    echo "FAILED: $name" >&2
-  fi
-}
-
-# expect_fail NAME PATTERN ARGS...: capsnet ARGS must exit non-zero and print PATTERN on stderr.
-expect_fail() {
-  local name=$1 pattern=$2
-  shift 2
-  local status=0
-  "$capsnet" "$@" >"$work/out" 2>"$work/err" || status=$?
-  if [ "$status" -ne 0 ] && grep -q -- "$pattern" "$work/err"; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-    echo "FAILED: $name (exit $status; wanted '$pattern' on stderr)" >&2
-    cat "$work/err" >&2
-  fi
-}
+source "$(dirname "$0")/test_lib.sh"
 
 json_get() { # json_get FILE PYTHON-EXPRESSION-ON-j
   python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)" "$1"
@@ -49,7 +20,8 @@ check "help lists subcommands" grep -q "train" "$work/help"
 "$capsnet" train --help >"$work/train-help"
 for option in --data --dataset --epochs --batch-size --lr --lr-decay --routing-iters \
   --routing-softmax --shift --recon-weight --recon-loss --mask --normalize --margin-squared \
-  --w-init-std --digit-bias --routing --preset --seed --threads --limit --test-limit --out --resume; do
+  --w-init-std --digit-bias --routing --precision --device --preset --seed --threads --limit \
+  --test-limit --out --resume; do
   check "train --help documents $option" grep -q -- "$option " "$work/train-help"
 done
 "$capsnet" eval --help >"$work/eval-help"
@@ -143,6 +115,16 @@ if grep -q avx2 /proc/cpuinfo && grep -q fma /proc/cpuinfo; then
 fi
 OPENBLAS_CORETYPE=Nehalem "$capsnet" bench --batch-size 4 --steps 1 --warmup 0 --json >"$work/bench2.json" 2>/dev/null
 check "a user's OPENBLAS_CORETYPE is kept" test "$(json_get "$work/bench2.json" "j['openblas_coretype_env'] == 'Nehalem' and j['blas_core'] == 'Nehalem'")" = True
+
+# bf16 where the CPU lacks it: a message, then fp32. CUDA where there is none: an error.
+CAPSNET_NO_BF16=1 "$capsnet" bench --precision bf16 --batch-size 4 --steps 1 --warmup 0 --json \
+  >"$work/bench-nobf16.json" 2>"$work/bench-nobf16.err"
+check "bf16 without hardware falls back to fp32" test "$(json_get "$work/bench-nobf16.json" "j['precision']")" = fp32
+check "bf16 fallback says why" grep -q "running in fp32 instead" "$work/bench-nobf16.err"
+if ! grep -q -i nvidia /proc/driver/nvidia/version 2>/dev/null; then
+  expect_fail "--device cuda without a GPU" "use --device cpu" train "${small[@]}" --device cuda --out "$work/gpu"
+fi
+expect_fail "unknown device" "device" eval --checkpoint "$run/best.pt" --data "$mnist" --device tpu
 
 echo "cli: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -8,35 +8,7 @@ set -uo pipefail
 capsnet=$1
 mnist=$2
 src=$3
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-passed=0
-failed=0
-
-check() { # check NAME COMMAND...: the command must succeed
-  local name=$1
-  shift
-  if "$@"; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-    echo "FAILED: $name" >&2
-  fi
-}
-
-expect_fail() { # expect_fail NAME PATTERN ARGS...: non-zero exit and PATTERN on stderr
-  local name=$1 pattern=$2
-  shift 2
-  local status=0
-  "$capsnet" "$@" >"$work/out" 2>"$work/err" || status=$?
-  if [ "$status" -ne 0 ] && grep -q -- "$pattern" "$work/err"; then
-    passed=$((passed + 1))
-  else
-    failed=$((failed + 1))
-    echo "FAILED: $name (exit $status; wanted '$pattern' on stderr)" >&2
-    cat "$work/err" >&2
-  fi
-}
+source "$(dirname "$0")/test_lib.sh"
 
 py() { python3 -c "$@"; }
 png_size() { # png_size FILE -> "W H" from the IHDR chunk

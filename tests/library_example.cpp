@@ -31,10 +31,16 @@ int main() {
   auto loaded = capsnet::load_checkpoint("example.pt");
   auto again = loaded.model->forward(images);
 
+  // Inference from a checkpoint: no gradients, eval mode, inputs prepared.
+  auto predictor = capsnet::Predictor::load("example.pt");
+  auto result = predictor.classify(images); // capsules [B, 10, 16], lengths, predictions
+  auto recon = predictor.reconstruct(result.capsules, result.predictions); // [B, 1, 28, 28]
+  const bool same = at::equal(result.predictions, again.predictions) && recon.size(0) == 4;
+
   std::printf("loss %.4f, predictions %ld %ld %ld %ld, reloaded model agrees: %s\n",
               loss.item<double>(), again.predictions[0].item<long>(),
               again.predictions[1].item<long>(), again.predictions[2].item<long>(),
               again.predictions[3].item<long>(),
-              again.lengths.allclose(model->forward(images).lengths) ? "yes" : "no");
-  return again.lengths.allclose(model->forward(images).lengths) ? 0 : 1;
+              again.lengths.allclose(model->forward(images).lengths) && same ? "yes" : "no");
+  return again.lengths.allclose(model->forward(images).lengths) && same ? 0 : 1;
 }

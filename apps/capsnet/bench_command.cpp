@@ -9,6 +9,7 @@
 #include <torch/csrc/autograd/grad_mode.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/optim/adam.h>
+#include <torch/cuda.h>
 #include <torch/version.h>
 
 #include <sys/resource.h>
@@ -32,6 +33,7 @@ struct BenchFlags {
   std::string routing = "fused";
   std::string precision = "fp32";
   std::string trace;
+  std::string device = "cpu";
   bool json = false;
 };
 
@@ -46,14 +48,16 @@ double peak_rss_mib() {
 }
 
 // GFLOP/s of a large matrix product of `dtype` (fp32: the BLAS; bf16: oneDNN).
-double matmul_probe_gflops(at::ScalarType dtype) {
-  const int64_t n = 2048;
-  auto a = at::randn({n, n}).to(dtype), b = at::randn({n, n}).to(dtype);
+double matmul_probe_gflops(at::ScalarType dtype, const c10::Device& device) {
+  const int64_t n = device.is_cuda() ? 8192 : 2048;
+  auto a = at::randn({n, n}).to(device, dtype), b = at::randn({n, n}).to(device, dtype);
   auto c = at::empty({n, n}, a.options());
   at::mm_out(c, a, b); // warm up
+  if (device.is_cuda()) torch::cuda::synchronize();
   const auto start = std::chrono::steady_clock::now();
-  const int reps = dtype == at::kFloat ? 3 : 10;
+  const int reps = dtype == at::kFloat && !device.is_cuda() ? 3 : 10;
   for (int k = 0; k < reps; ++k) at::mm_out(c, a, b);
+  if (device.is_cuda()) torch::cuda::synchronize();
   return reps * 2.0 * n * n * n / seconds_since(start) / 1e9;
 }
 
@@ -80,23 +84,31 @@ Runner add_bench_command(CLI::App& app) {
                   "fp32, or bf16 for the primary-capsule convolution (AMX/AVX512-BF16 CPUs)")
       ->check(CLI::IsMember({"fp32", "bf16"}))
       ->capture_default_str();
+  cmd->add_option("--device", flags->device, "cpu, cuda[:N] or auto")->capture_default_str();
   cmd->add_option("--trace", flags->trace,
                   "write a Chrome trace (chrome://tracing) of one more training step, op by op");
   cmd->add_flag("--json", flags->json, "print one JSON object instead of text");
 
   return [flags]() {
     const int threads = configure_runtime(flags->threads);
-    const auto precision = usable_precision(precision_from_string(flags->precision), std::cerr);
-    const auto bf16 = cpu_bf16_support();
+    const auto device = resolve_device(flags->device);
+    const auto precision =
+        usable_precision(precision_from_string(flags->precision), std::cerr, device);
+    auto bf16 = cpu_bf16_support();
+    if (device.is_cuda()) bf16 = {true, "CUDA", ""};
     TrainOptions options; // the paper's defaults
     torch::manual_seed(0);
     CapsNet model(options.model);
     model->set_routing_impl(routing_impl_from_string(flags->routing));
     model->set_precision(precision);
+    model->to(device);
     torch::optim::Adam adam(model->parameters(), torch::optim::AdamOptions(options.lr));
     const int64_t B = flags->batch_size;
-    auto images = at::rand({B, 1, options.model.image_size, options.model.image_size});
-    auto labels = at::randint(options.model.num_classes, {B}, at::kLong);
+    auto images = at::rand({B, 1, options.model.image_size, options.model.image_size}).to(device);
+    auto labels = at::randint(options.model.num_classes, {B}, at::kLong).to(device);
+    auto sync = [&] {
+      if (device.is_cuda()) torch::cuda::synchronize();
+    };
 
     // Training steps, forward stage by stage as CapsNetImpl::forward runs them.
     std::map<std::string, double> stage;
@@ -111,6 +123,7 @@ Runner add_bench_command(CLI::App& app) {
       std::map<std::string, double> t;
       auto start = std::chrono::steady_clock::now();
       auto tick = [&](const char* name) {
+        sync();
         t[name] += seconds_since(start);
         start = std::chrono::steady_clock::now();
       };
@@ -151,8 +164,8 @@ Runner add_bench_command(CLI::App& app) {
     const double infer_rate = flags->steps * B / infer_seconds;
     const double train_gflops = train_rate * flops.training() / 1e9;
     const double infer_gflops = infer_rate * flops.forward() / 1e9;
-    const double probe_fp32 = matmul_probe_gflops(at::kFloat);
-    const double probe_bf16 = bf16.available ? matmul_probe_gflops(at::kBFloat16) : 0.0;
+    const double probe_fp32 = matmul_probe_gflops(at::kFloat, device);
+    const double probe_bf16 = bf16.available ? matmul_probe_gflops(at::kBFloat16, device) : 0.0;
     // The limit that applies: 95% of the FLOPs are the primary-capsule convolution.
     const double probe = precision == Precision::kBf16 ? probe_bf16 : probe_fp32;
     const char* coretype = std::getenv("OPENBLAS_CORETYPE");
@@ -164,6 +177,7 @@ Runner add_bench_command(CLI::App& app) {
         {"threads", threads},
         {"routing", flags->routing},
         {"precision", to_string(precision)},
+        {"device", device.str()},
         {"cpu_bf16", bf16.available ? bf16.isa : "none"},
         {"libtorch_version", TORCH_VERSION},
         {"blas_core", blas_core},

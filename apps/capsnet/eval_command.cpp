@@ -28,6 +28,7 @@ struct EvalFlags {
   std::string routing = "fused";
   std::string precision = "fp32";
   std::string confusion_png;
+  std::string device = "auto";
   std::vector<std::string> worst; // N PNG
 };
 
@@ -93,6 +94,7 @@ Runner add_eval_command(CLI::App& app) {
                   "fp32, or bf16 for the primary-capsule convolution (AMX/AVX512-BF16 CPUs)")
       ->check(CLI::IsMember({"fp32", "bf16"}))
       ->capture_default_str();
+  cmd->add_option("--device", flags->device, "auto, cpu or cuda[:N]")->capture_default_str();
   cmd->add_option("--confusion", flags->confusion_png,
                   "also draw the confusion matrix into this PNG file");
   cmd->add_option("--worst", flags->worst,
@@ -118,8 +120,11 @@ Runner add_eval_command(CLI::App& app) {
     auto loaded = load_checkpoint(flags->checkpoint);
     auto options = loaded.options;
     options.eval_batch_size = flags->batch_size;
+    const auto device = resolve_device(flags->device);
+    loaded.model->to(device);
     loaded.model->set_routing_impl(routing_impl_from_string(flags->routing));
-    const auto precision = usable_precision(precision_from_string(flags->precision), std::cerr);
+    const auto precision =
+        usable_precision(precision_from_string(flags->precision), std::cerr, device);
     loaded.model->set_precision(precision);
     const auto data = load_test_split(options, flags->data_dir, flags->dataset, flags->limit);
     const auto result = evaluate(loaded.model, data, options);

@@ -122,6 +122,8 @@ Runner add_train_command(CLI::App& app) {
   f.bound.emplace_back(precision_opt, [flags](TrainOptions& o) {
     o.precision = precision_from_string(flags->precision);
   });
+  f.add<std::string>(cmd, "--device", FIELD(std::string, device),
+                     "auto (a CUDA GPU when LibTorch sees one, else the CPU), cpu or cuda[:N]");
   f.add<int64_t>(cmd, "--shift", FIELD(int64_t, shift),
                  "random translation of training images, up to N pixels each way (0: off)")
       ->check(CLI::NonNegativeNumber);
@@ -171,8 +173,8 @@ Runner add_train_command(CLI::App& app) {
   cmd->add_option("--out", *out, "run directory (default: runs/DATASET-PRESET-TIMESTAMP)");
   auto* resume_opt = cmd->add_option("--resume", *resume,
                                      "continue the run in RUN_DIR from its last.pt (--epochs, "
-                                     "--threads, --data, --eval-batch-size, --routing and "
-                                     "--precision may change)");
+                                     "--threads, --data, --eval-batch-size, --routing, "
+                                     "--precision and --device may change)");
   resume_opt->excludes(cmd->get_option("--out"))->excludes(cmd->get_option("--preset"));
 
 #undef FIELD
@@ -186,7 +188,7 @@ Runner add_train_command(CLI::App& app) {
       options = load_checkpoint(last_checkpoint_path(run_dir)).options;
       const std::vector<std::string> may_change = {"--epochs", "--threads", "--data",
                                                    "--eval-batch-size", "--routing",
-                                                   "--precision"};
+                                                   "--precision", "--device"};
       for (const auto& [option, apply] : flags->bound) {
         if (option->count() == 0) continue;
         const auto name = option->get_name();

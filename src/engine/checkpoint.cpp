@@ -25,14 +25,16 @@ void fsync_file(const std::string& path) {
   ::close(fd);
 }
 
-torch::serialize::InputArchive open_archive(const std::string& path) {
+// Tensors are mapped to `device` (checkpoints written on a GPU load anywhere).
+torch::serialize::InputArchive open_archive(const std::string& path,
+                                            c10::Device device = c10::Device(c10::kCPU)) {
   if (!fs::exists(path)) {
     throw CheckpointError(path + ": checkpoint not found (train writes RUN_DIR/last.pt and "
                                  "RUN_DIR/best.pt)");
   }
   torch::serialize::InputArchive archive;
   try {
-    archive.load_from(path);
+    archive.load_from(path, device);
   } catch (const c10::Error&) {
     throw CheckpointError(path + ": not a readable checkpoint (corrupt or truncated file?); use "
                                  "another checkpoint, e.g. the run's best.pt or last.pt");
@@ -141,7 +143,9 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
 }
 
 void load_optimizer_state(const std::string& path, torch::optim::Adam& optimizer) {
-  auto archive = open_archive(path);
+  // The state goes where the parameters are.
+  const auto& params = optimizer.param_groups().front().params();
+  auto archive = open_archive(path, params.empty() ? c10::Device(c10::kCPU) : params.front().device());
   torch::serialize::InputArchive optimizer_archive;
   try {
     if (!archive.try_read("optimizer", optimizer_archive)) {

@@ -29,23 +29,26 @@ EvalResult evaluate(CapsNet& model, const Dataset& data, const TrainOptions& opt
   result.confusion.assign(data.num_classes, std::vector<int64_t>(data.num_classes, 0));
   std::vector<at::Tensor> lengths;
   std::mt19937_64 unused_rng(0); // no shift at test time
+  const auto device = model->parameters().front().device();
   double loss_sum = 0;
   for (int64_t begin = 0; begin < data.size(); begin += options.eval_batch_size) {
     const auto n = std::min(options.eval_batch_size, data.size() - begin);
-    auto images = prepare_batch(data.images.narrow(0, begin, n), 0, options.normalize, unused_rng);
-    auto labels = data.labels.narrow(0, begin, n);
+    auto images = prepare_batch(data.images.narrow(0, begin, n).to(device), 0, options.normalize,
+                                unused_rng);
+    auto labels = data.labels.narrow(0, begin, n).to(device);
     auto out = model->forward(images, {}, options.recon_weight > 0);
     loss_sum += capsnet_loss(out, images, labels, options).total.item<double>() * n;
     auto hits = out.predictions.eq(labels);
-    lengths.push_back(out.lengths);
+    lengths.push_back(out.lengths.cpu());
     const auto pairs = at::bincount(labels * data.num_classes + out.predictions, {},
-                                    data.num_classes * data.num_classes);
+                                    data.num_classes * data.num_classes)
+                           .cpu();
     const auto* pair_counts = pairs.data_ptr<int64_t>();
     for (int64_t k = 0; k < data.num_classes * data.num_classes; ++k) {
       result.confusion[k / data.num_classes][k % data.num_classes] += pair_counts[k];
     }
-    auto per_class_total = at::bincount(labels, {}, data.num_classes);
-    auto per_class_correct = at::bincount(labels.masked_select(hits), {}, data.num_classes);
+    auto per_class_total = at::bincount(labels, {}, data.num_classes).cpu();
+    auto per_class_correct = at::bincount(labels.masked_select(hits), {}, data.num_classes).cpu();
     for (int64_t k = 0; k < data.num_classes; ++k) {
       result.class_total[k] += per_class_total[k].item<int64_t>();
       result.class_correct[k] += per_class_correct[k].item<int64_t>();

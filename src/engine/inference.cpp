@@ -16,6 +16,11 @@ Predictor::Predictor(CapsNet model, TrainOptions options)
   model_->eval();
 }
 
+void Predictor::to(const c10::Device& device) {
+  device_ = device;
+  model_->to(device);
+}
+
 Classification Predictor::classify(const at::Tensor& images) const {
   TORCH_CHECK(images.dim() == 4 && images.size(1) == model_->config.in_channels &&
                   images.size(2) == model_->config.image_size &&
@@ -26,9 +31,10 @@ Classification Predictor::classify(const at::Tensor& images) const {
   torch::NoGradGuard no_grad;
   std::vector<at::Tensor> parts;
   for (int64_t start = 0; start < images.size(0); start += batch_size) {
-    auto x = images.narrow(0, start, std::min(batch_size, images.size(0) - start)).to(at::kFloat);
+    auto x = images.narrow(0, start, std::min(batch_size, images.size(0) - start))
+                 .to(device_, at::kFloat);
     if (options_.normalize) x = (x - kMnistMean) / kMnistStd;
-    parts.push_back(model_->capsules(x));
+    parts.push_back(model_->capsules(x).cpu());
   }
   Classification out;
   out.capsules = parts.empty() ? at::empty({0, model_->config.num_classes,
@@ -41,7 +47,7 @@ Classification Predictor::classify(const at::Tensor& images) const {
 
 at::Tensor Predictor::reconstruct(const at::Tensor& capsules, const at::Tensor& classes) const {
   torch::NoGradGuard no_grad;
-  return model_->reconstruct(capsules, classes);
+  return model_->reconstruct(capsules.to(device_), classes.to(device_)).cpu();
 }
 
 at::Tensor Predictor::load_image(const std::string& path) const {

@@ -50,6 +50,8 @@ void require(bool ok, const std::string& message) {
 void validate(const TrainOptions& o) {
   require(is_known_dataset(o.dataset),
           "--dataset must be mnist or fashion-mnist, got '" + o.dataset + "'");
+  require(o.device == "auto" || o.device == "cpu" || o.device.rfind("cuda", 0) == 0,
+          "--device must be auto, cpu or cuda[:N], got '" + o.device + "'");
   require(o.epochs >= 1, "--epochs must be at least 1, got " + std::to_string(o.epochs));
   require(o.batch_size >= 1, "--batch-size must be at least 1, got " + std::to_string(o.batch_size));
   require(o.eval_batch_size >= 1, "--eval-batch-size must be at least 1");
@@ -129,6 +131,7 @@ nlohmann::json to_json(const TrainOptions& o) {
           {"eval_batch_size", o.eval_batch_size},
           {"routing", to_string(o.routing)},
           {"precision", to_string(o.precision)},
+          {"device", o.device},
           {"model", to_json(o.model)}};
 }
 
@@ -158,6 +161,7 @@ TrainOptions train_options_from_json(const nlohmann::json& j) {
   o.routing = routing_impl_from_string(j.at("routing").get<std::string>());
   // Runs written before --precision existed were fp32.
   o.precision = precision_from_string(j.value("precision", std::string("fp32")));
+  o.device = j.value("device", std::string("cpu"));
   o.model = model_config_from_json(j.at("model"));
   return o;
 }

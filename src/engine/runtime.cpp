@@ -3,6 +3,7 @@
 #include "capsnet/engine/options.h"
 
 #include <ATen/Parallel.h>
+#include <torch/cuda.h>
 
 #include <malloc.h>
 #include <unistd.h>
@@ -15,6 +16,46 @@
 extern "C" char* openblas_get_corename() __attribute__((weak));
 
 namespace capsnet {
+
+c10::Device resolve_device(const std::string& name) {
+  if (name == "auto") {
+    return torch::cuda::is_available() ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+  }
+  if (name != "cpu" && name.rfind("cuda", 0) != 0) {
+    throw std::invalid_argument("unknown device '" + name + "': expected auto, cpu or cuda[:N]");
+  }
+  c10::Device device(c10::kCPU);
+  try {
+    device = c10::Device(name);
+  } catch (const c10::Error&) {
+    throw std::invalid_argument("unknown device '" + name + "': expected auto, cpu or cuda[:N]");
+  }
+  if (device.is_cuda()) {
+    const auto count = torch::cuda::device_count();
+    if (count == 0) {
+      throw std::invalid_argument(
+          "--device " + name + ": LibTorch sees no CUDA GPU (" +
+          (torch::cuda::is_available() ? std::string("none found")
+                                       : std::string("this LibTorch is a CPU build; build "
+                                                     "against a CUDA LibTorch, see README")) +
+          "); use --device cpu");
+    }
+    if (device.has_index() && static_cast<size_t>(device.index()) >= count) {
+      throw std::invalid_argument("--device " + name + ": there are only " +
+                                  std::to_string(count) + " CUDA devices");
+    }
+    if (!device.has_index()) device = c10::Device(c10::kCUDA, 0);
+  }
+  return device;
+}
+
+bool built_with_cuda() {
+#ifdef CAPSNET_WITH_CUDA
+  return true;
+#else
+  return false;
+#endif
+}
 
 int configure_runtime(int threads) {
   const int count = resolve_threads(threads);

@@ -76,13 +76,14 @@ TrainReport train(const TrainOptions& options, const std::string& run_dir,
                   const TrainControl& control) {
   validate(options);
   const int threads = configure_runtime(options.threads);
+  const auto device = resolve_device(options.device); // before anything is written
   std::ostream null_stream(nullptr);
   std::ostream& log = control.log ? *control.log : null_stream;
 
   const auto data_dir = options.data_dir.empty() ? default_data_dir(options.dataset)
                                                   : options.data_dir;
-  const auto train_data = load_dataset(data_dir, Split::kTrain, options.dataset, options.limit);
-  const auto test_data = load_dataset(data_dir, Split::kTest, options.dataset, options.test_limit);
+  auto train_data = load_dataset(data_dir, Split::kTrain, options.dataset, options.limit);
+  auto test_data = load_dataset(data_dir, Split::kTest, options.dataset, options.test_limit);
   if (train_data.images.size(2) != options.model.image_size) {
     throw TrainingError(data_dir + ": images are " + std::to_string(train_data.images.size(2)) +
                         " pixels wide but the model expects " +
@@ -118,8 +119,14 @@ TrainReport train(const TrainOptions& options, const std::string& run_dir,
     model = CapsNet(options.model);
     write_run_config(run_dir, options, threads, train_data.size(), test_data.size());
   }
+  // The whole data set lives on the training device (MNIST is 55 MB as bytes).
+  model->to(device);
+  for (auto* data : {&train_data, &test_data}) {
+    data->images = data->images.to(device);
+    data->labels = data->labels.to(device);
+  }
   model->set_routing_impl(options.routing);
-  const Precision precision = usable_precision(options.precision, log);
+  const Precision precision = usable_precision(options.precision, log, device);
   model->set_precision(precision);
   torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(options.lr));
   if (control.resume) load_optimizer_state(last_path, optimizer);
@@ -133,7 +140,7 @@ TrainReport train(const TrainOptions& options, const std::string& run_dir,
   log << "training on " << n << " " << options.dataset << " images, testing on "
       << test_data.size() << "; batch " << options.batch_size << ", " << threads
       << " threads, preset " << options.preset << ", " << to_string(options.routing)
-      << " routing, " << to_string(precision) << "\n";
+      << " routing, " << to_string(precision) << " on " << device.str() << "\n";
   ProgressPrinter progress(log, control.terminal);
   int64_t steps_this_call = 0;
   // lr(t) = lr * lr_decay^(t / steps_per_epoch), at the step about to be taken.
@@ -153,7 +160,8 @@ TrainReport train(const TrainOptions& options, const std::string& run_dir,
       const int64_t step = state.step_in_epoch;
       const int64_t begin = step * options.batch_size;
       const int64_t count = std::min(options.batch_size, n - begin);
-      auto index = at::from_blob(const_cast<int64_t*>(order.data() + begin), {count}, at::kLong);
+      auto index = at::from_blob(const_cast<int64_t*>(order.data() + begin), {count}, at::kLong)
+                       .to(device);
       std::mt19937_64 rng(mix(options.seed ^ mix(state.epoch * 1000003 + step + 1)));
       auto images = prepare_batch(train_data.images.index_select(0, index), options.shift,
                                   options.normalize, rng);

@@ -22,8 +22,10 @@ void DigitCapsulesImpl::reset() {
 }
 
 at::Tensor DigitCapsulesImpl::forward(const at::Tensor& u) {
-  if (options.impl() == RoutingImpl::kFused && u.device().is_cpu() &&
-      (u.scalar_type() == at::kFloat || u.scalar_type() == at::kDouble)) {
+  const bool fused_kernel = u.device().is_cpu()
+                                ? (u.scalar_type() == at::kFloat || u.scalar_type() == at::kDouble)
+                                : (fused_routing_supports(u.device()) && u.scalar_type() == at::kFloat);
+  if (options.impl() == RoutingImpl::kFused && fused_kernel) {
     return fused_dynamic_routing(u, weight, bias, options.routing_iterations(), options.softmax());
   }
   return dynamic_routing(prediction_vectors(u, weight), options.routing_iterations(),

@@ -56,8 +56,9 @@ Bf16Support cpu_bf16_support() {
   return support;
 }
 
-Precision usable_precision(Precision requested, std::ostream& warnings) {
-  if (requested != Precision::kBf16) return requested;
+Precision usable_precision(Precision requested, std::ostream& warnings,
+                           const c10::Device& device) {
+  if (requested != Precision::kBf16 || !device.is_cpu()) return requested;
   const auto support = cpu_bf16_support();
   if (support.available) return requested;
   warnings << "capsnet: bf16 needs a CPU with AMX-BF16 or AVX512-BF16, but " << support.why_not

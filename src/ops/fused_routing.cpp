@@ -2,6 +2,9 @@
 
 #include "capsnet/ops/squash.h"
 #include "cpu/routing_kernel.h"
+#ifdef CAPSNET_WITH_CUDA
+#include "cuda/routing_cuda.h"
+#endif
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -56,10 +59,23 @@ struct FusedRouting : torch::autograd::Function<FusedRouting> {
     auto s = at::empty({B, r, J, M}, u.options());
     auto v = at::empty({B, r, J, M}, u.options());
     const auto w_rows = weight_rows(weight);
-    for (int64_t b0 = 0; b0 < B; b0 += kChunk) {
-      const int64_t n = std::min(kChunk, B - b0);
+    // On a GPU the whole batch is one chunk: one thread block per image.
+    const int64_t chunk = u.is_cuda() ? std::max<int64_t>(B, 1) : kChunk;
+    for (int64_t b0 = 0; b0 < B; b0 += chunk) {
+      const int64_t n = std::min(chunk, B - b0);
       // u_hat for the chunk, [I, n, J * M]: one GEMM per input capsule.
       const auto u_hat = at::bmm(u.narrow(0, b0, n).transpose(0, 1), w_rows);
+      if (u.is_cuda()) {
+#ifdef CAPSNET_WITH_CUDA
+        auto logits = at::empty({n, I, J}, u.options());
+        cuda::routing_forward(shape, n, u_hat.data_ptr<float>(),
+                              bias.defined() ? bias.data_ptr<float>() : nullptr,
+                              logits.data_ptr<float>(), coupling.data_ptr<float>() + b0 * r * I * J,
+                              s.data_ptr<float>() + b0 * r * J * M,
+                              v.data_ptr<float>() + b0 * r * J * M);
+        continue;
+#endif
+      }
       AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "fused_routing_forward", [&] {
         const scalar_t* uh = u_hat.data_ptr<scalar_t>();
         const scalar_t* b_ptr = bias.defined() ? bias.data_ptr<scalar_t>() : nullptr;
@@ -98,13 +114,28 @@ struct FusedRouting : torch::autograd::Function<FusedRouting> {
     const auto w_rows = weight_rows(weight);
     auto grad_w_rows = at::zeros_like(w_rows); // [I, N, J * M]
     // One accumulator of db per thread, summed at the end.
-    const int64_t threads = at::get_num_threads();
+    // (On a GPU one accumulator, added into atomically.)
+    const int64_t threads = u.is_cuda() ? 1 : at::get_num_threads();
     auto grad_bias_parts = at::zeros({threads, J, M}, u.options());
-    for (int64_t b0 = 0; b0 < B; b0 += kChunk) {
-      const int64_t n = std::min(kChunk, B - b0);
+    const int64_t chunk = u.is_cuda() ? std::max<int64_t>(B, 1) : kChunk;
+    for (int64_t b0 = 0; b0 < B; b0 += chunk) {
+      const int64_t n = std::min(chunk, B - b0);
       const auto u_chunk = u.narrow(0, b0, n).transpose(0, 1); // [I, n, N]
       const auto u_hat = at::bmm(u_chunk, w_rows);             // recomputed, [I, n, J * M]
       auto grad_u_hat = at::empty_like(u_hat);
+      if (u.is_cuda()) {
+#ifdef CAPSNET_WITH_CUDA
+        auto grad_logits = at::empty({n, I, J}, u.options());
+        auto grad_coupling = at::empty({n, I, J}, u.options());
+        cuda::routing_backward(shape, n, u_hat.data_ptr<float>(),
+                               coupling.data_ptr<float>() + b0 * r * I * J,
+                               s.data_ptr<float>() + b0 * r * J * M,
+                               v.data_ptr<float>() + b0 * r * J * M,
+                               grad_v.data_ptr<float>() + b0 * J * M, grad_u_hat.data_ptr<float>(),
+                               has_bias ? grad_bias_parts.data_ptr<float>() : nullptr,
+                               grad_logits.data_ptr<float>(), grad_coupling.data_ptr<float>());
+#endif
+      } else {
       AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "fused_routing_backward", [&] {
         const scalar_t* uh = u_hat.data_ptr<scalar_t>();
         scalar_t* guh = grad_u_hat.data_ptr<scalar_t>();
@@ -127,6 +158,7 @@ struct FusedRouting : torch::autograd::Function<FusedRouting> {
           }
         });
       });
+      }
       // dW[i] += u[:, i]^T dL/du_hat[i];  du[:, i] = dL/du_hat[i] W[i]^T.
       grad_w_rows.baddbmm_(u_chunk.transpose(1, 2), grad_u_hat);
       grad_u.narrow(0, b0, n).transpose(0, 1).copy_(at::bmm(grad_u_hat, w_rows.transpose(1, 2)));
@@ -138,6 +170,15 @@ struct FusedRouting : torch::autograd::Function<FusedRouting> {
 };
 
 } // namespace
+
+bool fused_routing_supports(const c10::Device& device) {
+  if (device.is_cpu()) return true;
+#ifdef CAPSNET_WITH_CUDA
+  return device.is_cuda();
+#else
+  return false;
+#endif
+}
 
 at::Tensor fused_dynamic_routing(const at::Tensor& u, const at::Tensor& weight,
                                  const at::Tensor& bias, int64_t iterations,
@@ -151,12 +192,17 @@ at::Tensor fused_dynamic_routing(const at::Tensor& u, const at::Tensor& weight,
                                   bias.size(1) == weight.size(3)),
               "expected bias of shape [N_out, D_out], got ", bias.sizes());
   TORCH_CHECK(iterations >= 1, "expected at least one routing iteration, got ", iterations);
-  TORCH_CHECK(u.device().is_cpu() && weight.device().is_cpu(),
-              "the fused routing op runs on the CPU; use the reference routing on ", u.device());
+  TORCH_CHECK(u.device() == weight.device() && (!bias.defined() || bias.device() == u.device()),
+              "u, weight and bias must be on one device, got ", u.device(), " and ",
+              weight.device());
+  TORCH_CHECK(u.device().is_cpu() || (u.is_cuda() && fused_routing_supports(u.device())),
+              "the fused routing op has no kernel for ", u.device(),
+              " in this build (configure with -DCAPSNET_USE_CUDA=ON); use the reference routing");
   TORCH_CHECK(u.scalar_type() == weight.scalar_type() &&
-                  (u.scalar_type() == at::kFloat || u.scalar_type() == at::kDouble),
-              "the fused routing op takes float or double u and weight of one type, got ",
-              u.scalar_type(), " and ", weight.scalar_type());
+                  (u.scalar_type() == at::kFloat ||
+                   (u.scalar_type() == at::kDouble && u.device().is_cpu())),
+              "the fused routing op takes float (or, on the CPU, double) u and weight of one "
+              "type, got ", u.scalar_type(), " and ", weight.scalar_type(), " on ", u.device());
   // Autograd functions take defined tensors only: an empty bias stands for none.
   const auto bias_or_empty = bias.defined() ? bias : at::empty({0}, weight.options());
   return FusedRouting::apply(u, weight, bias_or_empty, iterations,

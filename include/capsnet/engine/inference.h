@@ -34,6 +34,9 @@ class Predictor {
   /// made (mnist_preprocess): float [1, 1, H, W]. Throws ImageError.
   at::Tensor load_image(const std::string& path) const;
 
+  /// Moves the model; inputs follow it and results come back on the CPU.
+  void to(const c10::Device& device);
+
   CapsNet& model() { return model_; }
   const CapsNet& model() const { return model_; }
   const TrainOptions& options() const { return options_; }
@@ -42,6 +45,7 @@ class Predictor {
  private:
   mutable CapsNet model_; // inference changes no state; forward is not const
   TrainOptions options_;
+  c10::Device device_{c10::kCPU};
 };
 
 /// float [H, W] or [1, H, W] in [0, 1] <-> GrayImage.

@@ -47,6 +47,8 @@ struct TrainOptions {
   RoutingImpl routing = RoutingImpl::kFused;
   /// Arithmetic of the primary-capsule convolution (bf16 needs AMX or AVX512-BF16).
   Precision precision = Precision::kFp32;
+  /// "auto" (a CUDA GPU when there is one), "cpu" or "cuda[:N]".
+  std::string device = "auto";
   CapsNetConfig model;
 };
 

@@ -1,6 +1,18 @@
 #pragma once
 
+#include <c10/core/Device.h>
+
+#include <string>
+
 namespace capsnet {
+
+/// The device for `name`: "cpu", "cuda" or "cuda:N", or "auto" (the first
+/// CUDA GPU when LibTorch sees one, else the CPU). Throws
+/// std::invalid_argument for an unknown name or a CUDA device that is not there.
+c10::Device resolve_device(const std::string& name);
+
+/// Whether this build has capsnet's CUDA kernels (cmake -DCAPSNET_USE_CUDA=ON).
+bool built_with_cuda();
 
 /// Prepares the process for training or inference on the CPU:
 /// - sets LibTorch's intra-op thread count (0: every core; Debian's LibTorch

@@ -28,9 +28,10 @@ struct Bf16Support {
 /// the fp32 fallback on any machine).
 Bf16Support cpu_bf16_support();
 
-/// `requested`, or kFp32 with a message on `warnings` when it is kBf16 and
-/// this CPU lacks bf16 hardware.
-Precision usable_precision(Precision requested, std::ostream& warnings);
+/// `requested`, or kFp32 with a message on `warnings` when it is kBf16, the
+/// device is the CPU and this CPU lacks bf16 hardware (GPUs run bf16 in cuDNN).
+Precision usable_precision(Precision requested, std::ostream& warnings,
+                           const c10::Device& device = c10::Device(c10::kCPU));
 
 /// A 2-D convolution (no padding, square kernel) computed as im2col + GEMMs in
 /// bfloat16 through oneDNN, which on AMX/AVX512-BF16 CPUs is several times the

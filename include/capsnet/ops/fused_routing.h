@@ -24,9 +24,14 @@ RoutingImpl routing_impl_from_string(const std::string& name);
 /// stored for the batch (recomputed in backward, where dW and du are batched
 /// GEMMs again); only the coupling coefficients, s and v of each iteration
 /// are kept for backward.
-/// CPU, float or double. Once differentiable.
+/// CPU (float or double) and, in CUDA builds, CUDA (float; one thread block
+/// per image, src/ops/cuda/routing_cuda.cu). Once differentiable.
 /// Shapes: u [B, N_in, D_in], weight [N_in, N_out, D_in, D_out],
 ///   bias [N_out, D_out] or undefined -> v [B, N_out, D_out].
+/// Whether fused_dynamic_routing has a kernel for `device` in this build: the
+/// CPU always, CUDA when built with -DCAPSNET_USE_CUDA=ON.
+bool fused_routing_supports(const c10::Device& device);
+
 at::Tensor fused_dynamic_routing(const at::Tensor& u, const at::Tensor& weight,
                                  const at::Tensor& bias, int64_t iterations,
                                  RoutingSoftmax softmax = RoutingSoftmax::kParents);
