@@ -26,7 +26,7 @@ test: build data
 	cd $(BUILD) && ctest --output-on-failure --timeout 900
 
 # capsnet bench and the seed's model in PyTorch (Debian's python3-torch), same batch, ratios.
-BENCH_ARGS ?= --batch-size 128 --steps 5 --warmup 1
+BENCH_ARGS ?= --batch-size 128 --steps 5 --warmup 3
 bench: build
 	@command -v /usr/bin/python3 >/dev/null && /usr/bin/python3 -c 'import torch' 2>/dev/null || \
 	  { echo "make bench: needs Debian's python3-torch (apt-get install python3-torch)" >&2; exit 1; }

@@ -89,8 +89,9 @@ std::string format_tick(double value) {
   return buf;
 }
 
-// About five round tick values covering [lo, hi].
-std::vector<double> ticks(double lo, double hi) {
+// About five round tick values covering [lo, hi]; whole numbers only when
+// `integers` (epochs).
+std::vector<double> ticks(double lo, double hi, bool integers = false) {
   const double span = hi - lo;
   const double raw = span / 5;
   const double p = std::pow(10, std::floor(std::log10(raw)));
@@ -101,6 +102,7 @@ std::vector<double> ticks(double lo, double hi) {
       break;
     }
   }
+  if (integers) step = std::max(1.0, std::round(step));
   std::vector<double> out;
   for (double t = std::ceil(lo / step - 1e-9) * step; t <= hi + 1e-9 * step; t += step) {
     out.push_back(std::fabs(t) < 1e-12 * step ? 0.0 : t);
@@ -205,8 +207,12 @@ void write_plot_png(const std::string& path, const std::string& title,
     const double ox = kMargin + p * panel_w + left, oy = kMargin + title_h + top;
     const double w = panel_w - left - right, h = panel_h - top - bottom;
     double x_lo = 1e300, x_hi = -1e300, y_lo = 1e300, y_hi = -1e300;
+    bool integer_x = true;
     for (const auto& s : panel.series) {
-      for (double v : s.x) x_lo = std::min(x_lo, v), x_hi = std::max(x_hi, v);
+      for (double v : s.x) {
+        x_lo = std::min(x_lo, v), x_hi = std::max(x_hi, v);
+        integer_x = integer_x && v == std::round(v);
+      }
       for (double v : s.y) {
         if (std::isfinite(v)) y_lo = std::min(y_lo, v), y_hi = std::max(y_hi, v);
       }
@@ -231,7 +237,7 @@ void write_plot_png(const std::string& path, const std::string& title,
       cairo_stroke(cr);
       canvas.text(format_tick(t), ox - 5, py(t) + 3.5, 1.0);
     }
-    for (double t : ticks(x_lo, x_hi)) {
+    for (double t : ticks(x_lo, x_hi, integer_x)) {
       cairo_set_source_rgb(cr, 0.9, 0.9, 0.9);
       cairo_move_to(cr, px(t), oy);
       cairo_line_to(cr, px(t), oy + h);
@@ -252,6 +258,13 @@ void write_plot_png(const std::string& path, const std::string& title,
     cairo_show_text(cr, panel.y_label.c_str());
     cairo_restore(cr);
 
+    // The legend goes in the top or bottom corner, away from where the series end.
+    double end_sum = 0;
+    int ends = 0;
+    for (const auto& s : panel.series) {
+      if (!s.y.empty()) end_sum += s.y.back(), ++ends;
+    }
+    const bool legend_top = ends == 0 || end_sum / ends < (y_lo + y_hi) / 2;
     for (size_t k = 0; k < panel.series.size(); ++k) {
       const auto& s = panel.series[k];
       const auto* c = kColors[k % 5];
@@ -267,7 +280,8 @@ void write_plot_png(const std::string& path, const std::string& title,
         cairo_fill(cr);
       }
       // Legend, top right inside the axes.
-      const double ly = oy + 16 + 16 * k;
+      const double ly = legend_top ? oy + 16 + 16 * k
+                                   : oy + h - 8 - 16 * (panel.series.size() - 1 - k);
       cairo_move_to(cr, ox + w - 110, ly - 4);
       cairo_line_to(cr, ox + w - 90, ly - 4);
       cairo_stroke(cr);
