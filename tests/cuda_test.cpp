@@ -76,7 +76,9 @@ TEST_P(FusedRoutingCuda, MatchesReference_CUDA) {
   EXPECT_TRUE(close(got.detach(), expected.detach()));
   EXPECT_TRUE(close(u_gpu.grad(), u_ref.grad()));
   EXPECT_TRUE(close(w_gpu.grad(), w_ref.grad()));
-  if (p.bias) EXPECT_TRUE(close(b_gpu.grad(), b_ref.grad()));
+  if (p.bias) {
+    EXPECT_TRUE(close(b_gpu.grad(), b_ref.grad()));
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(

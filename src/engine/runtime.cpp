@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 
 // Present when OpenBLAS is the process's BLAS (Debian: libblas.so.3 alternative).
 extern "C" char* openblas_get_corename() __attribute__((weak));
@@ -62,7 +63,7 @@ int configure_runtime(int threads) {
   at::set_num_threads(count);
 #if defined(__GLIBC__)
   mallopt(M_MMAP_MAX, 0);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, std::numeric_limits<int>::max());
   mallopt(M_TOP_PAD, 64 << 20);
 #endif
   return count;

@@ -20,7 +20,9 @@ bool built_with_cuda();
 /// - keeps freed memory in glibc's heap instead of returning it to the kernel.
 ///   Routing allocates tensors of ~100 MB per step; served by fresh mmaps, every
 ///   page faults on first touch, which measured ~2.5x slower steps on this
-///   network (docs in README, "Performance").
+///   network; up to 2 GB of free heap is kept (with 1 GB, bf16 evaluation at
+///   batch 1000 re-faulted its heap every batch and ran 2x slower). Docs in
+///   README, "Performance".
 /// Returns the thread count in use.
 int configure_runtime(int threads);
 
