@@ -32,9 +32,8 @@ struct BenchFlags {
   int64_t warmup = 1;
   int threads = 0;
   std::string routing = "fused";
-  std::string precision = "fp32";
   std::string trace;
-  std::string device = "cpu";
+  ComputeFlags compute{"fp32", "cpu"}; // the CPU unless asked: the baseline script's default
   bool json = false;
 };
 
@@ -87,28 +86,22 @@ Runner add_bench_command(CLI::App& app) {
   cmd->add_option("--routing", flags->routing, "routing implementation: fused or reference")
       ->check(CLI::IsMember({"fused", "reference"}))
       ->capture_default_str();
-  cmd->add_option("--precision", flags->precision,
-                  "fp32, or bf16 for the primary-capsule convolution (AMX/AVX512-BF16 CPUs)")
-      ->check(CLI::IsMember({"fp32", "bf16"}))
-      ->capture_default_str();
-  cmd->add_option("--device", flags->device, "cpu, cuda[:N] or auto")->capture_default_str();
+  flags->compute.add_to(cmd);
   cmd->add_option("--trace", flags->trace,
                   "write a Chrome trace (chrome://tracing) of one more training step, op by op");
   cmd->add_flag("--json", flags->json, "print one JSON object instead of text");
 
   return [flags]() {
     const int threads = configure_runtime(flags->threads);
-    const auto device = resolve_device(flags->device);
-    const auto precision =
-        usable_precision(precision_from_string(flags->precision), std::cerr, device);
-    auto bf16 = cpu_bf16_support();
-    if (device.is_cuda()) bf16 = {true, "CUDA", ""};
     TrainOptions options; // the paper's defaults
     torch::manual_seed(0);
     CapsNet model(options.model);
     model->set_routing_impl(routing_impl_from_string(flags->routing));
-    model->set_precision(precision);
-    model->to(device);
+    const auto chosen = flags->compute.apply(model); // (lambdas below capture these)
+    const c10::Device device = chosen.first;
+    const Precision precision = chosen.second;
+    auto bf16 = cpu_bf16_support();
+    if (device.is_cuda()) bf16 = {true, "CUDA", ""};
     torch::optim::Adam adam(model->parameters(), torch::optim::AdamOptions(options.lr));
     const int64_t B = flags->batch_size;
     auto images = at::rand({B, 1, options.model.image_size, options.model.image_size}).to(device);

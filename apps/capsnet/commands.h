@@ -1,9 +1,12 @@
 #pragma once
 
+#include "capsnet/model/capsnet.h"
+
 #include <CLI/CLI.hpp>
 
 #include <functional>
 #include <string>
+#include <utility>
 
 namespace capsnet {
 struct Dataset;
@@ -30,5 +33,18 @@ Runner add_export_command(CLI::App& app);
 /// `options.dataset` becomes `dataset` when that is not empty.
 Dataset load_test_split(TrainOptions& options, const std::string& data_dir,
                         const std::string& dataset, int64_t limit);
+
+/// --precision and --device, for the commands that run a trained model.
+struct ComputeFlags {
+  std::string precision = "fp32";
+  std::string device = "auto";
+
+  void add_to(CLI::App* cmd);
+  /// The device, and the precision usable there (bf16 falls back to fp32 with
+  /// a message on stderr on a CPU without bf16 hardware).
+  std::pair<c10::Device, Precision> resolve() const;
+  /// resolve(), then moves `model` to the device and sets its precision.
+  std::pair<c10::Device, Precision> apply(CapsNet& model) const;
+};
 
 } // namespace capsnet::cli

@@ -26,9 +26,8 @@ struct EvalFlags {
   int64_t limit = 0;
   bool json = false;
   std::string routing = "fused";
-  std::string precision = "fp32";
+  ComputeFlags compute;
   std::string confusion_png;
-  std::string device = "auto";
   std::vector<std::string> worst; // N PNG
 };
 
@@ -60,16 +59,6 @@ void write_worst(const std::string& path, int64_t count, const Dataset& data,
 
 } // namespace
 
-Dataset load_test_split(TrainOptions& options, const std::string& data_dir,
-                        const std::string& dataset, int64_t limit) {
-  if (!dataset.empty()) options.dataset = dataset;
-  const auto dir = !data_dir.empty()           ? data_dir
-                   : !dataset.empty()          ? default_data_dir(options.dataset)
-                   : !options.data_dir.empty() ? options.data_dir
-                                               : default_data_dir(options.dataset);
-  return load_dataset(dir, Split::kTest, options.dataset, limit);
-}
-
 Runner add_eval_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("eval", "Evaluate a checkpoint on the test set");
   auto flags = std::make_shared<EvalFlags>();
@@ -90,11 +79,7 @@ Runner add_eval_command(CLI::App& app) {
   cmd->add_option("--routing", flags->routing, "routing implementation: fused or reference")
       ->check(CLI::IsMember({"fused", "reference"}))
       ->capture_default_str();
-  cmd->add_option("--precision", flags->precision,
-                  "fp32, or bf16 for the primary-capsule convolution (AMX/AVX512-BF16 CPUs)")
-      ->check(CLI::IsMember({"fp32", "bf16"}))
-      ->capture_default_str();
-  cmd->add_option("--device", flags->device, "auto, cpu or cuda[:N]")->capture_default_str();
+  flags->compute.add_to(cmd);
   cmd->add_option("--confusion", flags->confusion_png,
                   "also draw the confusion matrix into this PNG file");
   cmd->add_option("--worst", flags->worst,
@@ -120,12 +105,8 @@ Runner add_eval_command(CLI::App& app) {
     auto loaded = load_checkpoint(flags->checkpoint);
     auto options = loaded.options;
     options.eval_batch_size = flags->batch_size;
-    const auto device = resolve_device(flags->device);
-    loaded.model->to(device);
     loaded.model->set_routing_impl(routing_impl_from_string(flags->routing));
-    const auto precision =
-        usable_precision(precision_from_string(flags->precision), std::cerr, device);
-    loaded.model->set_precision(precision);
+    const auto precision = flags->compute.apply(loaded.model).second;
     const auto data = load_test_split(options, flags->data_dir, flags->dataset, flags->limit);
     const auto result = evaluate(loaded.model, data, options);
     if (!flags->confusion_png.empty()) {

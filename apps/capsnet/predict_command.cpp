@@ -19,8 +19,7 @@ struct PredictFlags {
   std::string checkpoint;
   std::vector<std::string> files;
   std::string save_dir;
-  std::string precision = "fp32";
-  std::string device = "auto";
+  ComputeFlags compute;
   int threads = 0;
   bool json = false;
 };
@@ -81,10 +80,7 @@ Runner add_predict_command(CLI::App& app) {
       ->required();
   cmd->add_option("--save-preprocessed", flags->save_dir,
                   "write each 28x28 image the network saw to this directory as PNG");
-  cmd->add_option("--precision", flags->precision, "fp32 or bf16")
-      ->check(CLI::IsMember({"fp32", "bf16"}))
-      ->capture_default_str();
-  cmd->add_option("--device", flags->device, "auto, cpu or cuda[:N]")->capture_default_str();
+  flags->compute.add_to(cmd);
   cmd->add_option("--threads", flags->threads, "CPU threads (0: every core)")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
@@ -93,10 +89,9 @@ Runner add_predict_command(CLI::App& app) {
   return [flags]() {
     configure_runtime(flags->threads);
     auto predictor = Predictor::load(flags->checkpoint);
-    const auto device = resolve_device(flags->device);
-    predictor.to(device);
-    predictor.model()->set_precision(
-        usable_precision(precision_from_string(flags->precision), std::cerr, device));
+    const auto chosen = flags->compute.resolve();
+    predictor.to(chosen.first);
+    predictor.model()->set_precision(chosen.second);
     if (!flags->save_dir.empty()) std::filesystem::create_directories(flags->save_dir);
     nlohmann::json results = nlohmann::json::array();
     int failures = 0;

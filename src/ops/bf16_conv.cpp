@@ -90,10 +90,11 @@ at::Tensor to_bf16(const at::Tensor& t) {
 }
 
 // Patches of images [begin, begin + n) of x into col ([n * P, Q]), then
-// y[begin, begin + n) = col W^T + bias. `product` is [n * P, O] scratch.
+// y[begin, begin + n) = col W^T (the caller adds the bias). `product` is
+// [n * P, O] scratch.
 void forward_images(const at::Tensor& x, const cpu::ConvShape& shape,
-                    const at::Tensor& weight_bf16, const at::Tensor& bias, int64_t begin,
-                    int64_t n, at::Tensor& col, at::Tensor& product, at::Tensor& y) {
+                    const at::Tensor& weight_bf16, int64_t begin, int64_t n, at::Tensor& col,
+                    at::Tensor& product, at::Tensor& y) {
   const int64_t O = weight_bf16.size(0);
   const int64_t P = shape.out_height() * shape.out_width(), Q = shape.patch_size();
   const int64_t image = shape.channels * shape.height * shape.width;
@@ -116,7 +117,7 @@ at::Tensor forward_all(const at::Tensor& x, const cpu::ConvShape& shape,
     // Training: every image's patches are kept for backward.
     *col = at::empty({B * P, Q}, x.options().dtype(at::kBFloat16));
     auto product = at::empty({B * P, O}, col->options());
-    forward_images(x, shape, weight_bf16, bias, 0, B, *col, product, y);
+    forward_images(x, shape, weight_bf16, 0, B, *col, product, y);
   } else {
     // Inference: 64 images at a time through one reused buffer.
     const int64_t chunk = std::min<int64_t>(B, 64);
@@ -126,7 +127,7 @@ at::Tensor forward_all(const at::Tensor& x, const cpu::ConvShape& shape,
       const int64_t n = std::min(chunk, B - begin);
       auto c = patches.narrow(0, 0, n * P);
       auto p = product.narrow(0, 0, n * P);
-      forward_images(x, shape, weight_bf16, bias, begin, n, c, p, y);
+      forward_images(x, shape, weight_bf16, begin, n, c, p, y);
     }
   }
   return y.add_(bias.view({1, O, 1, 1}));

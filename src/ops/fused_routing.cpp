@@ -45,6 +45,89 @@ at::Tensor weight_rows(const at::Tensor& weight) {
   return weight.permute({0, 2, 1, 3}).reshape({weight.size(0), weight.size(2), -1}).contiguous();
 }
 
+// The routing iterations of n images whose u_hat is [I, n, J * M]; coupling,
+// s and v are those images' rows. CPU: in parallel over the images; GPU: one
+// thread block per image.
+void iterate_forward(const cpu::RoutingShape& shape, const at::Tensor& u_hat,
+                     const at::Tensor& bias, const at::Tensor& coupling, const at::Tensor& s,
+                     const at::Tensor& v) {
+  const int64_t n = u_hat.size(1), I = shape.n_in, J = shape.n_out, M = shape.d_out,
+                r = shape.iterations;
+  if (u_hat.is_cuda()) {
+#ifdef CAPSNET_WITH_CUDA
+    auto logits = at::empty({n, I, J}, u_hat.options());
+    cuda::routing_forward(shape, n, u_hat.data_ptr<float>(),
+                          bias.defined() ? bias.data_ptr<float>() : nullptr,
+                          logits.data_ptr<float>(), coupling.data_ptr<float>(),
+                          s.data_ptr<float>(), v.data_ptr<float>());
+    return;
+#else
+    TORCH_CHECK(false, "this build has no CUDA kernels for the fused routing op");
+#endif
+  }
+  AT_DISPATCH_FLOATING_TYPES(u_hat.scalar_type(), "fused_routing_forward", [&] {
+    const scalar_t* uh = u_hat.data_ptr<scalar_t>();
+    const scalar_t* b_ptr = bias.defined() ? bias.data_ptr<scalar_t>() : nullptr;
+    scalar_t* c_ptr = coupling.data_ptr<scalar_t>();
+    scalar_t* s_ptr = s.data_ptr<scalar_t>();
+    scalar_t* v_ptr = v.data_ptr<scalar_t>();
+    at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+      std::vector<scalar_t> logits(I * J);
+      for (int64_t k = begin; k < end; ++k) {
+        cpu::routing_forward(shape, uh + k * J * M, n * J * M, b_ptr, logits.data(),
+                             c_ptr + k * r * I * J, s_ptr + k * r * J * M, v_ptr + k * r * J * M);
+      }
+    });
+  });
+}
+
+// Backward of iterate_forward: writes dL/du_hat into grad_u_hat (u_hat's
+// layout) and, when has_bias, adds db into grad_bias_parts ([threads, J, M]
+// on the CPU, one row per thread; [1, J, M] on a GPU).
+void iterate_backward(const cpu::RoutingShape& shape, const at::Tensor& u_hat,
+                      const at::Tensor& coupling, const at::Tensor& s, const at::Tensor& v,
+                      const at::Tensor& grad_v, const at::Tensor& grad_u_hat,
+                      const at::Tensor& grad_bias_parts, bool has_bias) {
+  const int64_t n = u_hat.size(1), I = shape.n_in, J = shape.n_out, M = shape.d_out,
+                r = shape.iterations;
+  if (u_hat.is_cuda()) {
+#ifdef CAPSNET_WITH_CUDA
+    auto grad_logits = at::empty({n, I, J}, u_hat.options());
+    auto grad_coupling = at::empty({n, I, J}, u_hat.options());
+    cuda::routing_backward(shape, n, u_hat.data_ptr<float>(), coupling.data_ptr<float>(),
+                           s.data_ptr<float>(), v.data_ptr<float>(), grad_v.data_ptr<float>(),
+                           grad_u_hat.data_ptr<float>(),
+                           has_bias ? grad_bias_parts.data_ptr<float>() : nullptr,
+                           grad_logits.data_ptr<float>(), grad_coupling.data_ptr<float>());
+    return;
+#else
+    TORCH_CHECK(false, "this build has no CUDA kernels for the fused routing op");
+#endif
+  }
+  const int64_t threads = grad_bias_parts.size(0);
+  AT_DISPATCH_FLOATING_TYPES(u_hat.scalar_type(), "fused_routing_backward", [&] {
+    const scalar_t* uh = u_hat.data_ptr<scalar_t>();
+    const scalar_t* c_ptr = coupling.data_ptr<scalar_t>();
+    const scalar_t* s_ptr = s.data_ptr<scalar_t>();
+    const scalar_t* v_ptr = v.data_ptr<scalar_t>();
+    const scalar_t* gv_ptr = grad_v.data_ptr<scalar_t>();
+    scalar_t* guh = grad_u_hat.data_ptr<scalar_t>();
+    at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+      const int64_t thread = at::get_thread_num();
+      TORCH_INTERNAL_ASSERT(thread < threads, "thread ", thread, " of ", threads);
+      std::vector<scalar_t> grad_logits(I * J), grad_coupling(I * J), grad_v_t(J * M),
+          grad_s(J * M);
+      scalar_t* gb = has_bias ? grad_bias_parts.data_ptr<scalar_t>() + thread * J * M : nullptr;
+      for (int64_t k = begin; k < end; ++k) {
+        cpu::routing_backward(shape, uh + k * J * M, n * J * M, c_ptr + k * r * I * J,
+                              s_ptr + k * r * J * M, v_ptr + k * r * J * M, gv_ptr + k * J * M,
+                              guh + k * J * M, gb, grad_logits.data(), grad_coupling.data(),
+                              grad_v_t.data(), grad_s.data());
+      }
+    });
+  });
+}
+
 struct FusedRouting : torch::autograd::Function<FusedRouting> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& u_in,
                             const at::Tensor& weight_in, const at::Tensor& bias_in,
@@ -65,33 +148,8 @@ struct FusedRouting : torch::autograd::Function<FusedRouting> {
       const int64_t n = std::min(chunk, B - b0);
       // u_hat for the chunk, [I, n, J * M]: one GEMM per input capsule.
       const auto u_hat = at::bmm(u.narrow(0, b0, n).transpose(0, 1), w_rows);
-      if (u.is_cuda()) {
-#ifdef CAPSNET_WITH_CUDA
-        auto logits = at::empty({n, I, J}, u.options());
-        cuda::routing_forward(shape, n, u_hat.data_ptr<float>(),
-                              bias.defined() ? bias.data_ptr<float>() : nullptr,
-                              logits.data_ptr<float>(), coupling.data_ptr<float>() + b0 * r * I * J,
-                              s.data_ptr<float>() + b0 * r * J * M,
-                              v.data_ptr<float>() + b0 * r * J * M);
-        continue;
-#endif
-      }
-      AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "fused_routing_forward", [&] {
-        const scalar_t* uh = u_hat.data_ptr<scalar_t>();
-        const scalar_t* b_ptr = bias.defined() ? bias.data_ptr<scalar_t>() : nullptr;
-        scalar_t* c_ptr = coupling.data_ptr<scalar_t>();
-        scalar_t* s_ptr = s.data_ptr<scalar_t>();
-        scalar_t* v_ptr = v.data_ptr<scalar_t>();
-        at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
-          std::vector<scalar_t> logits(I * J);
-          for (int64_t k = begin; k < end; ++k) {
-            const int64_t b = b0 + k;
-            cpu::routing_forward(shape, uh + k * J * M, n * J * M, b_ptr, logits.data(),
-                                 c_ptr + b * r * I * J, s_ptr + b * r * J * M,
-                                 v_ptr + b * r * J * M);
-          }
-        });
-      });
+      iterate_forward(shape, u_hat, bias, coupling.narrow(0, b0, n), s.narrow(0, b0, n),
+                      v.narrow(0, b0, n));
     }
     ctx->save_for_backward({u, weight, coupling, s, v});
     ctx->saved_data["iterations"] = iterations;
@@ -108,13 +166,12 @@ struct FusedRouting : torch::autograd::Function<FusedRouting> {
     const bool has_bias = ctx->saved_data["has_bias"].toBool();
     const auto shape = shape_of(u, weight, iterations, ctx->saved_data["parents"].toBool());
     const int64_t B = u.size(0), I = shape.n_in, J = shape.n_out, N = shape.d_in,
-                  M = shape.d_out, r = iterations;
+                  M = shape.d_out;
     auto grad_v = grad_outputs[0].contiguous();
     auto grad_u = at::empty_like(u);
     const auto w_rows = weight_rows(weight);
     auto grad_w_rows = at::zeros_like(w_rows); // [I, N, J * M]
-    // One accumulator of db per thread, summed at the end.
-    // (On a GPU one accumulator, added into atomically.)
+    // db: one accumulator per CPU thread, summed at the end; one on a GPU.
     const int64_t threads = u.is_cuda() ? 1 : at::get_num_threads();
     auto grad_bias_parts = at::zeros({threads, J, M}, u.options());
     const int64_t chunk = u.is_cuda() ? std::max<int64_t>(B, 1) : kChunk;
@@ -123,42 +180,9 @@ struct FusedRouting : torch::autograd::Function<FusedRouting> {
       const auto u_chunk = u.narrow(0, b0, n).transpose(0, 1); // [I, n, N]
       const auto u_hat = at::bmm(u_chunk, w_rows);             // recomputed, [I, n, J * M]
       auto grad_u_hat = at::empty_like(u_hat);
-      if (u.is_cuda()) {
-#ifdef CAPSNET_WITH_CUDA
-        auto grad_logits = at::empty({n, I, J}, u.options());
-        auto grad_coupling = at::empty({n, I, J}, u.options());
-        cuda::routing_backward(shape, n, u_hat.data_ptr<float>(),
-                               coupling.data_ptr<float>() + b0 * r * I * J,
-                               s.data_ptr<float>() + b0 * r * J * M,
-                               v.data_ptr<float>() + b0 * r * J * M,
-                               grad_v.data_ptr<float>() + b0 * J * M, grad_u_hat.data_ptr<float>(),
-                               has_bias ? grad_bias_parts.data_ptr<float>() : nullptr,
-                               grad_logits.data_ptr<float>(), grad_coupling.data_ptr<float>());
-#endif
-      } else {
-      AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "fused_routing_backward", [&] {
-        const scalar_t* uh = u_hat.data_ptr<scalar_t>();
-        scalar_t* guh = grad_u_hat.data_ptr<scalar_t>();
-        at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
-          const int64_t thread = at::get_thread_num();
-          TORCH_INTERNAL_ASSERT(thread < threads, "thread ", thread, " of ", threads);
-          std::vector<scalar_t> grad_logits(I * J), grad_coupling(I * J), grad_v_t(J * M),
-              grad_s(J * M);
-          scalar_t* gb =
-              has_bias ? grad_bias_parts.data_ptr<scalar_t>() + thread * J * M : nullptr;
-          for (int64_t k = begin; k < end; ++k) {
-            const int64_t b = b0 + k;
-            cpu::routing_backward(shape, uh + k * J * M, n * J * M,
-                                  coupling.data_ptr<scalar_t>() + b * r * I * J,
-                                  s.data_ptr<scalar_t>() + b * r * J * M,
-                                  v.data_ptr<scalar_t>() + b * r * J * M,
-                                  grad_v.data_ptr<scalar_t>() + b * J * M, guh + k * J * M, gb,
-                                  grad_logits.data(), grad_coupling.data(), grad_v_t.data(),
-                                  grad_s.data());
-          }
-        });
-      });
-      }
+      iterate_backward(shape, u_hat, coupling.narrow(0, b0, n), s.narrow(0, b0, n),
+                       v.narrow(0, b0, n), grad_v.narrow(0, b0, n), grad_u_hat, grad_bias_parts,
+                       has_bias);
       // dW[i] += u[:, i]^T dL/du_hat[i];  du[:, i] = dL/du_hat[i] W[i]^T.
       grad_w_rows.baddbmm_(u_chunk.transpose(1, 2), grad_u_hat);
       grad_u.narrow(0, b0, n).transpose(0, 1).copy_(at::bmm(grad_u_hat, w_rows.transpose(1, 2)));
