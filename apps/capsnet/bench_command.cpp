@@ -32,6 +32,7 @@ struct BenchFlags {
   int64_t warmup = 1;
   int threads = 0;
   std::string routing = "fused";
+  std::string conv = "auto";
   std::string trace;
   ComputeFlags compute{"fp32", "cpu"}; // the CPU unless asked: the baseline script's default
   bool json = false;
@@ -86,6 +87,11 @@ Runner add_bench_command(CLI::App& app) {
   cmd->add_option("--routing", flags->routing, "routing implementation: fused or reference")
       ->check(CLI::IsMember({"fused", "reference"}))
       ->capture_default_str();
+  cmd->add_option("--conv", flags->conv,
+                  "fp32 primary-capsule convolution on the CPU: auto (the rule in "
+                  "conv_algo_for), im2col (im2col + BLAS sgemm) or onednn (LibTorch's own)")
+      ->check(CLI::IsMember({"auto", "im2col", "onednn"}))
+      ->capture_default_str();
   flags->compute.add_to(cmd);
   cmd->add_option("--trace", flags->trace,
                   "write a Chrome trace (chrome://tracing) of one more training step, op by op");
@@ -97,6 +103,8 @@ Runner add_bench_command(CLI::App& app) {
     torch::manual_seed(0);
     CapsNet model(options.model);
     model->set_routing_impl(routing_impl_from_string(flags->routing));
+    const ConvAlgo conv_algo = conv_algo_for(conv_algo_from_string(flags->conv));
+    model->set_conv_algo(conv_algo);
     const auto chosen = flags->compute.apply(model); // (lambdas below capture these)
     const c10::Device device = chosen.first;
     const Precision precision = chosen.second;
@@ -170,6 +178,21 @@ Runner add_bench_command(CLI::App& app) {
     const double probe = precision == Precision::kBf16 ? probe_bf16 : probe_fp32;
     const char* coretype = std::getenv("OPENBLAS_CORETYPE");
     const std::string blas_core = blas_core_name();
+    const auto& cpu = cpu_features();
+    // The paths the primary-capsule convolution and the routing took.
+    std::string conv_path, routing_path;
+    if (device.is_cuda()) {
+      conv_path = precision == Precision::kBf16 ? "cuDNN bf16" : "cuDNN fp32";
+      routing_path = flags->routing == "fused" ? "fused, CUDA kernels" : "reference (ATen)";
+    } else {
+      conv_path = precision == Precision::kBf16
+                      ? "im2col + bf16 GEMM (oneDNN, " + bf16.isa + ")"
+                  : conv_algo == ConvAlgo::kIm2col ? "im2col + sgemm (OpenBLAS " + blas_core + ")"
+                                                   : "oneDNN convolution";
+      routing_path = flags->routing == "fused"
+                         ? "fused, per-image " + to_string(kernel_isa()) + " kernels"
+                         : "reference (ATen)";
+    }
 
     nlohmann::json result = {
         {"batch_size", B},
@@ -178,7 +201,14 @@ Runner add_bench_command(CLI::App& app) {
         {"routing", flags->routing},
         {"precision", to_string(precision)},
         {"device", device.str()},
+        {"cpu_model", cpu.model},
+        {"cpu_isa", cpu.isa()},
+        {"cpu", cpu.describe()},
+        {"kernel_isa", to_string(kernel_isa())},
+        {"conv_path", conv_path},
+        {"routing_path", routing_path},
         {"cpu_bf16", bf16.available ? bf16.isa : "none"},
+        {"bf16_unavailable_reason", bf16.why_not},
         {"libtorch_version", TORCH_VERSION},
         {"blas_core", blas_core},
         {"openblas_coretype_env", coretype ? coretype : ""},
@@ -189,8 +219,8 @@ Runner add_bench_command(CLI::App& app) {
         {"train_gflops", train_gflops},
         {"inference_gflops", infer_gflops},
         {"matmul_probe_gflops", probe_fp32},
-        {"bf16_matmul_probe_gflops", probe_bf16},
-        {"train_fraction_of_probe", train_gflops / probe},
+        {"bf16_matmul_probe_gflops", bf16.available ? nlohmann::json(probe_bf16) : nullptr},
+        {"train_fraction_of_probe", probe > 0 ? nlohmann::json(train_gflops / probe) : nullptr},
         {"peak_rss_mib", peak_rss_mib()},
         {"stage_seconds_per_step", nlohmann::json::object()}};
     for (auto& [name, seconds] : stage) {
@@ -205,8 +235,12 @@ Runner add_bench_command(CLI::App& app) {
                 static_cast<long>(B), static_cast<long>(flags->steps),
                 static_cast<long>(flags->warmup), threads, flags->routing.c_str(),
                 to_string(precision).c_str());
+    std::printf("CPU: %s; capsnet kernels %s\n", cpu.describe().c_str(),
+                to_string(kernel_isa()).c_str());
     std::printf("BLAS core %s (OPENBLAS_CORETYPE=%s), LibTorch %s\n", blas_core.c_str(),
                 coretype ? coretype : "unset", TORCH_VERSION);
+    std::printf("primary-capsule convolution: %s; routing: %s\n", conv_path.c_str(),
+                routing_path.c_str());
     std::printf("training   %8.1f images/s  %6.1f GFLOP/s (%.3f GFLOP/image)\n", train_rate,
                 train_gflops, flops.training() / 1e9);
     std::printf("inference  %8.1f images/s  %6.1f GFLOP/s (%.3f GFLOP/image)\n", infer_rate,
@@ -214,7 +248,7 @@ Runner add_bench_command(CLI::App& app) {
     std::printf("matrix-product probe: fp32 %.1f GFLOP/s, bf16 %s\n", probe_fp32,
                 bf16.available ? (std::to_string(static_cast<int>(probe_bf16)) + " GFLOP/s (" +
                                   bf16.isa + ")").c_str()
-                               : ("none: " + bf16.why_not).c_str());
+                               : ("unavailable: " + bf16.why_not).c_str());
     std::printf("training runs at %.0f%% of the %s probe\n", 100 * train_gflops / probe,
                 to_string(precision).c_str());
     std::printf("peak resident memory %.0f MiB\n", peak_rss_mib());

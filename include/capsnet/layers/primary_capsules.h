@@ -4,7 +4,7 @@
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/pimpl.h>
 
-#include "capsnet/ops/bf16_conv.h"
+#include "capsnet/ops/im2col_conv.h"
 
 namespace capsnet {
 
@@ -20,6 +20,8 @@ struct PrimaryCapsulesOptions {
   TORCH_ARG(int64_t, stride) = 2;
   /// kBf16: the convolution runs as conv2d_bf16 (CPU); the weights stay fp32.
   TORCH_ARG(Precision, precision) = Precision::kFp32;
+  /// How the convolution runs in fp32 on the CPU (conv_algo_for()).
+  TORCH_ARG(ConvAlgo, conv_algo) = ConvAlgo::kAuto;
 };
 
 /// PrimaryCapsules (Section 4): one convolution with num_types * capsule_dim

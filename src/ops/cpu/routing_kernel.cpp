@@ -1,5 +1,7 @@
 #include "routing_kernel.h"
 
+#include "isa_dispatch.h"
+
 #include <algorithm>
 #include <cmath>
 
@@ -7,9 +9,8 @@ namespace capsnet::cpu {
 
 namespace {
 
-// Everything below is inlined into the exported functions, which GCC clones
-// for AVX-512, AVX2 and the baseline ISA and picks from at load time.
-#define CAPSNET_INLINE inline __attribute__((always_inline))
+// Everything below is inlined into the exported functions, compiled for
+// AVX-512, AVX2 and the baseline ISA (isa_dispatch.h).
 
 template <typename T>
 CAPSNET_INLINE void softmax(const RoutingShape& sh, const T* logits, T* c) {
@@ -170,24 +171,78 @@ CAPSNET_INLINE void backward_impl(const RoutingShape& sh, const T* u_hat, int64_
   }
 }
 
+// u_hat[k][i] = u[k][i] W[i] for `images` images; W[i] ([N, J * M] rows, 5 KB
+// on the paper's shapes) is read once for all of them.
+template <typename T>
+CAPSNET_INLINE void predict_impl(const RoutingShape& sh, int64_t images, const T* u,
+                                 const T* w_rows, T* u_hat) {
+  const int64_t I = sh.n_in, N = sh.d_in, L = sh.n_out * sh.d_out;
+  for (int64_t i = 0; i < I; ++i) {
+    const T* w = w_rows + i * N * L;
+    for (int64_t k = 0; k < images; ++k) {
+      const T* uk = u + (k * I + i) * N;
+      T* out = u_hat + (k * I + i) * L;
+#pragma omp simd
+      for (int64_t l = 0; l < L; ++l) out[l] = uk[0] * w[l];
+      for (int64_t n = 1; n < N; ++n) {
+        const T un = uk[n];
+        const T* wn = w + n * L;
+#pragma omp simd
+        for (int64_t l = 0; l < L; ++l) out[l] += un * wn[l];
+      }
+    }
+  }
+}
+
+// grad_u[k][i] = W[i] grad_u_hat[k][i], grad_w_rows[i] += sum_k u[k][i]^T grad_u_hat[k][i]:
+// W[i] and its gradient are read and written once for all the images.
+template <typename T>
+CAPSNET_INLINE void predict_backward_impl(const RoutingShape& sh, int64_t images, const T* u,
+                                          const T* w_rows, const T* grad_u_hat, T* grad_u,
+                                          T* grad_w_rows) {
+  const int64_t I = sh.n_in, N = sh.d_in, L = sh.n_out * sh.d_out;
+  for (int64_t i = 0; i < I; ++i) {
+    for (int64_t n = 0; n < N; ++n) {
+      const T* w = w_rows + (i * N + n) * L;
+      T* gw = grad_w_rows + (i * N + n) * L;
+      for (int64_t k = 0; k < images; ++k) {
+        const T* g = grad_u_hat + (k * I + i) * L;
+        const T un = u[(k * I + i) * N + n];
+        T dot = 0;
+#pragma omp simd reduction(+ : dot)
+        for (int64_t l = 0; l < L; ++l) {
+          dot += w[l] * g[l];
+          gw[l] += un * g[l];
+        }
+        grad_u[(k * I + i) * N + n] = dot;
+      }
+    }
+  }
+}
+
 } // namespace
 
-#define CAPSNET_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-
-#define CAPSNET_DEFINE_KERNELS(T)                                                              \
-  CAPSNET_CLONES void routing_forward(const RoutingShape& shape, const T* u_hat,                \
-                                      int64_t row_stride, const T* bias, T* logits,            \
-                                      T* coupling, T* s, T* v) {                               \
-    forward_impl(shape, u_hat, row_stride, bias, logits, coupling, s, v);                      \
-  }                                                                                            \
-  CAPSNET_CLONES void routing_backward(const RoutingShape& shape, const T* u_hat,               \
-                                       int64_t row_stride, const T* coupling, const T* s,      \
-                                       const T* v, const T* grad_v, T* grad_u_hat,             \
-                                       T* grad_bias, T* grad_logits, T* grad_coupling,         \
-                                       T* grad_v_t, T* grad_s) {                               \
-    backward_impl(shape, u_hat, row_stride, coupling, s, v, grad_v, grad_u_hat, grad_bias,     \
-                  grad_logits, grad_coupling, grad_v_t, grad_s);                               \
-  }
+#define CAPSNET_DEFINE_KERNELS(T)                                                           \
+  CAPSNET_DEFINE_DISPATCHED(predict, predict_impl,                                          \
+                            (const RoutingShape& shape, int64_t images, const T* u,         \
+                             const T* w_rows, T* u_hat),                                    \
+                            (shape, images, u, w_rows, u_hat))                              \
+  CAPSNET_DEFINE_DISPATCHED(predict_backward, predict_backward_impl,                        \
+                            (const RoutingShape& shape, int64_t images, const T* u,         \
+                             const T* w_rows, const T* grad_u_hat, T* grad_u,               \
+                             T* grad_w_rows),                                               \
+                            (shape, images, u, w_rows, grad_u_hat, grad_u, grad_w_rows))    \
+  CAPSNET_DEFINE_DISPATCHED(routing_forward, forward_impl,                                  \
+                            (const RoutingShape& shape, const T* u_hat, int64_t row_stride, \
+                             const T* bias, T* logits, T* coupling, T* s, T* v),            \
+                            (shape, u_hat, row_stride, bias, logits, coupling, s, v))       \
+  CAPSNET_DEFINE_DISPATCHED(routing_backward, backward_impl,                                \
+                            (const RoutingShape& shape, const T* u_hat, int64_t row_stride, \
+                             const T* coupling, const T* s, const T* v, const T* grad_v,    \
+                             T* grad_u_hat, T* grad_bias, T* grad_logits, T* grad_coupling, \
+                             T* grad_v_t, T* grad_s),                                       \
+                            (shape, u_hat, row_stride, coupling, s, v, grad_v, grad_u_hat,  \
+                             grad_bias, grad_logits, grad_coupling, grad_v_t, grad_s))
 
 CAPSNET_DEFINE_KERNELS(float)
 CAPSNET_DEFINE_KERNELS(double)

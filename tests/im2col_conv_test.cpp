@@ -1,5 +1,5 @@
 #include "capsnet/model/capsnet.h"
-#include "capsnet/ops/bf16_conv.h"
+#include "capsnet/ops/im2col_conv.h"
 #include "test_util.h"
 
 #include <ATen/Parallel.h>

@@ -1,0 +1,51 @@
+#pragma once
+
+#include <string>
+
+namespace capsnet {
+
+/// What this x86-64 CPU offers the kernels, from CPUID and XCR0, and the
+/// environment variables that narrow what the libraries use.
+struct CpuFeatures {
+  std::string model; ///< CPUID's brand string, e.g. "AMD EPYC 7B13"
+  bool avx2 = false, fma = false;
+  bool avx512 = false;      ///< AVX-512 F, BW, VL and DQ in the CPU, and enabled by the OS
+  bool avx512_bf16 = false; ///< and enabled by the OS
+  bool amx_bf16 = false;    ///< and enabled by the OS
+  bool os_disabled_avx512 = false; ///< the CPU has AVX-512 but XCR0 does not enable its state
+  std::string onednn_max_isa;      ///< ONEDNN_MAX_CPU_ISA (or DNNL_MAX_CPU_ISA), "" when unset
+  std::string aten_capability;     ///< ATEN_CPU_CAPABILITY, "" when unset
+
+  /// "AVX2 FMA", "AVX2 FMA AVX-512 AVX512-BF16", ... as the CPU has them.
+  std::string isa() const;
+  /// The ISA with the environment's limits, e.g. "AVX2 FMA AVX-512 AVX512-BF16,
+  /// limited by ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2".
+  std::string describe() const;
+  /// Whether ONEDNN_MAX_CPU_ISA lets oneDNN use its AVX-512 kernels.
+  bool onednn_allows_avx512() const;
+  /// Whether ONEDNN_MAX_CPU_ISA lets oneDNN use bf16 instructions (AVX512_CORE_BF16 or AMX).
+  bool onednn_allows_bf16() const;
+};
+
+/// Read once per process (the environment as it was then).
+const CpuFeatures& cpu_features();
+
+/// The instruction set capsnet's own CPU kernels (routing, im2col) run with:
+/// the widest this CPU has, narrowed by ATEN_CPU_CAPABILITY (default, avx2 or
+/// avx512) as ATen's own kernels are, so that one machine can test the others'.
+enum class KernelIsa { kBaseline, kAvx2, kAvx512 };
+KernelIsa kernel_isa();
+std::string to_string(KernelIsa isa);
+
+/// Whether this CPU runs bf16 matrix products in hardware.
+struct Bf16Support {
+  bool available = false;
+  std::string isa;     ///< "AMX-BF16" or "AVX512-BF16" when available
+  std::string why_not; ///< when not available: what is missing, naming the CPU
+};
+/// From cpu_features(). Setting CAPSNET_NO_BF16=1 reports no support (to try
+/// the fp32 fallback on any machine); so does a ONEDNN_MAX_CPU_ISA below
+/// AVX512_CORE_BF16. Reads the environment on every call.
+Bf16Support cpu_bf16_support();
+
+} // namespace capsnet

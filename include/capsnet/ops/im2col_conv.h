@@ -1,0 +1,61 @@
+#pragma once
+
+#include "capsnet/ops/cpu_features.h"
+
+#include <ATen/ATen.h>
+
+#include <iosfwd>
+#include <string>
+
+namespace capsnet {
+
+/// Arithmetic of the heavy layers. Master weights, optimizer state, losses
+/// and routing stay in fp32 either way.
+enum class Precision {
+  kFp32,
+  kBf16, ///< the primary-capsule convolution in bfloat16 (conv2d_bf16)
+};
+
+std::string to_string(Precision precision);
+/// Parses "fp32" or "bf16"; throws std::invalid_argument otherwise.
+Precision precision_from_string(const std::string& name);
+
+/// `requested`, or kFp32 with a message on `warnings` when it is kBf16, the
+/// device is the CPU and this CPU lacks bf16 hardware (GPUs run bf16 in cuDNN).
+Precision usable_precision(Precision requested, std::ostream& warnings,
+                           const c10::Device& device = c10::Device(c10::kCPU));
+
+/// How an fp32 convolution runs on the CPU.
+enum class ConvAlgo {
+  kAuto,   ///< the rule in conv_algo_for(): im2col on every CPU measured so far
+  kIm2col, ///< conv2d_im2col: our im2col/col2im + the BLAS sgemm
+  kOneDnn, ///< LibTorch's own convolution (oneDNN on the CPU)
+};
+std::string to_string(ConvAlgo algo);
+/// Parses "auto", "im2col" or "onednn"; throws std::invalid_argument otherwise.
+ConvAlgo conv_algo_from_string(const std::string& name);
+/// kAuto resolved for this CPU (kIm2col or kOneDnn); other values as given.
+ConvAlgo conv_algo_for(ConvAlgo requested);
+
+/// A 2-D fp32 convolution (no padding, square kernel) computed as im2col +
+/// sgemm, a group of images at a time; backward recomputes the patches from x
+/// (no patch matrix is kept between forward and backward) and gets grad_weight
+/// and the patch gradient from two more sgemm, then col2im.
+/// Shapes: x [B, C, H, W], weight [O, C, K, K], bias [O] -> [B, O, OH, OW].
+at::Tensor conv2d_im2col(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                         int64_t stride);
+
+/// The same convolution computed with bfloat16 GEMMs: x and weight are
+/// rounded to bf16, products are accumulated in fp32 and rounded to bf16, the
+/// bias is added in fp32. Gradients: grad_x and grad_weight from bf16 GEMMs of
+/// the bf16-rounded output gradient, grad_bias in fp32. On AMX/AVX512-BF16
+/// CPUs the GEMMs run in oneDNN at several times the fp32 throughput (oneDNN
+/// 2.6's own bf16 convolution backward is slower than fp32 there). On other
+/// CPUs (cpu_bf16_support()) the bf16 operands are widened exactly to fp32 and
+/// multiplied by sgemm, which is the same arithmetic: ATen's own bf16 GEMM
+/// there gave two to three times the errors of oneDNN's on an AVX2 CPU.
+/// Shapes as conv2d_im2col.
+at::Tensor conv2d_bf16(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                       int64_t stride);
+
+} // namespace capsnet

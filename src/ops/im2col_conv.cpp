@@ -1,0 +1,345 @@
+#include "capsnet/ops/im2col_conv.h"
+
+#include "cpu/im2col_kernel.h"
+
+#include <ATen/Parallel.h>
+#include <c10/core/GradMode.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <ostream>
+#include <stdexcept>
+
+namespace capsnet {
+
+std::string to_string(Precision precision) {
+  return precision == Precision::kBf16 ? "bf16" : "fp32";
+}
+
+Precision precision_from_string(const std::string& name) {
+  if (name == "fp32") return Precision::kFp32;
+  if (name == "bf16") return Precision::kBf16;
+  throw std::invalid_argument("unknown precision '" + name + "': expected 'fp32' or 'bf16'");
+}
+
+Precision usable_precision(Precision requested, std::ostream& warnings,
+                           const c10::Device& device) {
+  if (requested != Precision::kBf16 || !device.is_cpu()) return requested;
+  const auto support = cpu_bf16_support();
+  if (support.available) return requested;
+  warnings << "capsnet: bf16 needs a CPU with AMX-BF16 or AVX512-BF16, but " << support.why_not
+           << "; running in fp32 instead" << std::endl;
+  return Precision::kFp32;
+}
+
+std::string to_string(ConvAlgo algo) {
+  switch (algo) {
+    case ConvAlgo::kIm2col: return "im2col";
+    case ConvAlgo::kOneDnn: return "onednn";
+    default: return "auto";
+  }
+}
+
+ConvAlgo conv_algo_from_string(const std::string& name) {
+  if (name == "auto") return ConvAlgo::kAuto;
+  if (name == "im2col") return ConvAlgo::kIm2col;
+  if (name == "onednn") return ConvAlgo::kOneDnn;
+  throw std::invalid_argument("unknown convolution algorithm '" + name +
+                              "': expected 'auto', 'im2col' or 'onednn'");
+}
+
+ConvAlgo conv_algo_for(ConvAlgo requested) {
+  // Measured with `capsnet bench --conv im2col|onednn` on the primary-capsule
+  // convolution (batch 128): see the README's performance table.
+  return requested == ConvAlgo::kAuto ? ConvAlgo::kIm2col : requested;
+}
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+void check_conv_args(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                     int64_t stride, const char* op) {
+  TORCH_CHECK(x.dim() == 4, "expected x of shape [B, C, H, W], got ", x.sizes());
+  TORCH_CHECK(weight.dim() == 4 && weight.size(1) == x.size(1) && weight.size(2) == weight.size(3),
+              "expected weight of shape [O, ", x.size(1), ", K, K], got ", weight.sizes());
+  TORCH_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0), "expected bias of shape [",
+              weight.size(0), "], got ", bias.sizes());
+  TORCH_CHECK(stride >= 1, "expected a positive stride, got ", stride);
+  TORCH_CHECK(x.size(2) >= weight.size(2) && x.size(3) >= weight.size(3), "input ", x.sizes(),
+              " is smaller than the kernel ", weight.sizes());
+  TORCH_CHECK(x.device().is_cpu() && weight.device().is_cpu() && bias.device().is_cpu(), op,
+              " runs on the CPU");
+  TORCH_CHECK(x.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat &&
+                  bias.scalar_type() == at::kFloat,
+              op, " takes float tensors, got ", x.scalar_type(), ", ", weight.scalar_type(), ", ",
+              bias.scalar_type());
+}
+
+bool needs_grad(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  return at::GradMode::is_enabled() &&
+         (x.requires_grad() || weight.requires_grad() || bias.requires_grad());
+}
+
+cpu::ConvShape conv_shape(const at::Tensor& x, const at::Tensor& weight, int64_t stride) {
+  return {x.size(1), x.size(2), x.size(3), weight.size(2), stride};
+}
+
+std::vector<int64_t> to_vector(const cpu::ConvShape& s) {
+  return {s.channels, s.height, s.width, s.kernel, s.stride};
+}
+
+cpu::ConvShape from_vector(const std::vector<int64_t>& d) { return {d[0], d[1], d[2], d[3], d[4]}; }
+
+uint16_t* bits(const at::Tensor& t) { return reinterpret_cast<uint16_t*>(t.data_ptr<at::BFloat16>()); }
+
+at::Tensor to_bf16(const at::Tensor& t) {
+  auto in = t.contiguous();
+  auto out = at::empty(in.sizes(), in.options().dtype(at::kBFloat16));
+  const int64_t n = in.numel();
+  const float* src = in.data_ptr<float>();
+  uint16_t* dst = bits(out);
+  at::parallel_for(0, n, 1 << 16, [&](int64_t begin, int64_t end) {
+    cpu::float_to_bf16(src + begin, end - begin, dst + begin);
+  });
+  return out;
+}
+
+// out = a b for bf16 a, b: oneDNN where the CPU has bf16 instructions, else
+// the widened operands through sgemm and the result rounded to bf16 (see the
+// header).
+void bf16_mm_out(at::Tensor& out, const at::Tensor& a, const at::Tensor& b) {
+  if (cpu_bf16_support().available) {
+    at::mm_out(out, a, b);
+  } else {
+    out.copy_(at::mm(a.to(at::kFloat), b.to(at::kFloat)));
+  }
+}
+
+at::Tensor bf16_mm(const at::Tensor& a, const at::Tensor& b) {
+  auto out = at::empty({a.size(0), b.size(1)}, a.options());
+  bf16_mm_out(out, a, b);
+  return out;
+}
+
+// Patches of n images starting at x into col ([n * P, Q], float or bf16).
+void im2col_images(const cpu::ConvShape& shape, const float* x, int64_t n, const at::Tensor& col) {
+  const int64_t image = shape.channels * shape.height * shape.width;
+  const int64_t rows = shape.patches() * shape.patch_size();
+  at::parallel_for(0, n, 1, [&](int64_t first, int64_t last) {
+    for (int64_t b = first; b < last; ++b) {
+      if (col.scalar_type() == at::kBFloat16) {
+        cpu::im2col_bf16(shape, x + b * image, bits(col) + b * rows);
+      } else {
+        cpu::im2col(shape, x + b * image, col.data_ptr<float>() + b * rows);
+      }
+    }
+  });
+}
+
+// grad_x of n images from their patch gradients grad_col ([n * P, Q]).
+void col2im_images(const cpu::ConvShape& shape, const at::Tensor& grad_col, int64_t n,
+                   float* grad_x) {
+  const int64_t C = shape.channels, image = C * shape.height * shape.width;
+  const int64_t rows = shape.patches() * shape.patch_size();
+  at::parallel_for(0, n * C, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end;) {
+      const int64_t b = i / C, c_begin = i % C, c_end = std::min(C, c_begin + end - i);
+      if (grad_col.scalar_type() == at::kBFloat16) {
+        cpu::col2im_bf16(shape, bits(grad_col) + b * rows, c_begin, c_end, grad_x + b * image);
+      } else {
+        cpu::col2im(shape, grad_col.data_ptr<float>() + b * rows, c_begin, c_end,
+                    grad_x + b * image);
+      }
+      i += c_end - c_begin;
+    }
+  });
+}
+
+// y[begin, begin + n) from the GEMM's rows: product [n * P, O] -> [n, O, P].
+void store_rows(const at::Tensor& product, int64_t begin, int64_t n, at::Tensor& y) {
+  const int64_t O = y.size(1), P = product.size(0) / n;
+  y.narrow(0, begin, n).view({n, O, P}).copy_(product.view({n, P, O}).transpose(1, 2));
+}
+
+// grad [B, O, OH, OW] of images [begin, begin + n) as the GEMMs' rows [n * P, O].
+void load_rows(const at::Tensor& grad, int64_t begin, int64_t n, at::Tensor& rows) {
+  const int64_t O = grad.size(1), P = rows.size(0) / n;
+  rows.view({n, P, O}).copy_(grad.narrow(0, begin, n).reshape({n, O, P}).transpose(1, 2));
+}
+
+// fp32: images per group, so that a group's patch matrix has about 512 rows
+// (enough for sgemm to run at full speed) and stays small (16 images of the
+// paper's primary capsules: 36 rows of 20736 floats each, 48 MB).
+int64_t fp32_group(const cpu::ConvShape& shape, int64_t B) {
+  return std::clamp<int64_t>((512 + shape.patches() - 1) / shape.patches(), 1, B);
+}
+
+at::Tensor im2col_forward(const at::Tensor& x, const cpu::ConvShape& shape,
+                          const at::Tensor& weight_rows, const at::Tensor& bias) {
+  const int64_t B = x.size(0), O = weight_rows.size(0), P = shape.patches(),
+                Q = shape.patch_size();
+  auto y = at::empty({B, O, shape.out_height(), shape.out_width()}, x.options());
+  const int64_t group = fp32_group(shape, B);
+  auto patches = at::empty({group * P, Q}, x.options());
+  auto product = at::empty({group * P, O}, x.options());
+  const int64_t image = shape.channels * shape.height * shape.width;
+  for (int64_t begin = 0; begin < B; begin += group) {
+    const int64_t n = std::min(group, B - begin);
+    auto col = patches.narrow(0, 0, n * P);
+    auto p = product.narrow(0, 0, n * P);
+    im2col_images(shape, x.data_ptr<float>() + begin * image, n, col);
+    at::mm_out(p, col, weight_rows.t());
+    store_rows(p, begin, n, y);
+  }
+  return y.add_(bias.view({1, O, 1, 1}));
+}
+
+struct Im2colConv : torch::autograd::Function<Im2colConv> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x_in,
+                            const at::Tensor& weight, const at::Tensor& bias, int64_t stride) {
+    auto x = x_in.contiguous();
+    const auto shape = conv_shape(x, weight, stride);
+    auto weight_rows = weight.contiguous().view({weight.size(0), shape.patch_size()});
+    ctx->save_for_backward({x, weight_rows});
+    ctx->saved_data["shape"] = to_vector(shape);
+    return im2col_forward(x, shape, weight_rows, bias);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0], &weight_rows = saved[1];
+    const auto shape = from_vector(ctx->saved_data["shape"].toIntVector());
+    const auto grad = grad_outputs[0].contiguous();
+    const int64_t B = grad.size(0), O = grad.size(1), P = shape.patches(),
+                  Q = shape.patch_size();
+    const int64_t image = shape.channels * shape.height * shape.width;
+    const bool want_x = ctx->needs_input_grad(0), want_w = ctx->needs_input_grad(1);
+    at::Tensor grad_x, grad_w;
+    if (want_x) grad_x = at::empty_like(x);
+    if (want_w) grad_w = at::zeros_like(weight_rows);
+    const int64_t group = fp32_group(shape, B);
+    auto patches = at::empty({group * P, Q}, x.options());
+    auto rows_buffer = at::empty({group * P, O}, x.options());
+    for (int64_t begin = 0; begin < B && (want_x || want_w); begin += group) {
+      const int64_t n = std::min(group, B - begin);
+      auto col = patches.narrow(0, 0, n * P);
+      auto rows = rows_buffer.narrow(0, 0, n * P);
+      load_rows(grad, begin, n, rows);
+      if (want_w) {
+        // dW += dY^T col, on patches recomputed from x.
+        im2col_images(shape, x.data_ptr<float>() + begin * image, n, col);
+        grad_w.addmm_(rows.t(), col);
+      }
+      if (want_x) {
+        at::mm_out(col, rows, weight_rows); // the patches' gradient, in col's place
+        col2im_images(shape, col, n, grad_x.data_ptr<float>() + begin * image);
+      }
+    }
+    at::Tensor grad_bias;
+    if (ctx->needs_input_grad(2)) grad_bias = grad.sum({0, 2, 3});
+    if (want_w) grad_w = grad_w.view({O, shape.channels, shape.kernel, shape.kernel});
+    return {grad_x, grad_w, grad_bias, at::Tensor()};
+  }
+};
+
+// bf16: one GEMM over the whole batch per product (grad_weight is rounded to
+// bf16 once, not once per group), so training keeps every image's patches.
+void bf16_forward_images(const at::Tensor& x, const cpu::ConvShape& shape,
+                         const at::Tensor& weight_bf16, int64_t begin, int64_t n,
+                         at::Tensor& col, at::Tensor& product, at::Tensor& y) {
+  const int64_t image = shape.channels * shape.height * shape.width;
+  im2col_images(shape, x.data_ptr<float>() + begin * image, n, col);
+  bf16_mm_out(product, col, weight_bf16.t());
+  store_rows(product, begin, n, y);
+}
+
+at::Tensor bf16_forward(const at::Tensor& x, const cpu::ConvShape& shape,
+                        const at::Tensor& weight_bf16, const at::Tensor& bias, at::Tensor* col) {
+  const int64_t B = x.size(0), O = weight_bf16.size(0), P = shape.patches(),
+                Q = shape.patch_size();
+  auto y = at::empty({B, O, shape.out_height(), shape.out_width()}, x.options());
+  if (col) {
+    // Training: every image's patches are kept for backward.
+    *col = at::empty({B * P, Q}, x.options().dtype(at::kBFloat16));
+    auto product = at::empty({B * P, O}, col->options());
+    bf16_forward_images(x, shape, weight_bf16, 0, B, *col, product, y);
+  } else {
+    // Inference: 64 images at a time through one reused buffer.
+    const int64_t chunk = std::min<int64_t>(B, 64);
+    auto patches = at::empty({chunk * P, Q}, x.options().dtype(at::kBFloat16));
+    auto product = at::empty({chunk * P, O}, patches.options());
+    for (int64_t begin = 0; begin < B; begin += chunk) {
+      const int64_t n = std::min(chunk, B - begin);
+      auto c = patches.narrow(0, 0, n * P);
+      auto p = product.narrow(0, 0, n * P);
+      bf16_forward_images(x, shape, weight_bf16, begin, n, c, p, y);
+    }
+  }
+  return y.add_(bias.view({1, O, 1, 1}));
+}
+
+struct Bf16Conv : torch::autograd::Function<Bf16Conv> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x_in,
+                            const at::Tensor& weight, const at::Tensor& bias, int64_t stride) {
+    auto x = x_in.contiguous();
+    const auto shape = conv_shape(x, weight, stride);
+    auto weight_bf16 = to_bf16(weight).view({weight.size(0), shape.patch_size()});
+    at::Tensor col;
+    auto y = bf16_forward(x, shape, weight_bf16, bias, &col);
+    ctx->save_for_backward({col, weight_bf16});
+    ctx->saved_data["shape"] = to_vector(shape);
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &col = saved[0], &weight_bf16 = saved[1];
+    const auto shape = from_vector(ctx->saved_data["shape"].toIntVector());
+    const auto grad = grad_outputs[0].contiguous();
+    const int64_t B = grad.size(0), O = grad.size(1), P = shape.patches();
+    auto grad_rows = at::empty({B * P, O}, col.options()); // rounded to bf16
+    load_rows(grad, 0, B, grad_rows);
+
+    at::Tensor grad_x, grad_weight, grad_bias;
+    if (ctx->needs_input_grad(0)) {
+      auto grad_col = bf16_mm(grad_rows, weight_bf16); // [B * P, Q]
+      grad_x = at::empty({B, shape.channels, shape.height, shape.width}, grad.options());
+      col2im_images(shape, grad_col, B, grad_x.data_ptr<float>());
+    }
+    if (ctx->needs_input_grad(1)) {
+      grad_weight = bf16_mm(grad_rows.t(), col)
+                        .to(at::kFloat)
+                        .view({O, shape.channels, shape.kernel, shape.kernel});
+    }
+    if (ctx->needs_input_grad(2)) grad_bias = grad.sum({0, 2, 3});
+    return {grad_x, grad_weight, grad_bias, at::Tensor()};
+  }
+};
+
+} // namespace
+
+at::Tensor conv2d_im2col(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                         int64_t stride) {
+  check_conv_args(x, weight, bias, stride, "conv2d_im2col");
+  if (!needs_grad(x, weight, bias)) {
+    auto xc = x.contiguous();
+    const auto shape = conv_shape(xc, weight, stride);
+    return im2col_forward(xc, shape, weight.contiguous().view({weight.size(0), -1}), bias);
+  }
+  return Im2colConv::apply(x, weight, bias, stride);
+}
+
+at::Tensor conv2d_bf16(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                       int64_t stride) {
+  check_conv_args(x, weight, bias, stride, "conv2d_bf16");
+  if (!needs_grad(x, weight, bias)) {
+    auto xc = x.contiguous();
+    const auto shape = conv_shape(xc, weight, stride);
+    return bf16_forward(xc, shape, to_bf16(weight).view({weight.size(0), shape.patch_size()}),
+                        bias, nullptr);
+  }
+  return Bf16Conv::apply(x, weight, bias, stride);
+}
+
+} // namespace capsnet
