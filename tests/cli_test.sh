@@ -8,10 +8,6 @@ capsnet=$1
 mnist=$2
 source "$(dirname "$0")/test_lib.sh"
 
-json_get() { # json_get FILE PYTHON-EXPRESSION-ON-j
-  python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)" "$1"
-}
-
 small=(--data "$mnist" --limit 256 --test-limit 200 --threads 2)
 
 # Help documents every option.

@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <iostream>
+#include <optional>
 #include <sstream>
 
 namespace capsnet {
@@ -24,56 +26,140 @@ std::string name_of(const ConvCase& p) {
 
 at::Tensor bf16_rounded(const at::Tensor& t) { return t.to(at::kBFloat16).to(at::kDouble); }
 
-// Largest |a - b| relative to the largest |b|.
-double relative_error(const at::Tensor& a, const at::Tensor& b) {
-  return (a.to(at::kDouble) - b).abs().max().item<double>() / b.abs().max().item<double>();
+// Sets an environment variable for one scope, restoring what was there.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name)) old_ = old;
+    value ? ::setenv(name, value, 1) : ::unsetenv(name);
+  }
+  ~ScopedEnv() { old_ ? ::setenv(name_, old_->c_str(), 1) : ::unsetenv(name_); }
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
+// Unit roundoffs: bf16 keeps 8 significant bits, fp32 24.
+constexpr double kBf16Unit = 1.0 / 256;
+constexpr double kFp32Unit = 1.0 / (1 << 24);
+
+// How each op's result must relate to at::conv2d in double: the operands it
+// rounds (to bf16 or not) and the rounding of each GEMM result (bf16 or fp32).
+enum class Arith { kFp32Im2col, kBf16, kBf16Widened };
+
+std::string name_of(Arith arith) {
+  return arith == Arith::kFp32Im2col ? "fp32_im2col" : arith == Arith::kBf16 ? "bf16" : "bf16_widened";
 }
 
-class Bf16ConvMatchesConv2d : public ::testing::TestWithParam<ConvCase> {};
+at::Tensor run_op(Arith arith, const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
+                  int64_t stride) {
+  return arith == Arith::kFp32Im2col ? conv2d_im2col(x, w, b, stride) : conv2d_bf16(x, w, b, stride);
+}
 
-// The reference is at::conv2d in double on the same bf16-rounded operands, so
-// what remains is the rounding of the GEMM outputs to bf16 (2^-9 relative) and
-// the order of summation.
-TEST_P(Bf16ConvMatchesConv2d, ForwardAndGradients) {
-  const auto p = GetParam();
+// Every element of `got` is within `bound` of `expected`; on failure, prints the worst one.
+void expect_within(const at::Tensor& got, const at::Tensor& expected, const at::Tensor& bound,
+                   const char* what) {
+  auto excess = (got.to(at::kDouble) - expected).abs() - bound;
+  const auto worst = excess.flatten().argmax().item<int64_t>();
+  EXPECT_LE(excess.flatten()[worst].item<double>(), 0.0)
+      << what << ": element " << worst << " is " << got.flatten()[worst].item<double>()
+      << ", expected " << expected.flatten()[worst].item<double>() << " within "
+      << bound.flatten()[worst].item<double>();
+}
+
+class ConvMatchesConv2d
+    : public ::testing::TestWithParam<std::tuple<Arith, ConvCase>> {};
+
+// The reference is at::conv2d in double on the operands as the op rounds them.
+// The bounds are derived, not fitted: a sum of n products accumulated in fp32
+// in any order is off by at most n u32 times the sum of the products'
+// magnitudes, and rounding a result to bf16 (to fp32) adds u16 (u32) times
+// its magnitude. The magnitudes come from the same convolution in double on
+// |x|, |w| and |upstream|. They hold on every CPU: oneDNN's bf16 GEMMs
+// (AVX512-BF16, AMX) and sgemm on widened bf16 operands both accumulate in fp32.
+TEST_P(ConvMatchesConv2d, ForwardAndGradientsWithinDerivedBounds) {
+  const auto [arith, p] = GetParam();
+  std::optional<ScopedEnv> no_bf16;
+  if (arith == Arith::kBf16Widened) no_bf16.emplace("CAPSNET_NO_BF16", "1");
+  const bool bf16 = arith != Arith::kFp32Im2col;
+  const double round = bf16 ? kBf16Unit : kFp32Unit;
   at::manual_seed(p.batch + p.kernel);
   auto x = at::randn({p.batch, p.channels, p.height, p.width}).requires_grad_(true);
   auto weight = (at::randn({p.out_channels, p.channels, p.kernel, p.kernel}) * 0.1)
                     .requires_grad_(true);
   auto bias = at::randn({p.out_channels}).requires_grad_(true);
-  auto y = conv2d_bf16(x, weight, bias, p.stride);
+  auto y = run_op(arith, x, weight, bias, p.stride);
   auto upstream = at::randn(y.sizes());
   y.backward(upstream);
+  at::Tensor y_inference;
+  {
+    // Without autograd: the inference path (bf16: 64 images at a time).
+    at::NoGradGuard no_grad;
+    y_inference = run_op(arith, x, weight, bias, p.stride);
+  }
+  no_bf16.reset();
 
-  auto xr = bf16_rounded(x.detach()).requires_grad_(true);
-  auto wr = bf16_rounded(weight.detach()).requires_grad_(true);
+  auto operand = [&](const at::Tensor& t) {
+    return bf16 ? bf16_rounded(t.detach()) : t.detach().to(at::kDouble);
+  };
+  auto xr = operand(x).requires_grad_(true);
+  auto wr = operand(weight).requires_grad_(true);
   auto br = bias.detach().to(at::kDouble).requires_grad_(true);
   auto expected = at::conv2d(xr, wr, br, {p.stride, p.stride});
-  // The op rounds the upstream gradient to bf16 for its GEMMs.
-  expected.backward(bf16_rounded(upstream));
+  // The bf16 op rounds the upstream gradient to bf16 for its GEMMs.
+  expected.backward(operand(upstream));
+  // The same convolution on magnitudes: sum |x||w| per output, and the sums of
+  // |upstream||w| and |upstream||x| that make up grad_x and grad_weight.
+  auto xa = xr.detach().abs().requires_grad_(true);
+  auto wa = wr.detach().abs().requires_grad_(true);
+  auto magnitude = at::conv2d(xa, wa, {}, {p.stride, p.stride});
+  magnitude.backward(operand(upstream).abs());
 
+  const int64_t n_forward = p.channels * p.kernel * p.kernel;
+  const int64_t n_weight = p.batch * y.size(2) * y.size(3);
+  // A pixel is in at most ceil(K / S)^2 patches: col2im adds that many.
+  const int64_t overlap = (p.kernel + p.stride - 1) / p.stride;
+  const int64_t n_input = p.out_channels + overlap * overlap;
+  const auto y_bound = (round + 2 * n_forward * kFp32Unit) * magnitude.detach() +
+                       2 * kFp32Unit * (expected.detach().abs() + br.detach().abs().view({1, -1, 1, 1}));
   ASSERT_EQ(y.sizes(), expected.sizes());
-  EXPECT_LT(relative_error(y.detach(), expected.detach()), 8e-3);
-  {
-    // Without autograd: the chunked inference path (64 images at a time).
-    at::NoGradGuard no_grad;
-    EXPECT_LT(relative_error(conv2d_bf16(x, weight, bias, p.stride), expected.detach()), 8e-3);
-  }
-  EXPECT_LT(relative_error(x.grad(), xr.grad()), 8e-3);
-  EXPECT_LT(relative_error(weight.grad(), wr.grad()), 8e-3);
+  expect_within(y.detach(), expected.detach(), y_bound, "forward");
+  expect_within(y_inference, expected.detach(), y_bound, "forward without autograd");
+  expect_within(x.grad(), xr.grad(), (round + 2 * n_input * kFp32Unit) * xa.grad(), "grad_x");
+  expect_within(weight.grad(), wr.grad(), (round + 2 * n_weight * kFp32Unit) * wa.grad(),
+                "grad_weight");
   // The bias gradient is summed in fp32 from the unrounded upstream gradient.
-  EXPECT_TRUE(at::allclose(bias.grad().to(at::kDouble), upstream.to(at::kDouble).sum({0, 2, 3}),
-                           1e-4, 1e-4));
+  const auto n_bias = n_weight;
+  expect_within(bias.grad(), upstream.to(at::kDouble).sum({0, 2, 3}),
+                2 * n_bias * kFp32Unit * upstream.to(at::kDouble).abs().sum({0, 2, 3}), "grad_bias");
 }
 
 INSTANTIATE_TEST_SUITE_P(
-    Shapes, Bf16ConvMatchesConv2d,
-    ::testing::Values(ConvCase{2, 256, 20, 20, 256, 9, 2}, // the paper's primary capsules
-                      ConvCase{3, 3, 11, 13, 5, 3, 2},     // odd batch, non-square, ragged edge
-                      ConvCase{1, 7, 9, 9, 4, 5, 1},       // stride 1
-                      ConvCase{5, 2, 6, 6, 3, 6, 3},       // kernel as large as the input
-                      ConvCase{70, 4, 10, 10, 6, 3, 2}),   // inference in chunks of 64 + 6
-    [](const auto& info) { return name_of(info.param); });
+    Shapes, ConvMatchesConv2d,
+    ::testing::Combine(
+        ::testing::Values(Arith::kFp32Im2col, Arith::kBf16, Arith::kBf16Widened),
+        ::testing::Values(ConvCase{2, 256, 20, 20, 256, 9, 2}, // the paper's primary capsules
+                          ConvCase{3, 3, 11, 13, 5, 3, 2},     // odd batch, non-square, ragged edge
+                          ConvCase{1, 7, 9, 9, 4, 5, 1},       // stride 1
+                          ConvCase{5, 2, 6, 6, 3, 6, 3},       // kernel as large as the input
+                          ConvCase{70, 4, 10, 10, 6, 3, 2})),  // bf16 inference: chunks of 64 + 6
+    [](const auto& info) {
+      return name_of(std::get<0>(info.param)) + "_" + name_of(std::get<1>(info.param));
+    });
+
+// The bounds above are not loose enough to hide a wrong rounding: an op that
+// skipped the bf16 rounding of x would be off by far more than n u32 |x||w|.
+TEST(ConvBounds, CatchAnUnroundedOperand) {
+  at::manual_seed(11);
+  auto x = at::randn({2, 16, 9, 9});
+  auto w = at::randn({8, 16, 3, 3}) * 0.1;
+  auto fp32 = at::conv2d(x, w, {}, 2).to(at::kDouble);
+  auto rounded = at::conv2d(bf16_rounded(x), bf16_rounded(w), {}, 2);
+  auto magnitude = at::conv2d(bf16_rounded(x).abs(), bf16_rounded(w).abs(), {}, 2);
+  const double n = 16 * 9;
+  EXPECT_GT(((fp32 - rounded).abs() - 2 * n * kFp32Unit * magnitude).max().item<double>(), 0.0);
+}
 
 TEST(Bf16Conv, SameResultOnOneAndTwoThreads) {
   const int saved = at::get_num_threads();
@@ -108,6 +194,56 @@ TEST(Bf16Conv, RejectsWrongShapesAndTypes) {
   EXPECT_THROW(conv2d_bf16(at::randn({2, 3, 2, 2}), weight, bias, 1), c10::Error);
 }
 
+TEST(CpuFeatures, AgreeWithTheCompilersCpuid) {
+  __builtin_cpu_init();
+  const auto& cpu = cpu_features();
+  EXPECT_EQ(cpu.avx2, static_cast<bool>(__builtin_cpu_supports("avx2")));
+  EXPECT_EQ(cpu.fma, static_cast<bool>(__builtin_cpu_supports("fma")));
+  EXPECT_EQ(cpu.avx512, __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                            __builtin_cpu_supports("avx512dq") &&
+                            __builtin_cpu_supports("avx512vl"));
+  EXPECT_FALSE(cpu.model.empty());
+  EXPECT_NE(cpu.describe().find(cpu.model), std::string::npos);
+  std::cout << "this CPU: " << cpu.describe() << "; capsnet kernels " << to_string(kernel_isa())
+            << "\n";
+}
+
+TEST(CpuFeatures, KernelIsaFollowsAtenCpuCapability) {
+  const auto& cpu = cpu_features();
+  const auto widest = cpu.avx512 && cpu.fma ? KernelIsa::kAvx512
+                      : cpu.avx2 && cpu.fma ? KernelIsa::kAvx2
+                                            : KernelIsa::kBaseline;
+  const std::string limit = cpu.aten_capability;
+  if (limit == "avx2") {
+    EXPECT_EQ(kernel_isa(), std::min(widest, KernelIsa::kAvx2));
+  } else if (limit == "default") {
+    EXPECT_EQ(kernel_isa(), KernelIsa::kBaseline);
+  } else {
+    EXPECT_EQ(kernel_isa(), widest);
+  }
+}
+
+TEST(Bf16Support, NamesWhatIsMissing) {
+  ScopedEnv no_override("CAPSNET_NO_BF16", nullptr);
+  const auto& cpu = cpu_features();
+  {
+    ScopedEnv limited("ONEDNN_MAX_CPU_ISA", "AVX2");
+    const auto support = cpu_bf16_support();
+    EXPECT_FALSE(support.available);
+    // A CPU with bf16 is held back by the limit; one without is named.
+    const std::string expected =
+        cpu.avx512_bf16 || cpu.amx_bf16 ? "ONEDNN_MAX_CPU_ISA=AVX2" : cpu.model;
+    EXPECT_NE(support.why_not.find(expected), std::string::npos) << support.why_not;
+  }
+  ScopedEnv unlimited("ONEDNN_MAX_CPU_ISA", nullptr);
+  const auto support = cpu_bf16_support();
+  EXPECT_EQ(support.available, cpu.avx512_bf16 || cpu.amx_bf16);
+  if (!support.available) {
+    EXPECT_NE(support.why_not.find("neither AVX512-BF16 nor AMX-BF16"), std::string::npos)
+        << support.why_not;
+  }
+}
+
 TEST(Precision, ParsesNamesAndRejectsOthers) {
   EXPECT_EQ(precision_from_string("bf16"), Precision::kBf16);
   EXPECT_EQ(precision_from_string("fp32"), Precision::kFp32);
@@ -116,10 +252,12 @@ TEST(Precision, ParsesNamesAndRejectsOthers) {
 }
 
 TEST(Precision, FallsBackToFp32WithAMessageWithoutBf16Hardware) {
-  ::setenv("CAPSNET_NO_BF16", "1", 1);
   std::ostringstream warnings;
-  const auto chosen = usable_precision(Precision::kBf16, warnings);
-  ::unsetenv("CAPSNET_NO_BF16");
+  Precision chosen;
+  {
+    ScopedEnv no_bf16("CAPSNET_NO_BF16", "1");
+    chosen = usable_precision(Precision::kBf16, warnings);
+  }
   EXPECT_EQ(chosen, Precision::kFp32);
   EXPECT_NE(warnings.str().find("running in fp32"), std::string::npos) << warnings.str();
   EXPECT_NE(warnings.str().find("CAPSNET_NO_BF16"), std::string::npos) << warnings.str();

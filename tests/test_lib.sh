@@ -31,3 +31,7 @@ expect_fail() {
     cat "$work/err" >&2
   fi
 }
+
+json_get() { # json_get FILE PYTHON-EXPRESSION-ON-j
+  python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)" "$1"
+}

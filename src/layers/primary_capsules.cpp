@@ -23,7 +23,8 @@ at::Tensor PrimaryCapsulesImpl::forward(const at::Tensor& x) {
     y = at::conv2d(x.to(at::kBFloat16), conv->weight.to(at::kBFloat16),
                    conv->bias.to(at::kBFloat16), options.stride())
             .to(at::kFloat);
-  } else if (x.device().is_cpu() && conv_algo_for(options.conv_algo()) == ConvAlgo::kIm2col) {
+  } else if (x.device().is_cpu() && x.scalar_type() == at::kFloat &&
+             conv_algo_for(options.conv_algo()) == ConvAlgo::kIm2col) {
     y = conv2d_im2col(x, conv->weight, conv->bias, options.stride());
   } else {
     y = conv->forward(x);
