@@ -5,7 +5,7 @@ DATA ?= data/mnist
 JOBS ?= $(shell nproc)
 ARGS ?=
 
-.PHONY: all deps build data train test bench clean
+.PHONY: all deps build data train test bench bench-as-avx2 clean
 
 all: build
 
@@ -26,14 +26,19 @@ test: build data
 	cd $(BUILD) && ctest --output-on-failure --timeout 900
 
 # capsnet bench and the seed's model in PyTorch (Debian's python3-torch), same batch, ratios.
+# bench-as-avx2: the same on this machine limited as an AVX2-only CPU without bf16
+# (oneDNN, ATen, capsnet's kernels and OpenBLAS), for both programs.
 BENCH_ARGS ?= --batch-size 128 --steps 5 --warmup 3
+AVX2_ENV = ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 CAPSNET_NO_BF16=1 OPENBLAS_CORETYPE=Haswell
+bench-as-avx2:
+	$(MAKE) bench BENCH_ENV="$(AVX2_ENV)"
 bench: build
 	@command -v /usr/bin/python3 >/dev/null && /usr/bin/python3 -c 'import torch' 2>/dev/null || \
 	  { echo "make bench: needs Debian's python3-torch (apt-get install python3-torch)" >&2; exit 1; }
-	./$(BUILD)/capsnet bench $(BENCH_ARGS) --json > $(BUILD)/bench-capsnet.json
-	./$(BUILD)/capsnet bench $(BENCH_ARGS) --precision bf16 --json > $(BUILD)/bench-capsnet-bf16.json
-	/usr/bin/python3 bench/pytorch_reference.py $(BENCH_ARGS) --json > $(BUILD)/bench-pytorch.json
-	MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=67108864 \
+	env $(BENCH_ENV) ./$(BUILD)/capsnet bench $(BENCH_ARGS) --json > $(BUILD)/bench-capsnet.json
+	env $(BENCH_ENV) ./$(BUILD)/capsnet bench $(BENCH_ARGS) --precision bf16 --json > $(BUILD)/bench-capsnet-bf16.json
+	env $(BENCH_ENV) /usr/bin/python3 bench/pytorch_reference.py $(BENCH_ARGS) --json > $(BUILD)/bench-pytorch.json
+	env $(BENCH_ENV) MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=67108864 \
 	  /usr/bin/python3 bench/pytorch_reference.py $(BENCH_ARGS) --json > $(BUILD)/bench-pytorch-malloc.json
 	python3 bench/compare.py $(BUILD)/bench-capsnet.json $(BUILD)/bench-pytorch.json \
 	  $(BUILD)/bench-pytorch-malloc.json $(BUILD)/bench-capsnet-bf16.json

@@ -18,6 +18,7 @@ check "bench names the CPU model" test "$(json_get "$work/fp32.json" "len(j['cpu
 if grep -q avx2 /proc/cpuinfo && grep -q fma /proc/cpuinfo; then
   check "capsnet kernels limited to AVX2" test "$(json_get "$work/fp32.json" "j['kernel_isa']")" = AVX2
 fi
+check "OpenBLAS limited to its Haswell (AVX2) kernel" test "$(json_get "$work/fp32.json" "j['blas_core']")" = Haswell
 check "fp32 convolution path named" test "$(json_get "$work/fp32.json" \
   "j['conv_path'].startswith('im2col + sgemm')")" = True
 check "no bf16 probe without bf16" test "$(json_get "$work/fp32.json" \
