@@ -46,15 +46,23 @@ constexpr double kFp32Unit = 1.0 / (1 << 24);
 
 // How each op's result must relate to at::conv2d in double: the operands it
 // rounds (to bf16 or not) and the rounding of each GEMM result (bf16 or fp32).
-enum class Arith { kFp32Im2col, kBf16, kBf16Widened };
+enum class Arith { kFp32Im2col, kFp32Mixed, kBf16, kBf16Widened };
 
 std::string name_of(Arith arith) {
-  return arith == Arith::kFp32Im2col ? "fp32_im2col" : arith == Arith::kBf16 ? "bf16" : "bf16_widened";
+  switch (arith) {
+    case Arith::kFp32Im2col: return "fp32_im2col";
+    case Arith::kFp32Mixed: return "fp32_onednn_forward";
+    case Arith::kBf16: return "bf16";
+    default: return "bf16_widened";
+  }
 }
 
 at::Tensor run_op(Arith arith, const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
                   int64_t stride) {
-  return arith == Arith::kFp32Im2col ? conv2d_im2col(x, w, b, stride) : conv2d_bf16(x, w, b, stride);
+  if (arith == Arith::kFp32Im2col || arith == Arith::kFp32Mixed) {
+    return conv2d_im2col(x, w, b, stride, /*onednn_forward=*/arith == Arith::kFp32Mixed);
+  }
+  return conv2d_bf16(x, w, b, stride);
 }
 
 // Every element of `got` is within `bound` of `expected`; on failure, prints the worst one.
@@ -82,7 +90,7 @@ TEST_P(ConvMatchesConv2d, ForwardAndGradientsWithinDerivedBounds) {
   const auto [arith, p] = GetParam();
   std::optional<ScopedEnv> no_bf16;
   if (arith == Arith::kBf16Widened) no_bf16.emplace("CAPSNET_NO_BF16", "1");
-  const bool bf16 = arith != Arith::kFp32Im2col;
+  const bool bf16 = arith == Arith::kBf16 || arith == Arith::kBf16Widened;
   const double round = bf16 ? kBf16Unit : kFp32Unit;
   at::manual_seed(p.batch + p.kernel);
   auto x = at::randn({p.batch, p.channels, p.height, p.width}).requires_grad_(true);
@@ -138,7 +146,8 @@ TEST_P(ConvMatchesConv2d, ForwardAndGradientsWithinDerivedBounds) {
 INSTANTIATE_TEST_SUITE_P(
     Shapes, ConvMatchesConv2d,
     ::testing::Combine(
-        ::testing::Values(Arith::kFp32Im2col, Arith::kBf16, Arith::kBf16Widened),
+        ::testing::Values(Arith::kFp32Im2col, Arith::kFp32Mixed, Arith::kBf16,
+                          Arith::kBf16Widened),
         ::testing::Values(ConvCase{2, 256, 20, 20, 256, 9, 2}, // the paper's primary capsules
                           ConvCase{3, 3, 11, 13, 5, 3, 2},     // odd batch, non-square, ragged edge
                           ConvCase{1, 7, 9, 9, 4, 5, 1},       // stride 1
@@ -241,6 +250,42 @@ TEST(Bf16Support, NamesWhatIsMissing) {
   if (!support.available) {
     EXPECT_NE(support.why_not.find("neither AVX512-BF16 nor AMX-BF16"), std::string::npos)
         << support.why_not;
+  }
+}
+
+TEST(ConvAlgo, ParsesNamesAndStatesTheRule) {
+  for (auto algo : {ConvAlgo::kAuto, ConvAlgo::kIm2col, ConvAlgo::kOneDnn, ConvAlgo::kMixed}) {
+    EXPECT_EQ(conv_algo_from_string(to_string(algo)), algo);
+  }
+  EXPECT_THROW(conv_algo_from_string("winograd"), std::invalid_argument);
+  EXPECT_EQ(conv_algo_for(ConvAlgo::kAuto), ConvAlgo::kMixed);
+  EXPECT_EQ(conv_algo_for(ConvAlgo::kOneDnn), ConvAlgo::kOneDnn);
+}
+
+// The model's three fp32 paths sum the same products in fp32, in other orders:
+// the tiny model's sums have at most 3 * 3 * 3 = 27 (conv) or 32 (routing)
+// terms, so they agree to well within 1e-4 of the largest value.
+TEST(ConvAlgo, ModelOutputsAndGradientsAgreeAcrossPaths) {
+  at::manual_seed(9);
+  CapsNet model(testing::tiny_config());
+  auto images = at::rand({6, 1, 12, 12});
+  std::vector<at::Tensor> capsules, grads;
+  for (auto algo : {ConvAlgo::kOneDnn, ConvAlgo::kIm2col, ConvAlgo::kMixed}) {
+    model->set_conv_algo(algo);
+    model->zero_grad();
+    auto out = model->capsules(images);
+    out.pow(2).sum().backward();
+    capsules.push_back(out.detach());
+    grads.push_back(model->primary_capsules->conv->weight.grad().clone());
+    grads.push_back(model->conv1->weight.grad().clone());
+  }
+  auto close = [](const at::Tensor& a, const at::Tensor& b) {
+    return (a - b).abs().max().item<double>() <= 1e-4 * b.abs().max().item<double>();
+  };
+  for (int k = 1; k < 3; ++k) {
+    EXPECT_TRUE(close(capsules[k], capsules[0])) << "path " << k;
+    EXPECT_TRUE(close(grads[2 * k], grads[0])) << "path " << k;
+    EXPECT_TRUE(close(grads[2 * k + 1], grads[1])) << "path " << k;
   }
 }
 

@@ -89,8 +89,9 @@ Runner add_bench_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--conv", flags->conv,
                   "fp32 primary-capsule convolution on the CPU: auto (the rule in "
-                  "conv_algo_for), im2col (im2col + BLAS sgemm) or onednn (LibTorch's own)")
-      ->check(CLI::IsMember({"auto", "im2col", "onednn"}))
+                  "conv_algo_for), im2col (im2col + BLAS sgemm), onednn (LibTorch's own) or "
+                  "mixed (oneDNN forward, im2col + sgemm backward)")
+      ->check(CLI::IsMember({"auto", "im2col", "onednn", "mixed"}))
       ->capture_default_str();
   flags->compute.add_to(cmd);
   cmd->add_option("--trace", flags->trace,
@@ -187,10 +188,13 @@ Runner add_bench_command(CLI::App& app) {
     } else {
       conv_path = precision == Precision::kBf16
                       ? "im2col + bf16 GEMM (oneDNN, " + bf16.isa + ")"
-                  : conv_algo == ConvAlgo::kIm2col ? "im2col + sgemm (OpenBLAS " + blas_core + ")"
-                                                   : "oneDNN convolution";
+                  : conv_algo == ConvAlgo::kIm2col
+                      ? "im2col + sgemm (OpenBLAS " + blas_core + ")"
+                  : conv_algo == ConvAlgo::kMixed
+                      ? "oneDNN forward, im2col + sgemm backward (OpenBLAS " + blas_core + ")"
+                      : "oneDNN convolution";
       routing_path = flags->routing == "fused"
-                         ? "fused, per-image " + to_string(kernel_isa()) + " kernels"
+                         ? "fused, capsnet's " + to_string(kernel_isa()) + " kernels"
                          : "reference (ATen)";
     }
 

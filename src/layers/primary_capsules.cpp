@@ -23,11 +23,8 @@ at::Tensor PrimaryCapsulesImpl::forward(const at::Tensor& x) {
     y = at::conv2d(x.to(at::kBFloat16), conv->weight.to(at::kBFloat16),
                    conv->bias.to(at::kBFloat16), options.stride())
             .to(at::kFloat);
-  } else if (x.device().is_cpu() && x.scalar_type() == at::kFloat &&
-             conv_algo_for(options.conv_algo()) == ConvAlgo::kIm2col) {
-    y = conv2d_im2col(x, conv->weight, conv->bias, options.stride());
   } else {
-    y = conv->forward(x);
+    y = conv2d_fp32(x, conv->weight, conv->bias, options.stride(), options.conv_algo());
   }
   const auto dim = options.capsule_dim();
   auto caps = y.view({y.size(0), dim, -1}).transpose(1, 2); // [B, T * H * W, D]

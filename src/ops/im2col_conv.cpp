@@ -35,6 +35,7 @@ std::string to_string(ConvAlgo algo) {
   switch (algo) {
     case ConvAlgo::kIm2col: return "im2col";
     case ConvAlgo::kOneDnn: return "onednn";
+    case ConvAlgo::kMixed: return "mixed";
     default: return "auto";
   }
 }
@@ -43,14 +44,17 @@ ConvAlgo conv_algo_from_string(const std::string& name) {
   if (name == "auto") return ConvAlgo::kAuto;
   if (name == "im2col") return ConvAlgo::kIm2col;
   if (name == "onednn") return ConvAlgo::kOneDnn;
+  if (name == "mixed") return ConvAlgo::kMixed;
   throw std::invalid_argument("unknown convolution algorithm '" + name +
-                              "': expected 'auto', 'im2col' or 'onednn'");
+                              "': expected 'auto', 'im2col', 'onednn' or 'mixed'");
 }
 
 ConvAlgo conv_algo_for(ConvAlgo requested) {
-  // Measured with `capsnet bench --conv im2col|onednn` on the primary-capsule
-  // convolution (batch 128): see the README's performance table.
-  return requested == ConvAlgo::kAuto ? ConvAlgo::kIm2col : requested;
+  // The rule, from `capsnet bench --conv ...` (README, "Choosing the
+  // convolution"): oneDNN 2.6's fp32 forward runs at the sgemm's speed on
+  // AVX2 and AVX-512 alike, its backward does not (on AVX2, three times the
+  // GEMM cost), so the forward is oneDNN's and the backward im2col + sgemm.
+  return requested == ConvAlgo::kAuto ? ConvAlgo::kMixed : requested;
 }
 
 namespace {
@@ -172,11 +176,14 @@ void load_rows(const at::Tensor& grad, int64_t begin, int64_t n, at::Tensor& row
   rows.view({n, P, O}).copy_(grad.narrow(0, begin, n).reshape({n, O, P}).transpose(1, 2));
 }
 
-// fp32: images per group, so that a group's patch matrix has about 512 rows
-// (enough for sgemm to run at full speed) and stays small (16 images of the
-// paper's primary capsules: 36 rows of 20736 floats each, 48 MB).
+// fp32: images per group: a patch matrix of at most 48 MB (16 images of the
+// paper's primary capsules: 36 rows of 20736 floats each; conv1's whole
+// batch), and at least 512 rows, enough for sgemm to run at full speed.
 int64_t fp32_group(const cpu::ConvShape& shape, int64_t B) {
-  return std::clamp<int64_t>((512 + shape.patches() - 1) / shape.patches(), 1, B);
+  constexpr int64_t kBytes = 48 << 20;
+  const int64_t P = shape.patches(), row_bytes = shape.patch_size() * 4;
+  const int64_t n = std::max((512 + P - 1) / P, kBytes / (P * row_bytes));
+  return std::clamp<int64_t>(n, 1, B);
 }
 
 at::Tensor im2col_forward(const at::Tensor& x, const cpu::ConvShape& shape,
@@ -201,13 +208,15 @@ at::Tensor im2col_forward(const at::Tensor& x, const cpu::ConvShape& shape,
 
 struct Im2colConv : torch::autograd::Function<Im2colConv> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x_in,
-                            const at::Tensor& weight, const at::Tensor& bias, int64_t stride) {
+                            const at::Tensor& weight, const at::Tensor& bias, int64_t stride,
+                            bool onednn_forward) {
     auto x = x_in.contiguous();
     const auto shape = conv_shape(x, weight, stride);
     auto weight_rows = weight.contiguous().view({weight.size(0), shape.patch_size()});
     ctx->save_for_backward({x, weight_rows});
     ctx->saved_data["shape"] = to_vector(shape);
-    return im2col_forward(x, shape, weight_rows, bias);
+    return onednn_forward ? at::conv2d(x, weight, bias, stride)
+                          : im2col_forward(x, shape, weight_rows, bias);
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
@@ -243,7 +252,7 @@ struct Im2colConv : torch::autograd::Function<Im2colConv> {
     at::Tensor grad_bias;
     if (ctx->needs_input_grad(2)) grad_bias = grad.sum({0, 2, 3});
     if (want_w) grad_w = grad_w.view({O, shape.channels, shape.kernel, shape.kernel});
-    return {grad_x, grad_w, grad_bias, at::Tensor()};
+    return {grad_x, grad_w, grad_bias, at::Tensor(), at::Tensor()};
   }
 };
 
@@ -324,14 +333,24 @@ struct Bf16Conv : torch::autograd::Function<Bf16Conv> {
 } // namespace
 
 at::Tensor conv2d_im2col(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
-                         int64_t stride) {
+                         int64_t stride, bool onednn_forward) {
   check_conv_args(x, weight, bias, stride, "conv2d_im2col");
   if (!needs_grad(x, weight, bias)) {
+    if (onednn_forward) return at::conv2d(x, weight, bias, stride);
     auto xc = x.contiguous();
     const auto shape = conv_shape(xc, weight, stride);
     return im2col_forward(xc, shape, weight.contiguous().view({weight.size(0), -1}), bias);
   }
-  return Im2colConv::apply(x, weight, bias, stride);
+  return Im2colConv::apply(x, weight, bias, stride, onednn_forward);
+}
+
+at::Tensor conv2d_fp32(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                       int64_t stride, ConvAlgo algo) {
+  const auto chosen = conv_algo_for(algo);
+  if (x.device().is_cpu() && x.scalar_type() == at::kFloat && chosen != ConvAlgo::kOneDnn) {
+    return conv2d_im2col(x, weight, bias, stride, /*onednn_forward=*/chosen == ConvAlgo::kMixed);
+  }
+  return at::conv2d(x, weight, bias, stride);
 }
 
 at::Tensor conv2d_bf16(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,

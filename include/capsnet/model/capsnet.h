@@ -78,7 +78,7 @@ struct CapsNetImpl : torch::nn::Module {
   void set_routing_impl(RoutingImpl impl) { digit_capsules->options.impl(impl); }
   /// Chooses the primary-capsule convolution's arithmetic; not part of the architecture.
   void set_precision(Precision precision) { primary_capsules->options.precision(precision); }
-  /// Chooses how the primary-capsule convolution runs in fp32 on the CPU.
+  /// Chooses how conv1 and the primary-capsule convolution run in fp32 on the CPU.
   void set_conv_algo(ConvAlgo algo) { primary_capsules->options.conv_algo(algo); }
 
   CapsNetConfig config;

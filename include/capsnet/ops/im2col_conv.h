@@ -27,12 +27,13 @@ Precision usable_precision(Precision requested, std::ostream& warnings,
 
 /// How an fp32 convolution runs on the CPU.
 enum class ConvAlgo {
-  kAuto,   ///< the rule in conv_algo_for(): im2col on every CPU measured so far
-  kIm2col, ///< conv2d_im2col: our im2col/col2im + the BLAS sgemm
-  kOneDnn, ///< LibTorch's own convolution (oneDNN on the CPU)
+  kAuto,   ///< the rule in conv_algo_for()
+  kIm2col, ///< conv2d_im2col: our im2col/col2im + the BLAS sgemm, forward and backward
+  kOneDnn, ///< LibTorch's own convolution (oneDNN on the CPU), forward and backward
+  kMixed,  ///< oneDNN's forward, conv2d_im2col's backward
 };
 std::string to_string(ConvAlgo algo);
-/// Parses "auto", "im2col" or "onednn"; throws std::invalid_argument otherwise.
+/// Parses "auto", "im2col", "onednn" or "mixed"; throws std::invalid_argument otherwise.
 ConvAlgo conv_algo_from_string(const std::string& name);
 /// kAuto resolved for this CPU (kIm2col or kOneDnn); other values as given.
 ConvAlgo conv_algo_for(ConvAlgo requested);
@@ -40,10 +41,16 @@ ConvAlgo conv_algo_for(ConvAlgo requested);
 /// A 2-D fp32 convolution (no padding, square kernel) computed as im2col +
 /// sgemm, a group of images at a time; backward recomputes the patches from x
 /// (no patch matrix is kept between forward and backward) and gets grad_weight
-/// and the patch gradient from two more sgemm, then col2im.
+/// and the patch gradient from two more sgemm, then col2im. With
+/// `onednn_forward`, the forward is LibTorch's own convolution instead.
 /// Shapes: x [B, C, H, W], weight [O, C, K, K], bias [O] -> [B, O, OH, OW].
 at::Tensor conv2d_im2col(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
-                         int64_t stride);
+                         int64_t stride, bool onednn_forward = false);
+
+/// A convolution (no padding, square kernel) by `algo`: conv2d_im2col for
+/// float tensors on the CPU unless `algo` resolves to kOneDnn, else at::conv2d.
+at::Tensor conv2d_fp32(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                       int64_t stride, ConvAlgo algo);
 
 /// The same convolution computed with bfloat16 GEMMs: x and weight are
 /// rounded to bf16, products are accumulated in fp32 and rounded to bf16, the
