@@ -96,11 +96,6 @@ std::string CpuFeatures::describe() const {
   return model + ", " + isa() + (limits.empty() ? "" : ", limited by" + limits);
 }
 
-bool CpuFeatures::onednn_allows_avx512() const {
-  const auto limit = upper(onednn_max_isa);
-  return limit.empty() || limit == "ALL" || limit.rfind("AVX512", 0) == 0;
-}
-
 bool CpuFeatures::onednn_allows_bf16() const {
   const auto limit = upper(onednn_max_isa);
   return limit.empty() || limit == "ALL" || limit == "AVX512_CORE_BF16" ||

@@ -21,8 +21,6 @@ struct CpuFeatures {
   /// The ISA with the environment's limits, e.g. "AVX2 FMA AVX-512 AVX512-BF16,
   /// limited by ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2".
   std::string describe() const;
-  /// Whether ONEDNN_MAX_CPU_ISA lets oneDNN use its AVX-512 kernels.
-  bool onednn_allows_avx512() const;
   /// Whether ONEDNN_MAX_CPU_ISA lets oneDNN use bf16 instructions (AVX512_CORE_BF16 or AMX).
   bool onednn_allows_bf16() const;
 };
