@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace capsnet::cpu {
 
@@ -11,6 +12,28 @@ namespace {
 
 // Everything below is inlined into the exported functions, compiled for
 // AVX-512, AVX2 and the baseline ISA (isa_dispatch.h).
+
+// exp(x) in plain arithmetic that vectorises (std::exp is a call per element):
+// 2^n e^r with |r| <= ln(2)/2, e^r by Cephes' degree-6 expf polynomial
+// (relative error under 2 ulp), clamped to [-87, 88] (softmax arguments are <= 0).
+CAPSNET_INLINE float exp_vectorizable(float x) {
+  x = std::min(std::max(x, -87.0f), 88.0f);
+  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  float r = x - n * 0.693359375f;
+  r -= n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+CAPSNET_INLINE double exp_vectorizable(double x) { return std::exp(x); }
 
 template <typename T>
 CAPSNET_INLINE void softmax(const RoutingShape& sh, const T* logits, T* c) {
@@ -22,8 +45,14 @@ CAPSNET_INLINE void softmax(const RoutingShape& sh, const T* logits, T* c) {
       T top = row[0];
       for (int64_t j = 1; j < J; ++j) top = std::max(top, row[j]);
       T sum = 0;
-      for (int64_t j = 0; j < J; ++j) sum += out[j] = std::exp(row[j] - top);
-      for (int64_t j = 0; j < J; ++j) out[j] /= sum;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t j = 0; j < J; ++j) {
+        out[j] = exp_vectorizable(row[j] - top);
+        sum += out[j];
+      }
+      const T inv = 1 / sum;
+#pragma omp simd
+      for (int64_t j = 0; j < J; ++j) out[j] *= inv;
     }
     return;
   }
@@ -31,8 +60,13 @@ CAPSNET_INLINE void softmax(const RoutingShape& sh, const T* logits, T* c) {
     T top = logits[j];
     for (int64_t i = 1; i < I; ++i) top = std::max(top, logits[i * J + j]);
     T sum = 0;
-    for (int64_t i = 0; i < I; ++i) sum += c[i * J + j] = std::exp(logits[i * J + j] - top);
-    for (int64_t i = 0; i < I; ++i) c[i * J + j] /= sum;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t i = 0; i < I; ++i) {
+      c[i * J + j] = exp_vectorizable(logits[i * J + j] - top);
+      sum += c[i * J + j];
+    }
+    const T inv = 1 / sum;
+    for (int64_t i = 0; i < I; ++i) c[i * J + j] *= inv;
   }
 }
 
@@ -62,24 +96,42 @@ CAPSNET_INLINE void squash_backward(int64_t M, double eps, const T* s, const T* 
   for (int64_t m = 0; m < M; ++m) grad_s[m] = g * grad_v[m] + 2 * dg * s_dot_g * s[m];
 }
 
-template <typename T>
-CAPSNET_INLINE void forward_impl(const RoutingShape& sh, const T* u_hat, int64_t row_stride,
+// kM: D_out when known at compile time (16 in the paper), 0 when not. With it
+// the loops over m have a fixed trip count, so the compiler keeps s_j in
+// registers and sums the agreements' products with vector shuffles.
+template <typename T, int64_t kM>
+CAPSNET_INLINE void forward_fixed(const RoutingShape& sh, const T* u_hat, int64_t row_stride,
                                  const T* bias, T* logits, T* coupling, T* s, T* v) {
-  const int64_t I = sh.n_in, J = sh.n_out, M = sh.d_out;
+  const int64_t I = sh.n_in, J = sh.n_out, M = kM ? kM : sh.d_out;
   std::fill(logits, logits + I * J, T(0));
   for (int64_t t = 0; t < sh.iterations; ++t) {
     T* c = coupling + t * I * J;
     T* st = s + t * J * M;
     T* vt = v + t * J * M;
     softmax(sh, logits, c);
-    for (int64_t k = 0; k < J * M; ++k) st[k] = bias ? bias[k] : T(0);
-    for (int64_t i = 0; i < I; ++i) {
-      for (int64_t j = 0; j < J; ++j) {
-        const T cij = c[i * J + j];
-        const T* uh = u_hat + i * row_stride + j * M;
-        T* sj = st + j * M;
+    // s_j = sum_i c_ij u_hat_j|i (+ bias)
+    if constexpr (kM > 0) {
+      for (int64_t j = 0; j < J; ++j) { // s_j in registers over all i
+        T acc[kM];
+        for (int64_t m = 0; m < kM; ++m) acc[m] = bias ? bias[j * kM + m] : T(0);
+        for (int64_t i = 0; i < I; ++i) {
+          const T cij = c[i * J + j];
+          const T* uh = u_hat + i * row_stride + j * kM;
 #pragma omp simd
-        for (int64_t m = 0; m < M; ++m) sj[m] += cij * uh[m];
+          for (int64_t m = 0; m < kM; ++m) acc[m] += cij * uh[m];
+        }
+        std::copy(acc, acc + kM, st + j * kM);
+      }
+    } else {
+      for (int64_t k = 0; k < J * M; ++k) st[k] = bias ? bias[k] : T(0);
+      for (int64_t i = 0; i < I; ++i) {
+        for (int64_t j = 0; j < J; ++j) {
+          const T cij = c[i * J + j];
+          const T* uh = u_hat + i * row_stride + j * M;
+          T* sj = st + j * M;
+#pragma omp simd
+          for (int64_t m = 0; m < M; ++m) sj[m] += cij * uh[m];
+        }
       }
     }
     for (int64_t j = 0; j < J; ++j) squash(M, sh.eps, st + j * M, vt + j * M);
@@ -97,12 +149,12 @@ CAPSNET_INLINE void forward_impl(const RoutingShape& sh, const T* u_hat, int64_t
   }
 }
 
-template <typename T>
-CAPSNET_INLINE void backward_impl(const RoutingShape& sh, const T* u_hat, int64_t row_stride,
+template <typename T, int64_t kM>
+CAPSNET_INLINE void backward_fixed(const RoutingShape& sh, const T* u_hat, int64_t row_stride,
                                   const T* coupling, const T* s, const T* v, const T* grad_v,
                                   T* grad_u_hat, T* grad_bias, T* grad_logits, T* grad_coupling,
                                   T* grad_v_t, T* grad_s) {
-  const int64_t I = sh.n_in, J = sh.n_out, M = sh.d_out;
+  const int64_t I = sh.n_in, J = sh.n_out, M = kM ? kM : sh.d_out;
   for (int64_t i = 0; i < I; ++i) std::fill(grad_u_hat + i * row_stride, grad_u_hat + i * row_stride + J * M, T(0));
   std::fill(grad_logits, grad_logits + I * J, T(0)); // dL/db^{t+1}; b^r does not exist
   for (int64_t t = sh.iterations - 1; t >= 0; --t) {
@@ -112,18 +164,36 @@ CAPSNET_INLINE void backward_impl(const RoutingShape& sh, const T* u_hat, int64_
     } else {
       // b^{t+1}_ij = b^t_ij + u_hat_ij . v^t_j
       const T* vt = v + t * J * M;
-      std::fill(grad_v_t, grad_v_t + J * M, T(0));
-      for (int64_t i = 0; i < I; ++i) {
-        for (int64_t j = 0; j < J; ++j) {
-          const T gb = grad_logits[i * J + j];
-          const T* uh = u_hat + i * row_stride + j * M;
-          T* guh = grad_u_hat + i * row_stride + j * M;
-          T* gv = grad_v_t + j * M;
-          const T* vj = vt + j * M;
+      if constexpr (kM > 0) {
+        for (int64_t j = 0; j < J; ++j) { // dL/dv_j in registers over all i
+          T gv[kM] = {};
+          const T* vj = vt + j * kM;
+          for (int64_t i = 0; i < I; ++i) {
+            const T gb = grad_logits[i * J + j];
+            const T* uh = u_hat + i * row_stride + j * kM;
+            T* guh = grad_u_hat + i * row_stride + j * kM;
 #pragma omp simd
-          for (int64_t m = 0; m < M; ++m) {
-            gv[m] += gb * uh[m];
-            guh[m] += gb * vj[m];
+            for (int64_t m = 0; m < kM; ++m) {
+              gv[m] += gb * uh[m];
+              guh[m] += gb * vj[m];
+            }
+          }
+          std::copy(gv, gv + kM, grad_v_t + j * kM);
+        }
+      } else {
+        std::fill(grad_v_t, grad_v_t + J * M, T(0));
+        for (int64_t i = 0; i < I; ++i) {
+          for (int64_t j = 0; j < J; ++j) {
+            const T gb = grad_logits[i * J + j];
+            const T* uh = u_hat + i * row_stride + j * M;
+            T* guh = grad_u_hat + i * row_stride + j * M;
+            T* gv = grad_v_t + j * M;
+            const T* vj = vt + j * M;
+#pragma omp simd
+            for (int64_t m = 0; m < M; ++m) {
+              gv[m] += gb * uh[m];
+              guh[m] += gb * vj[m];
+            }
           }
         }
       }
@@ -169,6 +239,26 @@ CAPSNET_INLINE void backward_impl(const RoutingShape& sh, const T* u_hat, int64_
       }
     }
   }
+}
+
+template <typename T>
+CAPSNET_INLINE void forward_impl(const RoutingShape& sh, const T* u_hat, int64_t row_stride,
+                                 const T* bias, T* logits, T* coupling, T* s, T* v) {
+  if (sh.d_out == 16) return forward_fixed<T, 16>(sh, u_hat, row_stride, bias, logits, coupling, s, v);
+  forward_fixed<T, 0>(sh, u_hat, row_stride, bias, logits, coupling, s, v);
+}
+
+template <typename T>
+CAPSNET_INLINE void backward_impl(const RoutingShape& sh, const T* u_hat, int64_t row_stride,
+                                  const T* coupling, const T* s, const T* v, const T* grad_v,
+                                  T* grad_u_hat, T* grad_bias, T* grad_logits, T* grad_coupling,
+                                  T* grad_v_t, T* grad_s) {
+  if (sh.d_out == 16) {
+    return backward_fixed<T, 16>(sh, u_hat, row_stride, coupling, s, v, grad_v, grad_u_hat,
+                                 grad_bias, grad_logits, grad_coupling, grad_v_t, grad_s);
+  }
+  backward_fixed<T, 0>(sh, u_hat, row_stride, coupling, s, v, grad_v, grad_u_hat, grad_bias,
+                       grad_logits, grad_coupling, grad_v_t, grad_s);
 }
 
 // u_hat[k][i] = u[k][i] W[i] for `images` images; W[i] ([N, J * M] rows, 5 KB
