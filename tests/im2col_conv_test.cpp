@@ -170,6 +170,9 @@ TEST(ConvBounds, CatchAnUnroundedOperand) {
   EXPECT_GT(((fp32 - rounded).abs() - 2 * n * kFp32Unit * magnitude).max().item<double>(), 0.0);
 }
 
+// Each output is computed by one thread in one order, by oneDNN where the CPU
+// has bf16 and by sgemm on widened operands where it has not: both split the
+// work over outputs, not over the reduction.
 TEST(Bf16Conv, SameResultOnOneAndTwoThreads) {
   const int saved = at::get_num_threads();
   at::manual_seed(3);
@@ -315,6 +318,11 @@ TEST(Precision, FallsBackToFp32WithAMessageWithoutBf16Hardware) {
   EXPECT_TRUE(quiet.str().empty());
 }
 
+// The model with its primary-capsule convolution in bf16 (set directly, so on
+// a CPU without bf16 it runs the widened path: the same roundings) stays within
+// 2e-2 of the fp32 model's capsules: five bf16 unit roundoffs (2^-8), for the
+// rounding of the operands and of the products, carried through squash and
+// three routing iterations of a small model.
 TEST(Precision, Bf16ModelAgreesWithFp32Model) {
   at::manual_seed(5);
   CapsNet model(testing::tiny_config());
