@@ -29,10 +29,21 @@ std::string trimmed(std::string s) {
   return s;
 }
 
+// oneDNN's ISA limit, under its current or its former name.
+std::string onednn_limit() {
+  const auto limit = env("ONEDNN_MAX_CPU_ISA");
+  return limit.empty() ? env("DNNL_MAX_CPU_ISA") : limit;
+}
+
+bool limit_allows_bf16(const std::string& onednn_max_isa) {
+  const auto limit = upper(onednn_max_isa);
+  return limit.empty() || limit == "ALL" || limit == "AVX512_CORE_BF16" ||
+         limit == "AVX512_CORE_FP16" || limit.rfind("AVX512_CORE_AMX", 0) == 0;
+}
+
 CpuFeatures detect() {
   CpuFeatures f;
-  f.onednn_max_isa = env("ONEDNN_MAX_CPU_ISA");
-  if (f.onednn_max_isa.empty()) f.onednn_max_isa = env("DNNL_MAX_CPU_ISA");
+  f.onednn_max_isa = onednn_limit();
   f.aten_capability = env("ATEN_CPU_CAPABILITY");
 #if defined(__x86_64__) || defined(__i386__)
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
@@ -96,11 +107,7 @@ std::string CpuFeatures::describe() const {
   return model + ", " + isa() + (limits.empty() ? "" : ", limited by" + limits);
 }
 
-bool CpuFeatures::onednn_allows_bf16() const {
-  const auto limit = upper(onednn_max_isa);
-  return limit.empty() || limit == "ALL" || limit == "AVX512_CORE_BF16" ||
-         limit == "AVX512_CORE_FP16" || limit.rfind("AVX512_CORE_AMX", 0) == 0;
-}
+bool CpuFeatures::onednn_allows_bf16() const { return limit_allows_bf16(onednn_max_isa); }
 
 const CpuFeatures& cpu_features() {
   static const CpuFeatures features = detect();
@@ -143,11 +150,8 @@ Bf16Support cpu_bf16_support() {
                                               : "");
     return support;
   }
-  const auto limit = env("ONEDNN_MAX_CPU_ISA").empty() ? env("DNNL_MAX_CPU_ISA")
-                                                       : env("ONEDNN_MAX_CPU_ISA");
-  CpuFeatures now = cpu;
-  now.onednn_max_isa = limit;
-  if (!now.onednn_allows_bf16()) {
+  const auto limit = onednn_limit(); // read now: tests change it
+  if (!limit_allows_bf16(limit)) {
     support.why_not = "ONEDNN_MAX_CPU_ISA=" + limit + " keeps oneDNN below AVX512_CORE_BF16";
     return support;
   }
