@@ -99,7 +99,7 @@ check "resumed run reports its epoch" grep -q "epoch 1/1: train loss" "$work/int
 "$capsnet" train "${small[@]}" --preset seed --epochs 1 --out "$work/seed" >/dev/null 2>&1
 check "seed preset trains" test $? -eq 0
 check "seed preset records its departures" test "$(json_get "$work/seed/config.json" \
-  "j['batch_size'] == 64 and j['normalize'] and not j['margin_squared'] and j['mask'] == 'prediction' and j['recon_loss'] == 'mse' and j['model']['routing_softmax'] == 'children'")" = True
+  "j['batch_size'] == 64 and j['normalize'] and not j['margin']['squared'] and j['mask'] == 'prediction' and j['recon_loss'] == 'mse' and j['model']['routing_softmax'] == 'children'")" = True
 expect_fail "non-finite loss" "non-finite loss" train "${small[@]}" --lr 1e30 --out "$work/nan"
 
 # A generic OpenBLAS kernel is replaced by Haswell's on AVX2 CPUs, unless the user chose one.

@@ -92,7 +92,7 @@ INSTANTIATE_TEST_SUITE_P(
       const auto& p = info.param;
       return "B" + std::to_string(p.batch) + "_I" + std::to_string(p.n_in) + "_J" +
              std::to_string(p.n_out) + "_r" + std::to_string(p.iterations) + "_" +
-             to_string(p.softmax) + (p.bias ? "_bias" : "");
+             enum_name(p.softmax) + (p.bias ? "_bias" : "");
     });
 
 // A whole model: forward, losses and one Adam step on the GPU agree with the CPU.
@@ -116,7 +116,7 @@ TEST(CapsNetCuda, TrainingStepMatchesCpu_CUDA) {
     const auto device = (*model)->parameters().front().device();
     torch::optim::Adam adam((*model)->parameters(), torch::optim::AdamOptions(1e-3));
     auto out = (*model)->forward(images.to(device), labels.to(device));
-    auto loss = capsnet_loss(out, images.to(device), labels.to(device), options);
+    auto loss = options.objective()(out.lengths, labels.to(device), out.reconstruction, images.to(device));
     adam.zero_grad();
     loss.total.backward();
     adam.step();

@@ -1,4 +1,5 @@
 #include "capsnet/data/dataset.h"
+#include "capsnet/data/registry.h"
 #include "capsnet/data/idx_reader.h"
 #include "test_util.h"
 
@@ -174,7 +175,7 @@ TEST_F(DatasetLoading, RejectsCountMismatchAndLabelsOutOfRange) {
 }
 
 TEST(FashionMnist, LoadsDebiansGzipFiles) {
-  const auto dir = default_data_dir("fashion-mnist");
+  const auto dir = dataset_info("fashion-mnist").default_dir;
   ASSERT_TRUE(std::filesystem::exists(dir)) << dir << " missing: scripts/install-deps.sh installs it";
   auto train = load_dataset(dir, Split::kTrain, "fashion-mnist");
   auto test = load_dataset(dir, Split::kTest, "fashion-mnist");

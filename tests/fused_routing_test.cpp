@@ -18,7 +18,7 @@ std::string name_of(const FusedCase& p) {
   return "B" + std::to_string(p.batch) + "_I" + std::to_string(p.n_in) + "_J" +
          std::to_string(p.n_out) + "_N" + std::to_string(p.d_in) + "_M" +
          std::to_string(p.d_out) + "_r" + std::to_string(p.iterations) + "_" +
-         to_string(p.softmax) + (p.bias ? "_bias" : "") + "_t" + std::to_string(p.threads);
+         enum_name(p.softmax) + (p.bias ? "_bias" : "") + "_t" + std::to_string(p.threads);
 }
 
 class FusedRoutingMatchesReference : public ::testing::TestWithParam<FusedCase> {
@@ -95,8 +95,8 @@ TEST(FusedRouting, RejectsWhatItCannotRun) {
   EXPECT_THROW(fused_dynamic_routing(u, at::zeros({3, 2, 5, 5}), {}, 3), c10::Error);
   EXPECT_THROW(fused_dynamic_routing(u.to(at::kInt), w.to(at::kInt), {}, 3), c10::Error);
   EXPECT_THROW(fused_dynamic_routing(u, w, at::zeros({2, 4}), 3), c10::Error);
-  EXPECT_EQ(routing_impl_from_string("fused"), RoutingImpl::kFused);
-  EXPECT_THROW(routing_impl_from_string("fast"), std::invalid_argument);
+  EXPECT_EQ(parse_enum<RoutingImpl>("fused"), RoutingImpl::kFused);
+  EXPECT_THROW(parse_enum<RoutingImpl>("fast"), std::invalid_argument);
 }
 
 } // namespace

@@ -216,7 +216,7 @@ TEST(CpuFeatures, AgreeWithTheCompilersCpuid) {
                             __builtin_cpu_supports("avx512vl"));
   EXPECT_FALSE(cpu.model.empty());
   EXPECT_NE(cpu.describe().find(cpu.model), std::string::npos);
-  std::cout << "this CPU: " << cpu.describe() << "; capsnet kernels " << to_string(kernel_isa())
+  std::cout << "this CPU: " << cpu.describe() << "; capsnet kernels " << enum_name(kernel_isa())
             << "\n";
 }
 
@@ -258,9 +258,9 @@ TEST(Bf16Support, NamesWhatIsMissing) {
 
 TEST(ConvAlgo, ParsesNamesAndStatesTheRule) {
   for (auto algo : {ConvAlgo::kAuto, ConvAlgo::kIm2col, ConvAlgo::kOneDnn, ConvAlgo::kMixed}) {
-    EXPECT_EQ(conv_algo_from_string(to_string(algo)), algo);
+    EXPECT_EQ(parse_enum<ConvAlgo>(enum_name(algo)), algo);
   }
-  EXPECT_THROW(conv_algo_from_string("winograd"), std::invalid_argument);
+  EXPECT_THROW(parse_enum<ConvAlgo>("winograd"), std::invalid_argument);
   EXPECT_EQ(conv_algo_for(ConvAlgo::kAuto), ConvAlgo::kMixed);
   EXPECT_EQ(conv_algo_for(ConvAlgo::kOneDnn), ConvAlgo::kOneDnn);
 }
@@ -296,10 +296,10 @@ TEST(ConvAlgo, ModelOutputsAndGradientsAgreeAcrossPaths) {
 }
 
 TEST(Precision, ParsesNamesAndRejectsOthers) {
-  EXPECT_EQ(precision_from_string("bf16"), Precision::kBf16);
-  EXPECT_EQ(precision_from_string("fp32"), Precision::kFp32);
-  EXPECT_EQ(to_string(Precision::kBf16), "bf16");
-  EXPECT_THROW(precision_from_string("fp16"), std::invalid_argument);
+  EXPECT_EQ(parse_enum<Precision>("bf16"), Precision::kBf16);
+  EXPECT_EQ(parse_enum<Precision>("fp32"), Precision::kFp32);
+  EXPECT_EQ(enum_name(Precision::kBf16), "bf16");
+  EXPECT_THROW(parse_enum<Precision>("fp16"), std::invalid_argument);
 }
 
 TEST(Precision, FallsBackToFp32WithAMessageWithoutBf16Hardware) {

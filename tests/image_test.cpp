@@ -1,4 +1,4 @@
-#include "capsnet/data/image.h"
+#include "capsnet/viz/image.h"
 #include "capsnet/viz/figure.h"
 #include "test_util.h"
 

@@ -1,6 +1,7 @@
 #include "capsnet/engine/checkpoint.h"
 #include "capsnet/engine/export.h"
 #include "capsnet/engine/inference.h"
+#include "capsnet/viz/image.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>
@@ -46,12 +47,12 @@ TEST(Predictor, LoadsCheckpointsAndImageFiles) {
   GrayImage picture(40, 30, 1.0f); // black stroke on white
   for (int y = 5; y < 25; ++y) picture.at(20, y) = 0.0f;
   write_png(dir + "/digit.png", picture);
-  const auto image = predictor.load_image(dir + "/digit.png");
+  const auto image = load_digit_image(dir + "/digit.png", predictor.model()->config.image_size);
   EXPECT_EQ(image.sizes(), (at::IntArrayRef{1, 1, 12, 12}));
   EXPECT_FLOAT_EQ(image.max().item<float>(), 1.0f); // inverted: ink bright
   EXPECT_FLOAT_EQ(image[0][0][0][0].item<float>(), 0.0f);
   EXPECT_EQ(predictor.classify(image).lengths.sizes(), (at::IntArrayRef{1, 10}));
-  EXPECT_THROW(predictor.load_image(dir + "/m.pt"), ImageError);
+  EXPECT_THROW(load_digit_image(dir + "/m.pt"), ImageError);
 }
 
 TEST(GrayImageTensor, RoundTrip) {
@@ -93,7 +94,7 @@ TEST(Export, SeedNamesShapesAndAnExactReload) {
   EXPECT_EQ(back[4].second.sizes(), (at::IntArrayRef{32, 10, 4, 4}));
   std::ifstream in(config_path);
   const auto json = nlohmann::json::parse(in);
-  EXPECT_EQ(model_config_from_json(json.at("model")), config);
+  EXPECT_EQ(json.at("model").get<CapsNetConfig>(), config);
   EXPECT_EQ(json.at("normalize").get<bool>(), false);
   EXPECT_THROW(export_pytorch(model, options, dir + "/model.json"), std::invalid_argument);
 }

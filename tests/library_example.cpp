@@ -7,7 +7,7 @@
 #include <cstdio>
 
 int main() {
-  capsnet::configure_runtime(/*threads=*/0); // every core
+  capsnet::set_thread_count(/*threads=*/0); // every core
 
   capsnet::CapsNetConfig config; // the paper's MNIST network
   config.routing_iterations = 3;

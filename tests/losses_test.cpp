@@ -53,9 +53,9 @@ TEST(ReconstructionLoss, SumOfSquaresPerImageAndMeanOverPixels) {
 }
 
 TEST(ReconstructionLoss, NamesRoundTrip) {
-  EXPECT_EQ(reconstruction_loss_from_string("sse"), ReconstructionLoss::kSumSquared);
-  EXPECT_EQ(reconstruction_loss_from_string("mse"), ReconstructionLoss::kMeanSquared);
-  EXPECT_THROW(reconstruction_loss_from_string("l1"), std::invalid_argument);
+  EXPECT_EQ(parse_enum<ReconstructionLoss>("sse"), ReconstructionLoss::kSumSquared);
+  EXPECT_EQ(parse_enum<ReconstructionLoss>("mse"), ReconstructionLoss::kMeanSquared);
+  EXPECT_THROW(parse_enum<ReconstructionLoss>("l1"), std::invalid_argument);
 }
 
 } // namespace

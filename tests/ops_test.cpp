@@ -116,7 +116,7 @@ INSTANTIATE_TEST_SUITE_P(
       const auto& p = info.param;
       return "B" + std::to_string(p.batch) + "_I" + std::to_string(p.in_caps) + "_J" +
              std::to_string(p.out_caps) + "_D" + std::to_string(p.dim) + "_r" +
-             std::to_string(p.iterations) + "_" + to_string(p.mode) + (p.bias ? "_bias" : "");
+             std::to_string(p.iterations) + "_" + enum_name(p.mode) + (p.bias ? "_bias" : "");
     });
 
 TEST(PredictionVectors, EqualWTimesUForEveryPair) {
@@ -143,9 +143,9 @@ TEST(DynamicRouting, RejectsBadShapesAndIterations) {
 }
 
 TEST(DynamicRouting, RoutingSoftmaxNamesRoundTrip) {
-  EXPECT_EQ(routing_softmax_from_string(to_string(RoutingSoftmax::kParents)), RoutingSoftmax::kParents);
-  EXPECT_EQ(routing_softmax_from_string(to_string(RoutingSoftmax::kChildren)), RoutingSoftmax::kChildren);
-  EXPECT_THROW(routing_softmax_from_string("rows"), std::invalid_argument);
+  EXPECT_EQ(parse_enum<RoutingSoftmax>(enum_name(RoutingSoftmax::kParents)), RoutingSoftmax::kParents);
+  EXPECT_EQ(parse_enum<RoutingSoftmax>(enum_name(RoutingSoftmax::kChildren)), RoutingSoftmax::kChildren);
+  EXPECT_THROW(parse_enum<RoutingSoftmax>("rows"), std::invalid_argument);
 }
 
 class RoutingGradient : public ::testing::TestWithParam<RoutingSoftmax> {};
@@ -165,7 +165,7 @@ TEST_P(RoutingGradient, MatchesFiniteDifferencesInDouble) {
 INSTANTIATE_TEST_SUITE_P(BothSoftmaxes, RoutingGradient,
                          ::testing::Values(RoutingSoftmax::kParents, RoutingSoftmax::kChildren),
                          [](const ::testing::TestParamInfo<RoutingSoftmax>& info) {
-                           return to_string(info.param);
+                           return enum_name(info.param);
                          });
 
 } // namespace

@@ -1,6 +1,5 @@
 #include "commands.h"
 
-#include "capsnet/engine/evaluate.h"
 #include "capsnet/engine/flops.h"
 #include "capsnet/engine/options.h"
 #include "capsnet/engine/runtime.h"
@@ -10,6 +9,7 @@
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/optim/adam.h>
 #include <torch/cuda.h>
+#include <ATen/Parallel.h>
 #include <torch/version.h>
 
 #include <sys/resource.h>
@@ -30,11 +30,10 @@ struct BenchFlags {
   int64_t batch_size = 128;
   int64_t steps = 5;
   int64_t warmup = 1;
-  int threads = 0;
-  std::string routing = "fused";
-  std::string conv = "auto";
+  RoutingImpl routing = RoutingImpl::kFused;
+  ConvAlgo conv = ConvAlgo::kAuto;
   std::string trace;
-  ComputeFlags compute{"fp32", "cpu"}; // the CPU unless asked: the baseline script's default
+  ComputeFlags compute{Precision::kFp32, "cpu"}; // the CPU unless asked: the baseline script's default
   bool json = false;
 };
 
@@ -81,32 +80,26 @@ Runner add_bench_command(CLI::App& app) {
   cmd->add_option("--warmup", flags->warmup, "untimed steps first")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  cmd->add_option("--threads", flags->threads, "CPU threads (0: every core)")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
-  cmd->add_option("--routing", flags->routing, "routing implementation: fused or reference")
-      ->check(CLI::IsMember({"fused", "reference"}))
-      ->capture_default_str();
-  cmd->add_option("--conv", flags->conv,
+  add_routing_option(cmd, flags->routing);
+  add_enum_option(cmd, "--conv", flags->conv,
                   "fp32 primary-capsule convolution on the CPU: auto (the rule in "
                   "conv_algo_for), im2col (im2col + BLAS sgemm), onednn (LibTorch's own) or "
-                  "mixed (oneDNN forward, im2col + sgemm backward)")
-      ->check(CLI::IsMember({"auto", "im2col", "onednn", "mixed"}))
-      ->capture_default_str();
+                  "mixed (oneDNN forward, im2col + sgemm backward)");
   flags->compute.add_to(cmd);
   cmd->add_option("--trace", flags->trace,
                   "write a Chrome trace (chrome://tracing) of one more training step, op by op");
   cmd->add_flag("--json", flags->json, "print one JSON object instead of text");
 
   return [flags]() {
-    const int threads = configure_runtime(flags->threads);
     TrainOptions options; // the paper's defaults
+    const auto objective = options.objective();
     torch::manual_seed(0);
     CapsNet model(options.model);
-    model->set_routing_impl(routing_impl_from_string(flags->routing));
-    const ConvAlgo conv_algo = conv_algo_for(conv_algo_from_string(flags->conv));
+    model->set_routing_impl(flags->routing);
+    const ConvAlgo conv_algo = conv_algo_for(flags->conv);
     model->set_conv_algo(conv_algo);
     const auto chosen = flags->compute.apply(model); // (lambdas below capture these)
+    const int threads = at::get_num_threads();
     const c10::Device device = chosen.first;
     const Precision precision = chosen.second;
     auto bf16 = cpu_bf16_support();
@@ -140,7 +133,7 @@ Runner add_bench_command(CLI::App& app) {
       model->stage_hook = tick;
       auto out = model->forward(images, labels);
       model->stage_hook = nullptr;
-      auto loss = capsnet_loss(out, images, labels, options);
+      auto loss = objective(out.lengths, labels, out.reconstruction, images);
       tick("losses");
       adam.zero_grad();
       loss.total.backward();
@@ -184,7 +177,7 @@ Runner add_bench_command(CLI::App& app) {
     std::string conv_path, routing_path;
     if (device.is_cuda()) {
       conv_path = precision == Precision::kBf16 ? "cuDNN bf16" : "cuDNN fp32";
-      routing_path = flags->routing == "fused" ? "fused, CUDA kernels" : "reference (ATen)";
+      routing_path = flags->routing == RoutingImpl::kFused ? "fused, CUDA kernels" : "reference (ATen)";
     } else {
       conv_path = precision == Precision::kBf16
                       ? "im2col + bf16 GEMM (oneDNN, " + bf16.isa + ")"
@@ -193,8 +186,8 @@ Runner add_bench_command(CLI::App& app) {
                   : conv_algo == ConvAlgo::kMixed
                       ? "oneDNN forward, im2col + sgemm backward (OpenBLAS " + blas_core + ")"
                       : "oneDNN convolution";
-      routing_path = flags->routing == "fused"
-                         ? "fused, capsnet's " + to_string(kernel_isa()) + " kernels"
+      routing_path = flags->routing == RoutingImpl::kFused
+                         ? "fused, capsnet's " + enum_name(kernel_isa()) + " kernels"
                          : "reference (ATen)";
     }
 
@@ -203,12 +196,12 @@ Runner add_bench_command(CLI::App& app) {
         {"steps", flags->steps},
         {"threads", threads},
         {"routing", flags->routing},
-        {"precision", to_string(precision)},
+        {"precision", enum_name(precision)},
         {"device", device.str()},
         {"cpu_model", cpu.model},
         {"cpu_isa", cpu.isa()},
         {"cpu", cpu.describe()},
-        {"kernel_isa", to_string(kernel_isa())},
+        {"kernel_isa", enum_name(kernel_isa())},
         {"conv_path", conv_path},
         {"routing_path", routing_path},
         {"cpu_bf16", bf16.available ? bf16.isa : "none"},
@@ -237,10 +230,10 @@ Runner add_bench_command(CLI::App& app) {
     std::printf("capsnet bench: batch %ld, %ld steps after %ld warm-up, %d threads, %s routing, "
                 "%s\n",
                 static_cast<long>(B), static_cast<long>(flags->steps),
-                static_cast<long>(flags->warmup), threads, flags->routing.c_str(),
-                to_string(precision).c_str());
+                static_cast<long>(flags->warmup), threads, enum_name(flags->routing).c_str(),
+                enum_name(precision).c_str());
     std::printf("CPU: %s; capsnet kernels %s\n", cpu.describe().c_str(),
-                to_string(kernel_isa()).c_str());
+                enum_name(kernel_isa()).c_str());
     std::printf("BLAS core %s (OPENBLAS_CORETYPE=%s), LibTorch %s\n", blas_core.c_str(),
                 coretype ? coretype : "unset", TORCH_VERSION);
     std::printf("primary-capsule convolution: %s; routing: %s\n", conv_path.c_str(),
@@ -254,7 +247,7 @@ Runner add_bench_command(CLI::App& app) {
                                   bf16.isa + ")").c_str()
                                : ("unavailable: " + bf16.why_not).c_str());
     std::printf("training runs at %.0f%% of the %s probe\n", 100 * train_gflops / probe,
-                to_string(precision).c_str());
+                enum_name(precision).c_str());
     std::printf("peak resident memory %.0f MiB\n", peak_rss_mib());
     std::printf("training step, seconds per stage:\n");
     for (auto& [name, seconds] : stage) {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "capsnet/io/enum_names.h"
 #include "capsnet/model/capsnet.h"
 
 #include <CLI/CLI.hpp>
@@ -28,20 +29,46 @@ Runner add_perturb_command(CLI::App& app);
 Runner add_plot_command(CLI::App& app);
 Runner add_export_command(CLI::App& app);
 
+// The options several subcommands share, each defined once here.
+
+/// An option taking one of the enum's names (enum_names.h), bound to `value`.
+template <typename E>
+CLI::Option* add_enum_option(CLI::App* cmd, const std::string& name, E& value,
+                             const std::string& help) {
+  return cmd->add_option(name, value, help)
+      ->transform(CLI::CheckedTransformer(enum_map<E>()))
+      ->default_str(enum_name(value));
+}
+/// --threads: CPU threads, 0 for every core.
+CLI::Option* add_threads_option(CLI::App* cmd, int& threads);
+/// --routing: the routing implementation.
+CLI::Option* add_routing_option(CLI::App* cmd, RoutingImpl& routing);
+/// --precision.
+CLI::Option* add_precision_option(CLI::App* cmd, Precision& precision);
+/// --device: auto, cpu or cuda[:N].
+CLI::Option* add_device_option(CLI::App* cmd, std::string& device);
+/// --dataset: one of the registered data sets.
+CLI::Option* add_dataset_option(CLI::App* cmd, std::string& dataset, const std::string& help);
+/// --data: a directory of data files.
+CLI::Option* add_data_option(CLI::App* cmd, std::string& dir, const std::string& help);
+/// --checkpoint: a file written by capsnet train (required).
+CLI::Option* add_checkpoint_option(CLI::App* cmd, std::string& path);
+
 /// The test split a checkpoint is evaluated on: --data when given, else the
 /// default directory of --dataset when given, else the run's own data.
 /// `options.dataset` becomes `dataset` when that is not empty.
 Dataset load_test_split(TrainOptions& options, const std::string& data_dir,
                         const std::string& dataset, int64_t limit);
 
-/// --precision and --device, for the commands that run a trained model.
+/// --threads, --precision and --device, for the commands that run a trained model.
 struct ComputeFlags {
-  std::string precision = "fp32";
+  Precision precision = Precision::kFp32;
   std::string device = "auto";
+  int threads = 0;
 
   void add_to(CLI::App* cmd);
-  /// The device, and the precision usable there (bf16 falls back to fp32 with
-  /// a message on stderr on a CPU without bf16 hardware).
+  /// Sets the thread count; the device, and the precision usable there (bf16
+  /// falls back to fp32 with a message on stderr on a CPU without bf16 hardware).
   std::pair<c10::Device, Precision> resolve() const;
   /// resolve(), then moves `model` to the device and sets its precision.
   std::pair<c10::Device, Precision> apply(CapsNet& model) const;

@@ -4,6 +4,7 @@
 #include "capsnet/engine/checkpoint.h"
 #include "capsnet/engine/evaluate.h"
 #include "capsnet/engine/inference.h"
+#include "capsnet/viz/image.h"
 #include "capsnet/engine/runtime.h"
 #include "capsnet/viz/figure.h"
 
@@ -22,10 +23,9 @@ struct EvalFlags {
   std::string data_dir;
   std::string dataset;
   int64_t batch_size = 500;
-  int threads = 0;
   int64_t limit = 0;
   bool json = false;
-  std::string routing = "fused";
+  RoutingImpl routing = RoutingImpl::kFused;
   ComputeFlags compute;
   std::string confusion_png;
   std::vector<std::string> worst; // N PNG
@@ -34,8 +34,8 @@ struct EvalFlags {
 // The `count` wrong predictions with the longest predicted capsule.
 void write_worst(const std::string& path, int64_t count, const Dataset& data,
                  const EvalResult& result) {
-  const auto predictions = result.lengths.argmax(1);
-  const auto confidence = std::get<0>(result.lengths.max(1));
+  const auto predictions = result.scores.argmax(1);
+  const auto confidence = std::get<0>(result.scores.max(1));
   const auto wrong = predictions.ne(data.labels).nonzero().flatten();
   const auto order = confidence.index_select(0, wrong).argsort(0, /*descending=*/true);
   const int64_t n = std::min<int64_t>(count, wrong.size(0));
@@ -62,23 +62,15 @@ void write_worst(const std::string& path, int64_t count, const Dataset& data,
 Runner add_eval_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("eval", "Evaluate a checkpoint on the test set");
   auto flags = std::make_shared<EvalFlags>();
-  cmd->add_option("--checkpoint", flags->checkpoint, "checkpoint written by capsnet train")
-      ->required();
-  cmd->add_option("--data", flags->data_dir, "data directory (default: the dataset's default)");
-  cmd->add_option("--dataset", flags->dataset,
-                  "mnist or fashion-mnist (default: the one the checkpoint was trained on)")
-      ->check(CLI::IsMember({"mnist", "fashion-mnist"}));
+  add_checkpoint_option(cmd, flags->checkpoint);
+  add_data_option(cmd, flags->data_dir, "data directory (default: the run's)");
+  add_dataset_option(cmd, flags->dataset, "data set (default: the one the checkpoint was trained on)");
   cmd->add_option("--batch-size", flags->batch_size, "evaluation batch size")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  cmd->add_option("--threads", flags->threads, "CPU threads (0: every core)")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
   cmd->add_option("--limit", flags->limit, "evaluate on the first N test images (0: all)")
       ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--routing", flags->routing, "routing implementation: fused or reference")
-      ->check(CLI::IsMember({"fused", "reference"}))
-      ->capture_default_str();
+  add_routing_option(cmd, flags->routing);
   flags->compute.add_to(cmd);
   cmd->add_option("--confusion", flags->confusion_png,
                   "also draw the confusion matrix into this PNG file");
@@ -101,11 +93,10 @@ Runner add_eval_command(CLI::App& app) {
                                     flags->worst[0] + " " + flags->worst[1] + "'");
       }
     }
-    configure_runtime(flags->threads);
     auto loaded = load_checkpoint(flags->checkpoint);
     auto options = loaded.options;
     options.eval_batch_size = flags->batch_size;
-    loaded.model->set_routing_impl(routing_impl_from_string(flags->routing));
+    loaded.model->set_routing_impl(flags->routing);
     const auto precision = flags->compute.apply(loaded.model).second;
     const auto data = load_test_split(options, flags->data_dir, flags->dataset, flags->limit);
     const auto result = evaluate(loaded.model, data, options);
@@ -132,7 +123,7 @@ Runner add_eval_command(CLI::App& app) {
                                   {"epoch", loaded.state.epoch},
                                   {"accuracy", result.accuracy()},
                                   {"errors", result.errors()},
-                                  {"precision", to_string(precision)},
+                                  {"precision", enum_name(precision)},
                                   {"total", result.total},
                                   {"loss", result.loss},
                                   {"seconds", result.seconds},
@@ -148,7 +139,7 @@ Runner add_eval_command(CLI::App& app) {
     std::printf("test accuracy %.2f%% (%ld errors of %ld), loss %.4f, %.1f s, %s\n",
                 100 * result.accuracy(), static_cast<long>(result.errors()),
                 static_cast<long>(result.total), result.loss, result.seconds,
-                to_string(precision).c_str());
+                enum_name(precision).c_str());
     std::printf("per-class accuracy:\n");
     for (size_t k = 0; k < result.class_total.size(); ++k) {
       std::printf("  %zu  %6.2f%%  (%ld/%ld)\n", k,

@@ -16,7 +16,7 @@ Runner add_export_command(CLI::App& app) {
   auto checkpoint = std::make_shared<std::string>();
   auto format = std::make_shared<std::string>("pytorch");
   auto out = std::make_shared<std::string>("model.pth");
-  cmd->add_option("--checkpoint", *checkpoint, "checkpoint written by capsnet train")->required();
+  add_checkpoint_option(cmd, *checkpoint);
   cmd->add_option("--format", *format, "export format")
       ->check(CLI::IsMember({"pytorch"}))
       ->capture_default_str();

@@ -3,6 +3,7 @@
 #include "commands.h"
 
 #include "capsnet/engine/inference.h"
+#include "capsnet/viz/image.h"
 #include "capsnet/engine/runtime.h"
 #include "capsnet/viz/figure.h"
 
@@ -24,17 +25,15 @@ struct CheckpointFlags {
 };
 
 void add_checkpoint_flags(CLI::App* cmd, CheckpointFlags& f, const std::string& out_default) {
-  cmd->add_option("--checkpoint", f.checkpoint, "checkpoint written by capsnet train")->required();
+  add_checkpoint_option(cmd, f.checkpoint);
   f.out = out_default;
   cmd->add_option("--out", f.out, "PNG file to write")->capture_default_str();
-  cmd->add_option("--data", f.data_dir, "data directory (default: the run's)");
-  cmd->add_option("--dataset", f.dataset, "mnist or fashion-mnist (default: the run's)")
-      ->check(CLI::IsMember({"mnist", "fashion-mnist"}));
+  add_data_option(cmd, f.data_dir, "data directory (default: the run's)");
+  add_dataset_option(cmd, f.dataset, "data set (default: the run's)");
   cmd->add_option("--scale", f.scale, "screen pixels per image pixel")
       ->check(CLI::Range(1, 8))
       ->capture_default_str();
-  cmd->add_option("--threads", f.threads, "CPU threads (0: every core)")
-      ->check(CLI::NonNegativeNumber);
+  add_threads_option(cmd, f.threads);
 }
 
 std::string label_text(int64_t k) { return std::to_string(k); }
@@ -65,7 +64,7 @@ Runner add_reconstruct_command(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
 
   return [f, n, errors, search]() {
-    configure_runtime(f->threads);
+    set_thread_count(f->threads);
     auto loaded_options = Predictor::load(f->checkpoint);
     auto options = loaded_options.options();
     const auto data = load_test_split(options, f->data_dir, f->dataset,
@@ -162,7 +161,7 @@ Runner add_perturb_command(CLI::App& app) {
       ->capture_default_str();
 
   return [f, index, range, step, klass]() {
-    configure_runtime(f->threads);
+    set_thread_count(f->threads);
     auto predictor = Predictor::load(f->checkpoint);
     auto options = predictor.options();
     const auto data = load_test_split(options, f->data_dir, f->dataset, 0);

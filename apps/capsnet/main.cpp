@@ -1,10 +1,12 @@
 #include "commands.h"
+#include "process.h"
 
 #include "capsnet/data/idx_reader.h"
-#include "capsnet/data/image.h"
+#include "capsnet/viz/image.h"
 #include "capsnet/engine/checkpoint.h"
 #include "capsnet/engine/runtime.h"
-#include "capsnet/engine/trainer.h"
+#include "capsnet/engine/step.h"
+#include "capsnet/io/atomic_file.h"
 
 #include <c10/util/Exception.h>
 
@@ -12,7 +14,8 @@
 #include <stdexcept>
 
 int main(int argc, char** argv) {
-  capsnet::ensure_fast_blas(argv);
+  capsnet::cli::ensure_fast_blas(argv);
+  capsnet::cli::keep_freed_memory();
   CLI::App app{"capsnet: capsule networks with dynamic routing (Sabour, Frosst & Hinton, 2017)"};
   app.require_subcommand(1);
   auto train = capsnet::cli::add_train_command(app);
@@ -45,6 +48,8 @@ int main(int argc, char** argv) {
     std::cerr << "capsnet: checkpoint error: " << e.what() << "\n";
   } catch (const capsnet::TrainingError& e) {
     std::cerr << "capsnet: training error: " << e.what() << "\n";
+  } catch (const capsnet::WriteError& e) {
+    std::cerr << "capsnet: write error: " << e.what() << "\n";
   } catch (const std::invalid_argument& e) {
     std::cerr << "capsnet: invalid option: " << e.what() << "\n";
   } catch (const c10::Error& e) {

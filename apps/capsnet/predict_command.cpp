@@ -2,6 +2,7 @@
 
 #include "capsnet/data/idx_reader.h"
 #include "capsnet/engine/inference.h"
+#include "capsnet/viz/image.h"
 #include "capsnet/engine/runtime.h"
 
 #include <nlohmann/json.hpp>
@@ -20,7 +21,6 @@ struct PredictFlags {
   std::vector<std::string> files;
   std::string save_dir;
   ComputeFlags compute;
-  int threads = 0;
   bool json = false;
 };
 
@@ -31,19 +31,8 @@ struct Input {
   at::Tensor image; ///< float [1, 1, H, W] in [0, 1]
 };
 
-bool looks_like_idx(const std::string& path) {
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) return false;
-  unsigned char head[4] = {1, 1, 1, 1};
-  const size_t got = std::fread(head, 1, 4, f);
-  std::fclose(f);
-  // Raw IDX starts 00 00 08 <rank>; gzip starts 1f 8b.
-  return got == 4 && ((head[0] == 0 && head[1] == 0 && head[2] == 8) ||
-                      (head[0] == 0x1f && head[1] == 0x8b));
-}
-
 std::vector<Input> read_inputs(const std::string& path, const Predictor& predictor) {
-  if (!looks_like_idx(path)) return {{path, predictor.load_image(path)}};
+  if (!looks_like_idx(path)) return {{path, load_digit_image(path, predictor.model()->config.image_size)}};
   const auto side = predictor.model()->config.image_size;
   auto array = read_idx(path, 3);
   if (array.dims[1] != side || array.dims[2] != side) {
@@ -74,20 +63,15 @@ Runner add_predict_command(CLI::App& app) {
       "predict", "Classify your own images: PNG, JPEG, PGM (any size; preprocessed as MNIST "
                  "was made) or IDX files of 28x28 images");
   auto flags = std::make_shared<PredictFlags>();
-  cmd->add_option("--checkpoint", flags->checkpoint, "checkpoint written by capsnet train")
-      ->required();
+  add_checkpoint_option(cmd, flags->checkpoint);
   cmd->add_option("images", flags->files, "image files (PNG, JPEG, PGM, BMP, GIF) or IDX files")
       ->required();
   cmd->add_option("--save-preprocessed", flags->save_dir,
                   "write each 28x28 image the network saw to this directory as PNG");
   flags->compute.add_to(cmd);
-  cmd->add_option("--threads", flags->threads, "CPU threads (0: every core)")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
   cmd->add_flag("--json", flags->json, "print one JSON array, one object per image");
 
   return [flags]() {
-    configure_runtime(flags->threads);
     auto predictor = Predictor::load(flags->checkpoint);
     const auto chosen = flags->compute.resolve();
     predictor.to(chosen.first);

@@ -1,7 +1,8 @@
 #include "commands.h"
 
 #include "capsnet/engine/checkpoint.h"
-#include "capsnet/engine/trainer.h"
+#include "capsnet/engine/run.h"
+#include "capsnet/engine/runtime.h"
 
 #include <unistd.h>
 
@@ -40,16 +41,23 @@ std::string default_run_dir(const TrainOptions& options) {
 /// user actually gave are copied onto the chosen preset.
 struct Flags {
   TrainOptions given;
-  std::string routing_softmax = "parents", recon_loss = "sse", mask = "label", routing = "fused",
-              precision = "fp32";
   std::vector<std::pair<CLI::Option*, std::function<void(TrainOptions&)>>> bound;
 
+  /// Copies the field into the chosen options when `option` was given.
+  template <typename Field>
+  CLI::Option* bind(CLI::Option* option, Field field) {
+    bound.emplace_back(option, [this, field](TrainOptions& o) { field(o) = field(given); });
+    return option;
+  }
   template <typename T, typename Field>
   CLI::Option* add(CLI::App* cmd, const std::string& name, Field field, const std::string& help) {
     T& storage = field(given);
-    auto* option = cmd->add_option(name, storage, help)->capture_default_str();
-    bound.emplace_back(option, [this, field](TrainOptions& o) { field(o) = field(given); });
-    return option;
+    return bind(cmd->add_option(name, storage, help)->capture_default_str(), field);
+  }
+  template <typename E, typename Field>
+  CLI::Option* add_enum(CLI::App* cmd, const std::string& name, Field field,
+                        const std::string& help) {
+    return bind(add_enum_option(cmd, name, field(given), help), field);
   }
 
   TrainOptions resolve(const std::string& preset) const {
@@ -79,11 +87,12 @@ Runner add_train_command(CLI::App& app) {
       ->check(CLI::IsMember({"paper", "seed"}))
       ->capture_default_str();
   auto& f = *flags;
-  f.add<std::string>(cmd, "--data", FIELD(std::string, data_dir),
-                     "data directory with the IDX files (default: data/mnist, or Debian's "
-                     "/usr/share/datasets/fashion-mnist)");
-  f.add<std::string>(cmd, "--dataset", FIELD(std::string, dataset), "mnist or fashion-mnist")
-      ->check(CLI::IsMember({"mnist", "fashion-mnist"}));
+  f.bind(add_data_option(cmd, f.given.data_dir,
+                         "data directory with the IDX files (default: the data set's own, "
+                         "e.g. data/mnist)"),
+         FIELD(std::string, data_dir));
+  f.bind(add_dataset_option(cmd, f.given.dataset, "data set to train on")->capture_default_str(),
+         FIELD(std::string, dataset));
   f.add<int64_t>(cmd, "--epochs", FIELD(int64_t, epochs), "epochs to train (with --resume: the new total)")
       ->check(CLI::PositiveNumber);
   f.add<int64_t>(cmd, "--batch-size", FIELD(int64_t, batch_size), "training batch size")
@@ -96,56 +105,24 @@ Runner add_train_command(CLI::App& app) {
   f.add<int64_t>(cmd, "--routing-iters", FIELD(int64_t, model.routing_iterations),
                  "routing iterations r of Procedure 1")
       ->check(CLI::PositiveNumber);
-  auto* softmax_opt = cmd->add_option("--routing-softmax", f.routing_softmax,
-                                      "softmax of the routing logits over 'parents' (Procedure 1) "
-                                      "or 'children' (the seed)")
-                          ->check(CLI::IsMember({"parents", "children"}))
-                          ->capture_default_str();
-  f.bound.emplace_back(softmax_opt, [flags](TrainOptions& o) {
-    o.model.routing_softmax = routing_softmax_from_string(flags->routing_softmax);
-  });
-  auto* routing_opt = cmd->add_option("--routing", f.routing,
-                                      "routing implementation: 'fused' CPU kernel or the plain "
-                                      "ATen 'reference' (same function)")
-                          ->check(CLI::IsMember({"fused", "reference"}))
-                          ->capture_default_str();
-  f.bound.emplace_back(routing_opt, [flags](TrainOptions& o) {
-    o.routing = routing_impl_from_string(flags->routing);
-  });
-  auto* precision_opt =
-      cmd->add_option("--precision", f.precision,
-                      "fp32, or bf16: the primary-capsule convolution in bfloat16 on CPUs with "
-                      "AMX or AVX512-BF16 (fp32 master weights and optimizer; fp32 with a "
-                      "message elsewhere)")
-          ->check(CLI::IsMember({"fp32", "bf16"}))
-          ->capture_default_str();
-  f.bound.emplace_back(precision_opt, [flags](TrainOptions& o) {
-    o.precision = precision_from_string(flags->precision);
-  });
-  f.add<std::string>(cmd, "--device", FIELD(std::string, device),
-                     "auto (a CUDA GPU when LibTorch sees one, else the CPU), cpu or cuda[:N]");
+  f.add_enum<RoutingSoftmax>(cmd, "--routing-softmax", FIELD(RoutingSoftmax, model.routing_softmax),
+                             "softmax of the routing logits over 'parents' (Procedure 1) or "
+                             "'children' (the seed)");
+  f.bind(add_routing_option(cmd, f.given.routing), FIELD(RoutingImpl, routing));
+  f.bind(add_precision_option(cmd, f.given.precision), FIELD(Precision, precision));
+  f.bind(add_device_option(cmd, f.given.device), FIELD(std::string, device));
   f.add<int64_t>(cmd, "--shift", FIELD(int64_t, shift),
                  "random translation of training images, up to N pixels each way (0: off)")
       ->check(CLI::NonNegativeNumber);
   f.add<double>(cmd, "--recon-weight", FIELD(double, recon_weight),
                 "weight of the reconstruction loss; 0 trains without reconstruction (Table 1)")
       ->check(CLI::NonNegativeNumber);
-  auto* recon_opt = cmd->add_option("--recon-loss", f.recon_loss,
-                                    "sse: squared error summed per image (paper); mse: mean over "
-                                    "pixels (seed)")
-                        ->check(CLI::IsMember({"sse", "mse"}))
-                        ->capture_default_str();
-  f.bound.emplace_back(recon_opt, [flags](TrainOptions& o) {
-    o.recon_loss = reconstruction_loss_from_string(flags->recon_loss);
-  });
-  auto* mask_opt = cmd->add_option("--mask", f.mask,
-                                   "decoder mask in training: true 'label' (paper) or "
-                                   "'prediction' (seed)")
-                       ->check(CLI::IsMember({"label", "prediction"}))
-                       ->capture_default_str();
-  f.bound.emplace_back(mask_opt, [flags](TrainOptions& o) {
-    o.mask = decoder_mask_from_string(flags->mask);
-  });
+  f.add_enum<ReconstructionLoss>(cmd, "--recon-loss", FIELD(ReconstructionLoss, recon_loss),
+                                 "sse: squared error summed per image (paper); mse: mean over "
+                                 "pixels (seed)");
+  f.add_enum<DecoderMask>(cmd, "--mask", FIELD(DecoderMask, mask),
+                          "decoder mask in training: true 'label' (paper) or 'prediction' "
+                          "(seed)");
   f.add<bool>(cmd, "--normalize", FIELD(bool, normalize),
               "standardise inputs with MNIST's mean and std (seed) instead of [0, 1] pixels");
   f.add<bool>(cmd, "--margin-squared", FIELD(bool, margin.squared),
@@ -160,8 +137,7 @@ Runner add_train_command(CLI::App& app) {
   f.add<bool>(cmd, "--digit-bias", FIELD(bool, model.digit_bias),
               "learned bias on s_j before squash, as in the authors' code");
   f.add<uint64_t>(cmd, "--seed", FIELD(uint64_t, seed), "random seed (init, order, shifts)");
-  f.add<int>(cmd, "--threads", FIELD(int, threads), "CPU threads (0: every core)")
-      ->check(CLI::NonNegativeNumber);
+  f.bind(add_threads_option(cmd, f.given.threads), FIELD(int, threads));
   f.add<int64_t>(cmd, "--limit", FIELD(int64_t, limit), "train on the first N images (0: all)")
       ->check(CLI::NonNegativeNumber);
   f.add<int64_t>(cmd, "--test-limit", FIELD(int64_t, test_limit),
@@ -209,6 +185,7 @@ Runner add_train_command(CLI::App& app) {
     control.stop = &g_stop;
     control.log = &std::cout;
     control.terminal = ::isatty(STDOUT_FILENO);
+    set_thread_count(options.threads);
     std::cout << "run directory: " << run_dir << std::endl;
     auto report = train(options, run_dir, control);
     std::signal(SIGINT, SIG_DFL);

@@ -1,23 +1,33 @@
 #pragma once
 
-// Everything a program embedding capsnet needs, in one include.
+// Everything a program embedding capsnet's core library needs, in one
+// include. Pictures and figures (capsnet_viz: stb, cairo) are separate:
+// capsnet/viz/image.h and capsnet/viz/figure.h.
+#include "capsnet/data/batch.h"
 #include "capsnet/data/dataset.h"
-#include "capsnet/data/image.h"
 #include "capsnet/data/idx_reader.h"
+#include "capsnet/data/registry.h"
 #include "capsnet/engine/checkpoint.h"
 #include "capsnet/engine/evaluate.h"
 #include "capsnet/engine/export.h"
 #include "capsnet/engine/inference.h"
 #include "capsnet/engine/options.h"
+#include "capsnet/engine/policies.h"
+#include "capsnet/engine/run.h"
 #include "capsnet/engine/runtime.h"
+#include "capsnet/engine/step.h"
+#include "capsnet/engine/task.h"
 #include "capsnet/engine/trainer.h"
+#include "capsnet/io/atomic_file.h"
+#include "capsnet/io/enum_names.h"
 #include "capsnet/layers/digit_capsules.h"
 #include "capsnet/layers/primary_capsules.h"
 #include "capsnet/losses/capsule_losses.h"
+#include "capsnet/losses/objective.h"
 #include "capsnet/model/capsnet.h"
+#include "capsnet/model/decoder.h"
 #include "capsnet/ops/cpu_features.h"
-#include "capsnet/ops/im2col_conv.h"
 #include "capsnet/ops/dynamic_routing.h"
 #include "capsnet/ops/fused_routing.h"
+#include "capsnet/ops/im2col_conv.h"
 #include "capsnet/ops/squash.h"
-#include "capsnet/viz/figure.h"

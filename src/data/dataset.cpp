@@ -1,6 +1,7 @@
 #include "capsnet/data/dataset.h"
 
 #include "capsnet/data/idx_reader.h"
+#include "capsnet/data/registry.h"
 
 #include <c10/util/Exception.h>
 
@@ -10,43 +11,31 @@ namespace capsnet {
 
 namespace fs = std::filesystem;
 
-bool is_known_dataset(const std::string& name) {
-  return name == "mnist" || name == "fashion-mnist";
-}
-
-std::string default_data_dir(const std::string& name) {
-  return name == "fashion-mnist" ? "/usr/share/datasets/fashion-mnist" : "data/mnist";
+Dataset load_dataset(const std::string& dir, Split split, const std::string& name,
+                     int64_t limit) {
+  const auto& info = dataset_info(name);
+  return info.load(dir.empty() ? info.default_dir : dir, split, limit);
 }
 
 namespace {
 
-std::string fetch_hint(const std::string& name, const std::string& dir) {
-  if (name == "fashion-mnist") {
-    return "install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or "
-           "pass --data DIR";
-  }
-  return "run scripts/fetch-mnist.sh " + dir + " to download MNIST";
-}
-
-std::string find_file(const std::string& dir, const std::string& base, const std::string& name) {
+std::string find_file(const std::string& dir, const std::string& base, const std::string& hint) {
   for (const auto& candidate : {base, base + ".gz"}) {
     auto path = (fs::path(dir) / candidate).string();
     if (fs::exists(path)) return path;
   }
-  throw DataError((fs::path(dir) / base).string() + ": not found (nor " + base + ".gz); " +
-                  fetch_hint(name, dir));
+  auto how = hint;
+  if (const auto at = how.find("DIR"); at != std::string::npos) how.replace(at, 3, dir);
+  throw DataError((fs::path(dir) / base).string() + ": not found (nor " + base + ".gz); " + how);
 }
 
 } // namespace
 
-Dataset load_dataset(const std::string& dir, Split split, const std::string& name,
-                     int64_t limit) {
-  if (!is_known_dataset(name)) {
-    throw DataError("unknown data set '" + name + "': expected mnist or fashion-mnist");
-  }
+Dataset load_idx_dataset(const std::string& dir, Split split, int64_t num_classes,
+                         const std::string& fetch_hint, int64_t limit) {
   const std::string prefix = split == Split::kTrain ? "train" : "t10k";
-  const auto images_path = find_file(dir, prefix + "-images-idx3-ubyte", name);
-  const auto labels_path = find_file(dir, prefix + "-labels-idx1-ubyte", name);
+  const auto images_path = find_file(dir, prefix + "-images-idx3-ubyte", fetch_hint);
+  const auto labels_path = find_file(dir, prefix + "-labels-idx1-ubyte", fetch_hint);
   auto images = read_idx(images_path, 3);
   auto labels = read_idx(labels_path, 1);
   if (images.dims[0] != labels.dims[0]) {
@@ -58,6 +47,7 @@ Dataset load_dataset(const std::string& dir, Split split, const std::string& nam
                     std::to_string(images.dims[2]) + ", expected square images");
   }
   Dataset data;
+  data.num_classes = num_classes;
   for (size_t i = 0; i < labels.data.size(); ++i) {
     if (labels.data[i] >= data.num_classes) {
       throw DataError(labels_path + ": label " + std::to_string(labels.data[i]) + " at index " +
@@ -104,8 +94,12 @@ at::Tensor prepare_batch(const at::Tensor& images, int64_t max_shift, bool norma
                          std::mt19937_64& rng) {
   auto x = images.to(at::kFloat).div_(255.0);
   if (max_shift > 0) x = random_shift(x, max_shift, rng);
-  if (normalize) x = x.sub_(kMnistMean).div_(kMnistStd);
+  if (normalize) x = standardize(x);
   return x;
+}
+
+at::Tensor standardize(const at::Tensor& unit_pixels) {
+  return (unit_pixels - kMnistMean) / kMnistStd;
 }
 
 } // namespace capsnet

@@ -1,5 +1,7 @@
 #include "capsnet/data/idx_reader.h"
 
+#include "capsnet/io/atomic_file.h"
+
 #include <zlib.h>
 
 #include <cstdio>
@@ -26,8 +28,12 @@ std::vector<uint8_t> read_file(const std::string& path) {
   return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
 }
 
-bool is_gzip(const std::vector<uint8_t>& bytes) {
-  return bytes.size() >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b;
+bool is_gzip(const uint8_t* bytes, size_t size) {
+  return size >= 2 && bytes[0] == 0x1f && bytes[1] == 0x8b;
+}
+
+bool is_raw_idx(const uint8_t* bytes, size_t size) {
+  return size >= 3 && bytes[0] == 0 && bytes[1] == 0 && bytes[2] == kUnsignedByte;
 }
 
 std::vector<uint8_t> gunzip(const std::string& path, const std::vector<uint8_t>& compressed) {
@@ -63,9 +69,17 @@ uint32_t read_be32(const uint8_t* p) {
 
 } // namespace
 
+bool looks_like_idx(const std::string& path) {
+  uint8_t head[4] = {1, 1, 1, 1};
+  std::ifstream in(path, std::ios::binary);
+  in.read(reinterpret_cast<char*>(head), sizeof head);
+  const auto got = static_cast<size_t>(in.gcount());
+  return is_gzip(head, got) || is_raw_idx(head, got);
+}
+
 IdxArray read_idx(const std::string& path, int expected_rank) {
   auto bytes = read_file(path);
-  if (is_gzip(bytes)) bytes = gunzip(path, bytes);
+  if (is_gzip(bytes.data(), bytes.size())) bytes = gunzip(path, bytes);
   if (bytes.size() < 4) fail(path, "file is too short for an IDX header (" +
                                        std::to_string(bytes.size()) + " bytes)");
   if (bytes[0] != 0 || bytes[1] != 0) fail(path, "bad magic number: not an IDX file");
@@ -110,17 +124,18 @@ void write_idx(const std::string& path, const IdxArray& array, bool gzip) {
     for (int shift = 24; shift >= 0; shift -= 8) bytes.push_back((size >> shift) & 0xff);
   }
   bytes.insert(bytes.end(), array.data.begin(), array.data.end());
-  if (gzip) {
-    gzFile file = gzopen(path.c_str(), "wb");
+  if (!gzip) {
+    write_file_atomically(path, std::string_view(reinterpret_cast<const char*>(bytes.data()),
+                                                 bytes.size()));
+    return;
+  }
+  write_file_atomically(path, [&](const std::string& temporary) {
+    gzFile file = gzopen(temporary.c_str(), "wb");
     if (!file) throw DataError(path + ": cannot open for writing");
     const bool ok = gzwrite(file, bytes.data(), static_cast<unsigned>(bytes.size())) ==
                     static_cast<int>(bytes.size());
     if (gzclose(file) != Z_OK || !ok) throw DataError(path + ": write failed");
-    return;
-  }
-  std::ofstream out(path, std::ios::binary);
-  out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  if (!out) throw DataError(path + ": write failed");
+  });
 }
 
 } // namespace capsnet

@@ -1,11 +1,10 @@
 #include "capsnet/engine/checkpoint.h"
 
+#include "capsnet/io/atomic_file.h"
+
 #include <nlohmann/json.hpp>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
-
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <map>
@@ -17,13 +16,6 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr const char* kFormat = "capsnet-checkpoint-v1";
-
-void fsync_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) return;
-  ::fsync(fd);
-  ::close(fd);
-}
 
 // Tensors are mapped to `device` (checkpoints written on a GPU load anywhere).
 torch::serialize::InputArchive open_archive(const std::string& path,
@@ -72,7 +64,7 @@ void save_checkpoint(const std::string& path, CapsNet& model, torch::optim::Adam
                      const TrainOptions& options, const TrainingState& state) {
   torch::serialize::OutputArchive archive;
   archive.write("format", c10::IValue(std::string(kFormat)));
-  archive.write("options", c10::IValue(to_json(options).dump()));
+  archive.write("options", c10::IValue(nlohmann::json(options).dump()));
   torch::serialize::OutputArchive model_archive;
   model->save(model_archive);
   archive.write("model", model_archive);
@@ -90,10 +82,7 @@ void save_checkpoint(const std::string& path, CapsNet& model, torch::optim::Adam
   archive.write("epoch_correct", c10::IValue(state.epoch_correct));
   archive.write("epoch_seen", c10::IValue(state.epoch_seen));
   archive.write("epoch_seconds", c10::IValue(state.epoch_seconds));
-  const auto temporary = path + ".tmp";
-  archive.save_to(temporary);
-  fsync_file(temporary);
-  fs::rename(temporary, path);
+  write_file_atomically(path, [&](const std::string& temporary) { archive.save_to(temporary); });
 }
 
 LoadedCheckpoint load_checkpoint(const std::string& path) {

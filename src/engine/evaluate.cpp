@@ -6,62 +6,71 @@
 
 namespace capsnet {
 
-BatchLoss capsnet_loss(const CapsNetOutput& out, const at::Tensor& images,
-                       const at::Tensor& labels, const TrainOptions& options) {
-  BatchLoss loss;
-  loss.margin = margin_loss(out.lengths, labels, options.margin);
-  loss.total = loss.margin;
-  if (options.recon_weight > 0 && out.reconstruction.defined()) {
-    loss.reconstruction = reconstruction_loss(out.reconstruction, images, options.recon_loss);
-    loss.total = loss.total + options.recon_weight * loss.reconstruction;
-  }
-  return loss;
+at::Tensor predicted_classes(const at::Tensor& scores, const at::Tensor& labels) {
+  if (labels.dim() == 1) return scores.argmax(-1);
+  return std::get<0>(std::get<1>(scores.topk(labels.size(1), /*dim=*/1)).sort(1));
 }
 
-EvalResult evaluate(CapsNet& model, const Dataset& data, const TrainOptions& options) {
+int64_t count_correct(const at::Tensor& scores, const at::Tensor& labels) {
+  const auto predicted = predicted_classes(scores, labels);
+  if (labels.dim() == 1) return predicted.eq(labels).sum().item<int64_t>();
+  return predicted.eq(std::get<0>(labels.sort(1))).all(1).sum().item<int64_t>();
+}
+
+void accumulate(EvalResult& result, const at::Tensor& scores, const at::Tensor& labels) {
+  const int64_t K = scores.size(1), n = scores.size(0);
+  if (result.class_total.empty()) {
+    result.class_correct.assign(K, 0);
+    result.class_total.assign(K, 0);
+    if (labels.dim() == 1) result.confusion.assign(K, std::vector<int64_t>(K, 0));
+  }
+  const auto predicted = predicted_classes(scores, labels);
+  const auto truth = multi_hot(labels, K), guessed = multi_hot(predicted, K);
+  const auto per_class_total = truth.sum(0).to(at::kLong).cpu();
+  const auto per_class_correct = (truth * guessed).sum(0).to(at::kLong).cpu();
+  for (int64_t k = 0; k < K; ++k) {
+    result.class_total[k] += per_class_total[k].item<int64_t>();
+    result.class_correct[k] += per_class_correct[k].item<int64_t>();
+  }
+  if (labels.dim() == 1) {
+    const auto pairs = at::bincount(labels * K + predicted, {}, K * K).cpu();
+    const auto* pair_counts = pairs.data_ptr<int64_t>();
+    for (int64_t k = 0; k < K * K; ++k) result.confusion[k / K][k % K] += pair_counts[k];
+  }
+  result.correct += count_correct(scores, labels);
+  result.total += n;
+}
+
+EvalResult evaluate(Task& task, const BatchSource& source, int64_t batch_size) {
   const auto start = std::chrono::steady_clock::now();
   torch::NoGradGuard no_grad;
-  const bool was_training = model->is_training();
-  model->eval();
+  auto& module = task.module();
+  const bool was_training = module.is_training();
+  module.eval();
   EvalResult result;
-  result.class_correct.assign(data.num_classes, 0);
-  result.class_total.assign(data.num_classes, 0);
-  result.confusion.assign(data.num_classes, std::vector<int64_t>(data.num_classes, 0));
-  std::vector<at::Tensor> lengths;
-  std::mt19937_64 unused_rng(0); // no shift at test time
-  const auto device = model->parameters().front().device();
+  std::vector<at::Tensor> scores;
   double loss_sum = 0;
-  for (int64_t begin = 0; begin < data.size(); begin += options.eval_batch_size) {
-    const auto n = std::min(options.eval_batch_size, data.size() - begin);
-    auto images = prepare_batch(data.images.narrow(0, begin, n).to(device), 0, options.normalize,
-                                unused_rng);
-    auto labels = data.labels.narrow(0, begin, n).to(device);
-    auto out = model->forward(images, {}, options.recon_weight > 0);
-    loss_sum += capsnet_loss(out, images, labels, options).total.item<double>() * n;
-    auto hits = out.predictions.eq(labels);
-    lengths.push_back(out.lengths.cpu());
-    const auto pairs = at::bincount(labels * data.num_classes + out.predictions, {},
-                                    data.num_classes * data.num_classes)
-                           .cpu();
-    const auto* pair_counts = pairs.data_ptr<int64_t>();
-    for (int64_t k = 0; k < data.num_classes * data.num_classes; ++k) {
-      result.confusion[k / data.num_classes][k % data.num_classes] += pair_counts[k];
-    }
-    auto per_class_total = at::bincount(labels, {}, data.num_classes).cpu();
-    auto per_class_correct = at::bincount(labels.masked_select(hits), {}, data.num_classes).cpu();
-    for (int64_t k = 0; k < data.num_classes; ++k) {
-      result.class_total[k] += per_class_total[k].item<int64_t>();
-      result.class_correct[k] += per_class_correct[k].item<int64_t>();
-    }
-    result.correct += hits.sum().item<int64_t>();
-    result.total += n;
+  for (int64_t begin = 0; begin < source.size(); begin += batch_size) {
+    const auto n = std::min(batch_size, source.size() - begin);
+    const auto batch = source.get(at::arange(begin, begin + n, at::kLong), nullptr);
+    const auto out = task.forward(batch, /*training=*/false);
+    loss_sum += out.loss.item<double>() * n;
+    scores.push_back(out.scores.cpu());
+    accumulate(result, out.scores, batch.labels);
   }
   result.loss = result.total ? loss_sum / result.total : 0.0;
-  result.lengths = lengths.empty() ? at::empty({0, data.num_classes}) : at::cat(lengths);
-  if (was_training) model->train();
+  result.scores = scores.empty() ? at::empty({0, source.num_classes()}) : at::cat(scores);
+  if (was_training) module.train();
   result.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
+}
+
+EvalResult evaluate(CapsNet& model, const Dataset& data, const TrainOptions& options) {
+  const auto device = model->parameters().front().device();
+  DatasetSource source(data, /*max_shift=*/0, options.normalize, device);
+  CapsNetTask task(model, options);
+  return evaluate(task, source, options.eval_batch_size);
 }
 
 } // namespace capsnet

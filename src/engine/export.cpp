@@ -1,6 +1,7 @@
 #include "capsnet/engine/export.h"
 
 #include "capsnet/data/dataset.h"
+#include "capsnet/io/atomic_file.h"
 
 #include <nlohmann/json.hpp>
 #include <torch/serialize.h>
@@ -28,7 +29,7 @@ std::vector<std::pair<std::string, at::Tensor>> seed_state_dict(CapsNet& model) 
 
 nlohmann::json export_config(const TrainOptions& options) {
   return {{"format", "capsnet-pytorch-export-v1"},
-          {"model", to_json(options.model)},
+          {"model", options.model},
           {"dataset", options.dataset},
           {"normalize", options.normalize},
           {"mnist_mean", kMnistMean},
@@ -37,26 +38,6 @@ nlohmann::json export_config(const TrainOptions& options) {
                    "normalize; routing softmax over 'parents' is dim 2 of the [B, N_in, N_out] "
                    "logits, over 'children' dim 1"}};
 }
-
-namespace {
-
-void write_atomically(const std::string& path, const char* data, size_t size) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(data, static_cast<std::streamsize>(size));
-    out.flush();
-    if (!out) throw std::runtime_error(path + ": cannot write (disk full or no permission?)");
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp);
-    throw std::runtime_error(path + ": cannot write: " + ec.message());
-  }
-}
-
-} // namespace
 
 std::string export_pytorch(CapsNet& model, const TrainOptions& options, const std::string& path) {
   const fs::path config_path = fs::path(path).replace_extension(".json");
@@ -67,9 +48,8 @@ std::string export_pytorch(CapsNet& model, const TrainOptions& options, const st
   c10::Dict<std::string, at::Tensor> dict;
   for (const auto& [name, tensor] : seed_state_dict(model)) dict.insert(name, tensor);
   const auto bytes = torch::pickle_save(c10::IValue(dict));
-  write_atomically(path, bytes.data(), bytes.size());
-  const auto config = export_config(options).dump(2) + "\n";
-  write_atomically(config_path.string(), config.data(), config.size());
+  write_file_atomically(path, std::string_view(bytes.data(), bytes.size()));
+  write_file_atomically(config_path.string(), export_config(options).dump(2) + "\n");
   return config_path.string();
 }
 

@@ -33,7 +33,7 @@ Classification Predictor::classify(const at::Tensor& images) const {
   for (int64_t start = 0; start < images.size(0); start += batch_size) {
     auto x = images.narrow(0, start, std::min(batch_size, images.size(0) - start))
                  .to(device_, at::kFloat);
-    if (options_.normalize) x = (x - kMnistMean) / kMnistStd;
+    if (options_.normalize) x = standardize(x);
     parts.push_back(model_->capsules(x).cpu());
   }
   Classification out;
@@ -48,27 +48,6 @@ Classification Predictor::classify(const at::Tensor& images) const {
 at::Tensor Predictor::reconstruct(const at::Tensor& capsules, const at::Tensor& classes) const {
   torch::NoGradGuard no_grad;
   return model_->reconstruct(capsules.to(device_), classes.to(device_)).cpu();
-}
-
-at::Tensor Predictor::load_image(const std::string& path) const {
-  const auto image = mnist_preprocess(read_image(path), int(model_->config.image_size),
-                                      int(model_->config.image_size * 20 / 28));
-  return to_tensor(image).view({1, 1, image.height, image.width});
-}
-
-GrayImage to_gray_image(const at::Tensor& image) {
-  auto t = image.detach().to(at::kFloat).contiguous();
-  if (t.dim() == 3) t = t.squeeze(0);
-  TORCH_CHECK(t.dim() == 2, "expected an image of shape [H, W] or [1, H, W], got ", image.sizes());
-  GrayImage out(int(t.size(1)), int(t.size(0)));
-  std::copy(t.data_ptr<float>(), t.data_ptr<float>() + t.numel(), out.pixels.begin());
-  return out;
-}
-
-at::Tensor to_tensor(const GrayImage& image) {
-  return at::from_blob(const_cast<float*>(image.pixels.data()), {image.height, image.width},
-                       at::kFloat)
-      .clone();
 }
 
 at::Tensor to_unit_float(const at::Tensor& images) { return images.to(at::kFloat).div(255.0); }

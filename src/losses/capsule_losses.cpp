@@ -6,12 +6,16 @@
 
 namespace capsnet {
 
-at::Tensor margin_loss(const at::Tensor& lengths, const at::Tensor& labels,
+at::Tensor margin_loss(const at::Tensor& lengths, const at::Tensor& targets,
                        const MarginLossOptions& options) {
   TORCH_CHECK(lengths.dim() == 2, "expected lengths of shape [B, K], got ", lengths.sizes());
-  TORCH_CHECK(labels.dim() == 1 && labels.size(0) == lengths.size(0),
-              "expected labels of shape [", lengths.size(0), "], got ", labels.sizes());
-  auto present = at::zeros_like(lengths).scatter_(1, labels.unsqueeze(1), 1.0);
+  const bool labels = targets.dim() == 1 && !at::isFloatingType(targets.scalar_type());
+  TORCH_CHECK((labels && targets.size(0) == lengths.size(0)) ||
+                  (targets.dim() == 2 && targets.sizes() == lengths.sizes()),
+              "expected int64 labels [", lengths.size(0), "] or multi-hot targets ",
+              lengths.sizes(), ", got ", targets.sizes());
+  auto present = labels ? at::zeros_like(lengths).scatter_(1, targets.unsqueeze(1), 1.0)
+                        : targets.to(lengths.scalar_type());
   auto positive = at::relu(options.m_plus - lengths);
   auto negative = at::relu(lengths - options.m_minus);
   if (options.squared) {
@@ -20,17 +24,6 @@ at::Tensor margin_loss(const at::Tensor& lengths, const at::Tensor& labels,
   }
   auto per_class = present * positive + options.lambda * (1 - present) * negative;
   return per_class.sum(1).mean();
-}
-
-std::string to_string(ReconstructionLoss loss) {
-  return loss == ReconstructionLoss::kSumSquared ? "sse" : "mse";
-}
-
-ReconstructionLoss reconstruction_loss_from_string(const std::string& name) {
-  if (name == "sse") return ReconstructionLoss::kSumSquared;
-  if (name == "mse") return ReconstructionLoss::kMeanSquared;
-  throw std::invalid_argument("unknown reconstruction loss '" + name +
-                              "': expected 'sse' (the paper) or 'mse' (the seed)");
 }
 
 at::Tensor reconstruction_loss(const at::Tensor& reconstruction, const at::Tensor& target,

@@ -1,8 +1,6 @@
 #include "capsnet/model/capsnet.h"
 
-#include <torch/nn/functional/activation.h>
-#include <torch/nn/modules/activation.h>
-#include <torch/nn/modules/linear.h>
+#include <nlohmann/json.hpp>
 
 #include <stdexcept>
 #include <string>
@@ -54,14 +52,7 @@ void CapsNetConfig::validate() const {
 }
 
 bool CapsNetConfig::operator==(const CapsNetConfig& o) const {
-  return image_size == o.image_size && in_channels == o.in_channels &&
-         num_classes == o.num_classes && conv1_channels == o.conv1_channels &&
-         conv1_kernel == o.conv1_kernel && primary_types == o.primary_types &&
-         primary_dim == o.primary_dim && primary_kernel == o.primary_kernel &&
-         primary_stride == o.primary_stride && digit_dim == o.digit_dim &&
-         routing_iterations == o.routing_iterations && routing_softmax == o.routing_softmax &&
-         digit_bias == o.digit_bias && w_init_std == o.w_init_std &&
-         decoder_hidden == o.decoder_hidden;
+  return nlohmann::json(*this) == nlohmann::json(o);
 }
 
 CapsNetImpl::CapsNetImpl(const CapsNetConfig& config_) : config(config_) {
@@ -83,18 +74,10 @@ CapsNetImpl::CapsNetImpl(const CapsNetConfig& config_) : config(config_) {
                         .softmax(config.routing_softmax)
                         .bias(config.digit_bias)
                         .init_std(config.w_init_std)));
-  // Linear, ReLU, ..., Linear, Sigmoid: indices 0, 2, 4 hold the weights, as in the seed.
-  decoder = torch::nn::Sequential();
-  int64_t width = config.num_classes * config.digit_dim;
-  for (auto hidden : config.decoder_hidden) {
-    decoder->push_back(torch::nn::Linear(width, hidden));
-    decoder->push_back(torch::nn::ReLU());
-    width = hidden;
-  }
-  decoder->push_back(torch::nn::Linear(
-      width, config.in_channels * config.image_size * config.image_size));
-  decoder->push_back(torch::nn::Sigmoid());
-  register_module("decoder", decoder);
+  decoder = register_module(
+      "decoder", Decoder(DecoderOptions(config.num_classes, config.digit_dim,
+                                        {config.in_channels, config.image_size, config.image_size})
+                             .hidden(config.decoder_hidden)));
 }
 
 at::Tensor CapsNetImpl::capsules(const at::Tensor& images) {
@@ -118,11 +101,7 @@ at::Tensor CapsNetImpl::capsules(const at::Tensor& images) {
 }
 
 at::Tensor CapsNetImpl::reconstruct(const at::Tensor& capsules, const at::Tensor& classes) {
-  auto mask = at::zeros({capsules.size(0), capsules.size(1)}, capsules.options())
-                  .scatter_(1, classes.unsqueeze(1), 1.0);
-  auto masked = (capsules * mask.unsqueeze(-1)).flatten(1);
-  return decoder->forward(masked).view(
-      {capsules.size(0), config.in_channels, config.image_size, config.image_size});
+  return decoder->forward(capsules, classes);
 }
 
 CapsNetOutput CapsNetImpl::forward(const at::Tensor& images, const at::Tensor& mask_classes,

@@ -128,14 +128,6 @@ KernelIsa kernel_isa() {
   return isa;
 }
 
-std::string to_string(KernelIsa isa) {
-  switch (isa) {
-    case KernelIsa::kAvx512: return "AVX-512";
-    case KernelIsa::kAvx2: return "AVX2";
-    default: return "baseline x86-64";
-  }
-}
-
 Bf16Support cpu_bf16_support() {
   Bf16Support support;
   if (env("CAPSNET_NO_BF16") == "1") {

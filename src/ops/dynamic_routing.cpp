@@ -8,17 +8,6 @@
 
 namespace capsnet {
 
-std::string to_string(RoutingSoftmax softmax) {
-  return softmax == RoutingSoftmax::kParents ? "parents" : "children";
-}
-
-RoutingSoftmax routing_softmax_from_string(const std::string& name) {
-  if (name == "parents") return RoutingSoftmax::kParents;
-  if (name == "children") return RoutingSoftmax::kChildren;
-  throw std::invalid_argument("unknown routing softmax '" + name +
-                              "': expected 'parents' (the paper) or 'children' (the seed)");
-}
-
 at::Tensor prediction_vectors(const at::Tensor& u, const at::Tensor& weight) {
   TORCH_CHECK(u.dim() == 3, "expected u of shape [B, N_in, D_in], got ", u.sizes());
   TORCH_CHECK(weight.dim() == 4, "expected weight of shape [N_in, N_out, D_in, D_out], got ",

@@ -15,17 +15,6 @@
 
 namespace capsnet {
 
-std::string to_string(RoutingImpl impl) {
-  return impl == RoutingImpl::kFused ? "fused" : "reference";
-}
-
-RoutingImpl routing_impl_from_string(const std::string& name) {
-  if (name == "fused") return RoutingImpl::kFused;
-  if (name == "reference") return RoutingImpl::kReference;
-  throw std::invalid_argument("unknown routing implementation '" + name +
-                              "': expected 'fused' or 'reference'");
-}
-
 namespace {
 
 using torch::autograd::AutogradContext;
@@ -128,7 +117,7 @@ void cuda_forward(const cpu::RoutingShape& shape, const at::Tensor& u, const at:
   const int64_t B = u.size(0), I = shape.n_in, J = shape.n_out;
   const auto u_hat = at::bmm(u.transpose(0, 1), w_rows);
   auto logits = at::empty({B, I, J}, u.options());
-  cuda::routing_forward(shape, B, u_hat.data_ptr<float>(),
+  cuda::routing_forward(u_hat.get_device(), shape, B, u_hat.data_ptr<float>(),
                         bias.defined() ? bias.data_ptr<float>() : nullptr,
                         logits.data_ptr<float>(), coupling.data_ptr<float>(), s.data_ptr<float>(),
                         v.data_ptr<float>());
@@ -145,7 +134,7 @@ void cuda_backward(const cpu::RoutingShape& shape, const at::Tensor& u, const at
   auto grad_u_hat = at::empty_like(u_hat);
   auto grad_logits = at::empty({B, I, J}, u.options());
   auto grad_coupling = at::empty({B, I, J}, u.options());
-  cuda::routing_backward(shape, B, u_hat.data_ptr<float>(), coupling.data_ptr<float>(),
+  cuda::routing_backward(u_hat.get_device(), shape, B, u_hat.data_ptr<float>(), coupling.data_ptr<float>(),
                          s.data_ptr<float>(), v.data_ptr<float>(), grad_v.data_ptr<float>(),
                          grad_u_hat.data_ptr<float>(),
                          has_bias ? grad_bias_parts.data_ptr<float>() : nullptr,

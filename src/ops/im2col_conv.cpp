@@ -12,16 +12,6 @@
 
 namespace capsnet {
 
-std::string to_string(Precision precision) {
-  return precision == Precision::kBf16 ? "bf16" : "fp32";
-}
-
-Precision precision_from_string(const std::string& name) {
-  if (name == "fp32") return Precision::kFp32;
-  if (name == "bf16") return Precision::kBf16;
-  throw std::invalid_argument("unknown precision '" + name + "': expected 'fp32' or 'bf16'");
-}
-
 Precision usable_precision(Precision requested, std::ostream& warnings,
                            const c10::Device& device) {
   if (requested != Precision::kBf16 || !device.is_cpu()) return requested;
@@ -30,24 +20,6 @@ Precision usable_precision(Precision requested, std::ostream& warnings,
   warnings << "capsnet: bf16 needs a CPU with AMX-BF16 or AVX512-BF16, but " << support.why_not
            << "; running in fp32 instead" << std::endl;
   return Precision::kFp32;
-}
-
-std::string to_string(ConvAlgo algo) {
-  switch (algo) {
-    case ConvAlgo::kIm2col: return "im2col";
-    case ConvAlgo::kOneDnn: return "onednn";
-    case ConvAlgo::kMixed: return "mixed";
-    default: return "auto";
-  }
-}
-
-ConvAlgo conv_algo_from_string(const std::string& name) {
-  if (name == "auto") return ConvAlgo::kAuto;
-  if (name == "im2col") return ConvAlgo::kIm2col;
-  if (name == "onednn") return ConvAlgo::kOneDnn;
-  if (name == "mixed") return ConvAlgo::kMixed;
-  throw std::invalid_argument("unknown convolution algorithm '" + name +
-                              "': expected 'auto', 'im2col', 'onednn' or 'mixed'");
 }
 
 ConvAlgo conv_algo_for(ConvAlgo requested) {

@@ -1,5 +1,7 @@
 #include "capsnet/viz/figure.h"
 
+#include "capsnet/io/atomic_file.h"
+
 #include <cairo.h>
 
 #include <algorithm>
@@ -71,10 +73,12 @@ struct Canvas {
 
   void save(const std::string& path) {
     cairo_surface_flush(surface.get());
-    const auto status = cairo_surface_write_to_png(surface.get(), path.c_str());
-    if (status != CAIRO_STATUS_SUCCESS) {
-      throw ImageError(path + ": cannot write the PNG file: " + cairo_status_to_string(status));
-    }
+    write_file_atomically(path, [&](const std::string& temporary) {
+      const auto status = cairo_surface_write_to_png(surface.get(), temporary.c_str());
+      if (status != CAIRO_STATUS_SUCCESS) {
+        throw ImageError(path + ": cannot write the PNG file: " + cairo_status_to_string(status));
+      }
+    });
   }
 };
 

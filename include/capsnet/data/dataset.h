@@ -18,19 +18,19 @@ struct Dataset {
   int64_t size() const { return labels.size(0); }
 };
 
-/// The data sets `load_dataset` knows: "mnist" and "fashion-mnist".
-bool is_known_dataset(const std::string& name);
-
-/// Where a data set lives when --data is not given: data/mnist for MNIST,
-/// Debian's /usr/share/datasets/fashion-mnist for Fashion-MNIST.
-std::string default_data_dir(const std::string& name);
-
-/// Loads one split of an IDX data set from `dir` (train-images-idx3-ubyte and
-/// train-labels-idx1-ubyte or t10k-*, each raw or with a .gz suffix).
-/// `limit` > 0 keeps the first `limit` examples. Throws DataError naming the
-/// file, what is wrong and, for missing files, the command that fetches them.
+/// Loads one split of the registered data set `name` (data/registry.h) from
+/// `dir` (empty: the data set's default directory). `limit` > 0 keeps the
+/// first `limit` examples. Throws DataError naming the file, what is wrong
+/// and, for missing files, how to get them.
 Dataset load_dataset(const std::string& dir, Split split, const std::string& name = "mnist",
                      int64_t limit = 0);
+
+/// Loads one split of an IDX data set from `dir` (train-images-idx3-ubyte and
+/// train-labels-idx1-ubyte or t10k-*, each raw or with a .gz suffix) whose
+/// labels are in [0, num_classes). `fetch_hint` ends the error for a missing
+/// file; "DIR" in it stands for `dir`.
+Dataset load_idx_dataset(const std::string& dir, Split split, int64_t num_classes,
+                         const std::string& fetch_hint, int64_t limit = 0);
 
 /// Mean and standard deviation of MNIST's training pixels in [0, 1]: the
 /// seed's transforms.Normalize((0.1307,), (0.3081,)).
@@ -42,6 +42,10 @@ constexpr double kMnistStd = 0.3081;
 /// augmentation), then standardised with kMnistMean/kMnistStd when `normalize`.
 at::Tensor prepare_batch(const at::Tensor& images, int64_t max_shift, bool normalize,
                          std::mt19937_64& rng);
+
+/// (x - kMnistMean) / kMnistStd: the seed's input convention, applied to
+/// float pixels in [0, 1], in training, evaluation and inference alike.
+at::Tensor standardize(const at::Tensor& unit_pixels);
 
 /// Translates each image by its own (dy, dx), drawn uniformly from
 /// [-max_shift, max_shift]; pixels shifted in are zero.

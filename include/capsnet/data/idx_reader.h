@@ -26,6 +26,10 @@ struct IdxArray {
 /// Throws DataError naming `path` and the problem.
 IdxArray read_idx(const std::string& path, int expected_rank);
 
+/// Whether the file starts as read_idx expects: gzip data, or the raw IDX
+/// magic of unsigned bytes (00 00 08). Tells IDX files from pictures.
+bool looks_like_idx(const std::string& path);
+
 /// Writes `array` as an IDX file of unsigned bytes, gzip-compressed when `gzip`.
 void write_idx(const std::string& path, const IdxArray& array, bool gzip = false);
 

@@ -1,41 +1,51 @@
 #pragma once
 
-#include "capsnet/data/dataset.h"
+#include "capsnet/data/batch.h"
 #include "capsnet/engine/options.h"
+#include "capsnet/engine/task.h"
 #include "capsnet/model/capsnet.h"
 
 #include <vector>
 
 namespace capsnet {
 
+/// Test metrics. With one label per image, `correct` counts right
+/// predictions (the argmax); with P labels per image, images whose P highest
+/// scores are exactly their P classes (MultiMNIST's "both digits right").
 struct EvalResult {
-  double loss = 0;  ///< mean total loss (margin + weighted reconstruction)
+  double loss = 0; ///< mean loss of the task's objective
   int64_t correct = 0;
   int64_t total = 0;
+  /// Per class: images containing it, and those of them whose prediction includes it.
   std::vector<int64_t> class_correct;
   std::vector<int64_t> class_total;
-  /// confusion[true][predicted]: counts over the test set.
+  /// confusion[true][predicted] over the test set; one label per image only (else empty).
   std::vector<std::vector<int64_t>> confusion;
-  at::Tensor lengths; ///< capsule lengths of every test image, float [N, K]
+  at::Tensor scores; ///< scores of every test image (capsule lengths), float [N, K], on the CPU
   double seconds = 0;
 
   double accuracy() const { return total ? static_cast<double>(correct) / total : 0.0; }
   int64_t errors() const { return total - correct; }
 };
 
-/// Loss terms of one batch, as the training step and evaluation compute them.
-struct BatchLoss {
-  at::Tensor total;
-  at::Tensor margin;
-  at::Tensor reconstruction; ///< unweighted; undefined when recon_weight is 0
-};
+/// The predicted classes: argmax [B] when labels are [B], the P highest
+/// scores (sorted by class) [B, P] when labels are [B, P].
+at::Tensor predicted_classes(const at::Tensor& scores, const at::Tensor& labels);
 
-/// Margin loss plus recon_weight times the reconstruction loss against `images`.
-BatchLoss capsnet_loss(const CapsNetOutput& out, const at::Tensor& images,
-                       const at::Tensor& labels, const TrainOptions& options);
+/// Images whose prediction is exactly right (see EvalResult::correct).
+int64_t count_correct(const at::Tensor& scores, const at::Tensor& labels);
 
-/// Test-time evaluation: no shift, decoder masked by the prediction, no grad.
-/// Uses options.eval_batch_size, normalize, margin and reconstruction settings.
+/// Adds one batch's counts to `result` (not the loss): scores [B, K], labels
+/// [B] or [B, P].
+void accumulate(EvalResult& result, const at::Tensor& scores, const at::Tensor& labels);
+
+/// Evaluates `task` on every example of `source`, in order, without
+/// augmentation or gradients, in eval mode (restored afterwards).
+EvalResult evaluate(Task& task, const BatchSource& source, int64_t batch_size);
+
+/// A CapsNet on a test set as `options` describe: no shift, decoder masked by
+/// the prediction, options.eval_batch_size, normalize, margin and
+/// reconstruction settings.
 EvalResult evaluate(CapsNet& model, const Dataset& data, const TrainOptions& options);
 
 } // namespace capsnet

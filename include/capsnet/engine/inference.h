@@ -1,7 +1,6 @@
 #pragma once
 
 #include "capsnet/data/dataset.h"
-#include "capsnet/data/image.h"
 #include "capsnet/engine/options.h"
 #include "capsnet/model/capsnet.h"
 
@@ -18,7 +17,7 @@ struct Classification {
 
 /// A trained CapsNet ready for inference: no gradients, eval mode, input
 /// standardised when the model was trained so. Images are float [B, C, H, W]
-/// with pixels in [0, 1], ink bright (as MNIST); see load_image for files.
+/// with pixels in [0, 1], ink bright (as MNIST); see load_digit_image (viz/image.h) for files.
 class Predictor {
  public:
   /// Reads a checkpoint written by `capsnet train` (throws CheckpointError).
@@ -29,10 +28,6 @@ class Predictor {
   Classification classify(const at::Tensor& images) const;
   /// Decoder output from `capsules` masked to `classes`: [B, C, H, W] in [0, 1].
   at::Tensor reconstruct(const at::Tensor& capsules, const at::Tensor& classes) const;
-
-  /// Reads an image file (PNG, JPEG, PGM, ...) and prepares it as MNIST was
-  /// made (mnist_preprocess): float [1, 1, H, W]. Throws ImageError.
-  at::Tensor load_image(const std::string& path) const;
 
   /// Moves the model; inputs follow it and results come back on the CPU.
   void to(const c10::Device& device);
@@ -47,10 +42,6 @@ class Predictor {
   TrainOptions options_;
   c10::Device device_{c10::kCPU};
 };
-
-/// float [H, W] or [1, H, W] in [0, 1] <-> GrayImage.
-GrayImage to_gray_image(const at::Tensor& image);
-at::Tensor to_tensor(const GrayImage& image);
 
 /// Dataset images (uint8 [N, 1, H, W]) as float in [0, 1].
 at::Tensor to_unit_float(const at::Tensor& images);

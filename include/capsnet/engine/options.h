@@ -1,9 +1,9 @@
 #pragma once
 
-#include "capsnet/losses/capsule_losses.h"
+#include "capsnet/losses/objective.h"
 #include "capsnet/model/capsnet.h"
 
-#include <nlohmann/json_fwd.hpp>
+#include <nlohmann/json.hpp>
 
 #include <cstdint>
 #include <string>
@@ -16,15 +16,14 @@ enum class DecoderMask {
   kPrediction, ///< the longest capsule (the seed)
 };
 
-std::string to_string(DecoderMask mask);
-/// Parses "label" or "prediction"; throws std::invalid_argument otherwise.
-DecoderMask decoder_mask_from_string(const std::string& name);
+CAPSNET_ENUM_NAMES(DecoderMask, "decoder mask",
+                   {{DecoderMask::kLabel, "label"}, {DecoderMask::kPrediction, "prediction"}})
 
 /// Everything that determines a training run. Defaults are the paper's.
 struct TrainOptions {
   std::string preset = "paper";
   std::string dataset = "mnist";
-  std::string data_dir; ///< empty: default_data_dir(dataset)
+  std::string data_dir; ///< empty: the data set's default directory (data/registry.h)
   int64_t epochs = 10;
   int64_t batch_size = 64;
   double lr = 1e-3;
@@ -50,6 +49,9 @@ struct TrainOptions {
   /// "auto" (a CUDA GPU when there is one), "cpu" or "cuda[:N]".
   std::string device = "auto";
   CapsNetConfig model;
+
+  /// The training objective these options describe (margin, recon_weight, recon_loss).
+  CapsNetObjective objective() const { return {margin, recon_weight, recon_loss}; }
 };
 
 /// The options of a named preset: "paper" (the defaults above) or "seed" (the
@@ -62,9 +64,16 @@ TrainOptions preset_options(const std::string& name);
 /// Throws std::invalid_argument naming the first out-of-range option.
 void validate(const TrainOptions& options);
 
-nlohmann::json to_json(const CapsNetConfig& config);
-CapsNetConfig model_config_from_json(const nlohmann::json& json);
-nlohmann::json to_json(const TrainOptions& options);
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainOptions, preset, dataset, data_dir, epochs,
+                                                batch_size, lr, lr_decay, shift, recon_weight,
+                                                recon_loss, mask, normalize, margin, seed, threads,
+                                                limit, test_limit, eval_batch_size, routing,
+                                                precision, device, model)
+
+/// Reads options written as JSON (config.json, checkpoints), including those
+/// of runs from before the margin options were nested, and validates them.
+/// Fields absent from older runs take their defaults. Throws
+/// std::invalid_argument or nlohmann::json::exception naming the problem.
 TrainOptions train_options_from_json(const nlohmann::json& json);
 
 /// Number of threads to use for `requested` (0: every core).

@@ -14,29 +14,13 @@ c10::Device resolve_device(const std::string& name);
 /// Whether this build has capsnet's CUDA kernels (cmake -DCAPSNET_USE_CUDA=ON).
 bool built_with_cuda();
 
-/// Prepares the process for training or inference on the CPU:
-/// - sets LibTorch's intra-op thread count (0: every core; Debian's LibTorch
-///   defaults to one);
-/// - keeps freed memory in glibc's heap instead of returning it to the kernel.
-///   Routing allocates tensors of ~100 MB per step; served by fresh mmaps, every
-///   page faults on first touch, which measured ~2.5x slower steps on this
-///   network; up to 2 GB of free heap is kept (with 1 GB, bf16 evaluation at
-///   batch 1000 re-faulted its heap every batch and ran 2x slower). Docs in
-///   README, "Performance".
-/// Returns the thread count in use.
-int configure_runtime(int threads);
+/// Sets LibTorch's intra-op thread count, process-wide: `threads`, or every
+/// core for 0 (Debian's LibTorch defaults to one). The library never calls
+/// this itself; programs do, once. Returns the count in use.
+int set_thread_count(int threads);
 
 /// The kernel family OpenBLAS runs ("Haswell", "SkylakeX", ...), or "none"
 /// when the process's BLAS is not OpenBLAS.
 const char* blas_core_name();
-
-/// Debian's OpenBLAS 0.3.21 does not recognise recent x86-64 CPUs and falls
-/// back to a generic SSE3 kernel (~30 GFLOP/s where AVX2 gives ~190 on 2 cores).
-/// OpenBLAS reads OPENBLAS_CORETYPE once, when it loads, so the fix is a
-/// restart: when the variable is unset, OpenBLAS runs a generic core and the
-/// CPU has AVX2 and FMA, this sets OPENBLAS_CORETYPE=Haswell and re-executes
-/// the program with `argv`. Returns only when nothing needed doing (or the
-/// re-exec failed). A user's own OPENBLAS_CORETYPE is always left alone.
-void ensure_fast_blas(char** argv);
 
 } // namespace capsnet

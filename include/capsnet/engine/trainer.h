@@ -1,53 +1,60 @@
 #pragma once
 
+#include "capsnet/data/batch.h"
 #include "capsnet/engine/checkpoint.h"
 #include "capsnet/engine/evaluate.h"
-#include "capsnet/engine/options.h"
+#include "capsnet/engine/policies.h"
+#include "capsnet/engine/step.h"
+#include "capsnet/engine/task.h"
+
+#include <torch/optim/optimizer.h>
 
 #include <atomic>
-#include <ostream>
-#include <stdexcept>
-#include <string>
 
 namespace capsnet {
 
-/// Training cannot go on (a non-finite loss, a run directory in the way).
-class TrainingError : public std::runtime_error {
+/// How a call to Trainer::fit ended.
+struct FitResult {
+  bool interrupted = false; ///< stopped early; `state` is where to resume
+  EvalResult last_eval;     ///< the last evaluation (empty if none ran)
+};
+
+/// The training loop, made of parts: a task (model + objective), a batch
+/// source and its sampler, the optimizer, and the policies. For each step of
+/// each epoch it sets the learning rate, draws the sampler's batch (with the
+/// step's random stream), and runs the TrainStep; after each epoch it
+/// evaluates, logs, and writes checkpoints.
+class Trainer {
  public:
-  using std::runtime_error::runtime_error;
-};
+  Trainer(Task& task, const BatchSource& data, const EpochSampler& sampler,
+          torch::optim::Optimizer& optimizer);
 
-struct TrainControl {
-  /// Continue the run in run_dir from its last.pt instead of starting afresh.
-  bool resume = false;
-  /// Polled after every step: when it turns true, the trainer writes last.pt
-  /// and returns with `interrupted` set (SIGINT/SIGTERM in the CLI).
+  LearningRateSchedule schedule;
+  EvalPolicy evaluation;
+  CheckpointPolicy checkpoints;
+  TrainLogger* logger = nullptr; ///< null: silent
+  /// Polled before every step: when it turns true, fit() writes last.pt and returns.
   const std::atomic<bool>* stop = nullptr;
-  /// Stop as if interrupted after this many steps of this call (0: no limit).
+  /// Stop as if interrupted after this many steps of one fit() call (0: no limit).
   int64_t max_steps = 0;
-  std::ostream* log = nullptr; ///< progress and epoch lines; null: silent
-  bool terminal = false;       ///< rewrite the progress line in place
+
+  /// Between backward and the optimizer step (TrainStep::on_gradients).
+  std::function<void()>& on_gradients() { return step_.on_gradients; }
+
+  /// Trains from `state` (fresh or loaded from a checkpoint) until `epochs`
+  /// epochs are complete or a stop is requested, updating `state`.
+  /// Throws TrainingError for a non-finite loss, leaving the checkpoints as
+  /// they were.
+  FitResult fit(TrainingState& state, int64_t epochs);
+
+ private:
+  bool stop_requested(int64_t steps_this_call) const;
+
+  Task& task_;
+  const BatchSource& data_;
+  const EpochSampler& sampler_;
+  TrainStep step_;
+  TrainLogger silent_;
 };
-
-struct TrainReport {
-  bool interrupted = false;
-  TrainingState state;
-  EvalResult last_eval; ///< the last epoch's test evaluation (empty if none ran)
-  std::string last_checkpoint;
-};
-
-/// Paths inside a run directory.
-std::string last_checkpoint_path(const std::string& run_dir);
-std::string best_checkpoint_path(const std::string& run_dir);
-
-/// Trains a CapsNet with `options`, writing config.json, metrics.jsonl (one
-/// JSON object per epoch), last.pt (every epoch and on interruption) and
-/// best.pt (best test accuracy) into run_dir. All randomness after the weight
-/// initialisation (order, shifts) derives from (seed, epoch, step), so a resumed
-/// run ends with the same weights as an uninterrupted one at the same thread count.
-/// On resume, `options` must be the checkpoint's (epochs and threads may differ).
-/// Throws DataError, CheckpointError or TrainingError.
-TrainReport train(const TrainOptions& options, const std::string& run_dir,
-                  const TrainControl& control = {});
 
 } // namespace capsnet

@@ -1,5 +1,7 @@
 #pragma once
 
+#include "capsnet/io/enum_names.h"
+
 #include <ATen/ATen.h>
 
 #include <string>
@@ -14,11 +16,15 @@ struct MarginLossOptions {
   bool squared = true;
 };
 
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MarginLossOptions, m_plus, m_minus, lambda, squared)
+
 /// Margin loss, Eq. 4 of the paper:
 ///   L_k = T_k max(0, m+ - |v_k|)^2 + lambda (1 - T_k) max(0, |v_k| - m-)^2,
-/// summed over the classes k and averaged over the batch.
-/// Shapes: lengths [B, K] (capsule lengths |v_k|), labels [B] (int64) -> scalar.
-at::Tensor margin_loss(const at::Tensor& lengths, const at::Tensor& labels,
+/// summed over the classes k and averaged over the batch. T_k = 1 for every
+/// class present: one per image (MNIST) or several (MultiMNIST).
+/// Shapes: lengths [B, K] (capsule lengths |v_k|), targets either int64 [B]
+/// (one label per image) or float [B, K] multi-hot -> scalar.
+at::Tensor margin_loss(const at::Tensor& lengths, const at::Tensor& targets,
                        const MarginLossOptions& options = {});
 
 enum class ReconstructionLoss {
@@ -28,13 +34,13 @@ enum class ReconstructionLoss {
   kMeanSquared,
 };
 
-std::string to_string(ReconstructionLoss loss);
-/// Parses "sse" or "mse"; throws std::invalid_argument otherwise.
-ReconstructionLoss reconstruction_loss_from_string(const std::string& name);
+CAPSNET_ENUM_NAMES(ReconstructionLoss, "reconstruction loss",
+                   {{ReconstructionLoss::kSumSquared, "sse"}, {ReconstructionLoss::kMeanSquared, "mse"}})
 
 /// Unweighted reconstruction loss (Section 4.1; the paper scales it by 0.0005).
 /// Shapes: reconstruction [B, ...], target [B, ...] with the same number of
-/// elements per image -> scalar.
+/// elements per image -> scalar. With several reconstructions per image
+/// ([B, P, C, H, W]) the sum of squares runs over all of them.
 at::Tensor reconstruction_loss(const at::Tensor& reconstruction, const at::Tensor& target,
                                ReconstructionLoss kind = ReconstructionLoss::kSumSquared);
 

@@ -2,10 +2,10 @@
 
 #include "capsnet/layers/digit_capsules.h"
 #include "capsnet/layers/primary_capsules.h"
+#include "capsnet/model/decoder.h"
 #include "capsnet/ops/dynamic_routing.h"
 
 #include <torch/nn/module.h>
-#include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/pimpl.h>
 
@@ -43,15 +43,24 @@ struct CapsNetConfig {
   bool operator!=(const CapsNetConfig& other) const { return !(*this == other); }
 };
 
+/// JSON with the field names as keys (config.json, checkpoints, exports).
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CapsNetConfig, image_size, in_channels, num_classes,
+                                                conv1_channels, conv1_kernel, primary_types,
+                                                primary_dim, primary_kernel, primary_stride,
+                                                digit_dim, routing_iterations, routing_softmax,
+                                                digit_bias, w_init_std, decoder_hidden)
+
 struct CapsNetOutput {
   at::Tensor capsules;       ///< digit capsules v_j, [B, K, D]
   at::Tensor lengths;        ///< |v_j|, the class probabilities, [B, K]
   at::Tensor predictions;    ///< argmax of lengths, [B] int64
-  at::Tensor reconstruction; ///< decoder output in [0, 1], [B, C, H, W]; undefined if not asked
+  /// Decoder output in [0, 1]: [B, C, H, W], or [B, P, C, H, W] when the mask
+  /// names P classes per image; undefined if not asked.
+  at::Tensor reconstruction;
 };
 
 /// The capsule network of Sabour et al. (2017): conv1 -> PrimaryCapsules ->
-/// DigitCapsules with dynamic routing -> (masked) decoder.
+/// DigitCapsules with dynamic routing (Procedure 1) -> masked Decoder (Section 4.1).
 /// Parameter names map one-to-one onto the seed's: conv1.*, primary_capsules.conv.*
 /// (the seed's conv2.*), digit_capsules.weight, decoder.{0,2,4}.*.
 struct CapsNetImpl : torch::nn::Module {
@@ -60,13 +69,14 @@ struct CapsNetImpl : torch::nn::Module {
   /// Shapes: images [B, C, H, W] -> digit capsules [B, K, D].
   at::Tensor capsules(const at::Tensor& images);
 
-  /// Decoder input is the capsules with every capsule but the chosen class's
-  /// zeroed (Section 4.1). Shapes: capsules [B, K, D], classes [B] -> [B, C, H, W].
+  /// The decoder on the capsules with all but the chosen classes' zeroed.
+  /// Shapes: capsules [B, K, D], classes [B] -> [B, C, H, W], or classes
+  /// [B, P] -> [B, P, C, H, W] (see Decoder).
   at::Tensor reconstruct(const at::Tensor& capsules, const at::Tensor& classes);
 
-  /// Full forward pass. The decoder is masked by `mask_classes` when given (the
-  /// true labels in training), else by the prediction; `with_reconstruction`
-  /// false skips the decoder.
+  /// Full forward pass. The decoder is masked by `mask_classes` ([B] or
+  /// [B, P]) when given (the true labels in training), else by the prediction;
+  /// `with_reconstruction` false skips the decoder.
   CapsNetOutput forward(const at::Tensor& images, const at::Tensor& mask_classes = {},
                         bool with_reconstruction = true);
 
@@ -85,7 +95,7 @@ struct CapsNetImpl : torch::nn::Module {
   torch::nn::Conv2d conv1{nullptr};
   PrimaryCapsules primary_capsules{nullptr};
   DigitCapsules digit_capsules{nullptr};
-  torch::nn::Sequential decoder{nullptr};
+  Decoder decoder{nullptr};
 };
 TORCH_MODULE(CapsNet);
 

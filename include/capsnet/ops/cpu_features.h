@@ -1,5 +1,7 @@
 #pragma once
 
+#include "capsnet/io/enum_names.h"
+
 #include <string>
 
 namespace capsnet {
@@ -33,7 +35,10 @@ const CpuFeatures& cpu_features();
 /// avx512) as ATen's own kernels are, so that one machine can test the others'.
 enum class KernelIsa { kBaseline, kAvx2, kAvx512 };
 KernelIsa kernel_isa();
-std::string to_string(KernelIsa isa);
+CAPSNET_ENUM_NAMES(KernelIsa, "kernel ISA",
+                   {{KernelIsa::kBaseline, "baseline x86-64"},
+                    {KernelIsa::kAvx2, "AVX2"},
+                    {KernelIsa::kAvx512, "AVX-512"}})
 
 /// Whether this CPU runs bf16 matrix products in hardware.
 struct Bf16Support {

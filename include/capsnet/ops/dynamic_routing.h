@@ -1,5 +1,7 @@
 #pragma once
 
+#include "capsnet/io/enum_names.h"
+
 #include <ATen/ATen.h>
 
 #include <string>
@@ -15,9 +17,8 @@ enum class RoutingSoftmax {
   kChildren,
 };
 
-std::string to_string(RoutingSoftmax softmax);
-/// Parses "parents" or "children"; throws std::invalid_argument otherwise.
-RoutingSoftmax routing_softmax_from_string(const std::string& name);
+CAPSNET_ENUM_NAMES(RoutingSoftmax, "routing softmax",
+                   {{RoutingSoftmax::kParents, "parents"}, {RoutingSoftmax::kChildren, "children"}})
 
 /// Prediction vectors u_hat_{j|i} = W_ij u_i (Section 2 of the paper).
 /// Shapes: u [B, N_in, D_in], weight [N_in, N_out, D_in, D_out]

@@ -12,9 +12,8 @@ enum class RoutingImpl {
   kReference, ///< dynamic_routing(prediction_vectors(...)) in plain ATen ops
 };
 
-std::string to_string(RoutingImpl impl);
-/// Parses "fused" or "reference"; throws std::invalid_argument otherwise.
-RoutingImpl routing_impl_from_string(const std::string& name);
+CAPSNET_ENUM_NAMES(RoutingImpl, "routing implementation",
+                   {{RoutingImpl::kFused, "fused"}, {RoutingImpl::kReference, "reference"}})
 
 /// u_hat = W u and the iterations of Procedure 1 in one autograd op, with a
 /// hand-written backward: the same function as

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "capsnet/io/enum_names.h"
 #include "capsnet/ops/cpu_features.h"
 
 #include <ATen/ATen.h>
@@ -16,9 +17,7 @@ enum class Precision {
   kBf16, ///< the primary-capsule convolution in bfloat16 (conv2d_bf16)
 };
 
-std::string to_string(Precision precision);
-/// Parses "fp32" or "bf16"; throws std::invalid_argument otherwise.
-Precision precision_from_string(const std::string& name);
+CAPSNET_ENUM_NAMES(Precision, "precision", {{Precision::kFp32, "fp32"}, {Precision::kBf16, "bf16"}})
 
 /// `requested`, or kFp32 with a message on `warnings` when it is kBf16, the
 /// device is the CPU and this CPU lacks bf16 hardware (GPUs run bf16 in cuDNN).
@@ -32,9 +31,11 @@ enum class ConvAlgo {
   kOneDnn, ///< LibTorch's own convolution (oneDNN on the CPU), forward and backward
   kMixed,  ///< oneDNN's forward, conv2d_im2col's backward
 };
-std::string to_string(ConvAlgo algo);
-/// Parses "auto", "im2col", "onednn" or "mixed"; throws std::invalid_argument otherwise.
-ConvAlgo conv_algo_from_string(const std::string& name);
+CAPSNET_ENUM_NAMES(ConvAlgo, "convolution algorithm",
+                   {{ConvAlgo::kAuto, "auto"},
+                    {ConvAlgo::kIm2col, "im2col"},
+                    {ConvAlgo::kOneDnn, "onednn"},
+                    {ConvAlgo::kMixed, "mixed"}})
 /// kAuto resolved for this CPU (kIm2col or kOneDnn); other values as given.
 ConvAlgo conv_algo_for(ConvAlgo requested);
 

@@ -4,7 +4,7 @@
 // (reconstructions, perturbations, worst errors), line plots (training
 // curves) and a confusion matrix. No LibTorch here.
 
-#include "capsnet/data/image.h"
+#include "capsnet/viz/image.h"
 
 #include <string>
 #include <vector>

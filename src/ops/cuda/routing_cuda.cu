@@ -3,6 +3,9 @@
 // per image, phases separated by __syncthreads().
 #include "routing_cuda.h"
 
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
 #include <cuda_runtime.h>
 
 #include <stdexcept>
@@ -204,36 +207,31 @@ __global__ void backward_kernel(Dims d, const float* u_hat, const float* couplin
   }
 }
 
-void check(const char* what) {
-  const cudaError_t status = cudaGetLastError();
-  if (status != cudaSuccess) {
-    throw std::runtime_error(std::string("fused routing ") + what + " kernel: " +
-                             cudaGetErrorString(status));
-  }
-}
-
 size_t shared_bytes(const Dims& d) { return (2 * d.J * d.M + kThreads) * sizeof(float); }
 
 } // namespace
 
-void routing_forward(const cpu::RoutingShape& shape, int64_t images, const float* u_hat,
-                     const float* bias, float* logits, float* coupling, float* s, float* v) {
+void routing_forward(int device, const cpu::RoutingShape& shape, int64_t images,
+                     const float* u_hat, const float* bias, float* logits, float* coupling,
+                     float* s, float* v) {
   if (images == 0) return;
+  const c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device));
   const Dims d = dims_of(shape, images);
-  forward_kernel<<<unsigned(images), kThreads, shared_bytes(d)>>>(d, u_hat, bias, logits,
-                                                                  coupling, s, v);
-  check("forward");
+  forward_kernel<<<unsigned(images), kThreads, shared_bytes(d), at::cuda::getCurrentCUDAStream()>>>(
+      d, u_hat, bias, logits, coupling, s, v);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
-void routing_backward(const cpu::RoutingShape& shape, int64_t images, const float* u_hat,
-                      const float* coupling, const float* s, const float* v,
+void routing_backward(int device, const cpu::RoutingShape& shape, int64_t images,
+                      const float* u_hat, const float* coupling, const float* s, const float* v,
                       const float* grad_v, float* grad_u_hat, float* grad_bias,
                       float* grad_logits, float* grad_coupling) {
   if (images == 0) return;
+  const c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device));
   const Dims d = dims_of(shape, images);
-  backward_kernel<<<unsigned(images), kThreads, shared_bytes(d)>>>(
+  backward_kernel<<<unsigned(images), kThreads, shared_bytes(d), at::cuda::getCurrentCUDAStream()>>>(
       d, u_hat, coupling, s, v, grad_v, grad_u_hat, grad_bias, grad_logits, grad_coupling);
-  check("backward");
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 } // namespace capsnet::cuda

@@ -3,9 +3,11 @@
 // CUDA kernels of the fused dynamic-routing op: the routing iterations of
 // every image of a batch, one thread block per image, forward and backward.
 // Plain declarations (no CUDA or LibTorch types) so that fused_routing.cpp
-// compiles with any C++ compiler. All pointers are device pointers; the
-// kernels run on the default stream, LibTorch's current stream unless the
-// caller changed it. Float only.
+// compiles with any C++ compiler. All pointers are device pointers on CUDA
+// device `device`; the kernels run under a guard for that device on its
+// current stream (at::cuda::getCurrentCUDAStream), so they order correctly
+// with LibTorch's own work, side streams and c10d's NCCL streams, and every
+// launch is checked (C10_CUDA_KERNEL_LAUNCH_CHECK). Float only.
 //
 // Layouts, for `images` images (see cpu/routing_kernel.h for the math):
 //   u_hat, grad_u_hat  [N_in, images, N_out * D_out]
@@ -21,11 +23,12 @@
 
 namespace capsnet::cuda {
 
-void routing_forward(const cpu::RoutingShape& shape, int64_t images, const float* u_hat,
-                     const float* bias, float* logits, float* coupling, float* s, float* v);
+void routing_forward(int device, const cpu::RoutingShape& shape, int64_t images,
+                     const float* u_hat, const float* bias, float* logits, float* coupling,
+                     float* s, float* v);
 
-void routing_backward(const cpu::RoutingShape& shape, int64_t images, const float* u_hat,
-                      const float* coupling, const float* s, const float* v,
+void routing_backward(int device, const cpu::RoutingShape& shape, int64_t images,
+                      const float* u_hat, const float* coupling, const float* s, const float* v,
                       const float* grad_v, float* grad_u_hat, float* grad_bias,
                       float* grad_logits, float* grad_coupling);
 

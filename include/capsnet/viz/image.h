@@ -1,7 +1,9 @@
 #pragma once
 
-// Reading, writing and MNIST-style preprocessing of single grayscale images.
-// No LibTorch here: pixels are plain floats.
+// Reading, writing and MNIST-style preprocessing of single grayscale images
+// (stb), and their conversion to tensors. Part of the capsnet_viz library.
+
+#include <ATen/ATen.h>
 
 #include <cstdint>
 #include <stdexcept>
@@ -48,5 +50,14 @@ void write_png(const std::string& path, const GrayImage& image);
 /// at pixel (side / 2, side / 2), where MNIST's digits have theirs.
 /// Throws ImageError("... blank ...") when no digit stands out.
 GrayImage mnist_preprocess(const GrayImage& image, int side = 28, int box = 20);
+
+/// float [H, W] or [1, H, W] in [0, 1] <-> GrayImage.
+GrayImage to_gray_image(const at::Tensor& image);
+at::Tensor to_tensor(const GrayImage& image);
+
+/// Reads a picture of one digit (read_image) and prepares it as MNIST was made
+/// (mnist_preprocess) for a network taking `side` x `side` images:
+/// float [1, 1, side, side] in [0, 1]. Throws ImageError.
+at::Tensor load_digit_image(const std::string& path, int64_t side = 28);
 
 } // namespace capsnet

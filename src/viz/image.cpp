@@ -1,4 +1,6 @@
-#include "capsnet/data/image.h"
+#include "capsnet/viz/image.h"
+
+#include "capsnet/io/atomic_file.h"
 
 #include <stb_image.h>
 #include <stb_image_write.h>
@@ -45,9 +47,12 @@ void write_png(const std::string& path, const GrayImage& image) {
   for (size_t i = 0; i < bytes.size(); ++i) {
     bytes[i] = static_cast<unsigned char>(std::lround(std::clamp(image.pixels[i], 0.0f, 1.0f) * 255));
   }
-  if (!stbi_write_png(path.c_str(), image.width, image.height, 1, bytes.data(), image.width)) {
-    throw ImageError(path + ": cannot write the PNG file");
-  }
+  write_file_atomically(path, [&](const std::string& temporary) {
+    if (!stbi_write_png(temporary.c_str(), image.width, image.height, 1, bytes.data(),
+                        image.width)) {
+      throw ImageError(path + ": cannot write the PNG file");
+    }
+  });
 }
 
 namespace {
@@ -147,6 +152,26 @@ GrayImage mnist_preprocess(const GrayImage& image, int side, int box) {
     }
   }
   return out;
+}
+
+at::Tensor load_digit_image(const std::string& path, int64_t side) {
+  const auto image = mnist_preprocess(read_image(path), int(side), int(side * 20 / 28));
+  return to_tensor(image).view({1, 1, image.height, image.width});
+}
+
+GrayImage to_gray_image(const at::Tensor& image) {
+  auto t = image.detach().to(at::kFloat).contiguous();
+  if (t.dim() == 3) t = t.squeeze(0);
+  TORCH_CHECK(t.dim() == 2, "expected an image of shape [H, W] or [1, H, W], got ", image.sizes());
+  GrayImage out(int(t.size(1)), int(t.size(0)));
+  std::copy(t.data_ptr<float>(), t.data_ptr<float>() + t.numel(), out.pixels.begin());
+  return out;
+}
+
+at::Tensor to_tensor(const GrayImage& image) {
+  return at::from_blob(const_cast<float*>(image.pixels.data()), {image.height, image.width},
+                       at::kFloat)
+      .clone();
 }
 
 } // namespace capsnet

@@ -1,0 +1,98 @@
+#pragma once
+
+#include "capsnet/data/dataset.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/Device.h>
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+namespace capsnet {
+
+/// One batch as a model and its objective consume it.
+struct Batch {
+  at::Tensor images;  ///< float [B, C, H, W], as the model takes them
+  at::Tensor labels;  ///< int64: [B] (one class per image) or [B, P] (P classes each)
+  at::Tensor targets; ///< float [B, K] multi-hot: T_k of Eq. 4, 1 for each class present
+  /// What the decoder should reproduce for each entry of `labels`: [B, C, H, W]
+  /// (one label) or [B, P, C, H, W]. For MNIST, the input image itself.
+  at::Tensor recon_targets;
+  int64_t size() const { return images.size(0); }
+};
+
+/// labels int64 [B] or [B, P] -> float [B, K] with a 1 at each label.
+at::Tensor multi_hot(const at::Tensor& labels, int64_t num_classes);
+
+/// Where the trainer and evaluation get examples: any data, any number of
+/// labels per image. Implementations must be deterministic given `rng`.
+class BatchSource {
+ public:
+  virtual ~BatchSource() = default;
+  virtual int64_t size() const = 0; ///< number of examples
+  virtual int64_t num_classes() const = 0;
+  /// The examples `indices` (int64 [B], on any device) as one batch.
+  /// `rng` drives augmentation; null means none (evaluation).
+  virtual Batch get(const at::Tensor& indices, std::mt19937_64* rng) const = 0;
+};
+
+/// An in-memory image classification data set (MNIST, Fashion-MNIST): pixels
+/// scaled to [0, 1], shifted at random by up to `max_shift` pixels when
+/// augmenting (the paper's only augmentation), standardised when `normalize`
+/// (the seed). The decoder's target is the image as the model sees it.
+class DatasetSource : public BatchSource {
+ public:
+  /// Moves the data to `device` once (MNIST is 55 MB as bytes).
+  DatasetSource(Dataset data, int64_t max_shift, bool normalize,
+                c10::Device device = c10::Device(c10::kCPU));
+  int64_t size() const override { return data_.size(); }
+  int64_t num_classes() const override { return data_.num_classes; }
+  Batch get(const at::Tensor& indices, std::mt19937_64* rng) const override;
+  const Dataset& data() const { return data_; }
+
+ private:
+  Dataset data_;
+  int64_t max_shift_;
+  bool normalize_;
+  c10::Device device_;
+};
+
+/// Which examples form each step: one permutation of the data per epoch and
+/// one random stream per step, both derived from (seed, epoch, step) alone,
+/// so that a resumed run draws exactly what an uninterrupted one does.
+class EpochSampler {
+ public:
+  EpochSampler(int64_t size, int64_t batch_size, uint64_t seed);
+  virtual ~EpochSampler() = default;
+  int64_t steps_per_epoch() const { return (size_ + batch_size_ - 1) / batch_size_; }
+  int64_t size() const { return size_; }
+  int64_t batch_size() const { return batch_size_; }
+  /// The examples of step `step` of epoch `epoch`: int64 [B] (fewer at the
+  /// end of an epoch).
+  virtual at::Tensor indices(int64_t epoch, int64_t step) const;
+  /// The random stream of that step (shifts, any augmentation).
+  std::mt19937_64 step_rng(int64_t epoch, int64_t step) const;
+
+ private:
+  int64_t size_, batch_size_;
+  uint64_t seed_;
+  mutable int64_t cached_epoch_ = -1;
+  mutable std::vector<int64_t> order_;
+};
+
+/// One process's part of every batch in data-parallel training: the same
+/// permutation as EpochSampler, rank r of `world` taking the r-th contiguous
+/// slice of each global batch (the first ranks one example more when the
+/// batch does not divide evenly). The union over ranks is the global batch.
+class ShardedSampler : public EpochSampler {
+ public:
+  ShardedSampler(int64_t size, int64_t global_batch_size, uint64_t seed, int64_t rank,
+                 int64_t world);
+  at::Tensor indices(int64_t epoch, int64_t step) const override;
+
+ private:
+  int64_t rank_, world_;
+};
+
+} // namespace capsnet

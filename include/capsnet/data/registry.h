@@ -1,0 +1,32 @@
+#pragma once
+
+#include "capsnet/data/dataset.h"
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace capsnet {
+
+/// What capsnet knows about a data set; the one list of them. To add a data
+/// set, add an entry in registry.cpp (README, "Adding a data set").
+struct DatasetInfo {
+  std::string name;        ///< what --dataset takes: "mnist"
+  std::string description; ///< one line for help texts
+  std::string default_dir; ///< where its files are when --data is not given
+  std::string fetch_hint;  ///< how to get the files (part of "not found" errors)
+  int64_t image_size = 28; ///< square images
+  int64_t channels = 1;
+  int64_t num_classes = 10;
+  /// Loads `split` from `dir`, the first `limit` examples when > 0.
+  std::function<Dataset(const std::string& dir, Split split, int64_t limit)> load;
+};
+
+/// Every registered data set, in the order help texts list them.
+const std::vector<DatasetInfo>& registered_datasets();
+/// The names, for CLI11's IsMember and messages.
+std::vector<std::string> dataset_names();
+/// The entry called `name`; throws DataError listing the known names.
+const DatasetInfo& dataset_info(const std::string& name);
+
+} // namespace capsnet

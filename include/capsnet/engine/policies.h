@@ -1,0 +1,91 @@
+#pragma once
+
+// The trainer's parts that decide *when* and *what*, each replaceable on its
+// own: the learning-rate schedule, evaluation, checkpoints and logging. In
+// data-parallel training every rank but 0 gets an empty CheckpointPolicy and
+// a silent TrainLogger.
+
+#include "capsnet/data/batch.h"
+#include "capsnet/engine/checkpoint.h"
+#include "capsnet/engine/evaluate.h"
+#include "capsnet/engine/progress.h"
+
+#include <torch/optim/optimizer.h>
+
+#include <functional>
+#include <memory>
+#include <ostream>
+#include <string>
+
+namespace capsnet {
+
+/// lr(t) = initial * decay_per_epoch^(t / steps_per_epoch) at global step t,
+/// set before every step. The authors' code multiplies lr by 0.96 every 2,000
+/// steps of 128 images: 0.9905 per MNIST epoch.
+struct LearningRateSchedule {
+  double initial = 1e-3;
+  double decay_per_epoch = 1.0;
+
+  double at(int64_t global_step, int64_t steps_per_epoch) const;
+  /// Sets every parameter group's learning rate.
+  static void apply(torch::optim::Optimizer& optimizer, double lr);
+};
+
+/// Evaluation after every epoch on `source` (none when null).
+struct EvalPolicy {
+  const BatchSource* source = nullptr;
+  int64_t batch_size = 500;
+};
+
+/// last.pt after every epoch and on interruption; best.pt when the test
+/// accuracy improves. No `save` function: nothing is written (ranks > 0).
+struct CheckpointPolicy {
+  std::string last_path;
+  std::string best_path; ///< empty: no best checkpoint
+  std::function<void(const std::string& path, const TrainingState& state)> save;
+};
+
+/// One finished epoch.
+struct EpochSummary {
+  int64_t epoch = 0; ///< 1-based
+  int64_t epochs = 0;
+  double train_loss = 0;
+  double train_accuracy = 0;
+  double lr = 0; ///< at the next step
+  double seconds = 0;
+  double images_per_second = 0;
+  const EvalResult* eval = nullptr; ///< null when no evaluation ran
+};
+
+/// What the trainer reports as it goes; the base class is silent.
+class TrainLogger {
+ public:
+  virtual ~TrainLogger() = default;
+  virtual void message(const std::string& line) {}
+  /// Ends a progress line left open (before an error is reported).
+  virtual void end_progress() {}
+  /// After every step: where the epoch stands and its running means.
+  virtual void step(int64_t epoch, int64_t epochs, int64_t step, int64_t steps,
+                    double images_per_second, double loss, double accuracy, double eta_seconds) {}
+  virtual void epoch(const EpochSummary& summary) {}
+};
+
+/// The command line's logger: a progress line and one line per epoch on
+/// `out`, and one JSON object per epoch appended to `metrics_path` (when
+/// not empty).
+class RunLogger : public TrainLogger {
+ public:
+  RunLogger(std::ostream& out, bool terminal, std::string metrics_path);
+  void message(const std::string& line) override;
+  void end_progress() override { progress_.finish(); }
+  void step(int64_t epoch, int64_t epochs, int64_t step, int64_t steps, double images_per_second,
+            double loss, double accuracy, double eta_seconds) override;
+  void epoch(const EpochSummary& summary) override;
+
+ private:
+  std::ostream& out_;
+  ProgressPrinter progress_;
+  std::string metrics_path_;
+};
+
+} // namespace capsnet

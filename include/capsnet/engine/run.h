@@ -1,0 +1,52 @@
+#pragma once
+
+// A CapsNet training run in a directory, as `capsnet train` runs it: the
+// Trainer assembled from TrainOptions, with config.json, metrics.jsonl,
+// last.pt and best.pt in the run directory, and exact resumption.
+
+#include "capsnet/engine/checkpoint.h"
+#include "capsnet/engine/evaluate.h"
+#include "capsnet/engine/options.h"
+#include "capsnet/engine/step.h"
+
+#include <atomic>
+#include <ostream>
+#include <string>
+
+namespace capsnet {
+
+struct TrainControl {
+  /// Continue the run in run_dir from its last.pt instead of starting afresh.
+  bool resume = false;
+  /// Polled before every step: when it turns true, the trainer writes last.pt
+  /// and returns with `interrupted` set (SIGINT/SIGTERM in the CLI).
+  const std::atomic<bool>* stop = nullptr;
+  /// Stop as if interrupted after this many steps of this call (0: no limit).
+  int64_t max_steps = 0;
+  std::ostream* log = nullptr; ///< progress and epoch lines; null: silent
+  bool terminal = false;       ///< rewrite the progress line in place
+};
+
+struct TrainReport {
+  bool interrupted = false;
+  TrainingState state;
+  EvalResult last_eval; ///< the last epoch's test evaluation (empty if none ran)
+  std::string last_checkpoint;
+};
+
+/// Paths inside a run directory.
+std::string last_checkpoint_path(const std::string& run_dir);
+std::string best_checkpoint_path(const std::string& run_dir);
+
+/// Trains a CapsNet with `options`, writing config.json, metrics.jsonl (one
+/// JSON object per epoch), last.pt (every epoch and on interruption) and
+/// best.pt (best test accuracy) into run_dir. All randomness after the weight
+/// initialisation (order, shifts) derives from (seed, epoch, step), so a resumed
+/// run ends with the same weights as an uninterrupted one at the same thread
+/// count. The caller sets the thread count (set_thread_count(options.threads)).
+/// On resume, `options` must be the checkpoint's (epochs and threads may differ).
+/// Throws DataError, CheckpointError or TrainingError.
+TrainReport train(const TrainOptions& options, const std::string& run_dir,
+                  const TrainControl& control = {});
+
+} // namespace capsnet

@@ -1,0 +1,50 @@
+#pragma once
+
+#include "capsnet/data/batch.h"
+#include "capsnet/engine/task.h"
+
+#include <torch/optim/optimizer.h>
+
+#include <functional>
+#include <stdexcept>
+
+namespace capsnet {
+
+/// Training cannot go on (a non-finite loss, a run directory in the way).
+class TrainingError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// The loss of a step was NaN or infinite; the optimizer did not step.
+class NonFiniteLoss : public TrainingError {
+ public:
+  explicit NonFiniteLoss(double value);
+  double value;
+};
+
+/// One optimisation step: forward -> loss -> backward -> on_gradients ->
+/// optimizer step. The hook is the place for anything that must see the
+/// gradients of the whole batch before the update: an all-reduce across
+/// processes (data-parallel training), clipping, logging norms.
+class TrainStep {
+ public:
+  TrainStep(Task& task, torch::optim::Optimizer& optimizer);
+
+  /// Called between backward and the optimizer step; may be empty.
+  std::function<void()> on_gradients;
+
+  /// Takes the step. Returns the task's output with the loss detached.
+  /// Throws NonFiniteLoss (before any gradient is applied) when the loss is
+  /// not finite.
+  TaskOutput operator()(const Batch& batch);
+
+  Task& task() { return task_; }
+  torch::optim::Optimizer& optimizer() { return optimizer_; }
+
+ private:
+  Task& task_;
+  torch::optim::Optimizer& optimizer_;
+};
+
+} // namespace capsnet

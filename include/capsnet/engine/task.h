@@ -1,0 +1,52 @@
+#pragma once
+
+#include "capsnet/data/batch.h"
+#include "capsnet/engine/options.h"
+#include "capsnet/losses/objective.h"
+#include "capsnet/model/capsnet.h"
+
+#include <torch/nn/module.h>
+
+namespace capsnet {
+
+/// What a model and its objective give the trainer for one batch.
+struct TaskOutput {
+  at::Tensor loss;   ///< scalar, differentiable in training
+  at::Tensor scores; ///< [B, K]: higher means more likely (capsule lengths for a CapsNet)
+};
+
+/// A model with its objective: what the Trainer trains and evaluate()
+/// measures. Implement it to train your own network (see
+/// tests/library_example.cpp; the baseline CNN of Table 1 is one).
+class Task {
+ public:
+  virtual ~Task() = default;
+  /// The module whose parameters are trained, saved and put in train/eval mode.
+  virtual torch::nn::Module& module() = 0;
+  /// Loss and class scores of `batch`; `training` selects the training-time
+  /// behaviour (for a CapsNet: the decoder masked by the true labels).
+  virtual TaskOutput forward(const Batch& batch, bool training) = 0;
+};
+
+/// A CapsNet and the paper's objective. In training the decoder is masked by
+/// the true labels (or by the prediction, the seed's choice); in evaluation
+/// always by the prediction: the P longest capsules when images carry P labels.
+class CapsNetTask : public Task {
+ public:
+  CapsNetTask(CapsNet model, CapsNetObjective objective, DecoderMask mask = DecoderMask::kLabel);
+  /// The model, objective and mask `options` describe.
+  CapsNetTask(CapsNet model, const TrainOptions& options);
+  torch::nn::Module& module() override { return *model_; }
+  TaskOutput forward(const Batch& batch, bool training) override;
+  /// The last forward pass's terms (margin, reconstruction), detached.
+  const LossTerms& last_terms() const { return terms_; }
+  CapsNet& model() { return model_; }
+
+ private:
+  CapsNet model_;
+  CapsNetObjective objective_;
+  DecoderMask mask_;
+  LossTerms terms_;
+};
+
+} // namespace capsnet

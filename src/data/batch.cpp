@@ -1,0 +1,87 @@
+#include "capsnet/data/batch.h"
+
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <numeric>
+
+namespace capsnet {
+
+namespace {
+
+// splitmix64: decorrelates the seeds of (seed, epoch, step) streams.
+uint64_t mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+} // namespace
+
+at::Tensor multi_hot(const at::Tensor& labels, int64_t num_classes) {
+  TORCH_CHECK(labels.dim() == 1 || labels.dim() == 2, "expected labels [B] or [B, P], got ",
+              labels.sizes());
+  const auto rows = labels.dim() == 1 ? labels.unsqueeze(1) : labels;
+  return at::zeros({labels.size(0), num_classes}, at::TensorOptions(labels.device()).dtype(at::kFloat))
+      .scatter_(1, rows, 1.0);
+}
+
+DatasetSource::DatasetSource(Dataset data, int64_t max_shift, bool normalize, c10::Device device)
+    : data_(std::move(data)), max_shift_(max_shift), normalize_(normalize), device_(device) {
+  data_.images = data_.images.to(device_);
+  data_.labels = data_.labels.to(device_);
+}
+
+Batch DatasetSource::get(const at::Tensor& indices, std::mt19937_64* rng) const {
+  const auto index = indices.to(device_);
+  Batch batch;
+  std::mt19937_64 unused(0);
+  batch.images = prepare_batch(data_.images.index_select(0, index), rng ? max_shift_ : 0,
+                               normalize_, rng ? *rng : unused);
+  batch.labels = data_.labels.index_select(0, index);
+  batch.targets = multi_hot(batch.labels, data_.num_classes);
+  batch.recon_targets = batch.images;
+  return batch;
+}
+
+EpochSampler::EpochSampler(int64_t size, int64_t batch_size, uint64_t seed)
+    : size_(size), batch_size_(batch_size), seed_(seed) {
+  TORCH_CHECK(size > 0, "expected a non-empty data set");
+  TORCH_CHECK(batch_size > 0, "expected a positive batch size, got ", batch_size);
+}
+
+at::Tensor EpochSampler::indices(int64_t epoch, int64_t step) const {
+  TORCH_CHECK(step >= 0 && step < steps_per_epoch(), "step ", step, " is outside the epoch's ",
+              steps_per_epoch(), " steps");
+  if (cached_epoch_ != epoch) {
+    order_.resize(size_);
+    std::iota(order_.begin(), order_.end(), 0);
+    std::mt19937_64 rng(mix(seed_ ^ mix(static_cast<uint64_t>(epoch))));
+    std::shuffle(order_.begin(), order_.end(), rng);
+    cached_epoch_ = epoch;
+  }
+  const int64_t begin = step * batch_size_;
+  const int64_t count = std::min(batch_size_, size_ - begin);
+  return at::from_blob(order_.data() + begin, {count}, at::kLong).clone();
+}
+
+std::mt19937_64 EpochSampler::step_rng(int64_t epoch, int64_t step) const {
+  return std::mt19937_64(mix(seed_ ^ mix(epoch * 1000003 + step + 1)));
+}
+
+ShardedSampler::ShardedSampler(int64_t size, int64_t global_batch_size, uint64_t seed,
+                               int64_t rank, int64_t world)
+    : EpochSampler(size, global_batch_size, seed), rank_(rank), world_(world) {
+  TORCH_CHECK(world >= 1 && rank >= 0 && rank < world, "expected 0 <= rank < world, got rank ",
+              rank, " of ", world);
+}
+
+at::Tensor ShardedSampler::indices(int64_t epoch, int64_t step) const {
+  const auto global = EpochSampler::indices(epoch, step);
+  const int64_t n = global.size(0), base = n / world_, extra = n % world_;
+  const int64_t begin = rank_ * base + std::min(rank_, extra);
+  return global.narrow(0, begin, base + (rank_ < extra ? 1 : 0));
+}
+
+} // namespace capsnet

@@ -1,0 +1,61 @@
+#include "capsnet/engine/policies.h"
+
+#include "capsnet/io/atomic_file.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstdio>
+
+namespace capsnet {
+
+double LearningRateSchedule::at(int64_t global_step, int64_t steps_per_epoch) const {
+  return initial * std::pow(decay_per_epoch, static_cast<double>(global_step) / steps_per_epoch);
+}
+
+void LearningRateSchedule::apply(torch::optim::Optimizer& optimizer, double lr) {
+  for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
+}
+
+RunLogger::RunLogger(std::ostream& out, bool terminal, std::string metrics_path)
+    : out_(out), progress_(out, terminal), metrics_path_(std::move(metrics_path)) {}
+
+void RunLogger::message(const std::string& line) {
+  progress_.finish();
+  out_ << line << "\n";
+}
+
+void RunLogger::step(int64_t epoch, int64_t epochs, int64_t step, int64_t steps,
+                     double images_per_second, double loss, double accuracy, double eta_seconds) {
+  progress_.update(epoch, epochs, step, steps, images_per_second, loss, accuracy, eta_seconds);
+}
+
+void RunLogger::epoch(const EpochSummary& s) {
+  progress_.finish();
+  nlohmann::json row = {{"epoch", s.epoch},
+                        {"train_loss", s.train_loss},
+                        {"train_accuracy", s.train_accuracy},
+                        {"lr", s.lr},
+                        {"seconds", s.seconds},
+                        {"images_per_second", s.images_per_second}};
+  char line[256];
+  int used = std::snprintf(line, sizeof(line), "epoch %ld/%ld: train loss %.4f acc %.2f%%",
+                           static_cast<long>(s.epoch), static_cast<long>(s.epochs), s.train_loss,
+                           100 * s.train_accuracy);
+  if (s.eval) {
+    row["test_loss"] = s.eval->loss;
+    row["test_accuracy"] = s.eval->accuracy();
+    row["test_errors"] = s.eval->errors();
+    row["test_size"] = s.eval->total;
+    row["eval_seconds"] = s.eval->seconds;
+    used += std::snprintf(line + used, sizeof(line) - used,
+                          " | test loss %.4f acc %.2f%% (%ld errors)", s.eval->loss,
+                          100 * s.eval->accuracy(), static_cast<long>(s.eval->errors()));
+  }
+  std::snprintf(line + used, sizeof(line) - used, " | %s, %.1f img/s",
+                format_duration(s.seconds).c_str(), s.images_per_second);
+  if (!metrics_path_.empty()) append_file_atomically(metrics_path_, row.dump() + "\n");
+  out_ << line << std::endl;
+}
+
+} // namespace capsnet

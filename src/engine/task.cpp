@@ -1,0 +1,31 @@
+#include "capsnet/engine/task.h"
+
+namespace capsnet {
+
+CapsNetTask::CapsNetTask(CapsNet model, CapsNetObjective objective, DecoderMask mask)
+    : model_(std::move(model)), objective_(objective), mask_(mask) {}
+
+CapsNetTask::CapsNetTask(CapsNet model, const TrainOptions& options)
+    : CapsNetTask(std::move(model), options.objective(), options.mask) {}
+
+TaskOutput CapsNetTask::forward(const Batch& batch, bool training) {
+  const bool reconstruct = objective_.recon_weight > 0;
+  const bool by_label = training && mask_ == DecoderMask::kLabel;
+  const bool several = batch.labels.dim() == 2;
+  CapsNetOutput out;
+  if (by_label || !several) {
+    out = model_->forward(batch.images, by_label ? batch.labels : at::Tensor(), reconstruct);
+  } else { // masked by the P longest capsules
+    out = model_->forward(batch.images, {}, /*with_reconstruction=*/false);
+    if (reconstruct) {
+      out.reconstruction = model_->reconstruct(
+          out.capsules, std::get<1>(out.lengths.topk(batch.labels.size(1), /*dim=*/1)));
+    }
+  }
+  auto terms = objective_(out.lengths, batch.targets, out.reconstruction, batch.recon_targets);
+  terms_ = {terms.total.detach(), terms.margin.detach(),
+            terms.reconstruction.defined() ? terms.reconstruction.detach() : at::Tensor()};
+  return {terms.total, out.lengths};
+}
+
+} // namespace capsnet
