@@ -1,4 +1,5 @@
 #include "capsnet/losses/capsule_losses.h"
+#include "capsnet/losses/objective.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>
@@ -56,6 +57,35 @@ TEST(ReconstructionLoss, NamesRoundTrip) {
   EXPECT_EQ(parse_enum<ReconstructionLoss>("sse"), ReconstructionLoss::kSumSquared);
   EXPECT_EQ(parse_enum<ReconstructionLoss>("mse"), ReconstructionLoss::kMeanSquared);
   EXPECT_THROW(parse_enum<ReconstructionLoss>("l1"), std::invalid_argument);
+}
+
+TEST(MarginLoss, SeveralPositivesMatchEquationFour) {
+  // MultiMNIST-style targets: image 0 holds classes 0 and 1, image 1 class 2 only.
+  auto targets = at::tensor({1.0, 1.0, 0.0, 0.0, 0.0, 1.0}, at::kDouble).view({2, 3});
+  // Image 0: (0.9 - 0.3)^2 for present class 1, nothing for class 0 (0.95 > 0.9),
+  // nothing for absent class 2 (0.05 < 0.1): 0.36. Image 1 as before: 0.89.
+  EXPECT_NEAR(margin_loss(lengths(), targets).item<double>(), (0.36 + 0.89) / 2, 1e-12);
+  // One-hot targets are the labels.
+  auto one_hot = at::tensor({1.0, 0.0, 0.0, 0.0, 0.0, 1.0}, at::kDouble).view({2, 3});
+  EXPECT_EQ(margin_loss(lengths(), one_hot).item<double>(),
+            margin_loss(lengths(), labels()).item<double>());
+  EXPECT_THROW(margin_loss(lengths(), at::ones({2, 4}, at::kDouble)), c10::Error);
+}
+
+TEST(CapsNetObjective, MarginPlusWeightedReconstructionOfEveryMaskedCapsule) {
+  CapsNetObjective objective; // the paper's: squared margin, 0.0005 * SSE
+  auto reconstruction = at::full({2, 2, 1, 2, 2}, 0.5, at::kDouble); // two per image
+  auto target = at::zeros({2, 2, 1, 2, 2}, at::kDouble);
+  auto targets = at::tensor({1.0, 1.0, 0.0, 0.0, 0.0, 1.0}, at::kDouble).view({2, 3});
+  const auto terms = objective(lengths(), targets, reconstruction, target);
+  // Per image: 2 reconstructions x 4 pixels x 0.25 = 2, summed, then the batch mean.
+  EXPECT_NEAR(terms.reconstruction.item<double>(), 2.0, 1e-12);
+  EXPECT_NEAR(terms.margin.item<double>(), (0.36 + 0.89) / 2, 1e-12);
+  EXPECT_NEAR(terms.total.item<double>(), (0.36 + 0.89) / 2 + 0.0005 * 2.0, 1e-12);
+  objective.recon_weight = 0;
+  const auto margin_only = objective(lengths(), targets, {}, {});
+  EXPECT_FALSE(margin_only.reconstruction.defined());
+  EXPECT_EQ(margin_only.total.item<double>(), terms.margin.item<double>());
 }
 
 } // namespace

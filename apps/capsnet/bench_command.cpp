@@ -91,6 +91,8 @@ Runner add_bench_command(CLI::App& app) {
   cmd->add_flag("--json", flags->json, "print one JSON object instead of text");
 
   return [flags]() {
+    // Threads first: everything after runs as it will be timed.
+    const auto chosen = flags->compute.resolve(); // (lambdas below capture these)
     TrainOptions options; // the paper's defaults
     const auto objective = options.objective();
     torch::manual_seed(0);
@@ -98,7 +100,8 @@ Runner add_bench_command(CLI::App& app) {
     model->set_routing_impl(flags->routing);
     const ConvAlgo conv_algo = conv_algo_for(flags->conv);
     model->set_conv_algo(conv_algo);
-    const auto chosen = flags->compute.apply(model); // (lambdas below capture these)
+    model->to(chosen.first);
+    model->set_precision(chosen.second);
     const int threads = at::get_num_threads();
     const c10::Device device = chosen.first;
     const Precision precision = chosen.second;

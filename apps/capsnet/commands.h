@@ -70,8 +70,6 @@ struct ComputeFlags {
   /// Sets the thread count; the device, and the precision usable there (bf16
   /// falls back to fp32 with a message on stderr on a CPU without bf16 hardware).
   std::pair<c10::Device, Precision> resolve() const;
-  /// resolve(), then moves `model` to the device and sets its precision.
-  std::pair<c10::Device, Precision> apply(CapsNet& model) const;
 };
 
 } // namespace capsnet::cli

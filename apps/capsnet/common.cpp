@@ -66,11 +66,4 @@ std::pair<c10::Device, Precision> ComputeFlags::resolve() const {
   return {where, usable_precision(precision, std::cerr, where)};
 }
 
-std::pair<c10::Device, Precision> ComputeFlags::apply(CapsNet& model) const {
-  const auto chosen = resolve();
-  model->to(chosen.first);
-  model->set_precision(chosen.second);
-  return chosen;
-}
-
 } // namespace capsnet::cli

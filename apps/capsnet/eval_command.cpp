@@ -93,11 +93,13 @@ Runner add_eval_command(CLI::App& app) {
                                     flags->worst[0] + " " + flags->worst[1] + "'");
       }
     }
+    const auto [device, precision] = flags->compute.resolve(); // threads before any work
     auto loaded = load_checkpoint(flags->checkpoint);
     auto options = loaded.options;
     options.eval_batch_size = flags->batch_size;
     loaded.model->set_routing_impl(flags->routing);
-    const auto precision = flags->compute.apply(loaded.model).second;
+    loaded.model->to(device);
+    loaded.model->set_precision(precision);
     const auto data = load_test_split(options, flags->data_dir, flags->dataset, flags->limit);
     const auto result = evaluate(loaded.model, data, options);
     if (!flags->confusion_png.empty()) {

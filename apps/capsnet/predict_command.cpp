@@ -72,8 +72,8 @@ Runner add_predict_command(CLI::App& app) {
   cmd->add_flag("--json", flags->json, "print one JSON array, one object per image");
 
   return [flags]() {
+    const auto chosen = flags->compute.resolve(); // threads before any work
     auto predictor = Predictor::load(flags->checkpoint);
-    const auto chosen = flags->compute.resolve();
     predictor.to(chosen.first);
     predictor.model()->set_precision(chosen.second);
     if (!flags->save_dir.empty()) std::filesystem::create_directories(flags->save_dir);

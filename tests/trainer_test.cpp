@@ -1,0 +1,327 @@
+// The trainer's parts: batches and samplers, the decoder with several masked
+// capsules, metrics for several labels, the step and its gradient hook, the
+// Trainer with a task of a library user's own, and the shared helpers
+// (atomic files, enum names, options JSON, the data set registry).
+#include "capsnet/data/batch.h"
+#include "capsnet/data/registry.h"
+#include "capsnet/engine/evaluate.h"
+#include "capsnet/engine/step.h"
+#include "capsnet/engine/task.h"
+#include "capsnet/engine/trainer.h"
+#include "capsnet/io/atomic_file.h"
+#include "capsnet/io/enum_names.h"
+#include "test_util.h"
+
+#include <gtest/gtest.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/optim/adam.h>
+#include <torch/optim/sgd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+namespace capsnet {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+size_t entries_in(const std::string& dir) {
+  return static_cast<size_t>(std::distance(fs::directory_iterator(dir), fs::directory_iterator()));
+}
+
+TEST(AtomicFile, WritesWholeFilesAndKeepsTheOldOneWhenAWriterFails) {
+  const auto dir = testing::temp_dir("atomic");
+  const auto path = dir + "/out.txt";
+  write_file_atomically(path, std::string("first"));
+  EXPECT_EQ(read_text(path), "first");
+  EXPECT_THROW(write_file_atomically(path,
+                                     [](const std::string& temporary) {
+                                       std::ofstream(temporary) << "half";
+                                       throw std::runtime_error("writer died");
+                                     }),
+               std::runtime_error);
+  EXPECT_EQ(read_text(path), "first"); // untouched
+  EXPECT_EQ(entries_in(dir), 1u);      // and no temporary left behind
+  EXPECT_THROW(write_file_atomically(path, [](const std::string&) {}), WriteError); // wrote nothing
+  append_file_atomically(path, "+second\n");
+  EXPECT_EQ(read_text(path), "first+second\n");
+  append_file_atomically(dir + "/new.jsonl", "row\n");
+  EXPECT_EQ(read_text(dir + "/new.jsonl"), "row\n");
+  EXPECT_THROW(write_file_atomically(dir + "/no/such/dir/x", std::string("x")), WriteError);
+}
+
+TEST(EnumNames, OneTableServesNamesJsonAndErrors) {
+  EXPECT_EQ(enum_name(RoutingImpl::kReference), "reference");
+  EXPECT_EQ(parse_enum<ConvAlgo>("onednn"), ConvAlgo::kOneDnn);
+  EXPECT_EQ(enum_choices<Precision>(), "fp32 or bf16");
+  try {
+    parse_enum<DecoderMask>("labels");
+    FAIL() << "no error";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "unknown decoder mask 'labels': expected label or prediction");
+  }
+  EXPECT_EQ(nlohmann::json(RoutingSoftmax::kChildren), "children");
+  EXPECT_EQ(nlohmann::json("mse").get<ReconstructionLoss>(), ReconstructionLoss::kMeanSquared);
+  // Unlike NLOHMANN_JSON_SERIALIZE_ENUM, an unknown name is an error, not the first value.
+  EXPECT_THROW(nlohmann::json("fast").get<RoutingImpl>(), std::invalid_argument);
+  EXPECT_EQ(enum_map<ConvAlgo>().size(), 4u);
+}
+
+TEST(Options, JsonRoundTripAndRunsFromBeforeTheMarginWasNested) {
+  auto seed = preset_options("seed");
+  EXPECT_EQ(nlohmann::json(train_options_from_json(nlohmann::json(seed))), nlohmann::json(seed));
+  // A config.json as capsnet wrote it before: flat margin keys, no precision or device.
+  nlohmann::json old = nlohmann::json(seed);
+  old.erase("margin");
+  old.erase("precision");
+  old.erase("device");
+  old["margin_m_plus"] = 0.8;
+  old["margin_m_minus"] = 0.2;
+  old["margin_lambda"] = 0.25;
+  old["margin_squared"] = false;
+  const auto read = train_options_from_json(old);
+  EXPECT_EQ(read.margin.m_plus, 0.8);
+  EXPECT_EQ(read.margin.m_minus, 0.2);
+  EXPECT_EQ(read.margin.lambda, 0.25);
+  EXPECT_FALSE(read.margin.squared);
+  EXPECT_EQ(read.precision, Precision::kFp32);
+  auto bad = nlohmann::json(seed);
+  bad["routing"] = "quantum";
+  EXPECT_THROW(train_options_from_json(bad), std::invalid_argument);
+  bad = nlohmann::json(seed);
+  bad["epochs"] = 0;
+  EXPECT_THROW(train_options_from_json(bad), std::invalid_argument);
+}
+
+TEST(Registry, OneListOfDataSets) {
+  EXPECT_EQ(dataset_names(), (std::vector<std::string>{"mnist", "fashion-mnist"}));
+  EXPECT_EQ(dataset_info("mnist").default_dir, "data/mnist");
+  EXPECT_EQ(dataset_info("fashion-mnist").num_classes, 10);
+  try {
+    dataset_info("cifar");
+    FAIL() << "no error";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("mnist, fashion-mnist"), std::string::npos) << e.what();
+  }
+  auto options = preset_options("paper");
+  options.dataset = "cifar";
+  EXPECT_THROW(validate(options), std::invalid_argument);
+}
+
+TEST(Batch, MultiHotTargets) {
+  EXPECT_TRUE(multi_hot(at::tensor({2, 0}, at::kLong), 3)
+                  .equal(at::tensor({0.f, 0.f, 1.f, 1.f, 0.f, 0.f}).view({2, 3})));
+  EXPECT_TRUE(multi_hot(at::tensor({0, 2, 1, 2}, at::kLong).view({2, 2}), 3)
+                  .equal(at::tensor({1.f, 0.f, 1.f, 0.f, 1.f, 1.f}).view({2, 3})));
+}
+
+TEST(Sampler, EveryEpochIsAPermutationAndRanksSplitEachBatch) {
+  const EpochSampler sampler(/*size=*/23, /*batch_size=*/5, /*seed=*/3);
+  ASSERT_EQ(sampler.steps_per_epoch(), 5);
+  std::vector<int64_t> seen;
+  for (int64_t step = 0; step < 5; ++step) {
+    const auto idx = sampler.indices(1, step);
+    EXPECT_EQ(idx.size(0), step < 4 ? 5 : 3);
+    seen.insert(seen.end(), idx.data_ptr<int64_t>(), idx.data_ptr<int64_t>() + idx.numel());
+  }
+  std::sort(seen.begin(), seen.end());
+  for (int64_t k = 0; k < 23; ++k) EXPECT_EQ(seen[k], k);
+  EXPECT_FALSE(sampler.indices(0, 0).equal(sampler.indices(1, 0))); // reshuffled each epoch
+  EXPECT_TRUE(sampler.indices(1, 2).equal(EpochSampler(23, 5, 3).indices(1, 2)));
+  auto a = sampler.step_rng(2, 3), b = EpochSampler(23, 5, 3).step_rng(2, 3);
+  EXPECT_EQ(a(), b());
+  // Three ranks: disjoint slices whose concatenation is the global batch.
+  for (int64_t step : {0, 4}) {
+    std::vector<at::Tensor> parts;
+    for (int64_t rank = 0; rank < 3; ++rank) {
+      parts.push_back(ShardedSampler(23, 5, 3, rank, 3).indices(1, step));
+    }
+    EXPECT_TRUE(at::cat(parts).equal(sampler.indices(1, step))) << "step " << step;
+    EXPECT_EQ(parts[0].size(0), step == 0 ? 2 : 1);
+  }
+  EXPECT_THROW(ShardedSampler(23, 5, 3, 3, 3), c10::Error);
+}
+
+TEST(DatasetSource, AugmentsOnlyWithARandomStream) {
+  Dataset data;
+  data.images = at::randint(0, 256, {6, 1, 8, 8}, at::kLong).to(at::kByte);
+  data.labels = at::arange(6, at::kLong) % 3;
+  data.num_classes = 3;
+  const DatasetSource source(data, /*max_shift=*/2, /*normalize=*/false);
+  const auto idx = at::tensor({4, 1}, at::kLong);
+  const auto plain = source.get(idx, nullptr);
+  EXPECT_TRUE(plain.images.equal(data.images.index_select(0, idx).to(at::kFloat) / 255));
+  EXPECT_TRUE(plain.labels.equal(at::tensor({1, 1}, at::kLong)));
+  EXPECT_TRUE(plain.recon_targets.equal(plain.images));
+  std::mt19937_64 rng(5), same(5);
+  EXPECT_TRUE(source.get(idx, &rng).images.equal(source.get(idx, &same).images));
+}
+
+TEST(Decoder, EachMaskedCapsuleGetsItsOwnReconstruction) {
+  torch::manual_seed(0);
+  Decoder decoder(DecoderOptions(/*num_capsules=*/4, /*capsule_dim=*/3, {1, 5, 5}).hidden({7}));
+  EXPECT_EQ(decoder->named_parameters().size(), 4u); // 0.weight, 0.bias, 2.weight, 2.bias
+  EXPECT_TRUE(decoder->named_parameters().contains("2.weight"));
+  auto capsules = at::randn({2, 4, 3});
+  auto pairs = at::tensor({1, 3, 0, 2}, at::kLong).view({2, 2});
+  auto both = decoder->forward(capsules, pairs);
+  ASSERT_EQ(both.sizes(), (at::IntArrayRef{2, 2, 1, 5, 5}));
+  for (int64_t p = 0; p < 2; ++p) {
+    auto one = decoder->forward(capsules, pairs.select(1, p).contiguous());
+    EXPECT_TRUE(at::allclose(both.select(1, p), one, 1e-6, 1e-7)) << "p = " << p;
+  }
+  // Only the masked capsule matters.
+  auto other = capsules.clone();
+  other.select(1, 2).fill_(9.0);
+  EXPECT_TRUE(decoder->forward(other, at::tensor({1, 3}, at::kLong))
+                  .equal(decoder->forward(capsules, at::tensor({1, 3}, at::kLong))));
+}
+
+TEST(Metrics, OneLabelAndSeveralLabelsPerImage) {
+  auto scores = at::tensor({0.9f, 0.8f, 0.1f, 0.2f, 0.7f, 0.6f, 0.3f, 0.1f, 0.5f}).view({3, 3});
+  EXPECT_EQ(count_correct(scores, at::tensor({0, 2, 2}, at::kLong)), 2); // argmax 0, 1, 2
+  // Two labels each: predicted sets {0,1}, {1,2}, {0,2}.
+  auto pairs = at::tensor({1, 0, 1, 2, 0, 1}, at::kLong).view({3, 2});
+  EXPECT_EQ(count_correct(scores, pairs), 2);
+  EvalResult result;
+  accumulate(result, scores, pairs);
+  EXPECT_EQ(result.correct, 2);
+  EXPECT_EQ(result.total, 3);
+  EXPECT_TRUE(result.confusion.empty());
+  EXPECT_EQ(result.class_total, (std::vector<int64_t>{2, 3, 1}));
+  EXPECT_EQ(result.class_correct, (std::vector<int64_t>{2, 2, 1}));
+  EvalResult single;
+  accumulate(single, scores, at::tensor({0, 1, 1}, at::kLong));
+  EXPECT_EQ(single.confusion[1][1], 1);
+  EXPECT_EQ(single.confusion[1][2], 1);
+  EXPECT_EQ(single.errors(), 1);
+}
+
+// A library user's own model and objective: softmax regression with cross entropy.
+struct LinearTask : Task {
+  explicit LinearTask(int64_t pixels, int64_t classes) : linear(pixels, classes) {}
+  torch::nn::Module& module() override { return *linear; }
+  TaskOutput forward(const Batch& batch, bool) override {
+    auto logits = linear->forward(batch.images.flatten(1));
+    return {at::cross_entropy_loss(logits, batch.labels), logits};
+  }
+  torch::nn::Linear linear;
+};
+
+Dataset bars(int64_t n) { // class k: a bright row k on a 6x6 image
+  Dataset data;
+  data.images = at::zeros({n, 1, 6, 6}, at::kByte);
+  data.labels = at::arange(n, at::kLong) % 6;
+  for (int64_t i = 0; i < n; ++i) data.images[i][0][i % 6].fill_(255);
+  data.num_classes = 6;
+  return data;
+}
+
+TEST(TrainStep, TheHookSeesTheGradientsBeforeTheUpdate) {
+  torch::manual_seed(1);
+  LinearTask task(36, 6);
+  torch::optim::SGD sgd(task.linear->parameters(), torch::optim::SGDOptions(0.5));
+  TrainStep step(task, sgd);
+  const DatasetSource source(bars(12), 0, false);
+  const auto batch = source.get(at::arange(12, at::kLong), nullptr);
+  const auto before = task.linear->weight.detach().clone();
+  at::Tensor seen;
+  step.on_gradients = [&] {
+    EXPECT_TRUE(task.linear->weight.equal(before)); // not yet updated
+    seen = task.linear->weight.grad().clone();
+    task.linear->weight.grad().mul_(2); // what an all-reduce of two equal ranks' sums does
+  };
+  const auto out = step(batch);
+  ASSERT_TRUE(seen.defined());
+  EXPECT_GT(seen.abs().max().item<float>(), 0);
+  // SGD applied the hook's gradient: w - 0.5 * 2 * g.
+  EXPECT_TRUE(at::allclose(task.linear->weight.detach(), before - seen, 1e-6, 1e-7));
+  EXPECT_FALSE(out.loss.requires_grad());
+  EXPECT_EQ(out.scores.sizes(), (at::IntArrayRef{12, 6}));
+}
+
+TEST(TrainStep, NonFiniteLossStopsBeforeTheUpdate) {
+  LinearTask task(36, 6);
+  torch::optim::SGD sgd(task.linear->parameters(), torch::optim::SGDOptions(0.5));
+  TrainStep step(task, sgd);
+  auto batch = DatasetSource(bars(6), 0, false).get(at::arange(6, at::kLong), nullptr);
+  batch.images[0][0][0][0] = std::numeric_limits<float>::quiet_NaN();
+  const auto before = task.linear->weight.detach().clone();
+  bool hook_ran = false;
+  step.on_gradients = [&] { hook_ran = true; };
+  EXPECT_THROW(step(batch), NonFiniteLoss);
+  EXPECT_FALSE(hook_ran);
+  EXPECT_TRUE(task.linear->weight.equal(before));
+}
+
+TEST(Trainer, TrainsALibraryUsersOwnTaskAndStopsAndResumesExactly) {
+  const DatasetSource train(bars(60), 0, false), test(bars(18), 0, false);
+  auto run = [&](std::vector<int64_t> stops, std::vector<TrainingState>* states) {
+    torch::manual_seed(2);
+    LinearTask task(36, 6);
+    torch::optim::Adam adam(task.linear->parameters(), torch::optim::AdamOptions(0.05));
+    const EpochSampler sampler(train.size(), 8, /*seed=*/4);
+    Trainer trainer(task, train, sampler, adam);
+    trainer.schedule = {0.05, 0.9};
+    trainer.evaluation = {&test, 7};
+    int64_t hooks = 0;
+    trainer.on_gradients() = [&] { ++hooks; };
+    TrainingState state;
+    FitResult result;
+    for (auto max_steps : stops) { // the same optimizer lives on: only the loop stops
+      trainer.max_steps = max_steps;
+      result = trainer.fit(state, /*epochs=*/3);
+      if (states) states->push_back(state);
+    }
+    EXPECT_EQ(hooks, 3 * sampler.steps_per_epoch());
+    EXPECT_EQ(state.global_step, 3 * sampler.steps_per_epoch());
+    return std::make_pair(task.linear->weight.detach().clone(), result);
+  };
+  const auto [straight, result] = run({0}, nullptr);
+  EXPECT_FALSE(result.interrupted);
+  EXPECT_EQ(result.last_eval.total, 18);
+  EXPECT_EQ(result.last_eval.accuracy(), 1.0); // linearly separable
+  std::vector<TrainingState> states;
+  const auto [pieces, last] = run({5, 9, 0}, &states); // stops mid-epoch 1, then mid-epoch 2
+  ASSERT_EQ(states.size(), 3u);
+  EXPECT_EQ(states[0].epoch, 0);
+  EXPECT_EQ(states[0].step_in_epoch, 5);
+  EXPECT_EQ(states[1].epoch, 1);
+  EXPECT_EQ(states[1].step_in_epoch, 6);
+  EXPECT_TRUE(pieces.equal(straight));
+}
+
+TEST(CapsNetTask, SeveralLabelsMaskTheLongestCapsulesInEvaluation) {
+  torch::manual_seed(3);
+  CapsNet model(testing::tiny_config());
+  CapsNetTask task(model, CapsNetObjective{});
+  Batch batch;
+  batch.images = at::rand({3, 1, 12, 12});
+  batch.labels = at::tensor({0, 4, 2, 7, 9, 1}, at::kLong).view({3, 2});
+  batch.targets = multi_hot(batch.labels, 10);
+  batch.recon_targets = batch.images.unsqueeze(1).expand({3, 2, 1, 12, 12});
+  torch::NoGradGuard no_grad;
+  const auto out = task.forward(batch, /*training=*/false);
+  const auto caps = model->capsules(batch.images);
+  const auto lengths = caps.norm(2, -1);
+  EXPECT_TRUE(at::allclose(out.scores, lengths, 1e-5, 1e-6));
+  const auto top = std::get<1>(lengths.topk(2, 1));
+  const auto expected = CapsNetObjective{}(lengths, batch.targets, model->reconstruct(caps, top),
+                                           batch.recon_targets);
+  EXPECT_NEAR(out.loss.item<double>(), expected.total.item<double>(), 1e-5);
+  // In training the true labels mask the decoder.
+  const auto trained = task.forward(batch, /*training=*/true);
+  const auto by_label = CapsNetObjective{}(lengths, batch.targets,
+                                           model->reconstruct(caps, batch.labels),
+                                           batch.recon_targets);
+  EXPECT_NEAR(trained.loss.item<double>(), by_label.total.item<double>(), 1e-5);
+}
+
+} // namespace
+} // namespace capsnet
