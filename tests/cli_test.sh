@@ -34,6 +34,9 @@ expect_fail "unknown option" "--bogus" train --bogus 3
 expect_fail "negative shift" "shift" train --shift -1
 expect_fail "lr decay above one" "lr-decay" train --lr-decay 1.5
 expect_fail "eval needs a checkpoint" "checkpoint" eval
+expect_fail "unknown routing names the choices" "expected fused or reference" train --routing bogus
+expect_fail "unknown decoder mask names the choices" "expected label or prediction" train --mask labels
+expect_fail "unknown convolution names the choices" "expected auto, im2col, onednn or mixed" bench --conv fast
 
 # Bad files.
 expect_fail "missing data says how to fetch" "scripts/fetch-mnist.sh" train --data "$work/nowhere" --out "$work/r0"

@@ -3,6 +3,7 @@
 #include "capsnet/engine/flops.h"
 #include "capsnet/engine/options.h"
 #include "capsnet/engine/runtime.h"
+#include "capsnet/io/atomic_file.h"
 
 #include <nlohmann/json.hpp>
 #include <torch/csrc/autograd/grad_mode.h>
@@ -21,6 +22,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <sstream>
 
 namespace capsnet::cli {
 
@@ -119,11 +121,12 @@ Runner add_bench_command(CLI::App& app) {
     std::map<std::string, double> stage;
     double train_seconds = 0;
     const int64_t traced = flags->trace.empty() ? 0 : 1;
+    std::ostringstream trace; // written atomically once the traced step is done
     for (int64_t step = 0; step < flags->warmup + flags->steps + traced; ++step) {
       const bool timed = step >= flags->warmup && step < flags->warmup + flags->steps;
       std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
       if (step == flags->warmup + flags->steps) {
-        profile = std::make_unique<torch::autograd::profiler::RecordProfile>(flags->trace);
+        profile = std::make_unique<torch::autograd::profiler::RecordProfile>(trace);
       }
       std::map<std::string, double> t;
       auto start = std::chrono::steady_clock::now();
@@ -150,6 +153,7 @@ Runner add_bench_command(CLI::App& app) {
     }
 
     if (!flags->trace.empty()) {
+      write_file_atomically(flags->trace, trace.str());
       std::cerr << "trace of one training step written to " << flags->trace << "\n";
     }
 

@@ -31,13 +31,25 @@ Runner add_export_command(CLI::App& app);
 
 // The options several subcommands share, each defined once here.
 
-/// An option taking one of the enum's names (enum_names.h), bound to `value`.
+/// An option taking one of the enum's names (enum_names.h), bound to `value`
+/// through CLI11's CheckedTransformer; help and errors list the names.
 template <typename E>
 CLI::Option* add_enum_option(CLI::App* cmd, const std::string& name, E& value,
                              const std::string& help) {
-  return cmd->add_option(name, value, help)
-      ->transform(CLI::CheckedTransformer(enum_map<E>()))
-      ->default_str(enum_name(value));
+  const CLI::Validator checked = CLI::CheckedTransformer(enum_map<E>());
+  std::string names;
+  for (const auto& entry : enum_map<E>()) names += (names.empty() ? "" : ",") + entry.first;
+  const CLI::Validator named(
+      [checked](std::string& input) {
+        const std::string given = input;
+        return checked(input).empty() ? std::string()
+                                      : "'" + given + "' is not a known " +
+                                            EnumNames<E>::what() + "; expected " +
+                                            enum_choices<E>();
+      },
+      "{" + names + "}");
+  return cmd->add_option(name, value, help)->transform(named)->type_name("TEXT")->default_str(
+      enum_name(value));
 }
 /// --threads: CPU threads, 0 for every core.
 CLI::Option* add_threads_option(CLI::App* cmd, int& threads);
