@@ -22,9 +22,7 @@ TaskOutput CapsNetTask::forward(const Batch& batch, bool training) {
           out.capsules, std::get<1>(out.lengths.topk(batch.labels.size(1), /*dim=*/1)));
     }
   }
-  auto terms = objective_(out.lengths, batch.targets, out.reconstruction, batch.recon_targets);
-  terms_ = {terms.total.detach(), terms.margin.detach(),
-            terms.reconstruction.defined() ? terms.reconstruction.detach() : at::Tensor()};
+  const auto terms = objective_(out.lengths, batch.targets, out.reconstruction, batch.recon_targets);
   return {terms.total, out.lengths};
 }
 

@@ -38,15 +38,12 @@ class CapsNetTask : public Task {
   CapsNetTask(CapsNet model, const TrainOptions& options);
   torch::nn::Module& module() override { return *model_; }
   TaskOutput forward(const Batch& batch, bool training) override;
-  /// The last forward pass's terms (margin, reconstruction), detached.
-  const LossTerms& last_terms() const { return terms_; }
   CapsNet& model() { return model_; }
 
  private:
   CapsNet model_;
   CapsNetObjective objective_;
   DecoderMask mask_;
-  LossTerms terms_;
 };
 
 } // namespace capsnet
