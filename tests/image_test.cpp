@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
+
+#include <cmath>
 #include <fstream>
 
 namespace capsnet {
@@ -150,6 +153,67 @@ TEST(PlotFigure, WritesAPngOfTheExpectedSize) {
   const auto png = read_image(dir + "/p.png");
   EXPECT_EQ(png.width, 2 * 420 + 24);
   EXPECT_EQ(png.height, 300 + 30 + 24);
+}
+
+TEST(PlotFigure, DegenerateDataStillDrawsAndEnds) {
+  // Once `plot` looped forever, allocating, on losses equal but for the last bits.
+  const auto dir = testing::temp_dir("plot_degenerate");
+  const double near = std::nextafter(1e5, 2e5), tiny = std::nextafter(0.3, 1.0);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  const std::vector<viz::Series> cases[] = {
+      {{"one row", {1}, {0.5}}},
+      {{"equal", {1, 2, 3}, {0.25, 0.25, 0.25}}},
+      {{"last bits", {1, 2}, {1e5, near}}, {"other", {1, 2}, {near, 1e5}}},
+      {{"last bits small", {1, 2}, {0.3, tiny}}},
+      {{"nan and inf", {1, 2, 3, 4}, {0.2, nan, inf, 0.1}}},
+      {{"only nan", {1, 2}, {nan, -inf}}},
+      {{"huge", {1, 2}, {1e300, -1e300}}, {"epochs huge", {1e300, 2}, {1, 2}}},
+      {},
+  };
+  int k = 0;
+  for (const auto& series : cases) {
+    const auto path = dir + "/p" + std::to_string(k++) + ".png";
+    viz::write_plot_png(path, "degenerate", {{"Loss", "epoch", "loss", series}});
+    EXPECT_EQ(read_image(path).width, 420 + 24) << path;
+  }
+}
+
+TEST(ReadImage, OnlyThePromisedFormatsAreDecoded) {
+  // stb decodes Radiance HDR, PSD, PIC and TGA too; Debian's 2.27 hangs on a
+  // crafted HDR file (CVE-2021-42715). They are refused before stb sees them.
+  const auto dir = testing::temp_dir("formats");
+  auto message_of = [](const std::string& path) {
+    try {
+      read_image(path);
+    } catch (const ImageError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  const std::pair<const char*, std::string> refused[] = {
+      {"hdr.hdr", std::string("#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 2 +X 2\n") +
+                      std::string("\x02\x02\x00\x02\x80\x00\x00\x00", 8)},
+      {"psd.psd", std::string("8BPS\x00\x01", 6) + std::string(40, '\0')},
+      {"pic.pic", std::string("\x53\x80\xF6\x34", 4) + std::string(100, '\0')},
+      {"tga.tga", std::string("\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x02\x00\x18\x00", 18) +
+                      std::string(12, '\x7f')},
+  };
+  for (const auto& [name, bytes] : refused) {
+    std::ofstream(dir + "/" + name, std::ios::binary) << bytes;
+    const auto message = message_of(dir + "/" + name);
+    EXPECT_NE(message.find("PNG, JPEG, PGM/PPM, BMP or GIF"), std::string::npos)
+        << name << ": " << message;
+  }
+  // 16-bit PGM (CVE-2021-42716's over-read): refused with the reason.
+  std::ofstream(dir + "/deep.pgm", std::ios::binary) << "P5\n2 2\n65535\n" << std::string(8, '\x10');
+  EXPECT_NE(message_of(dir + "/deep.pgm").find("16-bit"), std::string::npos);
+  // A directory or a device is not a picture.
+  EXPECT_NE(message_of(dir).find("not a regular file"), std::string::npos);
+  EXPECT_NE(message_of("/dev/zero").find("not a regular file"), std::string::npos);
+  // The promised ones still load: PGM (above), PNG (written here).
+  write_png(dir + "/ok.png", GrayImage(3, 3, 0.5f));
+  EXPECT_EQ(read_image(dir + "/ok.png").width, 3);
 }
 
 TEST(ConfusionFigure, DarkerCellsForLargerFractions) {

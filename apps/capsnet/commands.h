@@ -8,6 +8,7 @@
 #include <functional>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace capsnet {
 struct Dataset;
@@ -51,6 +52,8 @@ CLI::Option* add_enum_option(CLI::App* cmd, const std::string& name, E& value,
   return cmd->add_option(name, value, help)->transform(named)->type_name("TEXT")->default_str(
       enum_name(value));
 }
+/// A number in [lo, hi]; unlike CLI::Range, NaN is refused.
+CLI::Validator finite_range(double lo, double hi);
 /// --threads: CPU threads, 0 for every core.
 CLI::Option* add_threads_option(CLI::App* cmd, int& threads);
 /// --routing: the routing implementation.
@@ -71,6 +74,15 @@ CLI::Option* add_checkpoint_option(CLI::App* cmd, std::string& path);
 /// `options.dataset` becomes `dataset` when that is not empty.
 Dataset load_test_split(TrainOptions& options, const std::string& data_dir,
                         const std::string& dataset, int64_t limit);
+
+/// The directory load_test_split reads.
+std::string test_data_dir(const TrainOptions& options, const std::string& data_dir,
+                          const std::string& dataset);
+
+/// Before any work: no output is one of `inputs` (by file identity, see
+/// check_not_an_input) and no two outputs name the same file. Empty paths
+/// are outputs not asked for.
+void check_outputs(const std::vector<std::string>& outputs, std::vector<std::string> inputs);
 
 /// --threads, --precision and --device, for the commands that run a trained model.
 struct ComputeFlags {

@@ -4,14 +4,32 @@
 #include "capsnet/data/registry.h"
 #include "capsnet/engine/options.h"
 #include "capsnet/engine/runtime.h"
+#include "capsnet/io/atomic_file.h"
+
+#include <filesystem>
 
 #include <iostream>
 
 namespace capsnet::cli {
 
+namespace fs = std::filesystem;
+
+CLI::Validator finite_range(double lo, double hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& input) {
+        double value = 0;
+        if (!CLI::detail::lexical_cast(input, value) || !(value >= lo && value <= hi)) {
+          return "'" + input + "' is not a number in [" + CLI::detail::to_string(lo) + ", " +
+                 CLI::detail::to_string(hi) + "]";
+        }
+        return std::string();
+      },
+      "FLOAT in [" + CLI::detail::to_string(lo) + " - " + CLI::detail::to_string(hi) + "]");
+}
+
 CLI::Option* add_threads_option(CLI::App* cmd, int& threads) {
-  return cmd->add_option("--threads", threads, "CPU threads (0: every core)")
-      ->check(CLI::NonNegativeNumber)
+  return cmd->add_option("--threads", threads, "CPU threads (0: every core, at most 1024)")
+      ->check(CLI::Range(0, kMaxThreads))
       ->capture_default_str();
 }
 
@@ -46,12 +64,30 @@ CLI::Option* add_checkpoint_option(CLI::App* cmd, std::string& path) {
   return cmd->add_option("--checkpoint", path, "checkpoint written by capsnet train")->required();
 }
 
-Dataset load_test_split(TrainOptions& options, const std::string& data_dir,
-                        const std::string& dataset, int64_t limit) {
-  if (!dataset.empty()) options.dataset = dataset;
+std::string test_data_dir(const TrainOptions& options, const std::string& data_dir,
+                          const std::string& dataset) {
   // A new --dataset without --data: that data set's own directory.
   const auto dir = !data_dir.empty() ? data_dir : !dataset.empty() ? "" : options.data_dir;
+  return dir.empty() ? dataset_info(dataset.empty() ? options.dataset : dataset).default_dir : dir;
+}
+
+Dataset load_test_split(TrainOptions& options, const std::string& data_dir,
+                        const std::string& dataset, int64_t limit) {
+  const auto dir = test_data_dir(options, data_dir, dataset);
+  if (!dataset.empty()) options.dataset = dataset;
   return load_dataset(dir, Split::kTest, options.dataset, limit);
+}
+
+void check_outputs(const std::vector<std::string>& outputs, std::vector<std::string> inputs) {
+  for (size_t k = 0; k < outputs.size(); ++k) {
+    if (outputs[k].empty()) continue;
+    check_not_an_input(outputs[k], inputs);
+    for (size_t j = 0; j < k; ++j) {
+      if (!outputs[j].empty() && fs::weakly_canonical(outputs[j]) == fs::weakly_canonical(outputs[k])) {
+        throw std::invalid_argument(outputs[k] + " is named for two outputs; give each its own path");
+      }
+    }
+  }
 }
 
 void ComputeFlags::add_to(CLI::App* cmd) {

@@ -6,6 +6,7 @@
 #include "capsnet/engine/inference.h"
 #include "capsnet/viz/image.h"
 #include "capsnet/engine/runtime.h"
+#include "capsnet/io/atomic_file.h"
 #include "capsnet/viz/figure.h"
 
 #include <nlohmann/json.hpp>
@@ -83,19 +84,24 @@ Runner add_eval_command(CLI::App& app) {
   return [flags]() {
     int64_t worst_count = 0;
     if (!flags->worst.empty()) {
+      size_t used = 0;
       try {
-        worst_count = std::stoll(flags->worst[0]);
+        worst_count = std::stoll(flags->worst[0], &used);
       } catch (const std::exception&) {
         worst_count = -1;
       }
-      if (worst_count <= 0) {
-        throw std::invalid_argument("--worst takes a positive count and a PNG path, got '" +
+      // The whole word a count ("1e9" is not 1), and no more images than a figure can hold.
+      if (worst_count <= 0 || used != flags->worst[0].size() || worst_count > 1024) {
+        throw std::invalid_argument("--worst takes a count from 1 to 1024 and a PNG path, got '" +
                                     flags->worst[0] + " " + flags->worst[1] + "'");
       }
     }
     const auto [device, precision] = flags->compute.resolve(); // threads before any work
     auto loaded = load_checkpoint(flags->checkpoint);
     auto options = loaded.options;
+    auto inputs = files_in(test_data_dir(options, flags->data_dir, flags->dataset));
+    inputs.push_back(flags->checkpoint);
+    check_outputs({flags->confusion_png, flags->worst.empty() ? "" : flags->worst[1]}, inputs);
     options.eval_batch_size = flags->batch_size;
     loaded.model->set_routing_impl(flags->routing);
     loaded.model->to(device);

@@ -4,6 +4,7 @@
 #include "capsnet/engine/export.h"
 
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 
 namespace capsnet::cli {
@@ -24,6 +25,8 @@ Runner add_export_command(CLI::App& app) {
       ->capture_default_str();
 
   return [checkpoint, out]() {
+    check_outputs({*out, std::filesystem::path(*out).replace_extension(".json").string()},
+                  {*checkpoint});
     auto loaded = load_checkpoint(*checkpoint);
     const auto config_path = export_pytorch(loaded.model, loaded.options, *out);
     const auto params = seed_state_dict(loaded.model);

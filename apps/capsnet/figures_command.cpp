@@ -5,6 +5,7 @@
 #include "capsnet/engine/inference.h"
 #include "capsnet/viz/image.h"
 #include "capsnet/engine/runtime.h"
+#include "capsnet/io/atomic_file.h"
 #include "capsnet/viz/figure.h"
 
 #include <nlohmann/json.hpp>
@@ -34,6 +35,13 @@ void add_checkpoint_flags(CLI::App* cmd, CheckpointFlags& f, const std::string& 
       ->check(CLI::Range(1, 8))
       ->capture_default_str();
   add_threads_option(cmd, f.threads);
+}
+
+// What reconstruct and perturb read: the checkpoint and the data directory.
+std::vector<std::string> checkpoint_and_data(const CheckpointFlags& f, const TrainOptions& options) {
+  auto inputs = files_in(test_data_dir(options, f.data_dir, f.dataset));
+  inputs.push_back(f.checkpoint);
+  return inputs;
 }
 
 std::string label_text(int64_t k) { return std::to_string(k); }
@@ -67,6 +75,7 @@ Runner add_reconstruct_command(CLI::App& app) {
     set_thread_count(f->threads);
     auto loaded_options = Predictor::load(f->checkpoint);
     auto options = loaded_options.options();
+    check_outputs({f->out}, checkpoint_and_data(*f, options));
     const auto data = load_test_split(options, f->data_dir, f->dataset,
                                       *errors > 0 ? *search : *n);
     auto& predictor = loaded_options;
@@ -154,16 +163,17 @@ Runner add_perturb_command(CLI::App& app) {
   cmd->add_option("--index", *index, "test image index")->required()->check(CLI::NonNegativeNumber);
   cmd->add_option("--class", *klass, "capsule to perturb (default: the predicted class)");
   cmd->add_option("--range", *range, "largest change of a dimension")
-      ->check(CLI::Range(1e-3, 10.0))
+      ->check(finite_range(1e-3, 10.0))
       ->capture_default_str();
   cmd->add_option("--step", *step, "change between columns")
-      ->check(CLI::Range(1e-3, 10.0))
+      ->check(finite_range(1e-3, 10.0))
       ->capture_default_str();
 
   return [f, index, range, step, klass]() {
     set_thread_count(f->threads);
     auto predictor = Predictor::load(f->checkpoint);
     auto options = predictor.options();
+    check_outputs({f->out}, checkpoint_and_data(*f, options));
     const auto data = load_test_split(options, f->data_dir, f->dataset, 0);
     if (*index >= data.size()) {
       throw std::invalid_argument("--index " + std::to_string(*index) + " is past the end of the " +
@@ -239,6 +249,7 @@ Runner add_plot_command(CLI::App& app) {
     const auto path = (std::filesystem::path(*run_dir) / "metrics.jsonl").string();
     std::ifstream in(path);
     if (!in) throw std::invalid_argument(path + ": not found; is " + *run_dir + " a run directory?");
+    check_outputs({*out}, files_in(*run_dir));
     viz::Series train_loss{"train", {}, {}}, test_loss{"test", {}, {}};
     viz::Series train_acc{"train", {}, {}}, test_acc{"test", {}, {}};
     std::string line;

@@ -55,7 +55,23 @@ void validate(const TrainOptions& o) {
           "--shift must be in [0, image size), got " + std::to_string(o.shift));
   require(std::isfinite(o.recon_weight) && o.recon_weight >= 0,
           "--recon-weight must be >= 0, got " + std::to_string(o.recon_weight));
-  require(o.threads >= 0, "--threads must be >= 0 (0: every core), got " + std::to_string(o.threads));
+  require(o.threads >= 0 && o.threads <= kMaxThreads,
+          "--threads must be in [0, " + std::to_string(kMaxThreads) + "] (0: every core), got " +
+              std::to_string(o.threads));
+  require(o.epochs <= 1000000, "--epochs must be at most 1000000, got " + std::to_string(o.epochs));
+  require(o.batch_size <= 65536 && o.eval_batch_size <= 65536,
+          "--batch-size and --eval-batch-size must be at most 65536");
+  // Eq. 4: a present class is pushed above m+, an absent one below m-, both
+  // capsule lengths in [0, 1); lambda down-weights the absent classes.
+  const auto& m = o.margin;
+  require(std::isfinite(m.m_plus) && m.m_plus > 0 && m.m_plus <= 1,
+          "--m-plus must be in (0, 1], got " + std::to_string(m.m_plus));
+  require(std::isfinite(m.m_minus) && m.m_minus >= 0 && m.m_minus < m.m_plus,
+          "--m-minus must be in [0, m+), got " + std::to_string(m.m_minus));
+  require(std::isfinite(m.lambda) && m.lambda >= 0 && m.lambda <= 1,
+          "--margin-lambda must be in [0, 1], got " + std::to_string(m.lambda));
+  require(o.recon_weight <= 1000, "--recon-weight must be at most 1000, got " +
+                                      std::to_string(o.recon_weight));
   require(o.limit >= 0, "--limit must be >= 0, got " + std::to_string(o.limit));
   require(o.test_limit >= 0, "--test-limit must be >= 0, got " + std::to_string(o.test_limit));
   o.model.validate();

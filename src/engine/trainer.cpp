@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <sstream>
 
 namespace capsnet {
@@ -82,6 +83,18 @@ FitResult Trainer::fit(TrainingState& state, int64_t epochs) {
     bool best = false;
     if (evaluation.source) {
       result.last_eval = evaluate(task_, *evaluation.source, evaluation.batch_size);
+      // A diverged model never becomes best.pt, nor a row of nulls in metrics.jsonl.
+      if (!std::isfinite(result.last_eval.loss)) {
+        log.end_progress();
+        std::ostringstream message;
+        message << "non-finite test loss (" << result.last_eval.loss << ") after epoch "
+                << state.epoch + 1 << ": the model diverged; training stopped. ";
+        if (checkpoints.save && !checkpoints.last_path.empty()) {
+          message << "The last good checkpoint is " << checkpoints.last_path << ". ";
+        }
+        message << "Try a lower learning rate (now " << schedule.initial << ", --lr).";
+        throw TrainingError(message.str());
+      }
       summary.eval = &result.last_eval;
       best = result.last_eval.accuracy() > state.best_accuracy;
       if (best) state.best_accuracy = result.last_eval.accuracy();

@@ -1,6 +1,7 @@
 #include "capsnet/io/atomic_file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -76,6 +77,28 @@ void append_file_atomically(const std::string& path, std::string_view text) {
   }
   content.append(text);
   write_file_atomically(path, content);
+}
+
+void check_not_an_input(const std::string& output, const std::vector<std::string>& inputs) {
+  struct stat out_stat {};
+  if (::stat(output.c_str(), &out_stat) != 0) return; // not there yet
+  for (const auto& input : inputs) {
+    struct stat in_stat {};
+    if (::stat(input.c_str(), &in_stat) == 0 && in_stat.st_dev == out_stat.st_dev &&
+        in_stat.st_ino == out_stat.st_ino) {
+      throw WriteError(output + ": this output is the input " + input +
+                       "; writing it would destroy the input. Choose another output path");
+    }
+  }
+}
+
+std::vector<std::string> files_in(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->is_regular_file(ec)) out.push_back(it->path().string());
+  }
+  return out;
 }
 
 } // namespace capsnet

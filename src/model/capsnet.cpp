@@ -44,10 +44,46 @@ void CapsNetConfig::validate() const {
     throw std::invalid_argument("model config: w_init_std must be positive, got " +
                                 std::to_string(w_init_std));
   }
+  // Bounds a checkpoint's stored architecture before anything is allocated.
+  auto require_at_most = [](int64_t value, int64_t limit, const char* field) {
+    if (value > limit) {
+      throw std::invalid_argument(std::string("model config: ") + field + " must be at most " +
+                                  std::to_string(limit) + ", got " + std::to_string(value));
+    }
+  };
+  require_at_most(image_size, 1024, "image_size");
+  require_at_most(in_channels, 64, "in_channels");
+  require_at_most(num_classes, 1000, "num_classes");
+  require_at_most(conv1_channels, 4096, "conv1_channels");
+  require_at_most(conv1_kernel, image_size, "conv1_kernel");
+  require_at_most(primary_types, 1024, "primary_types");
+  require_at_most(primary_dim, 256, "primary_dim");
+  require_at_most(primary_kernel, image_size, "primary_kernel");
+  require_at_most(primary_stride, image_size, "primary_stride");
+  require_at_most(digit_dim, 256, "digit_dim");
+  require_at_most(routing_iterations, 100, "routing_iterations");
+  require_at_most(static_cast<int64_t>(decoder_hidden.size()), 16, "the number of decoder layers");
+  for (auto width : decoder_hidden) require_at_most(width, 65536, "decoder_hidden");
+  if (!(w_init_std <= 100)) {
+    throw std::invalid_argument("model config: w_init_std must be at most 100, got " +
+                                std::to_string(w_init_std));
+  }
   if (image_size - conv1_kernel + 1 < primary_kernel) {
     throw std::invalid_argument("model config: image_size " + std::to_string(image_size) +
                                 " is too small for conv1_kernel " + std::to_string(conv1_kernel) +
                                 " followed by primary_kernel " + std::to_string(primary_kernel));
+  }
+  // Parameters in all, in doubles so that no product overflows: at most 2^31.
+  double params = double(in_channels) * conv1_channels * conv1_kernel * conv1_kernel +
+                  double(conv1_channels) * primary_types * primary_dim * primary_kernel *
+                      primary_kernel +
+                  double(num_primary_capsules()) * num_classes * primary_dim * digit_dim;
+  double width = double(num_classes) * digit_dim;
+  for (auto hidden : decoder_hidden) params += width * hidden, width = double(hidden);
+  params += width * in_channels * image_size * image_size;
+  if (params > double(int64_t(1) << 31)) {
+    throw std::invalid_argument("model config: " + std::to_string(params) +
+                                " parameters; at most 2^31 are accepted");
   }
 }
 

@@ -95,8 +95,13 @@ std::string format_tick(double value) {
 
 // About five round tick values covering [lo, hi]; whole numbers only when
 // `integers` (epochs).
+// None when the range is not finite or too narrow for its values' precision
+// (the caller widens such ranges first; see widen()). At most kMaxTicks.
 std::vector<double> ticks(double lo, double hi, bool integers = false) {
+  constexpr double kMaxTicks = 50;
+  std::vector<double> out;
   const double span = hi - lo;
+  if (!std::isfinite(span) || !(span > 0)) return out;
   const double raw = span / 5;
   const double p = std::pow(10, std::floor(std::log10(raw)));
   double step = p;
@@ -107,11 +112,26 @@ std::vector<double> ticks(double lo, double hi, bool integers = false) {
     }
   }
   if (integers) step = std::max(1.0, std::round(step));
-  std::vector<double> out;
-  for (double t = std::ceil(lo / step - 1e-9) * step; t <= hi + 1e-9 * step; t += step) {
+  // Ticks by index, not by accumulating `step`: t += step stalls once step is
+  // below the spacing of doubles near t (losses equal but for the last bits).
+  const double first = std::ceil(lo / step - 1e-9), last = std::floor(hi / step + 1e-9);
+  if (!std::isfinite(first) || !std::isfinite(last) || !(last - first < kMaxTicks)) return out;
+  for (double k = first; k <= last; ++k) {
+    const double t = k * step;
     out.push_back(std::fabs(t) < 1e-12 * step ? 0.0 : t);
   }
   return out;
+}
+
+// [lo, hi] made drawable: a default for no values, and a range wide enough
+// for distinct ticks when the values are equal or nearly so.
+void widen(double& lo, double& hi, double half_width_at_zero) {
+  if (lo > hi) lo = 0, hi = 1;
+  const double scale = std::max(std::fabs(lo), std::fabs(hi));
+  if (hi - lo <= 1e-9 * scale || hi - lo < 1e-12) {
+    const double half = std::max(half_width_at_zero, 0.5 * scale);
+    lo -= half, hi += half;
+  }
 }
 
 const double kColors[][3] = {{0.12, 0.47, 0.71}, {1.0, 0.5, 0.05}, {0.17, 0.63, 0.17},
@@ -212,19 +232,20 @@ void write_plot_png(const std::string& path, const std::string& title,
     const double w = panel_w - left - right, h = panel_h - top - bottom;
     double x_lo = 1e300, x_hi = -1e300, y_lo = 1e300, y_hi = -1e300;
     bool integer_x = true;
+    // Points with a non-finite or huge coordinate are not drawn.
+    auto drawn = [](double x, double y) {
+      return std::fabs(x) < 1e150 && std::fabs(y) < 1e150; // false for NaN and inf
+    };
     for (const auto& s : panel.series) {
-      for (double v : s.x) {
-        x_lo = std::min(x_lo, v), x_hi = std::max(x_hi, v);
-        integer_x = integer_x && v == std::round(v);
-      }
-      for (double v : s.y) {
-        if (std::isfinite(v)) y_lo = std::min(y_lo, v), y_hi = std::max(y_hi, v);
+      for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
+        if (!drawn(s.x[i], s.y[i])) continue;
+        x_lo = std::min(x_lo, s.x[i]), x_hi = std::max(x_hi, s.x[i]);
+        y_lo = std::min(y_lo, s.y[i]), y_hi = std::max(y_hi, s.y[i]);
+        integer_x = integer_x && s.x[i] == std::round(s.x[i]);
       }
     }
-    if (x_lo > x_hi) x_lo = 0, x_hi = 1;
-    if (y_lo > y_hi) y_lo = 0, y_hi = 1;
-    if (x_hi - x_lo < 1e-12) x_lo -= 0.5, x_hi += 0.5;
-    if (y_hi - y_lo < 1e-12) y_lo -= 0.5 * std::max(1e-6, std::fabs(y_lo)), y_hi += 0.5 * std::max(1e-6, std::fabs(y_hi));
+    widen(x_lo, x_hi, 0.5);
+    widen(y_lo, y_hi, 5e-7);
     const double pad = 0.05 * (y_hi - y_lo);
     y_lo -= pad, y_hi += pad;
     auto px = [&](double v) { return ox + (v - x_lo) / (x_hi - x_lo) * w; };
@@ -266,7 +287,7 @@ void write_plot_png(const std::string& path, const std::string& title,
     double end_sum = 0;
     int ends = 0;
     for (const auto& s : panel.series) {
-      if (!s.y.empty()) end_sum += s.y.back(), ++ends;
+      if (!s.y.empty() && std::isfinite(s.y.back())) end_sum += s.y.back(), ++ends;
     }
     const bool legend_top = ends == 0 || end_sum / ends < (y_lo + y_hi) / 2;
     for (size_t k = 0; k < panel.series.size(); ++k) {
@@ -274,12 +295,19 @@ void write_plot_png(const std::string& path, const std::string& title,
       const auto* c = kColors[k % 5];
       cairo_set_source_rgb(cr, c[0], c[1], c[2]);
       cairo_set_line_width(cr, 2);
+      bool pen_down = false; // a gap where a point is not drawn
       for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
-        if (i == 0) cairo_move_to(cr, px(s.x[i]), py(s.y[i]));
+        if (!drawn(s.x[i], s.y[i])) {
+          pen_down = false;
+          continue;
+        }
+        if (!pen_down) cairo_move_to(cr, px(s.x[i]), py(s.y[i]));
         else cairo_line_to(cr, px(s.x[i]), py(s.y[i]));
+        pen_down = true;
       }
       cairo_stroke(cr);
       for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
+        if (!drawn(s.x[i], s.y[i])) continue;
         cairo_arc(cr, px(s.x[i]), py(s.y[i]), 3, 0, 2 * M_PI);
         cairo_fill(cr);
       }

@@ -76,6 +76,9 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainOptions, preset, dataset, d
 /// std::invalid_argument or nlohmann::json::exception naming the problem.
 TrainOptions train_options_from_json(const nlohmann::json& json);
 
+/// The most threads any option accepts.
+constexpr int kMaxThreads = 1024;
+
 /// Number of threads to use for `requested` (0: every core).
 int resolve_threads(int requested);
 

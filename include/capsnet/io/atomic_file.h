@@ -1,6 +1,7 @@
 #pragma once
 
 #include <functional>
+#include <vector>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -31,5 +32,15 @@ void write_file_atomically(const std::string& path, std::string_view bytes);
 /// result is the old content plus `text`, or the old content. For small logs
 /// such as metrics.jsonl; the whole file is rewritten.
 void append_file_atomically(const std::string& path, std::string_view text);
+
+/// Throws WriteError naming both when `output` is the same file as one of
+/// `inputs`, compared by identity (device and inode), so that another
+/// spelling, a hard link or a symbolic link is caught too. A command checks
+/// each output against its inputs before any work, so that it never writes
+/// over what it reads. Paths that do not exist match nothing.
+void check_not_an_input(const std::string& output, const std::vector<std::string>& inputs);
+
+/// The regular files directly inside `dir` (for checks against a data directory).
+std::vector<std::string> files_in(const std::string& dir);
 
 } // namespace capsnet
