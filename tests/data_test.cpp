@@ -4,6 +4,10 @@
 #include "test_util.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zlib.h>
 
 #include <filesystem>
 #include <fstream>
@@ -63,7 +67,7 @@ TEST_F(IdxReader, ReadsRawAndGzipFilesAlike) {
 }
 
 TEST_F(IdxReader, RejectsMissingFile) {
-  expect_data_error(file("absent"), 3, "cannot open");
+  expect_data_error(file("absent"), 3, "no such file");
 }
 
 TEST_F(IdxReader, RejectsEmptyFile) {
@@ -129,6 +133,52 @@ TEST_F(IdxReader, RejectsCorruptAndTruncatedGzip) {
   expect_data_error(file("truncated.gz"), 3, "gzip");
 }
 
+TEST_F(IdxReader, RefusesFilesThatAreNotRegular) {
+  // /dev/zero, directly or through a link, would be read without end.
+  expect_data_error("/dev/zero", 3, "not a regular file");
+  std::filesystem::create_symlink("/dev/zero", file("zero-link"));
+  expect_data_error(file("zero-link"), 3, "not a regular file");
+  expect_data_error(dir, 3, "not a regular file");
+}
+
+TEST_F(IdxReader, GzipIsInflatedOnlyAsFarAsTheHeaderDeclares) {
+  // A gzip bomb: a header declaring 12 bytes of images, then 256 MiB of zeros
+  // (1 MB compressed). Once the whole stream was inflated before the header
+  // was looked at; now reading stops one byte past the declared data.
+  const auto path = file("bomb.gz");
+  gzFile out = gzopen(path.c_str(), "wb1");
+  ASSERT_NE(out, nullptr);
+  const auto header = tiny_images();
+  gzwrite(out, header.data(), static_cast<unsigned>(header.size()));
+  const std::vector<uint8_t> zeros(1 << 20, 0);
+  for (int k = 0; k < 256; ++k) gzwrite(out, zeros.data(), static_cast<unsigned>(zeros.size()));
+  ASSERT_EQ(gzclose(out), Z_OK);
+  // In a child process, whose peak memory starts at its size at fork.
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    auto peak_kib = [] {
+      rusage usage{};
+      getrusage(RUSAGE_SELF, &usage);
+      return usage.ru_maxrss;
+    };
+    const long before = peak_kib();
+    bool refused = false;
+    try {
+      read_idx(path, 3);
+    } catch (const DataError& e) {
+      refused = std::string(e.what()).find("disagree") != std::string::npos;
+    }
+    const long grown = peak_kib() - before;
+    ::_exit(refused ? (grown < 32 * 1024 ? 0 : 2) : 1);
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_NE(WEXITSTATUS(status), 1) << "no 'disagree' error for the bomb";
+  EXPECT_NE(WEXITSTATUS(status), 2) << "reading the bomb grew the peak memory by 32 MiB or more";
+}
+
 class DatasetLoading : public ::testing::Test {
  protected:
   std::string dir = testing::temp_dir("dataset");
@@ -172,6 +222,30 @@ TEST_F(DatasetLoading, RejectsCountMismatchAndLabelsOutOfRange) {
     EXPECT_NE(std::string(e.what()).find("label 10 at index 5 is out of range"), std::string::npos)
         << e.what();
   }
+}
+
+TEST_F(DatasetLoading, ZeroImagesGetAClearError) {
+  // Once: divisions by zero written as null in metrics.jsonl.
+  write_idx(dir + "/train-images-idx3-ubyte", IdxArray{{0, 28, 28}, {}});
+  write_idx(dir + "/train-labels-idx1-ubyte", IdxArray{{0}, {}});
+  try {
+    load_dataset(dir, Split::kTrain, "mnist");
+    FAIL();
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("holds no images"), std::string::npos) << e.what();
+  }
+}
+
+TEST(DataIdentity, NamesSizeAndContent) {
+  Dataset a;
+  a.images = at::zeros({3, 1, 4, 4}, at::kByte);
+  a.labels = at::tensor({1, 2, 3}, at::kLong);
+  Dataset b = a;
+  b.images = a.images.clone();
+  b.images[2][0][3][3] = 1; // one pixel
+  EXPECT_EQ(data_identity(a).rfind("3 images 4x4, 10 classes, crc ", 0), 0u) << data_identity(a);
+  EXPECT_NE(data_identity(a), data_identity(b));
+  EXPECT_EQ(data_identity(a), data_identity(Dataset(a)));
 }
 
 TEST(FashionMnist, LoadsDebiansGzipFiles) {

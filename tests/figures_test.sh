@@ -134,7 +134,7 @@ ms, mo = sum(seen) / 784, sum(orig) / 784
 cov = sum((s - ms) * (o - mo) for s, o in zip(seen, orig))
 corr = cov / (sum((s - ms) ** 2 for s in seen) * sum((o - mo) ** 2 for o in orig)) ** 0.5
 print(corr > 0.9 or corr)")" = True
-check "preprocessed image saved as 28x28" test "$(png_size "$work/pre/seven_pgm.png")" = "28 28"
+check "preprocessed image saved as 28x28" test "$(png_size "$work/pre/0-seven_pgm.png")" = "28 28"
 echo "not an image" >"$work/bad.png"
 : >"$work/empty.png"
 status=0

@@ -4,6 +4,7 @@
 #include "capsnet/engine/inference.h"
 #include "capsnet/viz/image.h"
 #include "capsnet/engine/runtime.h"
+#include "capsnet/io/atomic_file.h"
 
 #include <nlohmann/json.hpp>
 
@@ -40,6 +41,7 @@ std::vector<Input> read_inputs(const std::string& path, const Predictor& predict
                     std::to_string(array.dims[2]) + ", the model takes " + std::to_string(side) +
                     "x" + std::to_string(side));
   }
+  if (array.dims[0] == 0) throw DataError(path + ": the IDX file holds no images");
   std::vector<Input> out;
   const auto all = at::from_blob(array.data.data(), {array.dims[0], 1, side, side}, at::kByte);
   for (int64_t k = 0; k < array.dims[0]; ++k) {
@@ -102,9 +104,14 @@ Runner add_predict_command(CLI::App& app) {
         nlohmann::json row = {{"file", inputs[k].name}, {"prediction", predicted},
                               {"lengths", values}};
         if (!flags->save_dir.empty()) {
+          // N-NAME.png, N counting the images: two inputs of one name never collide.
           const auto path = (std::filesystem::path(flags->save_dir) /
-                             (safe_name(inputs[k].name) + ".png"))
+                             (std::to_string(results.size()) + "-" + safe_name(inputs[k].name) +
+                              ".png"))
                                 .string();
+          auto inputs_read = flags->files;
+          inputs_read.push_back(flags->checkpoint);
+          check_not_an_input(path, inputs_read);
           write_png(path, to_gray_image(inputs[k].image[0]));
           row["preprocessed"] = path;
         }

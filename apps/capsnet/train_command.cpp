@@ -79,6 +79,7 @@ Runner add_train_command(CLI::App& app) {
   auto preset = std::make_shared<std::string>("paper");
   auto out = std::make_shared<std::string>();
   auto resume = std::make_shared<std::string>();
+  auto force = std::make_shared<bool>(false);
   cmd->add_option("--preset", *preset,
                   "paper: the paper's settings (default). seed: the seed program's departures "
                   "(normalised input, unsquared margin loss, prediction mask, MSE, no shift, "
@@ -152,10 +153,13 @@ Runner add_train_command(CLI::App& app) {
                                      "--threads, --data, --eval-batch-size, --routing, "
                                      "--precision and --device may change)");
   resume_opt->excludes(cmd->get_option("--out"))->excludes(cmd->get_option("--preset"));
+  cmd->add_flag("--force", *force,
+                "train in a directory that is not empty (its config.json and metrics.jsonl are "
+                "replaced), or resume on other data than the run recorded");
 
 #undef FIELD
 
-  return [flags, preset, out, resume]() {
+  return [flags, preset, out, resume, force]() {
     TrainOptions options;
     std::string run_dir;
     TrainControl control;
@@ -182,6 +186,7 @@ Runner add_train_command(CLI::App& app) {
     g_stop = false;
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
+    control.force = *force;
     control.stop = &g_stop;
     control.log = &std::cout;
     control.terminal = ::isatty(STDOUT_FILENO);

@@ -5,6 +5,9 @@
 
 #include <c10/util/Exception.h>
 
+#include <zlib.h>
+
+#include <cstdio>
 #include <filesystem>
 
 namespace capsnet {
@@ -42,6 +45,9 @@ Dataset load_idx_dataset(const std::string& dir, Split split, int64_t num_classe
     throw DataError(images_path + " holds " + std::to_string(images.dims[0]) + " images but " +
                     labels_path + " holds " + std::to_string(labels.dims[0]) + " labels");
   }
+  if (images.dims[0] == 0) {
+    throw DataError(images_path + ": holds no images; the file is damaged, fetch the data set again");
+  }
   if (images.dims[1] != images.dims[2]) {
     throw DataError(images_path + ": images are " + std::to_string(images.dims[1]) + "x" +
                     std::to_string(images.dims[2]) + ", expected square images");
@@ -61,6 +67,26 @@ Dataset load_idx_dataset(const std::string& dir, Split split, int64_t num_classe
   data.images = at::from_blob(images.data.data(), {n, 1, side, side}, at::kByte).clone();
   data.labels = at::from_blob(labels.data.data(), {n}, at::kByte).to(at::kLong);
   return data;
+}
+
+std::string data_identity(const Dataset& data) {
+  const auto images = data.images.to(at::kCPU).contiguous();
+  const auto labels = data.labels.to(at::kCPU, at::kByte).contiguous();
+  uLong crc = crc32(0L, Z_NULL, 0);
+  // zlib's crc32 takes uInt lengths: feed it in pieces.
+  auto add = [&crc](const uint8_t* bytes, int64_t size) {
+    for (int64_t at = 0; at < size; at += int64_t{1} << 30) {
+      crc = crc32(crc, bytes + at, static_cast<uInt>(std::min<int64_t>(size - at, int64_t{1} << 30)));
+    }
+  };
+  add(images.data_ptr<uint8_t>(), images.numel());
+  add(labels.data_ptr<uint8_t>(), labels.numel());
+  char text[160];
+  std::snprintf(text, sizeof text, "%lld images %lldx%lld, %lld classes, crc %08lx",
+                static_cast<long long>(data.size()), static_cast<long long>(images.size(2)),
+                static_cast<long long>(images.size(3)), static_cast<long long>(data.num_classes),
+                static_cast<unsigned long>(crc));
+  return text;
 }
 
 at::Tensor shift_images(const at::Tensor& images, const std::vector<int64_t>& dy,

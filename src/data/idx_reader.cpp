@@ -4,7 +4,9 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <memory>
@@ -23,8 +25,14 @@ constexpr uint64_t kMaxElements = uint64_t{1} << 32;
 }
 
 std::vector<uint8_t> read_file(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) fail(path, "no such file");
+  // A device (/dev/zero) or a pipe would be read without end.
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    fail(path, "not a regular file (a directory, device or pipe); pass an IDX file");
+  }
   std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, "cannot open file (does it exist and is it readable?)");
+  if (!in) fail(path, "cannot open file (is it readable?)");
   return std::vector<uint8_t>(std::istreambuf_iterator<char>(in), {});
 }
 
@@ -36,32 +44,48 @@ bool is_raw_idx(const uint8_t* bytes, size_t size) {
   return size >= 3 && bytes[0] == 0 && bytes[1] == 0 && bytes[2] == kUnsignedByte;
 }
 
-std::vector<uint8_t> gunzip(const std::string& path, const std::vector<uint8_t>& compressed) {
-  z_stream stream{};
-  // 16 + MAX_WBITS: expect a gzip header and trailer (checks the CRC).
-  if (inflateInit2(&stream, 16 + MAX_WBITS) != Z_OK) fail(path, "cannot initialise zlib");
-  std::unique_ptr<z_stream, int (*)(z_stream*)> guard(&stream, inflateEnd);
-  stream.next_in = const_cast<Bytef*>(compressed.data());
-  stream.avail_in = static_cast<uInt>(compressed.size());
-  std::vector<uint8_t> out;
-  uint8_t chunk[1 << 16];
-  int status = Z_OK;
-  while (status != Z_STREAM_END) {
-    stream.next_out = chunk;
-    stream.avail_out = sizeof(chunk);
-    status = inflate(&stream, Z_NO_FLUSH);
-    if (status != Z_OK && status != Z_STREAM_END) {
-      fail(path, std::string("corrupt gzip data (") + (stream.msg ? stream.msg : "truncated") +
-                     "); delete the file and fetch it again");
-    }
-    out.insert(out.end(), chunk, chunk + (sizeof(chunk) - stream.avail_out));
-    if (out.size() > kMaxElements) fail(path, "decompresses to more than 4 GiB: not an IDX file");
-    if (status == Z_OK && stream.avail_in == 0 && stream.avail_out != 0) {
-      fail(path, "gzip stream is truncated; delete the file and fetch it again");
+// A gzip file's content, inflated only as far as asked: the header first,
+// then exactly the data it declares (and one byte more, which must not exist),
+// so that a header claiming millions of images costs nothing until the bytes
+// are really there.
+class Gunzip {
+ public:
+  Gunzip(const std::string& path, const std::vector<uint8_t>& compressed) : path_(path) {
+    // 16 + MAX_WBITS: expect a gzip header and trailer (checks the CRC).
+    if (inflateInit2(&stream_, 16 + MAX_WBITS) != Z_OK) fail(path, "cannot initialise zlib");
+    stream_.next_in = const_cast<Bytef*>(compressed.data());
+    stream_.avail_in = static_cast<uInt>(compressed.size());
+  }
+  ~Gunzip() { inflateEnd(&stream_); }
+  Gunzip(const Gunzip&) = delete;
+  Gunzip& operator=(const Gunzip&) = delete;
+
+  /// Inflates into `out` until it holds `size` bytes or the stream ends.
+  void fill(std::vector<uint8_t>& out, size_t size) {
+    uint8_t chunk[1 << 16];
+    while (out.size() < size && !ended_) {
+      const size_t want = std::min(sizeof(chunk), size - out.size());
+      stream_.next_out = chunk;
+      stream_.avail_out = static_cast<uInt>(want);
+      const int status = inflate(&stream_, Z_NO_FLUSH);
+      const size_t got = want - stream_.avail_out;
+      out.insert(out.end(), chunk, chunk + got);
+      if (status == Z_STREAM_END) {
+        ended_ = true;
+      } else if (status == Z_BUF_ERROR || (status == Z_OK && got == 0 && stream_.avail_in == 0)) {
+        fail(path_, "gzip stream is truncated; delete the file and fetch it again");
+      } else if (status != Z_OK) {
+        fail(path_, std::string("corrupt gzip data (") + (stream_.msg ? stream_.msg : "error") +
+                        "); delete the file and fetch it again");
+      }
     }
   }
-  return out;
-}
+
+ private:
+  std::string path_;
+  z_stream stream_{};
+  bool ended_ = false;
+};
 
 uint32_t read_be32(const uint8_t* p) {
   return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
@@ -78,8 +102,18 @@ bool looks_like_idx(const std::string& path) {
 }
 
 IdxArray read_idx(const std::string& path, int expected_rank) {
-  auto bytes = read_file(path);
-  if (is_gzip(bytes.data(), bytes.size())) bytes = gunzip(path, bytes);
+  auto file = read_file(path);
+  std::vector<uint8_t> bytes;
+  std::unique_ptr<Gunzip> gzip;
+  if (is_gzip(file.data(), file.size())) {
+    gzip = std::make_unique<Gunzip>(path, file);
+  } else {
+    bytes = std::move(file);
+  }
+  auto need = [&](uint64_t size) { // the first `size` bytes, where they exist
+    if (gzip) gzip->fill(bytes, static_cast<size_t>(size));
+  };
+  need(4);
   if (bytes.size() < 4) fail(path, "file is too short for an IDX header (" +
                                        std::to_string(bytes.size()) + " bytes)");
   if (bytes[0] != 0 || bytes[1] != 0) fail(path, "bad magic number: not an IDX file");
@@ -95,6 +129,7 @@ IdxArray read_idx(const std::string& path, int expected_rank) {
   }
   if (rank < 1 || rank > kMaxRank) fail(path, "unsupported rank " + std::to_string(rank));
   const size_t header = 4 + 4 * static_cast<size_t>(rank);
+  need(header);
   if (bytes.size() < header) fail(path, "truncated IDX header");
   IdxArray array;
   uint64_t count = 1;
@@ -104,6 +139,7 @@ IdxArray read_idx(const std::string& path, int expected_rank) {
     if (count > kMaxElements) fail(path, "header sizes claim more than 4 GiB of data");
     array.dims.push_back(size);
   }
+  need(header + count + 1); // one byte past the declared data: there must be none
   const uint64_t payload = bytes.size() - header;
   if (payload < count) {
     fail(path, "truncated: header promises " + std::to_string(count) + " bytes of data, file has " +

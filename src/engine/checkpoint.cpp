@@ -82,6 +82,7 @@ void save_checkpoint(const std::string& path, CapsNet& model, torch::optim::Adam
   archive.write("epoch_correct", c10::IValue(state.epoch_correct));
   archive.write("epoch_seen", c10::IValue(state.epoch_seen));
   archive.write("epoch_seconds", c10::IValue(state.epoch_seconds));
+  archive.write("data", c10::IValue(state.data));
   write_file_atomically(path, [&](const std::string& temporary) { archive.save_to(temporary); });
 }
 
@@ -128,6 +129,8 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
   s.epoch_correct = read_int(archive, path, "epoch_correct");
   s.epoch_seen = read_int(archive, path, "epoch_seen");
   s.epoch_seconds = read_double(archive, path, "epoch_seconds");
+  c10::IValue data;
+  if (archive.try_read("data", data) && data.isString()) s.data = data.toStringRef();
   return loaded;
 }
 

@@ -11,7 +11,13 @@
 #include <torch/utils.h>
 #include <torch/version.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <filesystem>
+#include <fstream>
+#include <memory>
 #include <sstream>
 
 namespace capsnet {
@@ -39,6 +45,63 @@ void check_fits(const Dataset& data, const std::string& dir, const CapsNetConfig
   }
 }
 
+// flock on run_dir/.lock for as long as the run lasts; the kernel releases it
+// when the process dies, however it dies. The file holds the owner's PID.
+class RunLock {
+ public:
+  explicit RunLock(const std::string& run_dir) {
+    const auto path = (fs::path(run_dir) / ".lock").string();
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw TrainingError(path + ": cannot create the run's lock file");
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      char pid[32] = {};
+      const auto got = ::pread(fd_, pid, sizeof pid - 1, 0);
+      ::close(fd_);
+      throw TrainingError(run_dir + " is in use by another capsnet train (PID " +
+                          std::string(pid, got > 0 ? static_cast<size_t>(got) : 0) +
+                          "); wait for it to finish or stop it first");
+    }
+    const auto text = std::to_string(::getpid());
+    if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, text.data(), text.size(), 0) < 0) {
+      // The lock holds without the PID; only the message of a second trainer suffers.
+    }
+  }
+  ~RunLock() { ::close(fd_); } // releases the flock
+  RunLock(const RunLock&) = delete;
+  RunLock& operator=(const RunLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+// Rows of epochs after the checkpoint's (written before a crash that came
+// before the checkpoint) are dropped, so that the resumed run writes each once.
+void keep_metrics_up_to(const std::string& path, int64_t epochs) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string kept, line;
+  bool dropped = false;
+  while (std::getline(in, line)) {
+    int64_t epoch = 0;
+    try {
+      epoch = nlohmann::json::parse(line).at("epoch").get<int64_t>();
+    } catch (const nlohmann::json::exception&) {
+      dropped = true; // a torn or foreign line
+      continue;
+    }
+    if (epoch > epochs) {
+      dropped = true;
+      continue;
+    }
+    kept += line + "\n";
+  }
+  if (dropped) write_file_atomically(path, kept);
+}
+
+std::string data_of(const Dataset& train, const Dataset& test) {
+  return "train: " + data_identity(train) + "; test: " + data_identity(test);
+}
+
 } // namespace
 
 TrainReport train(const TrainOptions& options, const std::string& run_dir,
@@ -58,22 +121,45 @@ TrainReport train(const TrainOptions& options, const std::string& run_dir,
   TrainingState& state = report.state;
   CapsNet model{nullptr};
   const auto last_path = last_checkpoint_path(run_dir);
+  const auto metrics_path = (fs::path(run_dir) / "metrics.jsonl").string();
+  const auto data = data_of(train_data, test_data);
+  std::unique_ptr<RunLock> lock;
   if (control.resume) {
+    if (!fs::is_directory(run_dir)) throw TrainingError(run_dir + ": no such run directory");
+    lock = std::make_unique<RunLock>(run_dir);
     auto loaded = load_checkpoint(last_path);
     if (loaded.options.model != options.model) {
       throw TrainingError(last_path + ": the checkpoint's architecture differs from the options "
                                       "given; resume with the checkpoint's own options");
     }
+    if (!loaded.state.data.empty() && loaded.state.data != data && !control.force) {
+      throw TrainingError(last_path + ": the run trained on other data (" + loaded.state.data +
+                          ") than " + data_dir + " holds now (" + data +
+                          "); resume with the run's data, or pass --force to go on with this");
+    }
     model = loaded.model;
     state = loaded.state;
+    state.data = data;
+    keep_metrics_up_to(metrics_path, state.epoch);
   } else {
     if (fs::exists(last_path)) {
       throw TrainingError(run_dir + " already holds a training run (last.pt); continue it with "
                                     "--resume " + run_dir + " or choose another --out");
     }
+    std::error_code ec;
+    if (fs::exists(run_dir) && !fs::is_directory(run_dir)) {
+      throw TrainingError(run_dir + " is a file, not a directory; choose another --out");
+    }
+    if (fs::exists(run_dir) && !fs::is_empty(run_dir, ec) && !control.force) {
+      throw TrainingError(run_dir + " is not empty; a new run needs an empty or new directory "
+                                    "(choose another --out, or pass --force to train there, "
+                                    "replacing its config.json and metrics.jsonl)");
+    }
     fs::create_directories(run_dir);
+    lock = std::make_unique<RunLock>(run_dir);
     // Rows left by a run that died before its first checkpoint belong to no run.
-    fs::remove(fs::path(run_dir) / "metrics.jsonl");
+    fs::remove(metrics_path);
+    state.data = data;
     torch::manual_seed(options.seed);
     model = CapsNet(options.model);
     nlohmann::json config = options;
@@ -101,7 +187,7 @@ TrainReport train(const TrainOptions& options, const std::string& run_dir,
                          [&](const std::string& path, const TrainingState& at) {
                            save_checkpoint(path, model, &optimizer, options, at);
                          }};
-  RunLogger logger(out, control.terminal, (fs::path(run_dir) / "metrics.jsonl").string());
+  RunLogger logger(out, control.terminal, metrics_path);
   trainer.logger = &logger;
   trainer.stop = control.stop;
   trainer.max_steps = control.max_steps;

@@ -29,6 +29,9 @@ struct TrainingState {
   int64_t epoch_correct = 0;
   int64_t epoch_seen = 0;
   double epoch_seconds = 0;
+  /// What the run trains and tests on (data_identity()); empty in checkpoints
+  /// written before it was recorded.
+  std::string data;
 };
 
 /// Writes model, optimizer (may be null), options and state to `path`

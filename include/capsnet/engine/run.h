@@ -25,6 +25,9 @@ struct TrainControl {
   int64_t max_steps = 0;
   std::ostream* log = nullptr; ///< progress and epoch lines; null: silent
   bool terminal = false;       ///< rewrite the progress line in place
+  /// Start in a directory that holds other files, or resume on other data
+  /// than the checkpoint records.
+  bool force = false;
 };
 
 struct TrainReport {
@@ -45,6 +48,8 @@ std::string best_checkpoint_path(const std::string& run_dir);
 /// run ends with the same weights as an uninterrupted one at the same thread
 /// count. The caller sets the thread count (set_thread_count(options.threads)).
 /// On resume, `options` must be the checkpoint's (epochs and threads may differ).
+/// A lock (run_dir/.lock, flock) keeps a second trainer out of the directory;
+/// a fresh run needs an empty or new directory, unless control.force.
 /// Throws DataError, CheckpointError or TrainingError.
 TrainReport train(const TrainOptions& options, const std::string& run_dir,
                   const TrainControl& control = {});
