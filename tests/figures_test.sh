@@ -84,7 +84,7 @@ check "confusion.png written" test "$(png_size "$work/conf.png" | cut -d' ' -f2)
 check "worst.png written" test -s "$work/worst.png"
 "$capsnet" eval --checkpoint "$ckpt" --data "$mnist" --limit 300 --json >"$work/eval2.json"
 check "eval --json has the confusion matrix" test "$(py "import json; j=json.load(open('$work/eval2.json')); c=j['confusion']; print(sum(map(sum, c)) == 300 and sum(c[i][i] for i in range(10)) == 300 - j['errors'])")" = True
-expect_fail "worst needs a count" "positive count" eval --checkpoint "$ckpt" --data "$mnist" --worst many "$work/w.png"
+expect_fail "worst needs a count" "count from 1 to 1024" eval --checkpoint "$ckpt" --data "$mnist" --worst many "$work/w.png"
 
 # predict: IDX images as they are; a picture of the same digit, preprocessed.
 py "
@@ -128,7 +128,7 @@ def read_gray_png(path):  # 8-bit grayscale PNG, any filter
         rows.append(row)
         prev = row
     return [v for r in rows for v in r]
-seen = read_gray_png('$work/pre/seven_pgm.png')
+seen = read_gray_png('$work/pre/0-seven_pgm.png')
 orig = list(open('$mnist/t10k-images-idx3-ubyte', 'rb').read()[16:16 + 784])
 ms, mo = sum(seen) / 784, sum(orig) / 784
 cov = sum((s - ms) * (o - mo) for s, o in zip(seen, orig))

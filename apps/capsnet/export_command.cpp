@@ -2,6 +2,7 @@
 
 #include "capsnet/engine/checkpoint.h"
 #include "capsnet/engine/export.h"
+#include "capsnet/io/atomic_file.h"
 
 #include <cstdio>
 #include <filesystem>
@@ -25,8 +26,10 @@ Runner add_export_command(CLI::App& app) {
       ->capture_default_str();
 
   return [checkpoint, out]() {
-    check_outputs({*out, std::filesystem::path(*out).replace_extension(".json").string()},
-                  {*checkpoint});
+    // The weights and the .json beside them (export_pytorch refuses a .json --out).
+    check_not_an_input(*out, {*checkpoint});
+    check_not_an_input(std::filesystem::path(*out).replace_extension(".json").string(),
+                       {*checkpoint});
     auto loaded = load_checkpoint(*checkpoint);
     const auto config_path = export_pytorch(loaded.model, loaded.options, *out);
     const auto params = seed_state_dict(loaded.model);

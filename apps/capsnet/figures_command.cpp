@@ -250,31 +250,9 @@ Runner add_plot_command(CLI::App& app) {
     std::ifstream in(path);
     if (!in) throw std::invalid_argument(path + ": not found; is " + *run_dir + " a run directory?");
     check_outputs({*out}, files_in(*run_dir));
-    viz::Series train_loss{"train", {}, {}}, test_loss{"test", {}, {}};
-    viz::Series train_acc{"train", {}, {}}, test_acc{"test", {}, {}};
-    std::string line;
-    int line_number = 0;
-    while (std::getline(in, line)) {
-      ++line_number;
-      if (line.empty()) continue;
-      try {
-        const auto row = nlohmann::json::parse(line);
-        const double epoch = row.at("epoch").get<double>();
-        train_loss.x.push_back(epoch), train_loss.y.push_back(row.at("train_loss").get<double>());
-        test_loss.x.push_back(epoch), test_loss.y.push_back(row.at("test_loss").get<double>());
-        train_acc.x.push_back(epoch), train_acc.y.push_back(100 * row.at("train_accuracy").get<double>());
-        test_acc.x.push_back(epoch), test_acc.y.push_back(100 * row.at("test_accuracy").get<double>());
-      } catch (const nlohmann::json::exception& e) {
-        throw std::invalid_argument(path + ":" + std::to_string(line_number) +
-                                    ": not a metrics row (" + e.what() + ")");
-      }
-    }
-    if (train_loss.x.empty()) {
-      throw std::invalid_argument(path + ": no epochs recorded yet; plot after the first epoch");
-    }
-    viz::write_plot_png(*out, "Training curves: " + *run_dir,
-                        {{"Loss", "epoch", "loss (margin + reconstruction)", {train_loss, test_loss}},
-                         {"Accuracy", "epoch", "accuracy (%)", {train_acc, test_acc}}});
+    const auto panels = viz::training_curves(in, path);
+    viz::write_plot_png(*out, "Training curves: " + *run_dir, panels);
+    const auto& test_acc = panels[1].series[1];
     std::printf("wrote %s: %zu epochs, last test accuracy %.2f%%\n", out->c_str(),
                 test_acc.y.size(), test_acc.y.back());
     return 0;

@@ -3,6 +3,7 @@
 #include "capsnet/io/atomic_file.h"
 
 #include <cairo.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -361,6 +362,33 @@ void write_confusion_png(const std::string& path, const std::string& title,
   cairo_show_text(cr, "true");
   cairo_restore(cr);
   canvas.save(path);
+}
+
+std::vector<Panel> training_curves(std::istream& metrics, const std::string& source) {
+  Series train_loss{"train", {}, {}}, test_loss{"test", {}, {}};
+  Series train_acc{"train", {}, {}}, test_acc{"test", {}, {}};
+  std::string line;
+  int64_t line_number = 0;
+  while (std::getline(metrics, line)) {
+    ++line_number;
+    if (line.empty()) continue;
+    try {
+      const auto row = nlohmann::json::parse(line);
+      const double epoch = row.at("epoch").get<double>();
+      train_loss.x.push_back(epoch), train_loss.y.push_back(row.at("train_loss").get<double>());
+      test_loss.x.push_back(epoch), test_loss.y.push_back(row.at("test_loss").get<double>());
+      train_acc.x.push_back(epoch), train_acc.y.push_back(100 * row.at("train_accuracy").get<double>());
+      test_acc.x.push_back(epoch), test_acc.y.push_back(100 * row.at("test_accuracy").get<double>());
+    } catch (const nlohmann::json::exception& e) {
+      throw std::invalid_argument(source + ":" + std::to_string(line_number) +
+                                  ": not a metrics row (" + e.what() + ")");
+    }
+  }
+  if (train_loss.x.empty()) {
+    throw std::invalid_argument(source + ": no epochs recorded yet; plot after the first epoch");
+  }
+  return {{"Loss", "epoch", "loss (margin + reconstruction)", {train_loss, test_loss}},
+          {"Accuracy", "epoch", "accuracy (%)", {train_acc, test_acc}}};
 }
 
 } // namespace capsnet::viz

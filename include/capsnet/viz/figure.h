@@ -6,6 +6,7 @@
 
 #include "capsnet/viz/image.h"
 
+#include <istream>
 #include <string>
 #include <vector>
 
@@ -56,6 +57,12 @@ struct Panel {
 /// Line plots side by side, with axes, ticks and a legend per panel.
 void write_plot_png(const std::string& path, const std::string& title,
                     const std::vector<Panel>& panels);
+
+/// The panels of `capsnet plot` (loss; accuracy in %; train and test) from
+/// the rows of a run's metrics.jsonl. Throws std::invalid_argument naming
+/// `source`, the line and the problem for a line that is not a metrics row,
+/// and when there is no row.
+std::vector<Panel> training_curves(std::istream& metrics, const std::string& source);
 
 /// A confusion matrix (rows: true class, columns: predicted) as a heat map of
 /// each row's fractions, with the counts written in the cells.
