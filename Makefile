@@ -5,7 +5,7 @@ DATA ?= data/mnist
 JOBS ?= $(shell nproc)
 ARGS ?=
 
-.PHONY: all deps build data train test bench bench-as-avx2 clean
+.PHONY: all deps build data train test test-sanitize fuzz bench bench-as-avx2 clean
 
 all: build
 
@@ -24,6 +24,27 @@ train: build data
 
 test: build data
 	cd $(BUILD) && ctest --output-on-failure --timeout 900
+
+# make test-sanitize: the whole suite (unit tests, both ISAs, and the CLI
+# tests) on a build with AddressSanitizer and UndefinedBehaviorSanitizer, in
+# build-sanitize/. LibTorch itself is not instrumented; tests/sanitize.supp
+# names the leaks reported inside it (allocations it keeps for the process).
+SANITIZE_BUILD ?= build-sanitize
+SANITIZE_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+test-sanitize: deps data
+	cmake -S . -B $(SANITIZE_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCMAKE_CXX_FLAGS="$(SANITIZE_FLAGS)" -DCMAKE_EXE_LINKER_FLAGS="$(SANITIZE_FLAGS)"
+	cmake --build $(SANITIZE_BUILD) -j $(JOBS)
+	cd $(SANITIZE_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/sanitize.supp UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --output-on-failure --timeout 1800
+
+# make fuzz: libFuzzer targets (clang-16) for the IDX reader, image loading
+# and preprocessing, metrics.jsonl parsing and plotting, and the options JSON;
+# each runs FUZZ_SECONDS from a seed corpus of real files (fuzz/README.md).
+FUZZ_SECONDS ?= 60
+fuzz: deps data
+	bash fuzz/run.sh $(FUZZ_SECONDS)
 
 # capsnet bench and the seed's model in PyTorch (Debian's python3-torch), same batch, ratios.
 # bench-as-avx2: the same on this machine limited as an AVX2-only CPU without bf16

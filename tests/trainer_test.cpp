@@ -297,6 +297,62 @@ TEST(Trainer, TrainsALibraryUsersOwnTaskAndStopsAndResumesExactly) {
   EXPECT_TRUE(pieces.equal(straight));
 }
 
+// Trains normally; its evaluation loss is NaN, as a diverged model's is.
+struct DivergedInEvaluation : LinearTask {
+  using LinearTask::LinearTask;
+  TaskOutput forward(const Batch& batch, bool training) override {
+    auto out = LinearTask::forward(batch, training);
+    if (!training) out.loss = out.loss * std::numeric_limits<float>::quiet_NaN();
+    return out;
+  }
+};
+
+TEST(Trainer, ANonFiniteTestLossNeverMakesABestCheckpointOrAMetricsRow) {
+  const DatasetSource train(bars(24), 0, false), test(bars(12), 0, false);
+  DivergedInEvaluation task(36, 6);
+  torch::optim::SGD sgd(task.linear->parameters(), torch::optim::SGDOptions(0.1));
+  const EpochSampler sampler(train.size(), 8, 1);
+  Trainer trainer(task, train, sampler, sgd);
+  trainer.evaluation = {&test, 12};
+  std::vector<std::string> saved;
+  trainer.checkpoints = {"last.pt", "best.pt",
+                         [&](const std::string& path, const TrainingState&) { saved.push_back(path); }};
+  struct CountingLogger : TrainLogger {
+    int rows = 0;
+    void epoch(const EpochSummary&) override { ++rows; }
+  } logger;
+  trainer.logger = &logger;
+  TrainingState state;
+  try {
+    trainer.fit(state, 2);
+    FAIL() << "no error";
+  } catch (const TrainingError& e) {
+    EXPECT_NE(std::string(e.what()).find("non-finite test loss"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(saved.empty()); // neither best.pt nor last.pt of the diverged epoch
+  EXPECT_EQ(logger.rows, 0);
+}
+
+TEST(Options, StoredArchitecturesAreBoundedBeforeAnythingIsBuilt) {
+  // A checkpoint's options once asked for a decoder of 10^8 units.
+  auto options = nlohmann::json(preset_options("paper"));
+  options["model"]["decoder_hidden"] = {100000000};
+  EXPECT_THROW(train_options_from_json(options), std::invalid_argument);
+  options["model"]["decoder_hidden"] = {512, 1024};
+  options["model"]["conv1_channels"] = 4096;
+  options["model"]["primary_types"] = 1024; // each bound alone, but 2^33 parameters together
+  try {
+    train_options_from_json(options);
+    FAIL() << "no error";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("parameters"), std::string::npos) << e.what();
+  }
+  options["model"]["primary_types"] = 32;
+  options["model"]["conv1_channels"] = 256;
+  options["margin"]["m_minus"] = 1.5;
+  EXPECT_THROW(train_options_from_json(options), std::invalid_argument);
+}
+
 TEST(CapsNetTask, SeveralLabelsMaskTheLongestCapsulesInEvaluation) {
   torch::manual_seed(3);
   CapsNet model(testing::tiny_config());

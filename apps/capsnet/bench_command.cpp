@@ -76,11 +76,11 @@ Runner add_bench_command(CLI::App& app) {
                                           "CapsNet on random data; per-stage breakdown");
   auto flags = std::make_shared<BenchFlags>();
   cmd->add_option("--batch-size", flags->batch_size, "images per step")
-      ->check(CLI::PositiveNumber)
+      ->check(CLI::Range(int64_t(1), int64_t(65536)))
       ->capture_default_str();
-  cmd->add_option("--steps", flags->steps, "timed steps")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--steps", flags->steps, "timed steps")->check(CLI::Range(int64_t(1), int64_t(100000)))->capture_default_str();
   cmd->add_option("--warmup", flags->warmup, "untimed steps first")
-      ->check(CLI::NonNegativeNumber)
+      ->check(CLI::Range(int64_t(0), int64_t(100000)))
       ->capture_default_str();
   add_routing_option(cmd, flags->routing);
   add_enum_option(cmd, "--conv", flags->conv,

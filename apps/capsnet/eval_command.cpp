@@ -67,7 +67,7 @@ Runner add_eval_command(CLI::App& app) {
   add_data_option(cmd, flags->data_dir, "data directory (default: the run's)");
   add_dataset_option(cmd, flags->dataset, "data set (default: the one the checkpoint was trained on)");
   cmd->add_option("--batch-size", flags->batch_size, "evaluation batch size")
-      ->check(CLI::PositiveNumber)
+      ->check(CLI::Range(int64_t(1), int64_t(65536)))
       ->capture_default_str();
   cmd->add_option("--limit", flags->limit, "evaluate on the first N test images (0: all)")
       ->check(CLI::NonNegativeNumber);

@@ -161,7 +161,8 @@ Runner add_perturb_command(CLI::App& app) {
   auto klass = std::make_shared<int64_t>(-1);
   add_checkpoint_flags(cmd, *f, "perturb.png");
   cmd->add_option("--index", *index, "test image index")->required()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--class", *klass, "capsule to perturb (default: the predicted class)");
+  cmd->add_option("--class", *klass, "capsule to perturb (default: the predicted class)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--range", *range, "largest change of a dimension")
       ->check(finite_range(1e-3, 10.0))
       ->capture_default_str();
@@ -188,6 +189,11 @@ Runner add_perturb_command(CLI::App& app) {
     if (active >= config.num_classes) {
       throw std::invalid_argument("--class " + std::to_string(active) + ": the model has " +
                                   std::to_string(config.num_classes) + " classes");
+    }
+    if (*range / *step > 50) {
+      throw std::invalid_argument("--range / --step gives " +
+                                  std::to_string(std::llround(*range / *step)) +
+                                  " steps each way; at most 50 fit a figure");
     }
     const int64_t steps = static_cast<int64_t>(std::llround(*range / *step));
     std::vector<double> deltas;
