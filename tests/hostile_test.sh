@@ -69,6 +69,7 @@ check "predict on an HDR file fails with the formats named" grep -q "PNG, JPEG, 
 printf '\x00\x00\x08\x03\x00\x00\x00\x00\x00\x00\x00\x1c\x00\x00\x00\x1c' >"$work/empty-idx"
 expect_fail "an IDX file of zero images" "holds no images" predict --checkpoint "$run/last.pt" "$work/empty-idx"
 expect_fail "/dev/zero as images" "not a regular file" predict --checkpoint "$run/last.pt" /dev/zero
+expect_fail "/dev/zero as a checkpoint" "not a regular file" eval --checkpoint /dev/zero --data "$mnist"
 
 # train --out: a directory holding someone else's files is refused unless --force.
 mkdir -p "$work/theirs"

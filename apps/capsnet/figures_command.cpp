@@ -253,8 +253,12 @@ Runner add_plot_command(CLI::App& app) {
 
   return [run_dir, out]() {
     const auto path = (std::filesystem::path(*run_dir) / "metrics.jsonl").string();
+    if (!std::filesystem::is_regular_file(path)) {
+      throw std::invalid_argument(path + ": not found (or not a file); is " + *run_dir +
+                                  " a run directory?");
+    }
     std::ifstream in(path);
-    if (!in) throw std::invalid_argument(path + ": not found; is " + *run_dir + " a run directory?");
+    if (!in) throw std::invalid_argument(path + ": cannot be read");
     check_outputs({*out}, files_in(*run_dir));
     const auto panels = viz::training_curves(in, path);
     viz::write_plot_png(*out, "Training curves: " + *run_dir, panels);

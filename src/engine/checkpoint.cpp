@@ -24,6 +24,10 @@ torch::serialize::InputArchive open_archive(const std::string& path,
     throw CheckpointError(path + ": checkpoint not found (train writes RUN_DIR/last.pt and "
                                  "RUN_DIR/best.pt)");
   }
+  if (!fs::is_regular_file(path)) {
+    throw CheckpointError(path + ": not a regular file (a directory, device or pipe); pass a "
+                                 "checkpoint file");
+  }
   torch::serialize::InputArchive archive;
   try {
     archive.load_from(path, device);

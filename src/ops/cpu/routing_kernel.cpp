@@ -16,8 +16,12 @@ namespace {
 // exp(x) in plain arithmetic that vectorises (std::exp is a call per element):
 // 2^n e^r with |r| <= ln(2)/2, e^r by Cephes' degree-6 expf polynomial
 // (relative error under 2 ulp), clamped to [-87, 88] (softmax arguments are <= 0).
-CAPSNET_INLINE float exp_vectorizable(float x) {
-  x = std::min(std::max(x, -87.0f), 88.0f);
+CAPSNET_INLINE float exp_vectorizable(float x_in) {
+  // NaN in, NaN out; the arithmetic below runs on 0 instead, so that the
+  // float-to-int conversion of n is always defined (UBSan caught a NaN there
+  // in a diverged run).
+  const bool nan = x_in != x_in;
+  const float x = nan ? 0.0f : std::min(std::max(x_in, -87.0f), 88.0f);
   const float n = std::floor(x * 1.44269504088896341f + 0.5f);
   float r = x - n * 0.693359375f;
   r -= n * -2.12194440e-4f;
@@ -31,7 +35,7 @@ CAPSNET_INLINE float exp_vectorizable(float x) {
   const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof scale);
-  return p * scale;
+  return nan ? x_in : p * scale;
 }
 CAPSNET_INLINE double exp_vectorizable(double x) { return std::exp(x); }
 
