@@ -351,6 +351,19 @@ TEST(Options, StoredArchitecturesAreBoundedBeforeAnythingIsBuilt) {
   options["model"]["conv1_channels"] = 256;
   options["margin"]["m_minus"] = 1.5;
   EXPECT_THROW(train_options_from_json(options), std::invalid_argument);
+  // fuzz_options found these: nlohmann casts a float into an integer field,
+  // undefined behaviour when it does not fit.
+  options = nlohmann::json(preset_options("paper"));
+  options["epochs"] = 1.0244e39;
+  EXPECT_THROW(train_options_from_json(options), std::invalid_argument);
+  options["epochs"] = 10;
+  options["model"]["decoder_hidden"] = {512, 5e121};
+  EXPECT_THROW(train_options_from_json(options), std::invalid_argument);
+  options["model"]["decoder_hidden"] = {512, 1024};
+  options["seed"] = -1;
+  EXPECT_THROW(train_options_from_json(options), std::invalid_argument);
+  options["seed"] = 7;
+  EXPECT_EQ(train_options_from_json(options).seed, 7u);
 }
 
 TEST(CapsNetTask, SeveralLabelsMaskTheLongestCapsulesInEvaluation) {

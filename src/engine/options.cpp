@@ -77,7 +77,34 @@ void validate(const TrainOptions& o) {
   o.model.validate();
 }
 
+namespace {
+
+// nlohmann converts a JSON float into an integer field with a plain cast,
+// undefined behaviour when it does not fit (found by fuzz_options: 1e39 as
+// epochs). Integer fields, as the defaults' JSON shows them, must hold integers.
+void require_integers_where_expected(const nlohmann::json& given, const nlohmann::json& like,
+                                     const std::string& where) {
+  if (like.is_object() && given.is_object()) {
+    for (const auto& [key, value] : given.items()) {
+      if (like.contains(key)) require_integers_where_expected(value, like.at(key), where + key + ".");
+    }
+  } else if (like.is_array() && given.is_array()) {
+    const nlohmann::json element = like.empty() ? nlohmann::json(0) : like.front();
+    for (const auto& value : given) require_integers_where_expected(value, element, where);
+  } else if (like.is_number_integer() && given.is_number() && !given.is_number_integer()) {
+    throw std::invalid_argument("options: " + where.substr(0, where.size() - 1) +
+                                " must be an integer, got " + given.dump());
+  } else if (like.is_number_unsigned() && given.is_number_integer() &&
+             !given.is_number_unsigned() && given.get<int64_t>() < 0) {
+    throw std::invalid_argument("options: " + where.substr(0, where.size() - 1) +
+                                " must not be negative, got " + given.dump());
+  }
+}
+
+} // namespace
+
 TrainOptions train_options_from_json(const nlohmann::json& json) {
+  require_integers_where_expected(json, nlohmann::json(TrainOptions{}), "");
   auto j = json;
   // Runs written before the margin options were nested kept them flat.
   if (!j.contains("margin") && j.contains("margin_m_plus")) {
