@@ -126,10 +126,10 @@ took=$(python3 -c "print($(date +%s.%N) - $start)")
 "$capsnet" export --checkpoint "$ref/last.pt" --out "$work/ref.pth" >/dev/null
 killed="$work/killed"
 kills=0
-# Each attempt is killed after a part of the whole run's time, short and long
-# in turn, so that kills land at start-up, mid-step, mid-evaluation and mid-write
-# and the run still moves on (a checkpoint is written at each epoch's end).
-for part in 0.1 0.45 0.2 0.5 0.3 0.55 0.15 0.6 0.25 0.4 0.35 0.5; do
+# Each attempt is killed after a part of the whole run's time: short ones first
+# (start-up, the first steps), then long ones (mid-step, mid-evaluation, mid-write)
+# that let the run move on (a checkpoint is written at each epoch's end).
+for part in 0.1 0.15 0.2 0.25 0.3 0.35 0.45 0.5 0.55 0.6 0.4 0.5; do
   delay=$(python3 -c "print($took * $part)")
   if [ -s "$killed/last.pt" ]; then
     "$capsnet" train --resume "$killed" --data "$mnist" --threads 2 >/dev/null 2>&1 &
