@@ -89,16 +89,18 @@ TEST(ReadImage, ReadsPgm) {
   EXPECT_NEAR(image.at(1, 0), 128 / 255.0, 1e-6);
 }
 
+// read_image's error message for `path`, or "no error".
+std::string message_of(const std::string& path) {
+  try {
+    read_image(path);
+  } catch (const ImageError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
 TEST(ReadImage, NamesTheProblem) {
   const auto dir = testing::temp_dir("badimg");
-  auto message_of = [](const std::string& path) {
-    try {
-      read_image(path);
-    } catch (const ImageError& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
   EXPECT_NE(message_of(dir + "/missing.png").find("no such file"), std::string::npos);
   std::ofstream(dir + "/empty.png").close();
   EXPECT_NE(message_of(dir + "/empty.png").find("empty"), std::string::npos);
@@ -183,14 +185,6 @@ TEST(ReadImage, OnlyThePromisedFormatsAreDecoded) {
   // stb decodes Radiance HDR, PSD, PIC and TGA too; Debian's 2.27 hangs on a
   // crafted HDR file (CVE-2021-42715). They are refused before stb sees them.
   const auto dir = testing::temp_dir("formats");
-  auto message_of = [](const std::string& path) {
-    try {
-      read_image(path);
-    } catch (const ImageError& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
   const std::pair<const char*, std::string> refused[] = {
       {"hdr.hdr", std::string("#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 2 +X 2\n") +
                       std::string("\x02\x02\x00\x02\x80\x00\x00\x00", 8)},
