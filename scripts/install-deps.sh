@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake make
   libtorch-dev            # LibTorch 1.13 (CPU)
+  libgloo-dev             # headers of the Gloo library that LibTorch's c10d ProcessGroupGloo declares itself with
   libcli11-dev            # command line
   nlohmann-json3-dev      # config.json, metrics.jsonl
   zlib1g-dev              # gzip-compressed IDX files

@@ -29,6 +29,12 @@ Runner add_reconstruct_command(CLI::App& app);
 Runner add_perturb_command(CLI::App& app);
 Runner add_plot_command(CLI::App& app);
 Runner add_export_command(CLI::App& app);
+Runner add_launch_command(CLI::App& app);
+
+/// How messages name this process: "capsnet", or "capsnet[rank N]" in a
+/// data-parallel job.
+const std::string& program_name();
+void set_program_name(const std::string& name);
 
 // The options several subcommands share, each defined once here.
 

@@ -12,6 +12,16 @@
 
 namespace capsnet::cli {
 
+namespace {
+std::string& name_storage() {
+  static std::string name = "capsnet";
+  return name;
+}
+} // namespace
+
+const std::string& program_name() { return name_storage(); }
+void set_program_name(const std::string& name) { name_storage() = name; }
+
 namespace fs = std::filesystem;
 
 CLI::Validator finite_range(double lo, double hi) {

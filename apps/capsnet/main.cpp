@@ -2,6 +2,7 @@
 #include "process.h"
 
 #include "capsnet/data/idx_reader.h"
+#include "capsnet/dist/process_group.h"
 #include "capsnet/viz/image.h"
 #include "capsnet/engine/checkpoint.h"
 #include "capsnet/engine/runtime.h"
@@ -26,6 +27,7 @@ int main(int argc, char** argv) {
   auto perturb = capsnet::cli::add_perturb_command(app);
   auto plot = capsnet::cli::add_plot_command(app);
   auto export_ = capsnet::cli::add_export_command(app);
+  auto launch = capsnet::cli::add_launch_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -40,22 +42,27 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("perturb")) return perturb();
     if (app.got_subcommand("plot")) return plot();
     if (app.got_subcommand("export")) return export_();
+    if (app.got_subcommand("launch")) return launch();
   } catch (const capsnet::DataError& e) {
-    std::cerr << "capsnet: data error: " << e.what() << "\n";
+    std::cerr << capsnet::cli::program_name() << ": data error: " << e.what() << "\n";
   } catch (const capsnet::ImageError& e) {
-    std::cerr << "capsnet: image error: " << e.what() << "\n";
+    std::cerr << capsnet::cli::program_name() << ": image error: " << e.what() << "\n";
   } catch (const capsnet::CheckpointError& e) {
-    std::cerr << "capsnet: checkpoint error: " << e.what() << "\n";
+    std::cerr << capsnet::cli::program_name() << ": checkpoint error: " << e.what() << "\n";
+  } catch (const capsnet::dist::DistributedError& e) {
+    std::cerr << capsnet::cli::program_name() << ": distributed training stopped: " << e.what()
+              << "\nlast.pt in the run directory holds the last finished epoch (or the last "
+                 "interruption); continue with: capsnet train --resume RUN_DIR\n";
   } catch (const capsnet::TrainingError& e) {
-    std::cerr << "capsnet: training error: " << e.what() << "\n";
+    std::cerr << capsnet::cli::program_name() << ": training error: " << e.what() << "\n";
   } catch (const capsnet::WriteError& e) {
-    std::cerr << "capsnet: write error: " << e.what() << "\n";
+    std::cerr << capsnet::cli::program_name() << ": write error: " << e.what() << "\n";
   } catch (const std::invalid_argument& e) {
-    std::cerr << "capsnet: invalid option: " << e.what() << "\n";
+    std::cerr << capsnet::cli::program_name() << ": invalid option: " << e.what() << "\n";
   } catch (const c10::Error& e) {
-    std::cerr << "capsnet: internal error: " << e.what_without_backtrace() << "\n";
+    std::cerr << capsnet::cli::program_name() << ": internal error: " << e.what_without_backtrace() << "\n";
   } catch (const std::exception& e) {
-    std::cerr << "capsnet: error: " << e.what() << "\n";
+    std::cerr << capsnet::cli::program_name() << ": error: " << e.what() << "\n";
   }
   return 1;
 }

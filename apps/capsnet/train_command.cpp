@@ -10,6 +10,7 @@
 #include <atomic>
 #include <csignal>
 #include <ctime>
+#include <time.h>
 #include <iostream>
 #include <memory>
 #include <vector>
@@ -20,13 +21,24 @@ namespace {
 
 std::atomic<bool> g_stop{false};
 std::atomic<int> g_signal{0};
+std::atomic<int64_t> g_first_signal_ms{0};
+
+int64_t monotonic_ms() { // async-signal-safe
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<int64_t>(now.tv_sec) * 1000 + now.tv_nsec / 1000000;
+}
 
 void on_signal(int signal) {
   if (g_stop.exchange(true)) {
-    // A second signal: stop now, without the checkpoint.
+    // The same Ctrl-C often arrives twice in a data-parallel job (from the
+    // terminal and forwarded by the launcher): only a second signal a second
+    // or more after the first means "stop now, without the checkpoint".
+    if (monotonic_ms() - g_first_signal_ms.load() < 1000) return;
     std::signal(signal, SIG_DFL);
     std::raise(signal);
   }
+  g_first_signal_ms = monotonic_ms();
   g_signal = signal;
 }
 
@@ -96,7 +108,9 @@ Runner add_train_command(CLI::App& app) {
          FIELD(std::string, dataset));
   f.add<int64_t>(cmd, "--epochs", FIELD(int64_t, epochs), "epochs to train (with --resume: the new total)")
       ->check(CLI::PositiveNumber);
-  f.add<int64_t>(cmd, "--batch-size", FIELD(int64_t, batch_size), "training batch size")
+  f.add<int64_t>(cmd, "--batch-size", FIELD(int64_t, batch_size),
+                 "training batch size of each process; the run's (global) batch is this times "
+                 "the world size, and config.json records that")
       ->check(CLI::PositiveNumber);
   f.add<double>(cmd, "--lr", FIELD(double, lr), "Adam learning rate")->check(CLI::PositiveNumber);
   f.add<double>(cmd, "--lr-decay", FIELD(double, lr_decay),
@@ -153,13 +167,47 @@ Runner add_train_command(CLI::App& app) {
                                      "--threads, --data, --eval-batch-size, --routing, "
                                      "--precision and --device may change)");
   resume_opt->excludes(cmd->get_option("--out"))->excludes(cmd->get_option("--preset"));
+  // torchrun's contract; the flags win over the environment variables.
+  auto dist = std::make_shared<dist::DistOptions>();
+  const std::string group = "Data-parallel training (torchrun's variables, or these flags)";
+  cmd->add_option("--rank", dist->rank, "this process's rank (RANK; default 0)")
+      ->check(CLI::NonNegativeNumber)->group(group);
+  cmd->add_option("--world-size", dist->world_size, "number of processes (WORLD_SIZE; default 1)")
+      ->check(CLI::PositiveNumber)->group(group);
+  cmd->add_option("--local-rank", dist->local_rank,
+                  "rank on this machine: its GPU with --device cuda (LOCAL_RANK; default the rank)")
+      ->check(CLI::NonNegativeNumber)->group(group);
+  cmd->add_option("--master-addr", dist->master_addr,
+                  "address of rank 0, which hosts the rendezvous store (MASTER_ADDR; default "
+                  "127.0.0.1)")
+      ->group(group);
+  cmd->add_option("--master-port", dist->master_port, "its port (MASTER_PORT; default 29500)")
+      ->check(CLI::Range(1, 65535))->group(group);
+  add_enum_option(cmd, "--backend", dist->backend,
+                  "collectives: gloo (CPU), nccl (CUDA); auto picks by device")
+      ->group(group);
+  cmd->add_option("--dist-timeout", dist->timeout_seconds,
+                  "seconds a rank waits for the others (rendezvous, each collective) before "
+                  "failing")
+      ->check(finite_range(0.001, 86400))->capture_default_str()->group(group);
+  cmd->add_option("--grad-bucket-mb", dist->bucket_megabytes,
+                  "gradient bucket size; each bucket's all-reduce starts as soon as backward "
+                  "has filled it")
+      ->check(finite_range(0.001, 4096))->capture_default_str()->group(group);
+  cmd->add_flag("--no-grad-overlap{false}", dist->overlap,
+                "start the all-reduces only after backward (to measure what overlap gains)")
+      ->group(group);
   cmd->add_flag("--force", *force,
                 "train in a directory that is not empty (its config.json and metrics.jsonl are "
                 "replaced), or resume on other data than the run recorded");
 
 #undef FIELD
 
-  return [flags, preset, out, resume, force]() {
+  return [flags, preset, out, resume, force, dist]() {
+    const auto distributed = dist::resolve(*dist);
+    if (distributed.world_size > 1) {
+      set_program_name("capsnet[rank " + std::to_string(distributed.rank) + "]");
+    }
     TrainOptions options;
     std::string run_dir;
     TrainControl control;
@@ -182,7 +230,15 @@ Runner add_train_command(CLI::App& app) {
     } else {
       options = flags->resolve(*preset);
       run_dir = out->empty() ? default_run_dir(options) : *out;
+      // --batch-size is per process; the run's batch is global.
+      options.batch_size *= distributed.world_size;
     }
+    control.distributed = distributed;
+    // --threads 0 means every core, shared among this machine's processes.
+    const int threads =
+        options.threads > 0 ? options.threads
+                            : std::max<int>(1, resolve_threads(0) /
+                                                   static_cast<int>(distributed.local_world_size));
     g_stop = false;
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
@@ -190,11 +246,14 @@ Runner add_train_command(CLI::App& app) {
     control.stop = &g_stop;
     control.log = &std::cout;
     control.terminal = ::isatty(STDOUT_FILENO);
-    set_thread_count(options.threads);
-    std::cout << "run directory: " << run_dir << std::endl;
+    set_thread_count(threads);
+    if (distributed.rank == 0) std::cout << "run directory: " << run_dir << std::endl;
     auto report = train(options, run_dir, control);
     std::signal(SIGINT, SIG_DFL);
     std::signal(SIGTERM, SIG_DFL);
+    if (report.interrupted && distributed.rank > 0) {
+      return 128 + (g_signal ? g_signal.load() : SIGINT); // rank 0 says where the checkpoint is
+    }
     if (report.interrupted) {
       std::cerr << "capsnet: interrupted at epoch " << report.state.epoch + 1 << ", step "
                 << report.state.step_in_epoch << "; checkpoint written to "
@@ -202,6 +261,7 @@ Runner add_train_command(CLI::App& app) {
                 << "\n";
       return 128 + (g_signal ? g_signal.load() : SIGINT);
     }
+    if (distributed.rank > 0) return 0;
     std::cout << "done: best test accuracy " << 100 * report.state.best_accuracy
               << "%; checkpoints " << last_checkpoint_path(run_dir) << " and "
               << best_checkpoint_path(run_dir) << std::endl;

@@ -45,6 +45,15 @@ Batch DatasetSource::get(const at::Tensor& indices, std::mt19937_64* rng) const 
   return batch;
 }
 
+Batch Batch::narrow(int64_t begin, int64_t count) const {
+  Batch part;
+  part.images = images.narrow(0, begin, count);
+  part.labels = labels.narrow(0, begin, count);
+  part.targets = targets.narrow(0, begin, count);
+  part.recon_targets = recon_targets.narrow(0, begin, count);
+  return part;
+}
+
 EpochSampler::EpochSampler(int64_t size, int64_t batch_size, uint64_t seed)
     : size_(size), batch_size_(batch_size), seed_(seed) {
   TORCH_CHECK(size > 0, "expected a non-empty data set");
@@ -52,6 +61,10 @@ EpochSampler::EpochSampler(int64_t size, int64_t batch_size, uint64_t seed)
 }
 
 at::Tensor EpochSampler::indices(int64_t epoch, int64_t step) const {
+  return global_indices(epoch, step);
+}
+
+at::Tensor EpochSampler::global_indices(int64_t epoch, int64_t step) const {
   TORCH_CHECK(step >= 0 && step < steps_per_epoch(), "step ", step, " is outside the epoch's ",
               steps_per_epoch(), " steps");
   if (cached_epoch_ != epoch) {
@@ -77,11 +90,15 @@ ShardedSampler::ShardedSampler(int64_t size, int64_t global_batch_size, uint64_t
               rank, " of ", world);
 }
 
+std::pair<int64_t, int64_t> ShardedSampler::shard(int64_t n) const {
+  const int64_t base = n / world_, extra = n % world_;
+  return {rank_ * base + std::min(rank_, extra), base + (rank_ < extra ? 1 : 0)};
+}
+
 at::Tensor ShardedSampler::indices(int64_t epoch, int64_t step) const {
-  const auto global = EpochSampler::indices(epoch, step);
-  const int64_t n = global.size(0), base = n / world_, extra = n % world_;
-  const int64_t begin = rank_ * base + std::min(rank_, extra);
-  return global.narrow(0, begin, base + (rank_ < extra ? 1 : 0));
+  const auto global = global_indices(epoch, step);
+  const auto [begin, count] = shard(global.size(0));
+  return global.narrow(0, begin, count);
 }
 
 } // namespace capsnet

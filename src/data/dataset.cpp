@@ -69,18 +69,29 @@ Dataset load_idx_dataset(const std::string& dir, Split split, int64_t num_classe
   return data;
 }
 
+namespace {
+
+// zlib's crc32 takes uInt lengths: feed it in pieces.
+uLong crc32_add(uLong crc, const uint8_t* bytes, size_t size) {
+  for (size_t at = 0; at < size; at += size_t{1} << 30) {
+    crc = crc32(crc, bytes + at, static_cast<uInt>(std::min(size - at, size_t{1} << 30)));
+  }
+  return crc;
+}
+
+} // namespace
+
+uint32_t crc32_of(const void* bytes, size_t size) {
+  return static_cast<uint32_t>(
+      crc32_add(crc32(0L, Z_NULL, 0), static_cast<const uint8_t*>(bytes), size));
+}
+
 std::string data_identity(const Dataset& data) {
   const auto images = data.images.to(at::kCPU).contiguous();
   const auto labels = data.labels.to(at::kCPU, at::kByte).contiguous();
   uLong crc = crc32(0L, Z_NULL, 0);
-  // zlib's crc32 takes uInt lengths: feed it in pieces.
-  auto add = [&crc](const uint8_t* bytes, int64_t size) {
-    for (int64_t at = 0; at < size; at += int64_t{1} << 30) {
-      crc = crc32(crc, bytes + at, static_cast<uInt>(std::min<int64_t>(size - at, int64_t{1} << 30)));
-    }
-  };
-  add(images.data_ptr<uint8_t>(), images.numel());
-  add(labels.data_ptr<uint8_t>(), labels.numel());
+  crc = crc32_add(crc, images.data_ptr<uint8_t>(), images.numel());
+  crc = crc32_add(crc, labels.data_ptr<uint8_t>(), labels.numel());
   char text[160];
   std::snprintf(text, sizeof text, "%lld images %lldx%lld, %lld classes, crc %08lx",
                 static_cast<long long>(data.size()), static_cast<long long>(images.size(2)),

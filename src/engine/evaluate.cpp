@@ -2,7 +2,9 @@
 
 #include <torch/csrc/autograd/grad_mode.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 
 namespace capsnet {
 
@@ -41,7 +43,54 @@ void accumulate(EvalResult& result, const at::Tensor& scores, const at::Tensor& 
   result.total += n;
 }
 
-EvalResult evaluate(Task& task, const BatchSource& source, int64_t batch_size) {
+namespace {
+
+// Adds every rank's counts, loss and scores into each rank's `result`; `begin`
+// is this rank's first example, `loss_sum` its summed loss.
+void sum_over_ranks(EvalResult& result, double& loss_sum, int64_t begin, int64_t size,
+                    int64_t K, Replicas& replicas) {
+  // Layout: loss, correct, total, has confusion, class_correct[K],
+  // class_total[K], confusion[K * K], scores[size * K].
+  std::vector<double> v(4 + 2 * K + K * K + size * K, 0.0);
+  v[0] = loss_sum;
+  v[1] = static_cast<double>(result.correct);
+  v[2] = static_cast<double>(result.total);
+  v[3] = result.confusion.empty() ? 0 : 1;
+  for (int64_t k = 0; k < K && !result.class_total.empty(); ++k) {
+    v[4 + k] = static_cast<double>(result.class_correct[k]);
+    v[4 + K + k] = static_cast<double>(result.class_total[k]);
+  }
+  for (int64_t k = 0; k < K * K && !result.confusion.empty(); ++k) {
+    v[4 + 2 * K + k] = static_cast<double>(result.confusion[k / K][k % K]);
+  }
+  const auto scores = result.scores.to(at::kDouble).contiguous();
+  std::copy(scores.data_ptr<double>(), scores.data_ptr<double>() + scores.numel(),
+            v.begin() + 4 + 2 * K + K * K + begin * K);
+  replicas.sum(v);
+  // Counts are integers below 2^53, exact in doubles.
+  auto count = [&](size_t i) { return static_cast<int64_t>(std::llround(v[i])); };
+  loss_sum = v[0];
+  result.correct = count(1);
+  result.total = count(2);
+  result.class_correct.assign(K, 0);
+  result.class_total.assign(K, 0);
+  for (int64_t k = 0; k < K; ++k) {
+    result.class_correct[k] = count(4 + k);
+    result.class_total[k] = count(4 + K + k);
+  }
+  result.confusion.clear();
+  if (v[3] > 0) {
+    result.confusion.assign(K, std::vector<int64_t>(K, 0));
+    for (int64_t k = 0; k < K * K; ++k) result.confusion[k / K][k % K] = count(4 + 2 * K + k);
+  }
+  result.scores = at::from_blob(v.data() + 4 + 2 * K + K * K, {size, K}, at::kDouble)
+                      .to(at::kFloat);
+}
+
+} // namespace
+
+EvalResult evaluate(Task& task, const BatchSource& source, int64_t batch_size,
+                    Replicas* replicas) {
   const auto start = std::chrono::steady_clock::now();
   torch::NoGradGuard no_grad;
   auto& module = task.module();
@@ -50,16 +99,25 @@ EvalResult evaluate(Task& task, const BatchSource& source, int64_t batch_size) {
   EvalResult result;
   std::vector<at::Tensor> scores;
   double loss_sum = 0;
-  for (int64_t begin = 0; begin < source.size(); begin += batch_size) {
-    const auto n = std::min(batch_size, source.size() - begin);
+  // This rank's share: contiguous, the first ranks one example more.
+  const int64_t world = replicas ? replicas->world_size() : 1;
+  const int64_t rank = replicas ? replicas->rank() : 0;
+  const int64_t base = source.size() / world, extra = source.size() % world;
+  const int64_t first = rank * base + std::min(rank, extra);
+  const int64_t end = first + base + (rank < extra ? 1 : 0);
+  for (int64_t begin = first; begin < end; begin += batch_size) {
+    const auto n = std::min(batch_size, end - begin);
     const auto batch = source.get(at::arange(begin, begin + n, at::kLong), nullptr);
     const auto out = task.forward(batch, /*training=*/false);
     loss_sum += out.loss.item<double>() * n;
     scores.push_back(out.scores.cpu());
     accumulate(result, out.scores, batch.labels);
   }
-  result.loss = result.total ? loss_sum / result.total : 0.0;
   result.scores = scores.empty() ? at::empty({0, source.num_classes()}) : at::cat(scores);
+  if (world > 1) {
+    sum_over_ranks(result, loss_sum, first, source.size(), source.num_classes(), *replicas);
+  }
+  result.loss = result.total ? loss_sum / result.total : 0.0;
   if (was_training) module.train();
   result.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -38,7 +38,7 @@ void RunLogger::epoch(const EpochSummary& s) {
                         {"lr", s.lr},
                         {"seconds", s.seconds},
                         {"images_per_second", s.images_per_second}};
-  char line[256];
+  char line[384];
   int used = std::snprintf(line, sizeof(line), "epoch %ld/%ld: train loss %.4f acc %.2f%%",
                            static_cast<long>(s.epoch), static_cast<long>(s.epochs), s.train_loss,
                            100 * s.train_accuracy);
@@ -52,8 +52,18 @@ void RunLogger::epoch(const EpochSummary& s) {
                           " | test loss %.4f acc %.2f%% (%ld errors)", s.eval->loss,
                           100 * s.eval->accuracy(), static_cast<long>(s.eval->errors()));
   }
-  std::snprintf(line + used, sizeof(line) - used, " | %s, %.1f img/s",
-                format_duration(s.seconds).c_str(), s.images_per_second);
+  used += std::snprintf(line + used, sizeof(line) - used, " | %s, %.1f img/s",
+                        format_duration(s.seconds).c_str(), s.images_per_second);
+  for (const auto& [name, value] : s.extra) row[name] = value;
+  double exposed = -1, hidden = -1;
+  for (const auto& [name, value] : s.extra) {
+    if (name == "allreduce_exposed_seconds") exposed = value;
+    if (name == "allreduce_hidden_fraction") hidden = value;
+  }
+  if (exposed >= 0 && hidden >= 0 && used < static_cast<int>(sizeof(line))) {
+    std::snprintf(line + used, sizeof(line) - used, " | all-reduce %.0f ms/step exposed, %.0f%% hidden",
+                  1000 * exposed, 100 * hidden);
+  }
   if (!metrics_path_.empty()) append_file_atomically(metrics_path_, row.dump() + "\n");
   out_ << line << std::endl;
 }

@@ -104,12 +104,34 @@ std::string data_of(const Dataset& train, const Dataset& test) {
 
 } // namespace
 
-TrainReport train(const TrainOptions& options, const std::string& run_dir,
-                  const TrainControl& control) {
-  validate(options);
-  const auto device = resolve_device(options.device); // before anything is written
+namespace {
+
+// What every rank must agree on before training: the options that shape the
+// run (not threads, paths or the device), the data, and where it resumes.
+uint32_t run_digest(const TrainOptions& options, const std::string& data,
+                    const TrainingState& state) {
+  nlohmann::json j = options;
+  for (const char* local : {"threads", "data_dir", "device", "eval_batch_size"}) j.erase(local);
+  j["data"] = data;
+  j["epoch"] = state.epoch;
+  j["step"] = state.step_in_epoch;
+  j["global_step"] = state.global_step;
+  const auto text = j.dump();
+  return crc32_of(text.data(), text.size());
+}
+
+} // namespace
+
+// The run in run_dir as rank `group->rank()` of a data-parallel job, or
+// alone when `group` is null.
+TrainReport train_in_group(const TrainOptions& options, const std::string& run_dir,
+                           const TrainControl& control, c10::Device device,
+                           dist::ProcessGroup* group) {
+  const int64_t rank = group ? group->rank() : 0;
+  const int64_t world = group ? group->world_size() : 1;
+  const bool speaks = rank == 0; // rank 0 alone writes run_dir and logs
   std::ostream null_stream(nullptr);
-  std::ostream& out = control.log ? *control.log : null_stream;
+  std::ostream& out = control.log && speaks ? *control.log : null_stream;
 
   const auto data_dir =
       options.data_dir.empty() ? dataset_info(options.dataset).default_dir : options.data_dir;
@@ -126,7 +148,7 @@ TrainReport train(const TrainOptions& options, const std::string& run_dir,
   std::unique_ptr<RunLock> lock;
   if (control.resume) {
     if (!fs::is_directory(run_dir)) throw TrainingError(run_dir + ": no such run directory");
-    lock = std::make_unique<RunLock>(run_dir);
+    if (speaks) lock = std::make_unique<RunLock>(run_dir);
     auto loaded = load_checkpoint(last_path);
     if (loaded.options.model != options.model) {
       throw TrainingError(last_path + ": the checkpoint's architecture differs from the options "
@@ -140,55 +162,69 @@ TrainReport train(const TrainOptions& options, const std::string& run_dir,
     model = loaded.model;
     state = loaded.state;
     state.data = data;
-    keep_metrics_up_to(metrics_path, state.epoch);
+    if (speaks) keep_metrics_up_to(metrics_path, state.epoch);
   } else {
-    if (fs::exists(last_path)) {
-      throw TrainingError(run_dir + " already holds a training run (last.pt); continue it with "
-                                    "--resume " + run_dir + " or choose another --out");
+    if (speaks) {
+      if (fs::exists(last_path)) {
+        throw TrainingError(run_dir + " already holds a training run (last.pt); continue it "
+                                      "with --resume " + run_dir + " or choose another --out");
+      }
+      std::error_code ec;
+      if (fs::exists(run_dir) && !fs::is_directory(run_dir)) {
+        throw TrainingError(run_dir + " is a file, not a directory; choose another --out");
+      }
+      if (fs::exists(run_dir) && !fs::is_empty(run_dir, ec) && !control.force) {
+        throw TrainingError(run_dir + " is not empty; a new run needs an empty or new "
+                                      "directory (choose another --out, or pass --force to "
+                                      "train there, replacing its config.json and "
+                                      "metrics.jsonl)");
+      }
+      fs::create_directories(run_dir);
+      lock = std::make_unique<RunLock>(run_dir);
+      // Rows left by a run that died before its first checkpoint belong to no run.
+      fs::remove(metrics_path);
     }
-    std::error_code ec;
-    if (fs::exists(run_dir) && !fs::is_directory(run_dir)) {
-      throw TrainingError(run_dir + " is a file, not a directory; choose another --out");
-    }
-    if (fs::exists(run_dir) && !fs::is_empty(run_dir, ec) && !control.force) {
-      throw TrainingError(run_dir + " is not empty; a new run needs an empty or new directory "
-                                    "(choose another --out, or pass --force to train there, "
-                                    "replacing its config.json and metrics.jsonl)");
-    }
-    fs::create_directories(run_dir);
-    lock = std::make_unique<RunLock>(run_dir);
-    // Rows left by a run that died before its first checkpoint belong to no run.
-    fs::remove(metrics_path);
     state.data = data;
     torch::manual_seed(options.seed);
     model = CapsNet(options.model);
-    nlohmann::json config = options;
-    config["libtorch_version"] = TORCH_VERSION;
-    config["threads_used"] = at::get_num_threads();
-    config["train_size"] = train_data.size();
-    config["test_size"] = test_data.size();
-    write_file_atomically((fs::path(run_dir) / "config.json").string(), config.dump(2) + "\n");
+    if (speaks) {
+      nlohmann::json config = options;
+      config["libtorch_version"] = TORCH_VERSION;
+      config["threads_used"] = at::get_num_threads();
+      config["world_size"] = world;
+      config["train_size"] = train_data.size();
+      config["test_size"] = test_data.size();
+      write_file_atomically((fs::path(run_dir) / "config.json").string(),
+                            config.dump(2) + "\n");
+    }
   }
+  if (group) group->check_same(run_digest(options, data, state), "options, data or checkpoint");
   model->to(device);
   model->set_routing_impl(options.routing);
   const Precision precision = usable_precision(options.precision, out, device);
   model->set_precision(precision);
   torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(options.lr));
   if (control.resume) load_optimizer_state(last_path, optimizer);
+  if (group) {
+    group->attach(model->parameters());
+    group->broadcast_parameters();
+  }
 
   const DatasetSource train_source(std::move(train_data), options.shift, options.normalize, device);
   const DatasetSource test_source(std::move(test_data), /*max_shift=*/0, options.normalize, device);
-  const EpochSampler sampler(train_source.size(), options.batch_size, options.seed);
+  const ShardedSampler sampler(train_source.size(), options.batch_size, options.seed, rank, world);
   CapsNetTask task(model, options);
-  Trainer trainer(task, train_source, sampler, optimizer);
+  Trainer trainer(task, train_source, sampler, optimizer, group);
   trainer.schedule = {options.lr, options.lr_decay};
   trainer.evaluation = {&test_source, options.eval_batch_size};
-  trainer.checkpoints = {last_path, best_checkpoint_path(run_dir),
-                         [&](const std::string& path, const TrainingState& at) {
-                           save_checkpoint(path, model, &optimizer, options, at);
-                         }};
-  RunLogger logger(out, control.terminal, metrics_path);
-  trainer.logger = &logger;
+  if (speaks) {
+    trainer.checkpoints = {last_path, best_checkpoint_path(run_dir),
+                           [&](const std::string& path, const TrainingState& at) {
+                             save_checkpoint(path, model, &optimizer, options, at);
+                           }};
+  }
+  RunLogger logger(out, control.terminal, speaks ? metrics_path : "");
+  trainer.logger = speaks ? &logger : nullptr;
   trainer.stop = control.stop;
   trainer.max_steps = control.max_steps;
 
@@ -200,16 +236,51 @@ TrainReport train(const TrainOptions& options, const std::string& run_dir,
   }
   std::ostringstream line;
   line << "training on " << train_source.size() << " " << options.dataset << " images, testing on "
-       << test_source.size() << "; batch " << options.batch_size << ", " << at::get_num_threads()
-       << " threads, preset " << options.preset << ", " << enum_name(options.routing)
-       << " routing, " << enum_name(precision) << " on " << device.str();
+       << test_source.size() << "; batch " << options.batch_size;
+  if (world > 1) {
+    line << " (" << world << " processes of " << options.batch_size / world
+         << (options.batch_size % world ? "-" + std::to_string(options.batch_size / world + 1) : "")
+         << ", " << enum_name(group->backend()) << ")";
+  }
+  line << ", " << at::get_num_threads() << " threads, preset " << options.preset << ", "
+       << enum_name(options.routing) << " routing, " << enum_name(precision) << " on "
+       << device.str();
   logger.message(line.str());
 
   const auto fit = trainer.fit(state, options.epochs);
+  // Rank 0 writes the last checkpoint after the last collective: the others
+  // wait for it here, so that its failure is theirs too.
+  if (group) {
+    std::vector<double> done{1.0};
+    group->sum(done);
+  }
   report.interrupted = fit.interrupted;
   report.last_eval = fit.last_eval;
   report.last_checkpoint = last_path;
   return report;
+}
+
+
+TrainReport train(const TrainOptions& options, const std::string& run_dir,
+                  const TrainControl& control) {
+  validate(options);
+  const auto& dist_options = control.distributed;
+  const bool distributed = dist_options.world_size > 1;
+  auto device = resolve_device(options.device); // before anything is written
+  if (distributed && device.is_cuda()) {
+    device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(dist_options.local_rank));
+  }
+  // Rendezvous first: a rank that fails later can then tell the others why.
+  std::unique_ptr<dist::ProcessGroup> group;
+  if (distributed) group = std::make_unique<dist::ProcessGroup>(dist_options, device);
+  try {
+    return train_in_group(options, run_dir, control, device, group.get());
+  } catch (const dist::DistributedError&) {
+    throw;
+  } catch (const std::exception& e) {
+    if (group) group->report_failure(e.what());
+    throw;
+  }
 }
 
 } // namespace capsnet

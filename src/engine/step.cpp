@@ -8,17 +8,27 @@ namespace capsnet {
 NonFiniteLoss::NonFiniteLoss(double value_)
     : TrainingError("non-finite loss (" + std::to_string(value_) + ")"), value(value_) {}
 
-TrainStep::TrainStep(Task& task, torch::optim::Optimizer& optimizer)
-    : task_(task), optimizer_(optimizer) {}
+TrainStep::TrainStep(Task& task, torch::optim::Optimizer& optimizer, Replicas* replicas)
+    : task_(task), optimizer_(optimizer), replicas_(replicas) {}
 
-TaskOutput TrainStep::operator()(const Batch& batch) {
-  auto out = task_.forward(batch, /*training=*/true);
-  const double loss = out.loss.item<double>();
-  if (!std::isfinite(loss)) throw NonFiniteLoss(loss);
+TaskOutput TrainStep::forward(const Batch& batch) {
+  return task_.forward(batch, /*training=*/true);
+}
+
+void TrainStep::update(const TaskOutput& out, double share) {
   optimizer_.zero_grad();
-  out.loss.backward();
+  if (replicas_) replicas_->begin_gradients(share);
+  if (out.loss.defined()) out.loss.backward();
+  if (replicas_) replicas_->finish_gradients();
   if (on_gradients) on_gradients();
   optimizer_.step();
+}
+
+TaskOutput TrainStep::operator()(const Batch& batch) {
+  auto out = forward(batch);
+  const double loss = out.loss.item<double>();
+  if (!std::isfinite(loss)) throw NonFiniteLoss(loss);
+  update(out);
   out.loss = out.loss.detach();
   out.scores = out.scores.detach();
   return out;

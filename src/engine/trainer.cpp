@@ -8,8 +8,9 @@
 namespace capsnet {
 
 Trainer::Trainer(Task& task, const BatchSource& data, const EpochSampler& sampler,
-                 torch::optim::Optimizer& optimizer)
-    : task_(task), data_(data), sampler_(sampler), step_(task, optimizer) {}
+                 torch::optim::Optimizer& optimizer, Replicas* replicas)
+    : task_(task), data_(data), sampler_(sampler), replicas_(replicas ? *replicas : single_),
+      step_(task, optimizer, replicas) {}
 
 bool Trainer::stop_requested(int64_t steps_this_call) const {
   return (stop && stop->load()) || (max_steps > 0 && steps_this_call >= max_steps);
@@ -29,36 +30,64 @@ FitResult Trainer::fit(TrainingState& state, int64_t epochs) {
   while (state.epoch < epochs) {
     task_.module().train();
     for (; state.step_in_epoch < steps; ++state.step_in_epoch) {
-      if (stop_requested(steps_this_call)) {
+      const bool alone = replicas_.world_size() == 1;
+      if (alone && stop_requested(steps_this_call)) {
         if (!saved) save(checkpoints.last_path);
         result.interrupted = true;
         return result;
       }
-      saved = false;
       const auto start = std::chrono::steady_clock::now();
       const int64_t step = state.step_in_epoch;
       const double lr = schedule.at(state.global_step, steps);
       LearningRateSchedule::apply(step_.optimizer(), lr);
+      // The global batch with its augmentation, as one process would draw it;
+      // this rank trains on its slice.
       auto rng = sampler_.step_rng(state.epoch, step);
-      const auto batch = data_.get(sampler_.indices(state.epoch, step), &rng);
+      const auto global = data_.get(sampler_.global_indices(state.epoch, step), &rng);
+      const auto [first, count] = sampler_.shard(global.size());
+      const auto batch = global.narrow(first, count);
+      const bool stopping = !alone && stop_requested(steps_this_call);
       TaskOutput out;
-      try {
-        out = step_(batch);
-      } catch (const NonFiniteLoss& e) {
+      double loss = 0;
+      int64_t correct = 0;
+      if (count > 0 && !stopping) {
+        out = step_.forward(batch);
+        loss = out.loss.item<double>();
+        correct = count_correct(out.scores.detach(), batch.labels);
+      }
+      // What every rank must agree on before backward: stop, a non-finite
+      // loss anywhere, and the global batch's loss and accuracy.
+      std::vector<double> agreed = {stopping ? 1.0 : 0.0, std::isfinite(loss) ? 0.0 : 1.0,
+                                    loss * count, static_cast<double>(correct),
+                                    static_cast<double>(count)};
+      if (!alone) replicas_.sum(agreed);
+      if (agreed[0] > 0) {
+        if (!saved) save(checkpoints.last_path);
+        result.interrupted = true;
+        return result;
+      }
+      if (agreed[1] > 0) {
         log.end_progress();
         std::ostringstream message;
-        message << "non-finite loss (" << e.value << ") at epoch " << state.epoch + 1
-                << ", step " << step + 1 << ": training stopped. ";
+        if (std::isfinite(loss)) {
+          message << "non-finite loss on another rank";
+        } else {
+          message << "non-finite loss (" << loss << ")";
+        }
+        message << " at epoch " << state.epoch + 1 << ", step " << step + 1
+                << ": training stopped. ";
         if (checkpoints.save && !checkpoints.last_path.empty()) {
           message << "The last good checkpoint is " << checkpoints.last_path << ". ";
         }
         message << "Try a lower learning rate (now " << schedule.initial << ", --lr).";
         throw TrainingError(message.str());
       }
-      const int64_t count = batch.size();
-      state.epoch_loss_sum += out.loss.item<double>() * count;
-      state.epoch_correct += count_correct(out.scores, batch.labels);
-      state.epoch_seen += count;
+      saved = false;
+      step_.update(out, agreed[4] > 0 ? count / agreed[4] : 0.0);
+      const auto global_count = static_cast<int64_t>(agreed[4]);
+      state.epoch_loss_sum += agreed[2];
+      state.epoch_correct += static_cast<int64_t>(agreed[3]);
+      state.epoch_seen += global_count;
       state.epoch_seconds +=
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       ++state.global_step;
@@ -80,9 +109,11 @@ FitResult Trainer::fit(TrainingState& state, int64_t epochs) {
     summary.lr = schedule.at(state.global_step, steps);
     summary.seconds = state.epoch_seconds;
     summary.images_per_second = state.epoch_seen / state.epoch_seconds;
+    summary.extra = replicas_.take_epoch_stats();
     bool best = false;
     if (evaluation.source) {
-      result.last_eval = evaluate(task_, *evaluation.source, evaluation.batch_size);
+      result.last_eval =
+          evaluate(task_, *evaluation.source, evaluation.batch_size, &replicas_);
       // A diverged model never becomes best.pt, nor a row of nulls in metrics.jsonl.
       if (!std::isfinite(result.last_eval.loss)) {
         log.end_progress();

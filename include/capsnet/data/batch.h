@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <random>
+#include <utility>
 #include <vector>
 
 namespace capsnet {
@@ -20,6 +21,8 @@ struct Batch {
   /// (one label) or [B, P, C, H, W]. For MNIST, the input image itself.
   at::Tensor recon_targets;
   int64_t size() const { return images.size(0); }
+  /// Examples [begin, begin + count) of this batch.
+  Batch narrow(int64_t begin, int64_t count) const;
 };
 
 /// labels int64 [B] or [B, P] -> float [B, K] with a 1 at each label.
@@ -68,9 +71,15 @@ class EpochSampler {
   int64_t steps_per_epoch() const { return (size_ + batch_size_ - 1) / batch_size_; }
   int64_t size() const { return size_; }
   int64_t batch_size() const { return batch_size_; }
-  /// The examples of step `step` of epoch `epoch`: int64 [B] (fewer at the
-  /// end of an epoch).
+  /// The examples of step `step` of epoch `epoch` that this process trains
+  /// on: int64 [B] (fewer at the end of an epoch); all of them here, one
+  /// rank's slice in ShardedSampler.
   virtual at::Tensor indices(int64_t epoch, int64_t step) const;
+  /// The whole (global) batch of that step, whatever the rank.
+  at::Tensor global_indices(int64_t epoch, int64_t step) const;
+  /// Which part [first, first + second) of a global batch of n examples this
+  /// process trains on: all of it here.
+  virtual std::pair<int64_t, int64_t> shard(int64_t n) const { return {0, n}; }
   /// The random stream of that step (shifts, any augmentation).
   std::mt19937_64 step_rng(int64_t epoch, int64_t step) const;
 
@@ -85,11 +94,14 @@ class EpochSampler {
 /// permutation as EpochSampler, rank r of `world` taking the r-th contiguous
 /// slice of each global batch (the first ranks one example more when the
 /// batch does not divide evenly). The union over ranks is the global batch.
+/// The Trainer draws the global batch's augmentation before slicing it, so
+/// that N ranks see exactly what one process at the global batch sees.
 class ShardedSampler : public EpochSampler {
  public:
   ShardedSampler(int64_t size, int64_t global_batch_size, uint64_t seed, int64_t rank,
                  int64_t world);
   at::Tensor indices(int64_t epoch, int64_t step) const override;
+  std::pair<int64_t, int64_t> shard(int64_t n) const override;
 
  private:
   int64_t rank_, world_;

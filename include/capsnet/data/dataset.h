@@ -36,6 +36,9 @@ Dataset load_idx_dataset(const std::string& dir, Split split, int64_t num_classe
 /// CRC-32 of its pixels and labels ("60000 images 28x28, 10 classes, crc 1a2b3c4d").
 std::string data_identity(const Dataset& data);
 
+/// zlib's CRC-32 of `size` bytes (any size).
+uint32_t crc32_of(const void* bytes, size_t size);
+
 /// Mean and standard deviation of MNIST's training pixels in [0, 1]: the
 /// seed's transforms.Normalize((0.1307,), (0.3081,)).
 constexpr double kMnistMean = 0.1307;

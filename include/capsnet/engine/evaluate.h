@@ -2,6 +2,7 @@
 
 #include "capsnet/data/batch.h"
 #include "capsnet/engine/options.h"
+#include "capsnet/engine/replicas.h"
 #include "capsnet/engine/task.h"
 #include "capsnet/model/capsnet.h"
 
@@ -40,8 +41,11 @@ int64_t count_correct(const at::Tensor& scores, const at::Tensor& labels);
 void accumulate(EvalResult& result, const at::Tensor& scores, const at::Tensor& labels);
 
 /// Evaluates `task` on every example of `source`, in order, without
-/// augmentation or gradients, in eval mode (restored afterwards).
-EvalResult evaluate(Task& task, const BatchSource& source, int64_t batch_size);
+/// augmentation or gradients, in eval mode (restored afterwards). With
+/// `replicas`, each rank evaluates its contiguous share of the examples and
+/// every rank gets the totals (loss, counts, confusion, all the scores).
+EvalResult evaluate(Task& task, const BatchSource& source, int64_t batch_size,
+                    Replicas* replicas = nullptr);
 
 /// A CapsNet on a test set as `options` describe: no shift, decoder masked by
 /// the prediction, options.eval_batch_size, normalize, margin and

@@ -16,6 +16,8 @@
 #include <memory>
 #include <ostream>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace capsnet {
 
@@ -55,6 +57,8 @@ struct EpochSummary {
   double seconds = 0;
   double images_per_second = 0;
   const EvalResult* eval = nullptr; ///< null when no evaluation ran
+  /// Other figures of the epoch (Replicas::take_epoch_stats: the all-reduce's).
+  std::vector<std::pair<std::string, double>> extra;
 };
 
 /// What the trainer reports as it goes; the base class is silent.

@@ -4,6 +4,7 @@
 // Trainer assembled from TrainOptions, with config.json, metrics.jsonl,
 // last.pt and best.pt in the run directory, and exact resumption.
 
+#include "capsnet/dist/process_group.h"
 #include "capsnet/engine/checkpoint.h"
 #include "capsnet/engine/evaluate.h"
 #include "capsnet/engine/options.h"
@@ -28,6 +29,10 @@ struct TrainControl {
   /// Start in a directory that holds other files, or resume on other data
   /// than the checkpoint records.
   bool force = false;
+  /// Data-parallel training (resolved: dist::resolve). world_size 1: one
+  /// process. Every rank calls train() with the same options and run_dir;
+  /// options.batch_size is the global batch, split over the ranks.
+  dist::DistOptions distributed;
 };
 
 struct TrainReport {
@@ -50,7 +55,12 @@ std::string best_checkpoint_path(const std::string& run_dir);
 /// On resume, `options` must be the checkpoint's (epochs and threads may differ).
 /// A lock (run_dir/.lock, flock) keeps a second trainer out of the directory;
 /// a fresh run needs an empty or new directory, unless control.force.
-/// Throws DataError, CheckpointError or TrainingError.
+/// Data-parallel: rank 0 alone checks and writes run_dir (config, metrics,
+/// checkpoints, lock) and logs; on resume every rank reads run_dir/last.pt,
+/// so run_dir must be on storage every machine sees. The checkpoint resumes
+/// at any world size: the global batch is the run's. A rank that fails tells
+/// the others why; their DistributedError names it.
+/// Throws DataError, CheckpointError, TrainingError (DistributedError).
 TrainReport train(const TrainOptions& options, const std::string& run_dir,
                   const TrainControl& control = {});
 

@@ -1,6 +1,7 @@
 #pragma once
 
 #include "capsnet/data/batch.h"
+#include "capsnet/engine/replicas.h"
 #include "capsnet/engine/task.h"
 
 #include <torch/optim/optimizer.h>
@@ -25,11 +26,12 @@ class NonFiniteLoss : public TrainingError {
 
 /// One optimisation step: forward -> loss -> backward -> on_gradients ->
 /// optimizer step. The hook is the place for anything that must see the
-/// gradients of the whole batch before the update: an all-reduce across
-/// processes (data-parallel training), clipping, logging norms.
+/// gradients of the whole batch before the update: clipping, logging norms.
+/// With `replicas` (data-parallel training), backward averages the gradients
+/// over the ranks before the hook runs.
 class TrainStep {
  public:
-  TrainStep(Task& task, torch::optim::Optimizer& optimizer);
+  TrainStep(Task& task, torch::optim::Optimizer& optimizer, Replicas* replicas = nullptr);
 
   /// Called between backward and the optimizer step; may be empty.
   std::function<void()> on_gradients;
@@ -39,12 +41,22 @@ class TrainStep {
   /// not finite.
   TaskOutput operator()(const Batch& batch);
 
+  /// The two halves of operator(), for a loop that must agree with other
+  /// ranks in between (on a non-finite loss, on stopping): the training
+  /// forward pass, then backward, gradient averaging over the replicas
+  /// (`share`: this rank's fraction of the global batch), on_gradients and
+  /// the optimizer step. `out` may be empty when this rank has no images in
+  /// the step: it then contributes zero gradients.
+  TaskOutput forward(const Batch& batch);
+  void update(const TaskOutput& out, double share = 1.0);
+
   Task& task() { return task_; }
   torch::optim::Optimizer& optimizer() { return optimizer_; }
 
  private:
   Task& task_;
   torch::optim::Optimizer& optimizer_;
+  Replicas* replicas_;
 };
 
 } // namespace capsnet

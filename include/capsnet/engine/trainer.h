@@ -24,16 +24,24 @@ struct FitResult {
 /// each epoch it sets the learning rate, draws the sampler's batch (with the
 /// step's random stream), and runs the TrainStep; after each epoch it
 /// evaluates, logs, and writes checkpoints.
+///
+/// Data-parallel: give every rank the same parts, a ShardedSampler of its
+/// rank and `replicas`. Each rank draws the global batch (and its
+/// augmentation) and trains on its slice; the ranks agree after each forward
+/// pass on stopping and on a non-finite loss, average the gradients, and
+/// evaluate their shares of the test set. Give ranks other than 0 an empty
+/// CheckpointPolicy and no logger: the metrics they see are the global ones.
 class Trainer {
  public:
   Trainer(Task& task, const BatchSource& data, const EpochSampler& sampler,
-          torch::optim::Optimizer& optimizer);
+          torch::optim::Optimizer& optimizer, Replicas* replicas = nullptr);
 
   LearningRateSchedule schedule;
   EvalPolicy evaluation;
   CheckpointPolicy checkpoints;
   TrainLogger* logger = nullptr; ///< null: silent
-  /// Polled before every step: when it turns true, fit() writes last.pt and returns.
+  /// Polled before every step: when it turns true, fit() writes last.pt and
+  /// returns. Data-parallel: a stop on any rank stops every rank at the same step.
   const std::atomic<bool>* stop = nullptr;
   /// Stop as if interrupted after this many steps of one fit() call (0: no limit).
   int64_t max_steps = 0;
@@ -53,6 +61,8 @@ class Trainer {
   Task& task_;
   const BatchSource& data_;
   const EpochSampler& sampler_;
+  Replicas single_;
+  Replicas& replicas_;
   TrainStep step_;
   TrainLogger silent_;
 };

@@ -1,0 +1,127 @@
+#pragma once
+
+// Data-parallel training on PyTorch's c10d: torchrun's contract (RANK,
+// WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), rendezvous through a
+// c10d TCPStore, Gloo on the CPU and NCCL on CUDA builds, gradients averaged
+// by a bucketed all-reduce that starts during backward.
+
+#include "capsnet/engine/replicas.h"
+#include "capsnet/engine/step.h"
+#include "capsnet/io/enum_names.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/Device.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace capsnet::dist {
+enum class Backend { kAuto, kGloo, kNccl };
+} // namespace capsnet::dist
+
+namespace capsnet {
+CAPSNET_ENUM_NAMES(dist::Backend, "distributed backend",
+                   {{dist::Backend::kAuto, "auto"},
+                    {dist::Backend::kGloo, "gloo"},
+                    {dist::Backend::kNccl, "nccl"}})
+} // namespace capsnet
+
+namespace capsnet::dist {
+
+/// Where this process stands in a data-parallel job. Fields left at -1 or
+/// empty are taken from torchrun's environment variables by resolve().
+struct DistOptions {
+  int64_t rank = -1;             ///< RANK; 0 when unset
+  int64_t world_size = -1;       ///< WORLD_SIZE; 1 when unset
+  int64_t local_rank = -1;       ///< LOCAL_RANK: the GPU of this process; `rank` when unset
+  int64_t local_world_size = -1; ///< LOCAL_WORLD_SIZE: processes on this machine
+  std::string master_addr;       ///< MASTER_ADDR; 127.0.0.1 when unset
+  int64_t master_port = -1;      ///< MASTER_PORT; 29500 when unset
+  Backend backend = Backend::kAuto; ///< auto: NCCL on a CUDA device, Gloo on the CPU
+  double timeout_seconds = 60;   ///< a collective or the rendezvous waiting longer fails
+  /// Gradient bucket size: each bucket's all-reduce starts as soon as the
+  /// gradients in it are ready.
+  double bucket_megabytes = 8;
+  /// Start the all-reduces during backward (false: all after it, to measure
+  /// what the overlap gains).
+  bool overlap = true;
+  /// torchrun's agent hosts the store (TORCHELASTIC_USE_AGENT_STORE); keys
+  /// then go under /worker/attempt_<TORCHELASTIC_RESTART_COUNT>.
+  bool agent_store = false;
+  int64_t restart_count = 0;
+
+  bool distributed() const { return world_size > 1; }
+};
+
+/// `given` completed from the environment (read with `getenv`): a field given
+/// explicitly wins over its variable. Throws std::invalid_argument naming the
+/// flag or variable that is malformed or out of range.
+DistOptions resolve(DistOptions given,
+                    const std::function<const char*(const char*)>& getenv = nullptr);
+
+/// Another rank failed, stalled or disagrees; the message names the rank.
+class DistributedError : public TrainingError {
+ public:
+  using TrainingError::TrainingError;
+};
+
+/// Per-epoch figures of the gradient all-reduce.
+struct CommStats {
+  int64_t steps = 0;
+  double exposed_seconds = 0; ///< backward's end to the last bucket reduced, summed over steps
+  double alone_seconds = 0;   ///< one all-reduce of every bucket with nothing else running
+  int64_t buckets = 0;
+  double megabytes = 0; ///< gradient bytes reduced per step
+};
+
+/// A c10d process group as the Trainer's Replicas.
+class ProcessGroup : public Replicas {
+ public:
+  /// Joins the job: rendezvous at master_addr:master_port (rank 0 hosts the
+  /// TCPStore, unless torchrun's agent does), then a Gloo or NCCL group on
+  /// `device`. Throws DistributedError when the other ranks do not come
+  /// within the timeout, std::invalid_argument for a backend this build or
+  /// device lacks.
+  ProcessGroup(const DistOptions& options, c10::Device device);
+  ~ProcessGroup() override;
+  ProcessGroup(const ProcessGroup&) = delete;
+  ProcessGroup& operator=(const ProcessGroup&) = delete;
+
+  int64_t rank() const override;
+  int64_t world_size() const override;
+  Backend backend() const;
+
+  void sum(std::vector<double>& values) override;
+
+  /// The parameters whose gradients begin/finish_gradients average: hooks
+  /// are registered on them, and buckets laid out in reverse order (the
+  /// order backward produces them). Call once, before training.
+  void attach(const std::vector<at::Tensor>& parameters);
+  void begin_gradients(double share) override;
+  void finish_gradients() override;
+  void broadcast_parameters() override;
+
+  /// Each rank's `digest` (e.g. a CRC of its options and data) must equal
+  /// rank 0's; throws DistributedError naming the ranks that differ and `what`.
+  void check_same(uint32_t digest, const std::string& what);
+
+  /// Best effort: tells the other ranks why this one stops, so that their
+  /// errors name it and the reason.
+  void report_failure(const std::string& reason) noexcept;
+
+  /// The all-reduce figures since the last call, and resets them.
+  CommStats take_stats();
+  /// take_stats() as allreduce_exposed_seconds (per step), allreduce_alone_seconds,
+  /// allreduce_hidden_fraction (1 - exposed / alone, at least 0) and gradient_megabytes.
+  std::vector<std::pair<std::string, double>> take_epoch_stats() override;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+} // namespace capsnet::dist
