@@ -64,7 +64,9 @@ int exit_code(int status) {
 }
 
 std::string describe(int status) {
-  if (WIFSIGNALED(status)) return std::string("was killed by ") + strsignal(WTERMSIG(status));
+  if (WIFSIGNALED(status)) {
+    return "was killed by signal " + std::to_string(WTERMSIG(status)) + " (" + strsignal(WTERMSIG(status)) + ")";
+  }
   return "exited with status " + std::to_string(exit_code(status));
 }
 

@@ -165,6 +165,13 @@ struct ProcessGroup::Impl {
     return c10::make_intrusive<c10d::PrefixStore>(prefix + "capsnet", s);
   }
 
+  // How long a failing rank watches the others' heartbeats (beats come every
+  // 500 ms). Collectives time out this much before --dist-timeout, so that a
+  // stalled rank is named within the timeout.
+  milliseconds diagnosis_window() const {
+    return std::min(milliseconds(2500), to_ms(options.timeout_seconds / 4));
+  }
+
   std::string key(const char* what, int64_t r) const {
     return std::string(what) + "/" + std::to_string(r);
   }
@@ -223,7 +230,7 @@ struct ProcessGroup::Impl {
         return seen;
       };
       const auto before = read();
-      std::this_thread::sleep_for(milliseconds(2500));
+      std::this_thread::sleep_for(diagnosis_window());
       const auto after = read();
       std::string dead;
       for (int64_t r = 0; r < world; ++r) {
@@ -232,8 +239,8 @@ struct ProcessGroup::Impl {
         }
       }
       if (!dead.empty()) {
-        return "rank " + dead + " stopped responding: no heartbeat for 2.5 s (killed, crashed or "
-                                "frozen)";
+        return "rank " + dead + " stopped responding: no heartbeat for " +
+               std::to_string(diagnosis_window().count()) + " ms (killed, crashed or frozen)";
       }
       int64_t slowest = -1;
       for (int64_t r = 0; r < world; ++r) {
@@ -331,7 +338,7 @@ ProcessGroup::ProcessGroup(const DistOptions& options, c10::Device device)
   try {
     auto group_store = c10::make_intrusive<c10d::PrefixStore>("group", m.store);
     if (m.backend == Backend::kGloo) {
-      auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
+      auto opts = c10d::ProcessGroupGloo::Options::create(timeout - m.diagnosis_window());
       const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
       if (ifname && *ifname) {
         opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
@@ -345,7 +352,7 @@ ProcessGroup::ProcessGroup(const DistOptions& options, c10::Device device)
     } else {
 #if defined(CAPSNET_WITH_NCCL)
       auto opts = c10d::ProcessGroupNCCL::Options::create();
-      opts->timeout = timeout;
+      opts->timeout = timeout - m.diagnosis_window();
       m.group = c10::make_intrusive<c10d::ProcessGroupNCCL>(group_store, options.rank,
                                                             options.world_size, opts);
 #endif
