@@ -255,7 +255,7 @@ Runner add_train_command(CLI::App& app) {
       return 128 + (g_signal ? g_signal.load() : SIGINT); // rank 0 says where the checkpoint is
     }
     if (report.interrupted) {
-      std::cerr << "capsnet: interrupted at epoch " << report.state.epoch + 1 << ", step "
+      std::cerr << program_name() << ": interrupted at epoch " << report.state.epoch + 1 << ", step "
                 << report.state.step_in_epoch << "; checkpoint written to "
                 << report.last_checkpoint << "\nresume with: capsnet train --resume " << run_dir
                 << "\n";
