@@ -14,10 +14,15 @@
 
 #include <functional>
 #include <map>
+#include <mutex>
 #include <thread>
 
 namespace capsnet {
 namespace {
+
+// LibTorch's generator is one per process: ranks (threads here) seed it and
+// draw their initial weights one at a time.
+std::mutex init_mutex;
 
 int free_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -124,8 +129,12 @@ TEST(ProcessGroup, SumsBroadcastsAndNamesARankWithOtherOptions) {
     group.sum(v);
     EXPECT_EQ(v, (std::vector<double>{3.0, 3.0, 1.5}));
 
-    torch::manual_seed(rank); // different weights on every rank
-    torch::nn::Linear layer(4, 3);
+    torch::nn::Linear layer(nullptr);
+    {
+      std::lock_guard<std::mutex> lock(init_mutex);
+      torch::manual_seed(rank); // different weights on every rank
+      layer = torch::nn::Linear(4, 3);
+    }
     group.attach(layer->parameters());
     group.broadcast_parameters();
     std::vector<double> first = {layer->weight[0][0].item<double>()};
@@ -163,7 +172,15 @@ struct TwoLayerTask : Task {
   std::shared_ptr<TwoLayers> net;
 };
 
+template <typename T = TwoLayerTask>
+std::unique_ptr<T> seeded(uint64_t seed) {
+  std::lock_guard<std::mutex> lock(init_mutex);
+  torch::manual_seed(seed);
+  return std::make_unique<T>();
+}
+
 Dataset noisy_bars(int64_t n) { // class k: a bright row k, plus noise
+  std::lock_guard<std::mutex> lock(init_mutex);
   Dataset data;
   torch::manual_seed(5);
   data.images = at::randint(0, 60, {n, 1, 6, 6}, at::kByte);
@@ -177,11 +194,10 @@ TEST(ProcessGroup, BucketedGradientsAreTheGlobalBatchsWhateverTheShares) {
   const DatasetSource source(noisy_bars(10), 0, false);
   const auto batch = source.get(at::arange(10, at::kLong), nullptr);
   // The reference: one process, the whole batch.
-  torch::manual_seed(3);
-  TwoLayerTask single;
-  single.forward(batch, true).loss.backward();
+  auto single = seeded(3);
+  single->forward(batch, true).loss.backward();
   std::vector<at::Tensor> expected;
-  for (const auto& p : single.net->parameters()) expected.push_back(p.grad().clone());
+  for (const auto& p : single->net->parameters()) expected.push_back(p.grad().clone());
 
   // Three ranks with 6, 4 and 0 of the images; buckets of one parameter or
   // all of them; gradients reduced during backward or after it.
@@ -189,8 +205,8 @@ TEST(ProcessGroup, BucketedGradientsAreTheGlobalBatchsWhateverTheShares) {
     on_ranks(
         3,
         [&](int64_t rank, dist::ProcessGroup& group) {
-          torch::manual_seed(3);
-          TwoLayerTask task;
+          auto owned = seeded(3);
+          auto& task = *owned;
           group.attach(task.net->parameters());
           const int64_t first[] = {0, 6, 10}, count[] = {6, 4, 0};
           group.begin_gradients(count[rank] / 10.0);
@@ -218,8 +234,8 @@ TEST(ProcessGroup, NRanksTrainLikeOneProcessAtTheGlobalBatch) {
   const DatasetSource train(noisy_bars(45), /*max_shift=*/1, false);
   const DatasetSource test(noisy_bars(23), 0, false);
   auto fit = [&](Replicas* replicas, int64_t rank, int64_t world) {
-    torch::manual_seed(11);
-    TwoLayerTask task;
+    auto owned = seeded(11);
+    auto& task = *owned;
     torch::optim::Adam adam(task.net->parameters(), torch::optim::AdamOptions(0.02));
     const ShardedSampler sampler(train.size(), 7, /*seed=*/9, rank, world);
     auto* group = dynamic_cast<dist::ProcessGroup*>(replicas);
@@ -234,8 +250,7 @@ TEST(ProcessGroup, NRanksTrainLikeOneProcessAtTheGlobalBatch) {
     return std::make_tuple(weights, result.last_eval, state);
   };
   const auto [weights, eval, state] = fit(nullptr, 0, 1);
-  torch::manual_seed(11);
-  EXPECT_GT((TwoLayerTask().net->a->weight - weights[0]).abs().max().item<double>(), 0.05);
+  EXPECT_GT((seeded(11)->net->a->weight - weights[0]).abs().max().item<double>(), 0.05);
   EXPECT_EQ(state.global_step, 3 * 7);
   on_ranks(3, [&](int64_t rank, dist::ProcessGroup& group) {
     const auto [w, e, s] = fit(&group, rank, 3);
@@ -257,8 +272,8 @@ TEST(ProcessGroup, NRanksTrainLikeOneProcessAtTheGlobalBatch) {
 TEST(ProcessGroup, AStopOnOneRankStopsEveryRankAtTheSameStep) {
   const DatasetSource train(noisy_bars(40), 0, false);
   on_ranks(2, [&](int64_t rank, dist::ProcessGroup& group) {
-    torch::manual_seed(1);
-    TwoLayerTask task;
+    auto owned = seeded(1);
+    auto& task = *owned;
     torch::optim::Adam adam(task.net->parameters(), torch::optim::AdamOptions(0.01));
     const ShardedSampler sampler(train.size(), 4, 2, rank, 2);
     group.attach(task.net->parameters());
@@ -285,8 +300,8 @@ TEST(ProcessGroup, ANonFiniteLossOnOneRankStopsEveryRankBeforeTheUpdate) {
   };
   const DatasetSource train(noisy_bars(16), 0, false);
   on_ranks(2, [&](int64_t rank, dist::ProcessGroup& group) {
-    torch::manual_seed(1);
-    NaNOnRankOne task;
+    auto owned = seeded<NaNOnRankOne>(1);
+    auto& task = *owned;
     task.rank = rank;
     torch::optim::Adam adam(task.net->parameters(), torch::optim::AdamOptions(0.01));
     const ShardedSampler sampler(train.size(), 4, 2, rank, 2);

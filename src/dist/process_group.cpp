@@ -446,6 +446,8 @@ void ProcessGroup::attach(const std::vector<at::Tensor>& parameters) {
 
 void ProcessGroup::begin_gradients(double share) {
   auto& m = *impl_;
+  TORCH_CHECK(!m.params.empty(), "ProcessGroup: attach() the trained parameters before the "
+                                 "first step, or the gradients are not averaged");
   m.share = share;
   m.next_launch = 0;
   std::fill(m.reported.begin(), m.reported.end(), false);
@@ -525,10 +527,10 @@ void ProcessGroup::report_failure(const std::string& reason) noexcept {
     m.group.reset();
     if (m.options.rank == 0 && !m.options.agent_store) {
       // This process hosts the store: keep it up until every rank has read
-      // why (or 10 s passed).
+      // why (or 5 s passed).
       std::vector<std::string> seen;
       for (int64_t r = 1; r < m.options.world_size; ++r) seen.push_back(m.key("seen", r));
-      const auto deadline = Clock::now() + milliseconds(10000);
+      const auto deadline = Clock::now() + milliseconds(5000);
       while (Clock::now() < deadline && !m.store->check(seen)) {
         std::this_thread::sleep_for(milliseconds(50));
       }

@@ -276,7 +276,9 @@ TrainReport train(const TrainOptions& options, const std::string& run_dir,
   try {
     return train_in_group(options, run_dir, control, device, group.get());
   } catch (const dist::DistributedError&) {
-    throw;
+    throw; // about another rank, which knows
+  } catch (const AgreedTrainingError&) {
+    throw; // every rank stops with it
   } catch (const std::exception& e) {
     if (group) group->report_failure(e.what());
     throw;

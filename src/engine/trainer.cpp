@@ -80,7 +80,7 @@ FitResult Trainer::fit(TrainingState& state, int64_t epochs) {
           message << "The last good checkpoint is " << checkpoints.last_path << ". ";
         }
         message << "Try a lower learning rate (now " << schedule.initial << ", --lr).";
-        throw TrainingError(message.str());
+        throw AgreedTrainingError(message.str());
       }
       saved = false;
       step_.update(out, agreed[4] > 0 ? count / agreed[4] : 0.0);
@@ -124,7 +124,7 @@ FitResult Trainer::fit(TrainingState& state, int64_t epochs) {
           message << "The last good checkpoint is " << checkpoints.last_path << ". ";
         }
         message << "Try a lower learning rate (now " << schedule.initial << ", --lr).";
-        throw TrainingError(message.str());
+        throw AgreedTrainingError(message.str());
       }
       summary.eval = &result.last_eval;
       best = result.last_eval.accuracy() > state.best_accuracy;

@@ -17,6 +17,13 @@ class TrainingError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// An error every rank of a data-parallel run raises at the same step (a
+/// non-finite loss, agreed on): no rank needs to tell the others.
+class AgreedTrainingError : public TrainingError {
+ public:
+  using TrainingError::TrainingError;
+};
+
 /// The loss of a step was NaN or infinite; the optimizer did not step.
 class NonFiniteLoss : public TrainingError {
  public:
