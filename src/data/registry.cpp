@@ -8,7 +8,11 @@ namespace {
 
 DatasetInfo idx_dataset(std::string name, std::string description, std::string dir,
                         std::string hint) {
-  DatasetInfo info{std::move(name), std::move(description), std::move(dir), std::move(hint)};
+  DatasetInfo info;
+  info.name = std::move(name);
+  info.description = std::move(description);
+  info.default_dir = std::move(dir);
+  info.fetch_hint = std::move(hint);
   info.load = [hint = info.fetch_hint, classes = info.num_classes](
                   const std::string& dir, Split split, int64_t limit) {
     return load_idx_dataset(dir, split, classes, hint, limit);
