@@ -1,10 +1,14 @@
 // The generated data sets of the paper's other experiments: MultiMNIST
-// (Section 6). Checked against their definitions: labels, overlap
-// statistics, the overlay, reproducibility.
+// (Section 6) and the framed and affinely transformed digits of the affine-
+// robustness test (Section 5.2). Checked against their definitions: labels,
+// overlap statistics, the overlay, transformation ranges and geometry (angles
+// and centroids from image moments), reproducibility.
+#include "capsnet/data/affine.h"
 #include "capsnet/data/multimnist.h"
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <map>
 #include <set>
 
@@ -107,6 +111,136 @@ TEST(MultiMnist, RefusesWhatCannotBeGenerated) {
   one_class.labels.zero_();
   EXPECT_THROW(MultiMnistSource(one_class, {}), c10::Error);
   EXPECT_THROW(MultiMnistSource(squares(), {36, 4, 1, 0}).pair(200), c10::Error);
+}
+
+// Orientation (degrees, of the principal axis in (column, row) coordinates)
+// and centroid (row, column) of an image's mass.
+struct Moments {
+  double angle, row, col;
+};
+Moments moments_of(const at::Tensor& image) {
+  const auto m = image.to(at::kDouble);
+  const auto rows = at::arange(m.size(0), at::kDouble).unsqueeze(1).expand_as(m);
+  const auto cols = at::arange(m.size(1), at::kDouble).unsqueeze(0).expand_as(m);
+  const double mass = m.sum().item<double>();
+  const double r = (m * rows).sum().item<double>() / mass, c = (m * cols).sum().item<double>() / mass;
+  const double mu20 = (m * (cols - c).pow(2)).sum().item<double>();
+  const double mu02 = (m * (rows - r).pow(2)).sum().item<double>();
+  const double mu11 = (m * (cols - c) * (rows - r)).sum().item<double>();
+  return {0.5 * std::atan2(2 * mu11, mu20 - mu02) * 180 / M_PI, r, c};
+}
+
+TEST(Framed, ExpandedMnistPlacesTheWholeDigitAnywhereInTheFrame) {
+  const auto base = squares();
+  const FramedSource source(base, {40, /*affine=*/false, {}, /*seed=*/3});
+  std::set<int64_t> rows, cols;
+  for (int64_t i = 0; i < source.size(); ++i) {
+    const auto p = source.params(i);
+    EXPECT_LE(std::abs(p.ty), 6); // 28 + 2 * 6 = 40
+    EXPECT_LE(std::abs(p.tx), 6);
+    rows.insert(p.ty);
+    cols.insert(p.tx);
+  }
+  EXPECT_EQ(rows.size(), 13u);
+  EXPECT_EQ(cols.size(), 13u);
+  const auto idx = at::arange(0, 200, 9, at::kLong);
+  const auto batch = source.get(idx, nullptr);
+  ASSERT_EQ(batch.images.sizes(), (std::vector<int64_t>{idx.size(0), 1, 40, 40}));
+  EXPECT_TRUE(batch.labels.equal(base.labels.index_select(0, idx)));
+  for (int64_t k = 0; k < idx.size(0); ++k) {
+    const auto p = source.params(idx[k].item<int64_t>());
+    const auto digit = base.images[idx[k].item<int64_t>()][0].to(at::kFloat) / 255.0;
+    const auto placed = batch.images[k][0];
+    EXPECT_TRUE(placed.narrow(0, 6 + p.ty, 28).narrow(1, 6 + p.tx, 28).equal(digit));
+    EXPECT_NEAR(placed.sum().item<double>(), digit.sum().item<double>(), 1e-3);
+  }
+}
+
+TEST(Framed, AffineTransformationsStayInAffNistsRangesAndKeepTheInk) {
+  const auto base = squares();
+  const FramedSource source(base, {40, /*affine=*/true, {}, /*seed=*/4});
+  double lo_rot = 0, hi_rot = 0, lo_shear = 0, hi_shear = 0, lo_scale = 2, hi_scale = 0;
+  for (int64_t i = 0; i < source.size(); ++i) {
+    const auto p = source.params(i);
+    lo_rot = std::min(lo_rot, p.rotation_degrees), hi_rot = std::max(hi_rot, p.rotation_degrees);
+    lo_shear = std::min(lo_shear, p.shear), hi_shear = std::max(hi_shear, p.shear);
+    lo_scale = std::min(lo_scale, p.scale), hi_scale = std::max(hi_scale, p.scale);
+  }
+  EXPECT_GE(lo_rot, -20);
+  EXPECT_LE(hi_rot, 20);
+  EXPECT_LT(lo_rot, -18); // and reach the ends of them (200 draws)
+  EXPECT_GT(hi_rot, 18);
+  EXPECT_GE(lo_shear, -0.2);
+  EXPECT_LE(hi_shear, 0.2);
+  EXPECT_LT(lo_shear, -0.18);
+  EXPECT_GT(hi_shear, 0.18);
+  EXPECT_GE(lo_scale, 0.8);
+  EXPECT_LE(hi_scale, 1.2);
+  EXPECT_LT(lo_scale, 0.82);
+  EXPECT_GT(hi_scale, 1.18);
+  // The ink survives whole: mass scales by det A = scale^2, nothing is cut off.
+  const auto idx = at::arange(0, 200, 3, at::kLong);
+  const auto batch = source.get(idx, nullptr);
+  for (int64_t k = 0; k < idx.size(0); ++k) {
+    const auto p = source.params(idx[k].item<int64_t>());
+    const double before = base.images[idx[k].item<int64_t>()].to(at::kDouble).sum().item<double>() / 255;
+    const double after = batch.images[k].to(at::kDouble).sum().item<double>();
+    // (Bilinear resampling of sharp-edged squares conserves it to a few per cent.)
+    EXPECT_NEAR(after / (before * p.scale * p.scale), 1.0, 0.06) << "example " << k;
+    const auto border = batch.images[k][0];
+    EXPECT_EQ(border[0].sum().item<double>() + border[39].sum().item<double>() +
+                  border.select(1, 0).sum().item<double>() + border.select(1, 39).sum().item<double>(),
+              0.0);
+  }
+  // Reproducible from the seed; training draws from the step's stream.
+  const FramedSource again(base, {40, true, {}, 4}), other(base, {40, true, {}, 5});
+  EXPECT_TRUE(again.get(idx, nullptr).images.equal(batch.images));
+  EXPECT_FALSE(other.get(idx, nullptr).images.equal(batch.images));
+  std::mt19937_64 r1(1), r2(1);
+  EXPECT_TRUE(source.get(idx, &r1).images.equal(source.get(idx, &r2).images));
+}
+
+TEST(Framed, RotationShearScaleAndTranslationDoWhatTheySay) {
+  // A horizontal bar, 22 pixels long and 2 wide, centred in a 28x28 digit
+  // (its centroid is the frame's centre, about which A acts).
+  auto bar = at::zeros({1, 1, 28, 28});
+  bar[0][0][13].narrow(0, 3, 22).fill_(1);
+  bar[0][0][14].narrow(0, 3, 22).fill_(1);
+  const auto straight = moments_of(frame_and_transform(bar, {AffineParams{}}, 40)[0][0]);
+  EXPECT_NEAR(straight.angle, 0, 1e-6);
+  EXPECT_NEAR(straight.row, 19.5, 1e-6);
+  EXPECT_NEAR(straight.col, 19.5, 1e-6);
+  for (const double degrees : {-20.0, 12.0, 30.0}) {
+    AffineParams p;
+    p.rotation_degrees = degrees;
+    p.ty = 3;
+    p.tx = -5;
+    const auto m = moments_of(frame_and_transform(bar, {p}, 40)[0][0]);
+    EXPECT_NEAR(m.angle, degrees, 0.5); // rotates from +column towards +row
+    EXPECT_NEAR(m.row, straight.row + 3, 0.05);
+    EXPECT_NEAR(m.col, straight.col - 5, 0.05);
+  }
+  // Shear moves each row by shear * (its offset from the centre): a vertical
+  // bar leans to atan(1 / shear) from the column axis.
+  const auto upright = bar.transpose(2, 3).contiguous();
+  AffineParams sheared;
+  sheared.shear = 0.2;
+  EXPECT_NEAR(moments_of(frame_and_transform(upright, {sheared}, 40)[0][0]).angle,
+              std::atan2(1.0, 0.2) * 180 / M_PI, 0.5);
+  // Scale: the bar's spread along its length grows by the factor.
+  auto spread = [](const at::Tensor& image) {
+    const auto m = image.to(at::kDouble);
+    const auto cols = at::arange(m.size(1), at::kDouble).unsqueeze(0).expand_as(m);
+    const double mass = m.sum().item<double>(), c = (m * cols).sum().item<double>() / mass;
+    return std::sqrt((m * (cols - c).pow(2)).sum().item<double>() / mass);
+  };
+  for (const double factor : {0.8, 1.2}) {
+    AffineParams scaled;
+    scaled.scale = factor;
+    const auto resized = frame_and_transform(bar, {scaled}, 40)[0][0];
+    EXPECT_NEAR(spread(resized) / spread(frame_and_transform(bar, {AffineParams{}}, 40)[0][0]),
+                factor, 0.02 * factor);
+  }
 }
 
 } // namespace
