@@ -1,12 +1,15 @@
-// The generated data sets of the paper's other experiments: MultiMNIST
+// The baseline CNN of Table 1, and the generated data sets of the paper's other experiments: MultiMNIST
 // (Section 6) and the framed and affinely transformed digits of the affine-
 // robustness test (Section 5.2). Checked against their definitions: labels,
 // overlap statistics, the overlay, transformation ranges and geometry (angles
 // and centroids from image moments), reproducibility.
 #include "capsnet/data/affine.h"
 #include "capsnet/data/multimnist.h"
+#include "capsnet/engine/trainer.h"
+#include "capsnet/model/baseline_cnn.h"
 
 #include <gtest/gtest.h>
+#include <torch/optim/adam.h>
 
 #include <cmath>
 #include <map>
@@ -39,8 +42,8 @@ TEST(MultiMnist, PairsTwoDigitsOfDifferentClassesAndOverlaysThem) {
   ASSERT_EQ(batch.labels.sizes(), (std::vector<int64_t>{B, 2}));
   ASSERT_EQ(batch.recon_targets.sizes(), (std::vector<int64_t>{B, 2, 1, 36, 36}));
   EXPECT_TRUE(batch.targets.sum(1).eq(2).all().item<bool>()); // two positives each
-  // The image is the overlay (pixel-wise maximum) of the two digits alone.
-  EXPECT_TRUE(batch.images.equal(std::get<0>(batch.recon_targets.max(1))));
+  // The image is the overlay (the sum, clipped at 1) of the two digits alone.
+  EXPECT_TRUE(batch.images.equal(batch.recon_targets.sum(1).clamp_max(1.0)));
   for (int64_t k = 0; k < B; ++k) {
     const auto p = source.pair(indices[k].item<int64_t>());
     EXPECT_EQ(p.first, indices[k].item<int64_t>() % 200);
@@ -111,6 +114,92 @@ TEST(MultiMnist, RefusesWhatCannotBeGenerated) {
   one_class.labels.zero_();
   EXPECT_THROW(MultiMnistSource(one_class, {}), c10::Error);
   EXPECT_THROW(MultiMnistSource(squares(), {36, 4, 1, 0}).pair(200), c10::Error);
+}
+
+int64_t count_parameters(torch::nn::Module& module) {
+  int64_t n = 0;
+  for (const auto& p : module.parameters()) n += p.numel();
+  return n;
+}
+
+TEST(BaselineCnn, HasThePapersThirtyFiveMillionParameters) {
+  BaselineCnn paper;
+  // 5x5 "same" convolutions of 256, 256, 128 channels, no pooling: 28*28*128
+  // features into 328, 192 and 10 units.
+  const int64_t expected = (25 * 256 + 256) + (25 * 256 * 256 + 256) + (25 * 256 * 128 + 128) +
+                           (28 * 28 * 128 * 328 + 328) + (328 * 192 + 192) + (192 * 10 + 10);
+  EXPECT_EQ(expected, 35445522);
+  EXPECT_EQ(count_parameters(*paper), expected);
+  EXPECT_EQ(paper->config.parameter_count(), expected);
+  // The authors' code pools (2x2) after every convolution: far fewer.
+  BaselineCnnConfig pooled;
+  pooled.pool_after = {0, 1, 2};
+  BaselineCnn small(pooled);
+  EXPECT_EQ(count_parameters(*small), pooled.parameter_count());
+  EXPECT_EQ(pooled.feature_side(), 3);
+  BaselineCnnConfig multi;
+  multi.image_size = 36;
+  EXPECT_EQ(BaselineCnn(multi)->forward(at::rand({2, 1, 36, 36})).sizes(),
+            (std::vector<int64_t>{2, 10}));
+  BaselineCnnConfig bad;
+  bad.pool_after = {3};
+  EXPECT_THROW(bad.validate(), std::invalid_argument);
+}
+
+TEST(BaselineCnn, CrossEntropyOverOneOrSeveralLabels) {
+  torch::manual_seed(0);
+  BaselineCnnConfig tiny;
+  tiny.image_size = 8;
+  tiny.conv_channels = {4, 4, 2};
+  tiny.hidden = {32, 32};
+  BaselineCnnTask task{BaselineCnn(tiny)};
+  task.module().eval(); // no dropout: deterministic
+  Batch batch;
+  batch.images = at::rand({3, 1, 8, 8});
+  batch.labels = at::tensor({2, 7, 0}, at::kLong);
+  batch.targets = multi_hot(batch.labels, 10);
+  auto out = task.forward(batch, false);
+  EXPECT_TRUE(out.scores.sum(1).allclose(at::ones({3}), 1e-5, 1e-6)); // probabilities
+  double expected = 0;
+  for (int64_t b = 0; b < 3; ++b) {
+    expected -= std::log(out.scores[b][batch.labels[b].item<int64_t>()].item<double>()) / 3;
+  }
+  EXPECT_NEAR(out.loss.item<double>(), expected, 1e-5);
+  // Two labels each: half the target on each.
+  batch.labels = at::tensor({2, 7, 7, 1, 0, 9}, at::kLong).view({3, 2});
+  batch.targets = multi_hot(batch.labels, 10);
+  out = task.forward(batch, false);
+  expected = 0;
+  for (int64_t b = 0; b < 3; ++b) {
+    for (int64_t j = 0; j < 2; ++j) {
+      expected -= 0.5 * std::log(out.scores[b][batch.labels[b][j].item<int64_t>()].item<double>()) / 3;
+    }
+  }
+  EXPECT_NEAR(out.loss.item<double>(), expected, 1e-5);
+  // Dropout acts in training only.
+  task.module().train();
+  EXPECT_FALSE(task.forward(batch, true).scores.equal(task.forward(batch, true).scores));
+}
+
+TEST(BaselineCnn, LearnsThroughTheTrainer) {
+  Dataset data; // class k: a bright bar at row 2k + 4
+  data.images = at::zeros({120, 1, 28, 28}, at::kByte);
+  data.labels = at::arange(120, at::kLong) % 10;
+  for (int64_t i = 0; i < 120; ++i) data.images[i][0][2 * (i % 10) + 4].narrow(0, 4, 20).fill_(255);
+  const DatasetSource train(data, 0, false);
+  torch::manual_seed(1);
+  BaselineCnnConfig small;
+  small.conv_channels = {8, 8, 4};
+  small.pool_after = {0, 1};
+  small.hidden = {32, 16};
+  small.dropout = 0.1;
+  BaselineCnnTask task{BaselineCnn(small)};
+  torch::optim::Adam adam(task.module().parameters(), torch::optim::AdamOptions(3e-3));
+  const EpochSampler sampler(train.size(), 20, 2);
+  Trainer trainer(task, train, sampler, adam);
+  trainer.evaluation = {&train, 60};
+  TrainingState state;
+  EXPECT_GE(trainer.fit(state, 15).last_eval.accuracy(), 0.95);
 }
 
 // Orientation (degrees, of the principal axis in (column, row) coordinates)

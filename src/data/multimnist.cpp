@@ -92,7 +92,7 @@ Batch MultiMnistSource::get(const at::Tensor& indices, std::mt19937_64* rng) con
         .copy_(b[k]);
   }
   Batch out;
-  out.images = std::get<0>(digits.max(1));
+  out.images = digits.sum(1).clamp_max_(1.0); // the authors' np.minimum(a + b, 255)
   out.labels = at::tensor(labels, at::kLong).view({batch, 2}).to(device);
   out.targets = multi_hot(out.labels, base_.num_classes);
   out.recon_targets = digits;

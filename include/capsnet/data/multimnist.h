@@ -2,6 +2,10 @@
 
 // MultiMNIST (Section 6 of the paper): two digits of different classes from
 // the same split, each shifted by up to 4 pixels in a 36x36 frame, overlaid.
+// (The authors' input_data/mnist/mnist_shift.py, in Sarasra/models
+// research/capsules, draws partners of another class from the same split and
+// merges by a clipped sum; its README's command shifts by up to 6 in the same
+// 36x36 frame, cropping; the paper's text says 4, which is what this does.)
 // Generated on the fly, reproducibly: a training batch draws its pairs and
 // shifts from the step's random stream; the test set's example i is a fixed
 // function of (seed, i).
@@ -32,8 +36,9 @@ struct MultiMnistPair {
   double box_overlap(int64_t side) const;
 };
 
-/// Batches of overlaid pairs: images float [B, 1, F, F] in [0, 1], the pixel-
-/// wise maximum of the two shifted digits; labels int64 [B, 2] (first,
+/// Batches of overlaid pairs: images float [B, 1, F, F] in [0, 1], the sum of
+/// the two shifted digits clipped at 1 (as the authors' mnist_shift.py merges
+/// them: np.minimum(a + b, 255)); labels int64 [B, 2] (first,
 /// second); targets multi-hot [B, K]; recon_targets [B, 2, 1, F, F], each
 /// digit alone where it sits (the decoder reconstructs each from its capsule).
 class MultiMnistSource : public BatchSource {
