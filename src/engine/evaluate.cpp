@@ -1,5 +1,7 @@
 #include "capsnet/engine/evaluate.h"
 
+#include "capsnet/data/registry.h"
+
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <algorithm>
@@ -126,9 +128,17 @@ EvalResult evaluate(Task& task, const BatchSource& source, int64_t batch_size,
 
 EvalResult evaluate(CapsNet& model, const Dataset& data, const TrainOptions& options) {
   const auto device = model->parameters().front().device();
-  DatasetSource source(data, /*max_shift=*/0, options.normalize, device);
+  const auto& info = dataset_info(options.dataset);
+  const int64_t side = info.source ? info.image_size : data.images.size(2);
+  if (side != model->config.image_size) {
+    throw std::invalid_argument("the model takes " + std::to_string(model->config.image_size) +
+                                "-pixel images but " + info.name + "'s are " +
+                                std::to_string(side) + "; evaluate it on the data set it was "
+                                "trained on (or one of the same size)");
+  }
+  const auto source = make_source(info, data, Split::kTest, 0, options.normalize, device);
   CapsNetTask task(model, options);
-  return evaluate(task, source, options.eval_batch_size);
+  return evaluate(task, *source, options.eval_batch_size);
 }
 
 } // namespace capsnet

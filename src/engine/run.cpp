@@ -34,9 +34,12 @@ std::string best_checkpoint_path(const std::string& run_dir) {
 
 namespace {
 
-void check_fits(const Dataset& data, const std::string& dir, const CapsNetConfig& model) {
-  if (data.images.size(2) != model.image_size) {
-    throw TrainingError(dir + ": images are " + std::to_string(data.images.size(2)) +
+void check_fits(const DatasetInfo& info, const Dataset& data, const std::string& dir,
+                const CapsNetConfig& model) {
+  // Generated data sets make images of their own size from the files'.
+  const int64_t side = info.source ? info.image_size : data.images.size(2);
+  if (side != model.image_size) {
+    throw TrainingError(dir + ": " + info.name + " images are " + std::to_string(side) +
                         " pixels wide but the model expects " + std::to_string(model.image_size));
   }
   if (data.num_classes != model.num_classes) {
@@ -137,7 +140,8 @@ TrainReport train_in_group(const TrainOptions& options, const std::string& run_d
       options.data_dir.empty() ? dataset_info(options.dataset).default_dir : options.data_dir;
   auto train_data = load_dataset(data_dir, Split::kTrain, options.dataset, options.limit);
   auto test_data = load_dataset(data_dir, Split::kTest, options.dataset, options.test_limit);
-  check_fits(train_data, data_dir, options.model);
+  const auto& info = dataset_info(options.dataset);
+  check_fits(info, train_data, data_dir, options.model);
 
   TrainReport report;
   TrainingState& state = report.state;
@@ -210,13 +214,15 @@ TrainReport train_in_group(const TrainOptions& options, const std::string& run_d
     group->broadcast_parameters();
   }
 
-  const DatasetSource train_source(std::move(train_data), options.shift, options.normalize, device);
-  const DatasetSource test_source(std::move(test_data), /*max_shift=*/0, options.normalize, device);
-  const ShardedSampler sampler(train_source.size(), options.batch_size, options.seed, rank, world);
+  const auto train_source =
+      make_source(info, std::move(train_data), Split::kTrain, options.shift, options.normalize, device);
+  const auto test_source =
+      make_source(info, std::move(test_data), Split::kTest, options.shift, options.normalize, device);
+  const ShardedSampler sampler(train_source->size(), options.batch_size, options.seed, rank, world);
   CapsNetTask task(model, options);
-  Trainer trainer(task, train_source, sampler, optimizer, group);
+  Trainer trainer(task, *train_source, sampler, optimizer, group);
   trainer.schedule = {options.lr, options.lr_decay};
-  trainer.evaluation = {&test_source, options.eval_batch_size};
+  trainer.evaluation = {test_source.get(), options.eval_batch_size};
   if (speaks) {
     trainer.checkpoints = {last_path, best_checkpoint_path(run_dir),
                            [&](const std::string& path, const TrainingState& at) {
@@ -235,8 +241,8 @@ TrainReport train_in_group(const TrainOptions& options, const std::string& run_d
     logger.message(line.str());
   }
   std::ostringstream line;
-  line << "training on " << train_source.size() << " " << options.dataset << " images, testing on "
-       << test_source.size() << "; batch " << options.batch_size;
+  line << "training on " << train_source->size() << " " << options.dataset
+       << " images, testing on " << test_source->size() << "; batch " << options.batch_size;
   if (world > 1) {
     line << " (" << world << " processes of " << options.batch_size / world
          << (options.batch_size % world ? "-" + std::to_string(options.batch_size / world + 1) : "")

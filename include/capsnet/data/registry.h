@@ -1,8 +1,12 @@
 #pragma once
 
+#include "capsnet/data/batch.h"
 #include "capsnet/data/dataset.h"
 
+#include <c10/core/Device.h>
+
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -20,7 +24,22 @@ struct DatasetInfo {
   int64_t num_classes = 10;
   /// Loads `split` from `dir`, the first `limit` examples when > 0.
   std::function<Dataset(const std::string& dir, Split split, int64_t limit)> load;
+  /// Makes the batches of a loaded split (image_size x image_size); empty: a
+  /// DatasetSource (the training split shifted by `shift`, the test split not).
+  /// Generated data sets (MultiMNIST, framed and affine digits) put their own
+  /// generator here; their test sets are fixed by kTestSetSeed.
+  std::function<std::unique_ptr<BatchSource>(Dataset data, Split split, int64_t shift,
+                                             bool normalize)>
+      source;
 };
+
+/// The seed of every generated test set, so that runs and models are compared
+/// on the same examples.
+constexpr uint64_t kTestSetSeed = 20171026;
+
+/// `split` of a loaded data set as batches on `device` (see DatasetInfo::source).
+std::unique_ptr<BatchSource> make_source(const DatasetInfo& info, Dataset data, Split split,
+                                         int64_t shift, bool normalize, c10::Device device);
 
 /// Every registered data set, in the order help texts list them.
 const std::vector<DatasetInfo>& registered_datasets();
