@@ -100,9 +100,14 @@ TEST(Options, JsonRoundTripAndRunsFromBeforeTheMarginWasNested) {
 }
 
 TEST(Registry, OneListOfDataSets) {
-  EXPECT_EQ(dataset_names(), (std::vector<std::string>{"mnist", "fashion-mnist"}));
+  EXPECT_EQ(dataset_names(), (std::vector<std::string>{"mnist", "fashion-mnist", "multimnist",
+                                                       "expanded-mnist", "affine-mnist"}));
   EXPECT_EQ(dataset_info("mnist").default_dir, "data/mnist");
   EXPECT_EQ(dataset_info("fashion-mnist").num_classes, 10);
+  // Generated from MNIST's files, at their own sizes.
+  EXPECT_EQ(dataset_info("multimnist").default_dir, "data/mnist");
+  EXPECT_EQ(dataset_info("multimnist").image_size, 36);
+  EXPECT_EQ(dataset_info("affine-mnist").image_size, 40);
   try {
     dataset_info("cifar");
     FAIL() << "no error";
