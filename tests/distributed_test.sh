@@ -129,6 +129,22 @@ check "1 process resumes a 2-process run" grep -q "resuming .* at epoch 2, step"
 check "and ends where 1 process x batch 64 ends" weights_close "$work/term/last.pt" "$work/straight/last.pt" 1e-3 1e-4
 check "with the same test errors" test "$(metric "$work/term" 3 test_errors)" = "$(metric "$work/straight" 3 test_errors)"
 
+echo "== Ctrl-C to capsnet launch: every rank stops at one step, one checkpoint"
+"$capsnet" launch --nproc 2 -- train "${T[@]}" --limit 640 --batch-size 32 --epochs 3 \
+  --out "$work/int" >"$work/int.out" 2>"$work/int.err" &
+launcher=$!
+wait_for_rows "$work/int" 1
+sleep 1
+victim=$(rank_pid "$launcher" 1)
+kill -INT "$launcher"
+kill -INT "$victim" # the same Ctrl-C as a terminal also delivers it: one request
+wait "$launcher"
+status=$?
+check "launch exits 130" test "$status" -eq 130
+check "no rank dies of the doubled signal" test "$(grep -c 'killed by signal' "$work/int.err")" -eq 0
+check "rank 0 says where it stopped" grep -q "^capsnet\[rank 0\]: interrupted at epoch 2, step" "$work/int.err"
+check "one checkpoint, nothing half-written" only_run_files "$work/int"
+
 echo "== a stalled rank is named within --dist-timeout"
 "$capsnet" launch --nproc 2 -- train "${T[@]}" --limit 640 --batch-size 32 --epochs 2 \
   --dist-timeout 8 --out "$work/stall" >/dev/null 2>"$work/stall.err" &

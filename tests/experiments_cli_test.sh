@@ -28,5 +28,23 @@ check "a model trained on expanded MNIST evaluates on either test set" grep -q "
 expect_fail "a 36x36 model on 28x28 data" "the model takes 36-pixel images but mnist's are 28" \
   eval --checkpoint "$work/multimnist/last.pt" --dataset mnist --data "$data" --limit 40
 
+# Table 1's baseline CNN through the same commands.
+"$capsnet" train --model baseline-cnn --data "$data" --limit 64 --test-limit 32 --epochs 1 \
+  --batch-size 32 --threads 2 --out "$work/baseline" >"$work/baseline.out" 2>&1
+check "the baseline CNN trains" grep -q "baseline CNN (35445522 parameters)" "$work/baseline.out"
+check "its config says so" test "$(json_get "$work/baseline/config.json" "j['model_kind']")" = "baseline-cnn"
+"$capsnet" eval --checkpoint "$work/baseline/last.pt" --data "$data" --limit 32 >"$work/baseline.eval" 2>&1
+check "the baseline CNN evaluates" grep -q "test accuracy" "$work/baseline.eval"
+"$capsnet" train --resume "$work/baseline" --epochs 2 --threads 2 >/dev/null 2>&1
+check "and resumes" test "$(wc -l <"$work/baseline/metrics.jsonl")" -eq 2
+expect_fail "export needs capsules" "works on CapsNet checkpoints only; this one holds a baseline-cnn" \
+  export --checkpoint "$work/baseline/last.pt" --out "$work/b.pth"
+expect_fail "so does predict" "works on CapsNet checkpoints only" predict \
+  --checkpoint "$work/baseline/last.pt" "$data/t10k-images-idx3-ubyte"
+expect_fail "--model cannot change on resume" "cannot change when resuming" train \
+  --resume "$work/baseline" --model capsnet
+expect_fail "an unknown model" "'resnet' is not a known model; expected capsnet or baseline-cnn" \
+  train --model resnet --out "$work/y"
+
 echo "experiments cli: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

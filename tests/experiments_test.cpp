@@ -5,6 +5,7 @@
 // and centroids from image moments), reproducibility.
 #include "capsnet/data/affine.h"
 #include "capsnet/data/multimnist.h"
+#include "capsnet/engine/checkpoint.h"
 #include "capsnet/engine/trainer.h"
 #include "capsnet/model/baseline_cnn.h"
 
@@ -12,6 +13,8 @@
 #include <torch/optim/adam.h>
 
 #include <cmath>
+#include <filesystem>
+#include <unistd.h>
 #include <map>
 #include <set>
 
@@ -179,6 +182,31 @@ TEST(BaselineCnn, CrossEntropyOverOneOrSeveralLabels) {
   // Dropout acts in training only.
   task.module().train();
   EXPECT_FALSE(task.forward(batch, true).scores.equal(task.forward(batch, true).scores));
+}
+
+TEST(BaselineCnn, CheckpointsRoundTrip) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("capsnet-baseline-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  TrainOptions options;
+  options.model_kind = ModelKind::kBaselineCnn;
+  options.baseline.conv_channels = {4, 4, 2};
+  options.baseline.hidden = {8, 8};
+  torch::manual_seed(3);
+  BaselineCnn model(options.baseline);
+  TrainingState state;
+  state.epoch = 2;
+  save_checkpoint((dir / "b.pt").string(), *model, nullptr, options, state);
+  auto loaded = load_checkpoint((dir / "b.pt").string());
+  EXPECT_FALSE(loaded.model);
+  ASSERT_TRUE(loaded.baseline);
+  EXPECT_EQ(loaded.options.model_kind, ModelKind::kBaselineCnn);
+  EXPECT_EQ(loaded.state.epoch, 2);
+  const auto a = model->parameters(), b = loaded.baseline->parameters();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t k = 0; k < a.size(); ++k) EXPECT_TRUE(a[k].equal(b[k]));
+  EXPECT_THROW(loaded.capsnet("export"), CheckpointError);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(BaselineCnn, LearnsThroughTheTrainer) {

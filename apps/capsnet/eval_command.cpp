@@ -103,11 +103,14 @@ Runner add_eval_command(CLI::App& app) {
     inputs.push_back(flags->checkpoint);
     check_outputs({flags->confusion_png, flags->worst.empty() ? "" : flags->worst[1]}, inputs);
     options.eval_batch_size = flags->batch_size;
-    loaded.model->set_routing_impl(flags->routing);
-    loaded.model->to(device);
-    loaded.model->set_precision(precision);
+    loaded.module().to(device);
+    if (loaded.model) {
+      loaded.model->set_routing_impl(flags->routing);
+      loaded.model->set_precision(precision);
+    }
     const auto data = load_test_split(options, flags->data_dir, flags->dataset, flags->limit);
-    const auto result = evaluate(loaded.model, data, options);
+    const auto result = loaded.model ? evaluate(loaded.model, data, options)
+                                     : evaluate(loaded.baseline, data, options);
     if (!flags->confusion_png.empty()) {
       viz::write_confusion_png(flags->confusion_png,
                                "Confusion matrix: " + flags->checkpoint + " on " +

@@ -124,6 +124,10 @@ Runner add_train_command(CLI::App& app) {
   f.add_enum<RoutingSoftmax>(cmd, "--routing-softmax", FIELD(RoutingSoftmax, model.routing_softmax),
                              "softmax of the routing logits over 'parents' (Procedure 1) or "
                              "'children' (the seed)");
+  f.add_enum<ModelKind>(cmd, "--model", FIELD(ModelKind, model_kind),
+                        "the network: the paper's 'capsnet', or Table 1's 'baseline-cnn' (three "
+                        "5x5 convolutions of 256, 256, 128, FC 328 and 192, dropout; "
+                        "cross-entropy)");
   f.bind(add_routing_option(cmd, f.given.routing), FIELD(RoutingImpl, routing));
   f.bind(add_precision_option(cmd, f.given.precision), FIELD(Precision, precision));
   f.bind(add_device_option(cmd, f.given.device), FIELD(std::string, device));
@@ -235,6 +239,7 @@ Runner add_train_command(CLI::App& app) {
       options.batch_size *= distributed.world_size;
       // The model takes the data set's images (36x36 MultiMNIST, 40x40 framed digits).
       options.model.image_size = dataset_info(options.dataset).image_size;
+      options.baseline.image_size = options.model.image_size;
     }
     control.distributed = distributed;
     // --threads 0 means every core, shared among this machine's processes.

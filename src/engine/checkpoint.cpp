@@ -66,11 +66,25 @@ double read_double(torch::serialize::InputArchive& archive, const std::string& p
 
 void save_checkpoint(const std::string& path, CapsNet& model, torch::optim::Adam* optimizer,
                      const TrainOptions& options, const TrainingState& state) {
+  save_checkpoint(path, *model, optimizer, options, state);
+}
+
+CapsNet& LoadedCheckpoint::capsnet(const std::string& what) {
+  if (!model) {
+    throw CheckpointError(what + " works on CapsNet checkpoints only; this one holds a " +
+                          enum_name(options.model_kind) + " (Table 1's baseline has no capsules)");
+  }
+  return model;
+}
+
+void save_checkpoint(const std::string& path, torch::nn::Module& model,
+                     torch::optim::Adam* optimizer, const TrainOptions& options,
+                     const TrainingState& state) {
   torch::serialize::OutputArchive archive;
   archive.write("format", c10::IValue(std::string(kFormat)));
   archive.write("options", c10::IValue(nlohmann::json(options).dump()));
   torch::serialize::OutputArchive model_archive;
-  model->save(model_archive);
+  model.save(model_archive);
   archive.write("model", model_archive);
   archive.write("has_optimizer", c10::IValue(optimizer != nullptr));
   if (optimizer) {
@@ -103,20 +117,25 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
     throw CheckpointError(path + ": checkpoint options are unreadable (" + e.what() +
                           "); it was written by an incompatible capsnet version");
   }
-  loaded.model = CapsNet(loaded.options.model);
+  if (loaded.options.model_kind == ModelKind::kCapsNet) {
+    loaded.model = CapsNet(loaded.options.model);
+  } else {
+    loaded.baseline = BaselineCnn(loaded.options.baseline);
+  }
+  auto& module = loaded.module();
   std::map<std::string, std::vector<int64_t>> expected;
-  for (const auto& item : loaded.model->named_parameters()) {
+  for (const auto& item : module.named_parameters()) {
     expected[item.key()] = item.value().sizes().vec();
   }
   torch::serialize::InputArchive model_archive;
   try {
     if (!archive.try_read("model", model_archive)) throw CheckpointError("no model");
-    loaded.model->load(model_archive);
+    module.load(model_archive);
   } catch (const std::exception&) {
     throw CheckpointError(path + ": model tensors are missing or unreadable for the architecture "
                                  "the checkpoint records; the file is damaged");
   }
-  for (const auto& item : loaded.model->named_parameters()) {
+  for (const auto& item : module.named_parameters()) {
     if (item.value().sizes().vec() != expected[item.key()]) {
       throw CheckpointError(path + ": parameter " + item.key() + " has shape " +
                             c10::str(item.value().sizes()) + " but the recorded architecture " +

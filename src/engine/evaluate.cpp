@@ -126,19 +126,34 @@ EvalResult evaluate(Task& task, const BatchSource& source, int64_t batch_size,
   return result;
 }
 
-EvalResult evaluate(CapsNet& model, const Dataset& data, const TrainOptions& options) {
-  const auto device = model->parameters().front().device();
+namespace {
+
+EvalResult evaluate_on(Task& task, int64_t image_size, c10::Device device, const Dataset& data,
+                       const TrainOptions& options) {
   const auto& info = dataset_info(options.dataset);
   const int64_t side = info.source ? info.image_size : data.images.size(2);
-  if (side != model->config.image_size) {
-    throw std::invalid_argument("the model takes " + std::to_string(model->config.image_size) +
+  if (side != image_size) {
+    throw std::invalid_argument("the model takes " + std::to_string(image_size) +
                                 "-pixel images but " + info.name + "'s are " +
                                 std::to_string(side) + "; evaluate it on the data set it was "
                                 "trained on (or one of the same size)");
   }
   const auto source = make_source(info, data, Split::kTest, 0, options.normalize, device);
-  CapsNetTask task(model, options);
   return evaluate(task, *source, options.eval_batch_size);
+}
+
+} // namespace
+
+EvalResult evaluate(CapsNet& model, const Dataset& data, const TrainOptions& options) {
+  CapsNetTask task(model, options);
+  return evaluate_on(task, model->config.image_size, model->parameters().front().device(), data,
+                     options);
+}
+
+EvalResult evaluate(BaselineCnn& model, const Dataset& data, const TrainOptions& options) {
+  BaselineCnnTask task(model);
+  return evaluate_on(task, model->config.image_size, model->parameters().front().device(), data,
+                     options);
 }
 
 } // namespace capsnet

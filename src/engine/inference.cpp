@@ -8,7 +8,7 @@ namespace capsnet {
 
 Predictor Predictor::load(const std::string& checkpoint) {
   auto loaded = load_checkpoint(checkpoint);
-  return Predictor(loaded.model, loaded.options);
+  return Predictor(loaded.capsnet("predict, reconstruct and perturb"), loaded.options);
 }
 
 Predictor::Predictor(CapsNet model, TrainOptions options)

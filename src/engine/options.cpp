@@ -51,6 +51,7 @@ void validate(const TrainOptions& o) {
   require(std::isfinite(o.lr) && o.lr > 0, "--lr must be a positive number, got " + std::to_string(o.lr));
   require(std::isfinite(o.lr_decay) && o.lr_decay > 0 && o.lr_decay <= 1,
           "--lr-decay must be in (0, 1], got " + std::to_string(o.lr_decay));
+  if (o.model_kind == ModelKind::kBaselineCnn) o.baseline.validate();
   require(o.shift >= 0 && o.shift < o.model.image_size,
           "--shift must be in [0, image size), got " + std::to_string(o.shift));
   require(std::isfinite(o.recon_weight) && o.recon_weight >= 0,

@@ -35,16 +35,19 @@ std::string best_checkpoint_path(const std::string& run_dir) {
 namespace {
 
 void check_fits(const DatasetInfo& info, const Dataset& data, const std::string& dir,
-                const CapsNetConfig& model) {
+                const TrainOptions& options) {
+  const bool capsnet = options.model_kind == ModelKind::kCapsNet;
+  const int64_t image_size = capsnet ? options.model.image_size : options.baseline.image_size;
+  const int64_t classes = capsnet ? options.model.num_classes : options.baseline.num_classes;
   // Generated data sets make images of their own size from the files'.
   const int64_t side = info.source ? info.image_size : data.images.size(2);
-  if (side != model.image_size) {
+  if (side != image_size) {
     throw TrainingError(dir + ": " + info.name + " images are " + std::to_string(side) +
-                        " pixels wide but the model expects " + std::to_string(model.image_size));
+                        " pixels wide but the model expects " + std::to_string(image_size));
   }
-  if (data.num_classes != model.num_classes) {
+  if (data.num_classes != classes) {
     throw TrainingError(dir + ": the data set has " + std::to_string(data.num_classes) +
-                        " classes but the model has " + std::to_string(model.num_classes));
+                        " classes but the model has " + std::to_string(classes));
   }
 }
 
@@ -141,11 +144,13 @@ TrainReport train_in_group(const TrainOptions& options, const std::string& run_d
   auto train_data = load_dataset(data_dir, Split::kTrain, options.dataset, options.limit);
   auto test_data = load_dataset(data_dir, Split::kTest, options.dataset, options.test_limit);
   const auto& info = dataset_info(options.dataset);
-  check_fits(info, train_data, data_dir, options.model);
+  check_fits(info, train_data, data_dir, options);
 
   TrainReport report;
   TrainingState& state = report.state;
+  const bool capsnet = options.model_kind == ModelKind::kCapsNet;
   CapsNet model{nullptr};
+  BaselineCnn baseline{nullptr};
   const auto last_path = last_checkpoint_path(run_dir);
   const auto metrics_path = (fs::path(run_dir) / "metrics.jsonl").string();
   const auto data = data_of(train_data, test_data);
@@ -154,7 +159,8 @@ TrainReport train_in_group(const TrainOptions& options, const std::string& run_d
     if (!fs::is_directory(run_dir)) throw TrainingError(run_dir + ": no such run directory");
     if (speaks) lock = std::make_unique<RunLock>(run_dir);
     auto loaded = load_checkpoint(last_path);
-    if (loaded.options.model != options.model) {
+    if (loaded.options.model_kind != options.model_kind || loaded.options.model != options.model ||
+        nlohmann::json(loaded.options.baseline) != nlohmann::json(options.baseline)) {
       throw TrainingError(last_path + ": the checkpoint's architecture differs from the options "
                                       "given; resume with the checkpoint's own options");
     }
@@ -164,6 +170,7 @@ TrainReport train_in_group(const TrainOptions& options, const std::string& run_d
                           "); resume with the run's data, or pass --force to go on with this");
     }
     model = loaded.model;
+    baseline = loaded.baseline;
     state = loaded.state;
     state.data = data;
     if (speaks) keep_metrics_up_to(metrics_path, state.epoch);
@@ -190,7 +197,11 @@ TrainReport train_in_group(const TrainOptions& options, const std::string& run_d
     }
     state.data = data;
     torch::manual_seed(options.seed);
-    model = CapsNet(options.model);
+    if (capsnet) {
+      model = CapsNet(options.model);
+    } else {
+      baseline = BaselineCnn(options.baseline);
+    }
     if (speaks) {
       nlohmann::json config = options;
       config["libtorch_version"] = TORCH_VERSION;
@@ -203,14 +214,20 @@ TrainReport train_in_group(const TrainOptions& options, const std::string& run_d
     }
   }
   if (group) group->check_same(run_digest(options, data, state), "options, data or checkpoint");
-  model->to(device);
-  model->set_routing_impl(options.routing);
-  const Precision precision = usable_precision(options.precision, out, device);
-  model->set_precision(precision);
-  torch::optim::Adam optimizer(model->parameters(), torch::optim::AdamOptions(options.lr));
+  torch::nn::Module& net = capsnet ? static_cast<torch::nn::Module&>(*model) : *baseline;
+  net.to(device);
+  Precision precision = Precision::kFp32;
+  if (capsnet) {
+    model->set_routing_impl(options.routing);
+    precision = usable_precision(options.precision, out, device);
+    model->set_precision(precision);
+  } else if (options.precision != Precision::kFp32) {
+    out << "the baseline CNN trains in fp32 (--precision applies to the CapsNet's convolution)\n";
+  }
+  torch::optim::Adam optimizer(net.parameters(), torch::optim::AdamOptions(options.lr));
   if (control.resume) load_optimizer_state(last_path, optimizer);
   if (group) {
-    group->attach(model->parameters());
+    group->attach(net.parameters());
     group->broadcast_parameters();
   }
 
@@ -219,14 +236,19 @@ TrainReport train_in_group(const TrainOptions& options, const std::string& run_d
   const auto test_source =
       make_source(info, std::move(test_data), Split::kTest, options.shift, options.normalize, device);
   const ShardedSampler sampler(train_source->size(), options.batch_size, options.seed, rank, world);
-  CapsNetTask task(model, options);
-  Trainer trainer(task, *train_source, sampler, optimizer, group);
+  std::unique_ptr<Task> task;
+  if (capsnet) {
+    task = std::make_unique<CapsNetTask>(model, options);
+  } else {
+    task = std::make_unique<BaselineCnnTask>(baseline);
+  }
+  Trainer trainer(*task, *train_source, sampler, optimizer, group);
   trainer.schedule = {options.lr, options.lr_decay};
   trainer.evaluation = {test_source.get(), options.eval_batch_size};
   if (speaks) {
     trainer.checkpoints = {last_path, best_checkpoint_path(run_dir),
                            [&](const std::string& path, const TrainingState& at) {
-                             save_checkpoint(path, model, &optimizer, options, at);
+                             save_checkpoint(path, net, &optimizer, options, at);
                            }};
   }
   RunLogger logger(out, control.terminal, speaks ? metrics_path : "");
@@ -248,9 +270,13 @@ TrainReport train_in_group(const TrainOptions& options, const std::string& run_d
          << (options.batch_size % world ? "-" + std::to_string(options.batch_size / world + 1) : "")
          << ", " << enum_name(group->backend()) << ")";
   }
-  line << ", " << at::get_num_threads() << " threads, preset " << options.preset << ", "
-       << enum_name(options.routing) << " routing, " << enum_name(precision) << " on "
-       << device.str();
+  line << ", " << at::get_num_threads() << " threads, ";
+  if (capsnet) {
+    line << "preset " << options.preset << ", " << enum_name(options.routing) << " routing, ";
+  } else {
+    line << "baseline CNN (" << options.baseline.parameter_count() << " parameters), ";
+  }
+  line << enum_name(precision) << " on " << device.str();
   logger.message(line.str());
 
   const auto fit = trainer.fit(state, options.epochs);

@@ -26,4 +26,16 @@ TaskOutput CapsNetTask::forward(const Batch& batch, bool training) {
   return {terms.total, out.lengths};
 }
 
+TaskOutput BaselineCnnTask::forward(const Batch& batch, bool training) {
+  const auto logits = model_->forward(batch.images);
+  at::Tensor loss;
+  if (batch.labels.dim() == 1) {
+    loss = at::cross_entropy_loss(logits, batch.labels);
+  } else { // P labels: the target distribution puts 1/P on each
+    const auto target = batch.targets / batch.targets.sum(1, /*keepdim=*/true);
+    loss = -(target * at::log_softmax(logits, 1)).sum(1).mean();
+  }
+  return {loss, at::softmax(logits, 1)};
+}
+
 } // namespace capsnet

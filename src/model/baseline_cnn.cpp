@@ -41,6 +41,7 @@ void BaselineCnnConfig::validate() const {
     }
   };
   positive(image_size, "image_size");
+  if (image_size > 1024) throw std::invalid_argument("baseline CNN: image_size must be at most 1024");
   positive(in_channels, "in_channels");
   positive(num_classes, "num_classes");
   positive(kernel, "kernel");
@@ -55,6 +56,15 @@ void BaselineCnnConfig::validate() const {
     }
   }
   if (feature_side() < 1) throw std::invalid_argument("baseline CNN: pooled away the whole image");
+  // In doubles: the count must not overflow to pass.
+  double count = 0, channels = in_channels, side = feature_side();
+  for (const auto c : conv_channels) count += c * (channels * kernel * kernel + 1), channels = c;
+  double width = channels * side * side;
+  for (const auto h : hidden) count += h * (width + 1), width = h;
+  count += num_classes * (width + 1);
+  if (count > 2147483648.0) {
+    throw std::invalid_argument("baseline CNN: more than 2^31 parameters");
+  }
   if (!(dropout >= 0 && dropout < 1)) {
     throw std::invalid_argument("baseline CNN: dropout must be in [0, 1)");
   }
@@ -95,18 +105,6 @@ at::Tensor BaselineCnnImpl::forward(const at::Tensor& images) {
   x = x.flatten(1);
   for (size_t k = 0; k + 1 < fcs.size(); ++k) x = at::relu(fcs[k]->forward(x));
   return fcs.back()->forward(dropout->forward(x));
-}
-
-TaskOutput BaselineCnnTask::forward(const Batch& batch, bool training) {
-  const auto logits = model_->forward(batch.images);
-  at::Tensor loss;
-  if (batch.labels.dim() == 1) {
-    loss = at::cross_entropy_loss(logits, batch.labels);
-  } else { // P labels: the target distribution puts 1/P on each
-    const auto target = batch.targets / batch.targets.sum(1, /*keepdim=*/true);
-    loss = -(target * at::log_softmax(logits, 1)).sum(1).mean();
-  }
-  return {loss, at::softmax(logits, 1)};
 }
 
 } // namespace capsnet

@@ -35,14 +35,25 @@ struct TrainingState {
 };
 
 /// Writes model, optimizer (may be null), options and state to `path`
-/// atomically: a temporary file beside it, then a rename.
+/// atomically: a temporary file beside it, then a rename. `model` is the
+/// network options.model_kind names.
+void save_checkpoint(const std::string& path, torch::nn::Module& model,
+                     torch::optim::Adam* optimizer, const TrainOptions& options,
+                     const TrainingState& state);
 void save_checkpoint(const std::string& path, CapsNet& model, torch::optim::Adam* optimizer,
                      const TrainOptions& options, const TrainingState& state);
 
 struct LoadedCheckpoint {
-  CapsNet model{nullptr};
+  CapsNet model{nullptr};          ///< set for a CapsNet checkpoint
+  BaselineCnn baseline{nullptr};   ///< set for a baseline-cnn checkpoint
   TrainOptions options;
   TrainingState state;
+  /// The network, whichever it is.
+  torch::nn::Module& module() {
+    return model ? static_cast<torch::nn::Module&>(*model) : *baseline;
+  }
+  /// Throws CheckpointError unless this is a CapsNet's: `what` needs capsules.
+  CapsNet& capsnet(const std::string& what);
 };
 
 /// Reads a checkpoint written by save_checkpoint and builds its model.

@@ -51,5 +51,7 @@ EvalResult evaluate(Task& task, const BatchSource& source, int64_t batch_size,
 /// the prediction, options.eval_batch_size, normalize, margin and
 /// reconstruction settings.
 EvalResult evaluate(CapsNet& model, const Dataset& data, const TrainOptions& options);
+/// Table 1's baseline CNN on a test set (cross-entropy; options.eval_batch_size).
+EvalResult evaluate(BaselineCnn& model, const Dataset& data, const TrainOptions& options);
 
 } // namespace capsnet

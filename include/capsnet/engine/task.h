@@ -3,6 +3,7 @@
 #include "capsnet/data/batch.h"
 #include "capsnet/engine/options.h"
 #include "capsnet/losses/objective.h"
+#include "capsnet/model/baseline_cnn.h"
 #include "capsnet/model/capsnet.h"
 
 #include <torch/nn/module.h>
@@ -44,6 +45,20 @@ class CapsNetTask : public Task {
   CapsNet model_;
   CapsNetObjective objective_;
   DecoderMask mask_;
+};
+
+/// The baseline CNN and cross-entropy: scores are the softmax probabilities.
+class BaselineCnnTask : public Task {
+ public:
+  explicit BaselineCnnTask(BaselineCnn model) : model_(std::move(model)) {}
+  torch::nn::Module& module() override { return *model_; }
+  /// One label per image: cross-entropy. P labels ([B, P], MultiMNIST): the
+  /// cross-entropy against the targets spread evenly over the P classes.
+  TaskOutput forward(const Batch& batch, bool training) override;
+  BaselineCnn& model() { return model_; }
+
+ private:
+  BaselineCnn model_;
 };
 
 } // namespace capsnet

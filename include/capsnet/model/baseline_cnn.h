@@ -6,8 +6,7 @@
 // padding and no pooling it has 35,445,522 parameters on 28x28 inputs: the
 // paper's 35.4M.
 
-#include "capsnet/engine/task.h"
-
+#include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/conv.h>
@@ -52,19 +51,5 @@ struct BaselineCnnImpl : torch::nn::Module {
   torch::nn::Dropout dropout{nullptr};
 };
 TORCH_MODULE(BaselineCnn);
-
-/// The baseline CNN and cross-entropy: scores are the softmax probabilities.
-class BaselineCnnTask : public Task {
- public:
-  explicit BaselineCnnTask(BaselineCnn model) : model_(std::move(model)) {}
-  torch::nn::Module& module() override { return *model_; }
-  /// One label per image: cross-entropy. P labels ([B, P], MultiMNIST): the
-  /// cross-entropy against the targets spread evenly over the P classes.
-  TaskOutput forward(const Batch& batch, bool training) override;
-  BaselineCnn& model() { return model_; }
-
- private:
-  BaselineCnn model_;
-};
 
 } // namespace capsnet
