@@ -35,7 +35,7 @@ metric() { # metric RUN_DIR EPOCH FIELD
 rank_pid() { # rank_pid LAUNCH_PID RANK: the PID of that rank among launch's children
   local child
   for child in $(pgrep -P "$1"); do
-    if tr '\0' '\n' <"/proc/$child/environ" 2>/dev/null | grep -qx "RANK=$2"; then
+    if tr '\0' '\n' 2>/dev/null <"/proc/$child/environ" | grep -qx "RANK=$2"; then
       echo "$child"
       return
     fi

@@ -9,13 +9,6 @@ namespace capsnet {
 
 namespace {
 
-uint64_t mix(uint64_t x) { // splitmix64
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
 constexpr double kPi = 3.14159265358979323846;
 
 // A = R * Shear * scale, in (x, y) = (column, row) coordinates.
@@ -49,7 +42,7 @@ FramedSource::FramedSource(Dataset base, FramedOptions options)
 
 AffineParams FramedSource::params(int64_t index, std::mt19937_64* rng) const {
   TORCH_CHECK(index >= 0 && index < size(), "example ", index, " is outside [0, ", size(), ")");
-  std::mt19937_64 fixed(mix(options_.seed ^ mix(static_cast<uint64_t>(index) + 1)));
+  std::mt19937_64 fixed = example_stream(options_.seed, index);
   std::mt19937_64& draw = rng ? *rng : fixed;
   const int64_t side = base_.images.size(2), frame = options_.frame;
   AffineParams p;

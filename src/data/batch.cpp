@@ -7,17 +7,17 @@
 
 namespace capsnet {
 
-namespace {
-
-// splitmix64: decorrelates the seeds of (seed, epoch, step) streams.
-uint64_t mix(uint64_t x) {
+uint64_t splitmix64(uint64_t x) {
   x += 0x9e3779b97f4a7c15ULL;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
   x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
   return x ^ (x >> 31);
 }
 
-} // namespace
+std::mt19937_64 example_stream(uint64_t seed, int64_t index) {
+  return std::mt19937_64(splitmix64(seed ^ splitmix64(static_cast<uint64_t>(index) + 1)));
+}
+
 
 at::Tensor multi_hot(const at::Tensor& labels, int64_t num_classes) {
   TORCH_CHECK(labels.dim() == 1 || labels.dim() == 2, "expected labels [B] or [B, P], got ",
@@ -70,7 +70,7 @@ at::Tensor EpochSampler::global_indices(int64_t epoch, int64_t step) const {
   if (cached_epoch_ != epoch) {
     order_.resize(size_);
     std::iota(order_.begin(), order_.end(), 0);
-    std::mt19937_64 rng(mix(seed_ ^ mix(static_cast<uint64_t>(epoch))));
+    std::mt19937_64 rng(splitmix64(seed_ ^ splitmix64(static_cast<uint64_t>(epoch))));
     std::shuffle(order_.begin(), order_.end(), rng);
     cached_epoch_ = epoch;
   }
@@ -80,7 +80,7 @@ at::Tensor EpochSampler::global_indices(int64_t epoch, int64_t step) const {
 }
 
 std::mt19937_64 EpochSampler::step_rng(int64_t epoch, int64_t step) const {
-  return std::mt19937_64(mix(seed_ ^ mix(epoch * 1000003 + step + 1)));
+  return std::mt19937_64(splitmix64(seed_ ^ splitmix64(epoch * 1000003 + step + 1)));
 }
 
 ShardedSampler::ShardedSampler(int64_t size, int64_t global_batch_size, uint64_t seed,

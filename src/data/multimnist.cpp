@@ -7,17 +7,6 @@
 
 namespace capsnet {
 
-namespace {
-
-uint64_t mix(uint64_t x) { // splitmix64
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
-} // namespace
-
 double MultiMnistPair::box_overlap(int64_t side) const {
   const auto shared = [side](int64_t a, int64_t b) {
     return static_cast<double>(std::max<int64_t>(0, side - std::abs(a - b)));
@@ -42,7 +31,7 @@ MultiMnistSource::MultiMnistSource(Dataset base, MultiMnistOptions options)
 MultiMnistPair MultiMnistSource::pair(int64_t index, std::mt19937_64* rng) const {
   TORCH_CHECK(index >= 0 && index < size(), "MultiMNIST example ", index, " is outside [0, ",
               size(), ")");
-  std::mt19937_64 fixed(mix(options_.seed ^ mix(static_cast<uint64_t>(index) + 1)));
+  std::mt19937_64 fixed = example_stream(options_.seed, index);
   std::mt19937_64& draw = rng ? *rng : fixed;
   const int64_t n = base_.size();
   const auto* labels = labels_cpu_.data_ptr<int64_t>();

@@ -25,6 +25,14 @@ struct Batch {
   Batch narrow(int64_t begin, int64_t count) const;
 };
 
+/// splitmix64: decorrelates the seeds of streams derived from one seed
+/// (epochs, steps, generated examples).
+uint64_t splitmix64(uint64_t x);
+
+/// The random stream of generated example `index` of a fixed set made from
+/// `seed` (MultiMNIST's and the affine test's).
+std::mt19937_64 example_stream(uint64_t seed, int64_t index);
+
 /// labels int64 [B] or [B, P] -> float [B, K] with a 1 at each label.
 at::Tensor multi_hot(const at::Tensor& labels, int64_t num_classes);
 
