@@ -46,5 +46,19 @@ expect_fail "--model cannot change on resume" "cannot change when resuming" trai
 expect_fail "an unknown model" "'resnet' is not a known model; expected capsnet or baseline-cnn" \
   train --model resnet --out "$work/y"
 
+# Table 1's five rows, two trials each, on a tiny budget; run again, it trains nothing.
+t1=(experiment table1 --trials 2 --epochs 1 --limit 64 --test-limit 32 --data "$data" --threads 2 --out "$work/t1")
+"$capsnet" "${t1[@]}" --batch-size 32 >"$work/t1.out" 2>&1
+check "table1 runs" test $? -eq 0 || tail -5 "$work/t1.out" >&2
+check "table1.md has the five rows" test "$(grep -c '^| .* ± .* | 2 | 0\.' "$work/t1/table1.md")" -eq 5
+check "each trial is a run" test "$(ls -d "$work"/t1/*/trial-* | wc -l)" -eq 10
+check "the baseline row is the baseline CNN" test "$(json_get "$work/t1/baseline/trial-1/config.json" "j['model_kind']")" = "baseline-cnn"
+check "routing 1 without reconstruction" test "$(json_get "$work/t1/capsnet-r1-norecon/trial-2/config.json" "j['model']['routing_iterations'], j['recon_weight'], j['seed']")" = "1 0.0 2"
+cp "$work/t1/table1.md" "$work/t1-first.md"
+"$capsnet" "${t1[@]}" --batch-size 32 >"$work/t1-again.out" 2>&1
+check "a second run resumes: every trial done" test "$(grep -c '(done)' "$work/t1-again.out")" -eq 10
+check "and gives the same table" cmp -s <(tail -7 "$work/t1/table1.md") <(tail -7 "$work/t1-first.md")
+expect_fail "another budget in the same --out" "was trained on another budget" "${t1[@]}" --batch-size 16
+
 echo "experiments cli: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

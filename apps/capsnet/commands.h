@@ -30,6 +30,7 @@ Runner add_perturb_command(CLI::App& app);
 Runner add_plot_command(CLI::App& app);
 Runner add_export_command(CLI::App& app);
 Runner add_launch_command(CLI::App& app);
+Runner add_experiment_command(CLI::App& app);
 
 /// How messages name this process: "capsnet", or "capsnet[rank N]" in a
 /// data-parallel job.

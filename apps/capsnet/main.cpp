@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   auto plot = capsnet::cli::add_plot_command(app);
   auto export_ = capsnet::cli::add_export_command(app);
   auto launch = capsnet::cli::add_launch_command(app);
+  auto experiment = capsnet::cli::add_experiment_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -43,6 +44,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("plot")) return plot();
     if (app.got_subcommand("export")) return export_();
     if (app.got_subcommand("launch")) return launch();
+    if (app.got_subcommand("experiment")) return experiment();
   } catch (const capsnet::DataError& e) {
     std::cerr << capsnet::cli::program_name() << ": data error: " << e.what() << "\n";
   } catch (const capsnet::ImageError& e) {
