@@ -22,6 +22,28 @@ done
 "$capsnet" eval --checkpoint "$work/multimnist/last.pt" --data "$data" --limit 40 >"$work/again.eval" 2>&1
 check "the generated test set is fixed" test "$(grep 'test accuracy' "$work/again.eval" | cut -d, -f1-2)" = "$(grep 'test accuracy' "$work/multimnist.eval" | cut -d, -f1-2)"
 check "the metrics row of MultiMNIST counts both digits" grep -q "per-class accuracy" "$work/multimnist.eval"
+# Figure 5: the pairs and their two reconstructions, one in red and one in green.
+"$capsnet" reconstruct --checkpoint "$work/multimnist/last.pt" --data "$data" --n 8 --errors 4 \
+  --search 40 --out "$work/fig5.png" >"$work/fig5.out" 2>&1
+check "reconstruct draws MultiMNIST's pairs" grep -q "8 test pairs with reconstructions" "$work/fig5.out" || cat "$work/fig5.out" >&2
+# This model has barely trained: its reconstructions are a dull red plus green
+# everywhere, so the check is only that the 8 + 2 * 4 reconstructions of
+# 72x72 pixels (36 at --scale 2) are coloured and the inputs gray.
+read -r _ _ coloured < <(png_colours "$work/fig5.png")
+check "Figure 5's reconstructions are in colour ($coloured pixels)" test "$coloured" -gt $((15 * 72 * 72)) -a "$coloured" -le $((16 * 72 * 72))
+"$capsnet" perturb --checkpoint "$work/multimnist/last.pt" --data "$data" --index 3 --out "$work/p5.png" >"$work/p5.out" 2>&1
+check "perturb takes a MultiMNIST pair" grep -q "of test image 3" "$work/p5.out"
+"$capsnet" eval --checkpoint "$work/multimnist/last.pt" --data "$data" --limit 40 --worst 4 "$work/worst5.png" >"$work/worst5.out" 2>&1
+check "eval --worst draws the worst pairs" grep -q "worst errors drawn" "$work/worst5.out"
+expect_fail "no confusion matrix for two labels" "needs one label per image, and multimnist's images have 2" \
+  eval --checkpoint "$work/multimnist/last.pt" --data "$data" --limit 40 --confusion "$work/c.png"
+"$capsnet" reconstruct --checkpoint "$work/affine-mnist/last.pt" --data "$data" --n 4 --errors 0 --out "$work/r40.png" >/dev/null 2>&1
+read -r w40 h40 < <(png_size "$work/r40.png")
+"$capsnet" reconstruct --checkpoint "$work/affine-mnist/last.pt" --dataset expanded-mnist --data "$data" --n 4 --errors 0 --out "$work/r40e.png" >/dev/null 2>&1
+check "reconstruct draws 40x40 test images (${w40}x$h40)" test "$h40" -ge $((2 * 80)) -a -s "$work/r40e.png"
+expect_fail "reconstruct refuses another image size" "the model takes 40-pixel images but mnist's are 28" \
+  reconstruct --checkpoint "$work/affine-mnist/last.pt" --dataset mnist --data "$data" --out "$work/r28.png"
+
 # Affine test against the expanded one: two test sets of one trained model.
 "$capsnet" eval --checkpoint "$work/affine-mnist/last.pt" --dataset expanded-mnist --data "$data" --limit 40 >"$work/expanded.eval" 2>&1
 check "a model trained on expanded MNIST evaluates on either test set" grep -q "test accuracy" "$work/expanded.eval"
@@ -59,6 +81,20 @@ cp "$work/t1/table1.md" "$work/t1-first.md"
 check "a second run resumes: every trial done" test "$(grep -c '(done)' "$work/t1-again.out")" -eq 10
 check "and gives the same table" cmp -s <(tail -7 "$work/t1/table1.md") <(tail -7 "$work/t1-first.md")
 expect_fail "another budget in the same --out" "was trained on another budget" "${t1[@]}" --batch-size 16
+
+# Section 5.2 on a tiny budget: two epochs of each model, both test sets each epoch.
+af=(experiment affine --epochs 2 --limit 64 --test-limit 32 --batch-size 32 --data "$data" --threads 2 --out "$work/af")
+"$capsnet" "${af[@]}" >"$work/af.out" 2>&1
+check "affine runs" test $? -eq 0 || tail -5 "$work/af.out" >&2
+check "each model trained on expanded MNIST" test "$(json_get "$work/af/baseline/config.json" "j['dataset'], j['model_kind'], j['baseline']['image_size']")" = "expanded-mnist baseline-cnn 40"
+check "every epoch evaluated on the affine test set" test "$(wc -l <"$work/af/capsnet-affine.jsonl")" -eq 2 -a "$(wc -l <"$work/af/baseline-affine.jsonl")" -eq 2
+# The affine column is capsnet eval's own on the affine test set (last epoch).
+acc=$("$capsnet" eval --checkpoint "$work/af/capsnet/last.pt" --dataset affine-mnist --data "$data" --limit 32 --json | json_get /dev/stdin "round(100 * j['accuracy'], 6)")
+check "the affine accuracy is eval's ($acc)" test "$(tail -1 "$work/af/capsnet-affine.jsonl" | json_get /dev/stdin "round(j['affine_accuracy'], 6)")" = "$acc"
+check "affine.md compares them" grep -q "^| Baseline CNN, the epoch closest in expanded accuracy | [12] |" "$work/af/affine.md"
+"$capsnet" "${af[@]}" >"$work/af-again.out" 2>&1
+check "a second run trains nothing" test "$(grep -c 'read back' "$work/af-again.out")" -eq 2 -a "$(grep -c 'epoch [0-9]/2' "$work/af-again.out")" -eq 0
+expect_fail "affine: another budget" "was trained on another budget" experiment affine --epochs 2 --limit 48 --test-limit 32 --batch-size 32 --data "$data" --threads 2 --out "$work/af"
 
 echo "experiments cli: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

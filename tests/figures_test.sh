@@ -11,9 +11,6 @@ src=$3
 source "$(dirname "$0")/test_lib.sh"
 
 py() { python3 -c "$@"; }
-png_size() { # png_size FILE -> "W H" from the IHDR chunk
-  py "import struct,sys; d=open(sys.argv[1],'rb').read(24); assert d[:8]==b'\x89PNG\r\n\x1a\n'; print(*struct.unpack('>II', d[16:24]))" "$1"
-}
 
 for cmd in reconstruct perturb predict plot export; do
   "$capsnet" "$cmd" --help >"$work/help-$cmd"

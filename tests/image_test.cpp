@@ -3,12 +3,13 @@
 #include "test_util.h"
 
 #include <gtest/gtest.h>
+#include <stb_image.h>
 
-#include <cmath>
-#include <limits>
-
+#include <array>
 #include <cmath>
 #include <fstream>
+#include <limits>
+#include <memory>
 
 namespace capsnet {
 namespace {
@@ -125,8 +126,8 @@ TEST(GridFigure, ImagesLandWhereTheLayoutSays) {
   for (int y = 0; y < 28; ++y) {
     for (int x = 0; x < 28; ++x) gradient.at(x, y) = x / 27.0f;
   }
-  figure.sections.push_back({"heading", {{"row 0", {{white, "a"}, {gradient, "b"}}},
-                                         {"row 1", {{gradient, ""}}}}});
+  figure.sections.push_back({"heading", {{"row 0", {{white, "a", {}}, {gradient, "b", {}}}},
+                                         {"row 1", {{gradient, "", {}}}}}});
   const auto layout = viz::write_grid_png(dir + "/g.png", figure);
   const auto png = read_image(dir + "/g.png");
   ASSERT_EQ(png.width, layout.width);
@@ -145,6 +146,41 @@ TEST(GridFigure, ImagesLandWhereTheLayoutSays) {
     for (int x = 0; x < png.width; ++x) darkest = std::min(darkest, png.at(x, y));
   }
   EXPECT_LT(darkest, 0.3f);
+}
+
+TEST(GridFigure, TintedLayersAddUpPerChannel) {
+  // Figure 5's cell: one reconstruction in red, the other in green, yellow where both are.
+  const auto dir = testing::temp_dir("grid_tint");
+  GrayImage left(20, 20), top(20, 20), size(20, 20);
+  for (int y = 0; y < 20; ++y) {
+    for (int x = 0; x < 20; ++x) {
+      left.at(x, y) = x < 10 ? 1.0f : 0.0f;
+      top.at(x, y) = y < 10 ? 0.6f : 0.0f;
+    }
+  }
+  viz::GridFigure figure;
+  figure.scale = 1;
+  viz::Cell cell{size, "overlay", {{left, {1, 0, 0}}, {top, {0, 1, 0}}, {top, {0, 1, 0}}}};
+  figure.sections.push_back({"", {{"", {cell}}}});
+  const auto layout = viz::write_grid_png(dir + "/t.png", figure);
+  int w = 0, h = 0, channels = 0;
+  std::unique_ptr<unsigned char, void (*)(void*)> rgb(
+      stbi_load((dir + "/t.png").c_str(), &w, &h, &channels, 3), stbi_image_free);
+  ASSERT_TRUE(rgb);
+  ASSERT_EQ(w, layout.width);
+  const int x0 = layout.cell_x[0][0][0], y0 = layout.cell_y[0][0][0];
+  auto pixel = [&](int x, int y) {
+    const unsigned char* p = rgb.get() + 3 * (size_t(y0 + y) * w + x0 + x);
+    return std::array<int, 3>{p[0], p[1], p[2]};
+  };
+  // Green: two layers of 0.6 clip at 1.
+  EXPECT_EQ(pixel(2, 2), (std::array<int, 3>{255, 255, 0}));
+  EXPECT_EQ(pixel(15, 2), (std::array<int, 3>{0, 255, 0}));
+  EXPECT_EQ(pixel(2, 15), (std::array<int, 3>{255, 0, 0}));
+  EXPECT_EQ(pixel(15, 15), (std::array<int, 3>{0, 0, 0}));
+  // A layer of another size than the cell is refused.
+  figure.sections[0].rows[0].cells[0].layers.push_back({GrayImage(28, 28), {0, 0, 1}});
+  EXPECT_THROW(viz::write_grid_png(dir + "/u.png", figure), ImageError);
 }
 
 TEST(PlotFigure, WritesAPngOfTheExpectedSize) {

@@ -1,4 +1,4 @@
-# Helpers of the end-to-end tests, sourced by cli_test.sh and figures_test.sh.
+# Helpers of the end-to-end tests (cli_test.sh, figures_test.sh, experiments_cli_test.sh, ...).
 # Expects $capsnet (the binary); sets up $work (removed on exit) and counts
 # $passed / $failed.
 work=$(mktemp -d)
@@ -34,4 +34,51 @@ expect_fail() {
 
 json_get() { # json_get FILE PYTHON-EXPRESSION-ON-j
   python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)" "$1"
+}
+
+png_size() { # png_size FILE -> "W H" from the IHDR chunk
+  python3 -c "import struct,sys; d=open(sys.argv[1],'rb').read(24); assert d[:8]==b'\x89PNG\r\n\x1a\n'; print(*struct.unpack('>II', d[16:24]))" "$1"
+}
+
+png_colours() { # png_colours FILE -> "RED GREEN COLOURED": pixels mostly red, mostly green, not gray (8-bit RGB/RGBA PNG)
+  python3 - "$1" <<'PY'
+import struct, sys, zlib
+data = open(sys.argv[1], 'rb').read()
+pos, idat = 8, b''
+while pos < len(data):
+    n, kind = struct.unpack('>I4s', data[pos:pos + 8])
+    body = data[pos + 8:pos + 8 + n]
+    if kind == b'IHDR':
+        w, h, depth, ctype = struct.unpack('>IIBB', body[:10])
+    elif kind == b'IDAT':
+        idat += body
+    pos += 12 + n
+assert depth == 8 and ctype in (2, 6), (depth, ctype)
+bpp = 3 if ctype == 2 else 4
+raw, stride = zlib.decompress(idat), w * bpp
+prev, rows, i = bytearray(stride), [], 0
+for _ in range(h):
+    f, line = raw[i], bytearray(raw[i + 1:i + 1 + stride])
+    i += 1 + stride
+    for x in range(stride):
+        a = line[x - bpp] if x >= bpp else 0
+        b, c = prev[x], prev[x - bpp] if x >= bpp else 0
+        if f == 1: line[x] = (line[x] + a) & 255
+        elif f == 2: line[x] = (line[x] + b) & 255
+        elif f == 3: line[x] = (line[x] + (a + b) // 2) & 255
+        elif f == 4:
+            p = a + b - c
+            pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+            line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+    rows.append(line)
+    prev = line
+red = green = coloured = 0
+for line in rows:
+    for x in range(0, stride, bpp):
+        r, g, b = line[x], line[x + 1], line[x + 2]
+        red += r > 128 and g < 64
+        green += g > 128 and r < 64
+        coloured += r != b or g != b
+print(red, green, coloured)
+PY
 }

@@ -11,6 +11,7 @@
 #include <vector>
 
 namespace capsnet {
+struct Batch;
 struct Dataset;
 struct TrainOptions;
 } // namespace capsnet
@@ -81,6 +82,17 @@ CLI::Option* add_checkpoint_option(CLI::App* cmd, std::string& path);
 /// `options.dataset` becomes `dataset` when that is not empty.
 Dataset load_test_split(TrainOptions& options, const std::string& data_dir,
                         const std::string& dataset, int64_t limit);
+
+/// The first `limit` (0: all) examples of a loaded test split as a model
+/// sees them, before any standardisation: images float [N, C, S, S] in [0, 1]
+/// (a generated data set's fixed test set: MultiMNIST's pairs, framed or
+/// transformed digits), labels [N] or [N, P], the decoder's targets. Throws
+/// std::invalid_argument when S is not `model_side`, the model's input size.
+Batch test_examples(const TrainOptions& options, const Dataset& data, int64_t limit,
+                    int64_t model_side);
+
+/// A label or a prediction as text: "7", or "2,7" for a pair (any shape).
+std::string classes_text(const at::Tensor& classes);
 
 /// The directory load_test_split reads.
 std::string test_data_dir(const TrainOptions& options, const std::string& data_dir,

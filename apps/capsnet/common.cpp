@@ -1,6 +1,7 @@
 // What several subcommands share.
 #include "commands.h"
 
+#include "capsnet/data/batch.h"
 #include "capsnet/data/registry.h"
 #include "capsnet/engine/options.h"
 #include "capsnet/engine/runtime.h"
@@ -86,6 +87,25 @@ Dataset load_test_split(TrainOptions& options, const std::string& data_dir,
   const auto dir = test_data_dir(options, data_dir, dataset);
   if (!dataset.empty()) options.dataset = dataset;
   return load_dataset(dir, Split::kTest, options.dataset, limit);
+}
+
+Batch test_examples(const TrainOptions& options, const Dataset& data, int64_t limit,
+                    int64_t model_side) {
+  const auto& info = dataset_info(options.dataset);
+  require_image_size(info, data, model_side);
+  const auto source =
+      make_source(info, data, Split::kTest, 0, /*normalize=*/false, c10::Device(c10::kCPU));
+  const int64_t n = limit > 0 ? std::min(limit, source->size()) : source->size();
+  return source->get(at::arange(n, at::kLong), nullptr);
+}
+
+std::string classes_text(const at::Tensor& classes) {
+  std::string text;
+  const auto flat = classes.flatten();
+  for (int64_t k = 0; k < flat.numel(); ++k) {
+    text += (k ? "," : "") + std::to_string(flat[k].item<int64_t>());
+  }
+  return text;
 }
 
 void check_outputs(const std::vector<std::string>& outputs, std::vector<std::string> inputs) {

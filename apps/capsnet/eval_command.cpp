@@ -1,6 +1,8 @@
 #include "commands.h"
 
+#include "capsnet/data/batch.h"
 #include "capsnet/data/dataset.h"
+#include "capsnet/data/registry.h"
 #include "capsnet/engine/checkpoint.h"
 #include "capsnet/engine/evaluate.h"
 #include "capsnet/engine/inference.h"
@@ -32,28 +34,37 @@ struct EvalFlags {
   std::vector<std::string> worst; // N PNG
 };
 
-// The `count` wrong predictions with the longest predicted capsule.
-void write_worst(const std::string& path, int64_t count, const Dataset& data,
+// The `count` wrong predictions with the longest predicted capsule (with two
+// labels, MultiMNIST's: the pairs whose two longest capsules are not their
+// two classes, by the shorter of those two capsules).
+void write_worst(const std::string& path, int64_t count, const Batch& examples,
                  const EvalResult& result) {
-  const auto predictions = result.scores.argmax(1);
-  const auto confidence = std::get<0>(result.scores.max(1));
-  const auto wrong = predictions.ne(data.labels).nonzero().flatten();
+  const auto& labels = examples.labels;
+  const bool pairs = labels.dim() == 2;
+  const auto predictions = predicted_classes(result.scores, labels);
+  const auto confidence = pairs ? std::get<0>(result.scores.topk(labels.size(1), 1)).select(1, -1)
+                                : std::get<0>(result.scores.max(1));
+  const auto wrong = pairs ? predictions.ne(std::get<0>(labels.sort(1))).any(1).nonzero().flatten()
+                           : predictions.ne(labels).nonzero().flatten();
   const auto order = confidence.index_select(0, wrong).argsort(0, /*descending=*/true);
   const int64_t n = std::min<int64_t>(count, wrong.size(0));
   viz::GridFigure figure;
-  figure.title = "The " + std::to_string(n) + " most confidently wrong test digits";
+  figure.title = "The " + std::to_string(n) + " most confidently wrong test " +
+                 (pairs ? "pairs" : "digits");
   figure.scale = 3;
-  figure.sections.push_back({"caption: true label as predicted, predicted capsule length", {}});
+  figure.sections.push_back({std::string("caption: true ") + (pairs ? "labels" : "label") +
+                                 " as predicted, " +
+                                 (pairs ? "shorter predicted capsule's length"
+                                        : "predicted capsule length"),
+                             {}});
   auto& rows = figure.sections.back().rows;
   for (int64_t k = 0; k < n; ++k) {
     const int64_t i = wrong[order[k].item<int64_t>()].item<int64_t>();
     if (k % 8 == 0) rows.emplace_back();
-    char caption[48];
-    std::snprintf(caption, sizeof caption, "%ld as %ld, %.2f",
-                  static_cast<long>(data.labels[i].item<int64_t>()),
-                  static_cast<long>(predictions[i].item<int64_t>()),
-                  confidence[i].item<double>());
-    rows.back().cells.push_back({to_gray_image(to_unit_float(data.images[i])), caption});
+    char caption[64];
+    std::snprintf(caption, sizeof caption, "%s as %s, %.2f", classes_text(labels[i]).c_str(),
+                  classes_text(predictions[i]).c_str(), confidence[i].item<double>());
+    rows.back().cells.push_back({to_gray_image(examples.images[i]), caption, {}});
   }
   viz::write_grid_png(path, figure);
 }
@@ -109,8 +120,14 @@ Runner add_eval_command(CLI::App& app) {
       loaded.model->set_precision(precision);
     }
     const auto data = load_test_split(options, flags->data_dir, flags->dataset, flags->limit);
-    const auto result = loaded.model ? evaluate(loaded.model, data, options)
-                                     : evaluate(loaded.baseline, data, options);
+    const auto& info = dataset_info(options.dataset);
+    if (!flags->confusion_png.empty() && info.labels_per_image != 1) {
+      throw std::invalid_argument("--confusion: a confusion matrix needs one label per image, and " +
+                                  info.name + "'s images have " +
+                                  std::to_string(info.labels_per_image) +
+                                  "; leave --confusion out");
+    }
+    const auto result = evaluate(loaded, data, options);
     if (!flags->confusion_png.empty()) {
       viz::write_confusion_png(flags->confusion_png,
                                "Confusion matrix: " + flags->checkpoint + " on " +
@@ -118,7 +135,11 @@ Runner add_eval_command(CLI::App& app) {
                                    " images)",
                                result.confusion);
     }
-    if (worst_count > 0) write_worst(flags->worst[1], worst_count, data, result);
+    if (worst_count > 0) {
+      const int64_t side =
+          loaded.model ? loaded.model->config.image_size : loaded.baseline->config.image_size;
+      write_worst(flags->worst[1], worst_count, test_examples(options, data, 0, side), result);
+    }
     if (flags->json) {
       nlohmann::json per_class = nlohmann::json::array();
       for (size_t k = 0; k < result.class_total.size(); ++k) {

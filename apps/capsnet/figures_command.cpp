@@ -2,6 +2,8 @@
 // capsule-dimension perturbations, Fig. 4) and training curves of a run.
 #include "commands.h"
 
+#include "capsnet/data/batch.h"
+#include "capsnet/engine/evaluate.h"
 #include "capsnet/engine/inference.h"
 #include "capsnet/viz/image.h"
 #include "capsnet/engine/runtime.h"
@@ -44,10 +46,31 @@ std::vector<std::string> checkpoint_and_data(const CheckpointFlags& f, const Tra
   return inputs;
 }
 
-std::string label_text(int64_t k) { return std::to_string(k); }
-
 viz::Cell cell(const at::Tensor& image, const std::string& caption = "") {
-  return {to_gray_image(image), caption};
+  return {to_gray_image(image), caption, {}};
+}
+
+// Reconstructions from the capsules `classes` selects: [B, C, H, W] for
+// classes [B]; [B, P, C, H, W] for classes [B, P], one per class.
+at::Tensor reconstructions(const Predictor& predictor, const at::Tensor& capsules,
+                           const at::Tensor& classes) {
+  if (classes.dim() == 1) return predictor.reconstruct(capsules, classes);
+  std::vector<at::Tensor> each;
+  for (int64_t p = 0; p < classes.size(1); ++p) {
+    each.push_back(predictor.reconstruct(capsules, classes.select(1, p).contiguous()));
+  }
+  return at::stack(each, 1);
+}
+
+// One reconstruction in gray, or several (Figure 5) in red, green, blue.
+viz::Cell recon_cell(const at::Tensor& recon, const std::string& caption) {
+  if (recon.dim() == 3) return cell(recon, caption);
+  static const viz::Tint tints[] = {{1, 0, 0}, {0, 1, 0}, {0, 0, 1}};
+  viz::Cell c{to_gray_image(recon[0]), caption, {}};
+  for (int64_t p = 0; p < recon.size(0); ++p) {
+    c.layers.push_back({to_gray_image(recon[p]), tints[p % 3]});
+  }
+  return c;
 }
 
 } // namespace
@@ -73,33 +96,43 @@ Runner add_reconstruct_command(CLI::App& app) {
 
   return [f, n, errors, search]() {
     set_thread_count(f->threads);
-    auto loaded_options = Predictor::load(f->checkpoint);
-    auto options = loaded_options.options();
+    auto predictor = Predictor::load(f->checkpoint);
+    auto options = predictor.options();
     check_outputs({f->out}, checkpoint_and_data(*f, options));
-    const auto data = load_test_split(options, f->data_dir, f->dataset,
-                                      *errors > 0 ? *search : *n);
-    auto& predictor = loaded_options;
-    const int64_t shown = std::min(*n, data.size());
-    const auto scanned = *errors > 0 ? data.size() : shown;
-    const auto images = to_unit_float(data.images.narrow(0, 0, scanned));
-    const auto labels = data.labels.narrow(0, 0, scanned);
+    const int64_t wanted = *errors > 0 ? *search : *n;
+    // All of the base split, so that a generated example is the one the full test set has.
+    const auto data = load_test_split(options, f->data_dir, f->dataset, 0);
+    const auto examples = test_examples(options, data, wanted, predictor.model()->config.image_size);
+    const int64_t shown = std::min(*n, examples.size());
+    const auto scanned = *errors > 0 ? examples.size() : shown;
+    const auto images = examples.images.narrow(0, 0, scanned);
+    const auto labels = examples.labels.narrow(0, 0, scanned);
     const auto out = predictor.classify(images);
+    const bool pairs = labels.dim() == 2;
+    // What the figure reconstructs from: the predicted capsule, or (MultiMNIST)
+    // the capsules of the two predicted classes.
+    const auto predicted = pairs ? predicted_classes(out.lengths, labels) : out.predictions;
 
     viz::GridFigure figure;
     figure.scale = f->scale;
     figure.title = "Reconstructions: " + f->checkpoint;
     const int per_row = 16;
     {
-      viz::GridSection section{"Test digits (top) and their reconstructions from the predicted "
-                               "capsule (bottom, captioned with the prediction)",
-                               {}};
-      const auto recon = predictor.reconstruct(out.capsules.narrow(0, 0, shown),
-                                               out.predictions.narrow(0, 0, shown));
+      viz::GridSection section{
+          pairs ? "Test images (top, L: the two labels) and the reconstructions from the capsules "
+                  "of the two predicted classes (bottom, R: those classes), the smaller class in "
+                  "red, the larger in green (Figure 5)"
+                : "Test digits (top) and their reconstructions from the predicted capsule "
+                  "(bottom, captioned with the prediction)",
+          {}};
+      const auto chosen = predicted.narrow(0, 0, shown);
+      const auto recon = reconstructions(predictor, out.capsules.narrow(0, 0, shown), chosen);
       for (int64_t start = 0; start < shown; start += per_row) {
         viz::GridRow inputs{"input", {}}, outputs{"reconstruction", {}};
         for (int64_t i = start; i < std::min(shown, start + per_row); ++i) {
-          inputs.cells.push_back(cell(images[i], "label " + label_text(labels[i].item<int64_t>())));
-          outputs.cells.push_back(cell(recon[i], "pred " + label_text(out.predictions[i].item<int64_t>())));
+          inputs.cells.push_back(cell(images[i], (pairs ? "L:" : "label ") + classes_text(labels[i])));
+          outputs.cells.push_back(
+              recon_cell(recon[i], (pairs ? "R:" : "pred ") + classes_text(chosen[i])));
         }
         section.rows.push_back(inputs);
         section.rows.push_back(outputs);
@@ -108,27 +141,32 @@ Runner add_reconstruct_command(CLI::App& app) {
     }
     int64_t wrong_count = 0;
     if (*errors > 0) {
-      const auto wrong = out.predictions.ne(labels).nonzero().flatten();
+      const auto wrong = pairs ? predicted.ne(std::get<0>(labels.sort(1))).any(1).nonzero().flatten()
+                               : out.predictions.ne(labels).nonzero().flatten();
       wrong_count = wrong.size(0);
       const int64_t k = std::min(*errors, wrong_count);
       viz::GridSection section{
-          "Misclassified digits: input, reconstruction from the predicted capsule, from the true "
-          "capsule (" + std::to_string(wrong_count) + " errors among " + std::to_string(scanned) +
-              " test images)",
+          std::string(pairs ? "Misclassified pairs" : "Misclassified digits") +
+              ": input, reconstruction from the predicted " +
+              (pairs ? "capsules" : "capsule") + ", from the true " +
+              (pairs ? "capsules" : "capsule") + " (" + std::to_string(wrong_count) +
+              " errors among " + std::to_string(scanned) + " test images)",
           {}};
       if (k > 0) {
         const auto idx = wrong.narrow(0, 0, k);
         const auto caps = out.capsules.index_select(0, idx);
-        const auto from_pred = predictor.reconstruct(caps, out.predictions.index_select(0, idx));
-        const auto from_true = predictor.reconstruct(caps, labels.index_select(0, idx));
+        const auto from_pred = reconstructions(predictor, caps, predicted.index_select(0, idx));
+        const auto truth_classes = pairs ? std::get<0>(labels.sort(1)) : labels;
+        const auto from_true =
+            reconstructions(predictor, caps, truth_classes.index_select(0, idx));
         viz::GridRow row{"", {}};
         for (int64_t j = 0; j < k; ++j) {
           const int64_t i = idx[j].item<int64_t>();
-          const auto truth = label_text(labels[i].item<int64_t>());
-          const auto pred = label_text(out.predictions[i].item<int64_t>());
+          const auto truth = classes_text(truth_classes[i]);
+          const auto pred = classes_text(predicted[i]);
           row.cells.push_back(cell(images[i], "#" + std::to_string(i) + " (" + truth + ")"));
-          row.cells.push_back(cell(from_pred[j], "as " + pred));
-          row.cells.push_back(cell(from_true[j], "as " + truth));
+          row.cells.push_back(recon_cell(from_pred[j], "as " + pred));
+          row.cells.push_back(recon_cell(from_true[j], "as " + truth));
           if (row.cells.size() >= 12 || j + 1 == k) {
             section.rows.push_back(row);
             row.cells.clear();
@@ -138,8 +176,8 @@ Runner add_reconstruct_command(CLI::App& app) {
       figure.sections.push_back(section);
     }
     viz::write_grid_png(f->out, figure);
-    std::printf("wrote %s: %ld test digits with reconstructions", f->out.c_str(),
-                static_cast<long>(shown));
+    std::printf("wrote %s: %ld test %s with reconstructions", f->out.c_str(),
+                static_cast<long>(shown), pairs ? "pairs" : "digits");
     if (*errors > 0) {
       std::printf("; %ld of %ld misclassified among %ld test images", 
                   static_cast<long>(std::min(*errors, wrong_count)), static_cast<long>(wrong_count),
@@ -176,12 +214,14 @@ Runner add_perturb_command(CLI::App& app) {
     auto options = predictor.options();
     check_outputs({f->out}, checkpoint_and_data(*f, options));
     const auto data = load_test_split(options, f->data_dir, f->dataset, 0);
-    if (*index >= data.size()) {
+    const auto examples =
+        test_examples(options, data, *index + 1, predictor.model()->config.image_size);
+    if (*index >= examples.size()) {
       throw std::invalid_argument("--index " + std::to_string(*index) + " is past the end of the " +
-                                  std::to_string(data.size()) + " test images");
+                                  std::to_string(examples.size()) + " test images");
     }
-    const auto image = to_unit_float(data.images.narrow(0, *index, 1));
-    const int64_t label = data.labels[*index].item<int64_t>();
+    const auto image = examples.images.narrow(0, *index, 1);
+    const auto label = classes_text(examples.labels[*index]);
     const auto out = predictor.classify(image);
     const int64_t predicted = out.predictions[0].item<int64_t>();
     const auto& config = predictor.model()->config;
@@ -213,9 +253,9 @@ Runner add_perturb_command(CLI::App& app) {
     figure.scale = f->scale;
     char title[160];
     std::snprintf(title, sizeof title,
-                  "Perturbing capsule %ld of test image %ld (label %ld, predicted %ld, "
+                  "Perturbing capsule %ld of test image %ld (label %s, predicted %ld, "
                   "length %.3f)",
-                  static_cast<long>(active), static_cast<long>(*index), static_cast<long>(label),
+                  static_cast<long>(active), static_cast<long>(*index), label.c_str(),
                   static_cast<long>(predicted), out.lengths[0][active].item<double>());
     figure.title = title;
     figure.sections.push_back(

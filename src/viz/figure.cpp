@@ -53,8 +53,17 @@ struct Canvas {
     return ext.x_advance;
   }
 
-  // Pixels written straight into the surface, each a scale x scale block.
-  void image(const GrayImage& img, int x0, int y0, int scale) {
+  // A cell's image, or the tinted sum of its layers, written straight into
+  // the surface, each pixel a scale x scale block.
+  void image(const Cell& cell, int x0, int y0, int scale) {
+    const GrayImage& img = cell.image;
+    for (const auto& layer : cell.layers) {
+      if (layer.image.width != img.width || layer.image.height != img.height) {
+        throw ImageError("a figure cell's layer is " + std::to_string(layer.image.width) + "x" +
+                         std::to_string(layer.image.height) + " but the cell is " +
+                         std::to_string(img.width) + "x" + std::to_string(img.height));
+      }
+    }
     cairo_surface_flush(surface.get());
     unsigned char* data = cairo_image_surface_get_data(surface.get());
     const int stride = cairo_image_surface_get_stride(surface.get());
@@ -64,9 +73,23 @@ struct Canvas {
       for (int x = 0; x < img.width * scale; ++x) {
         const int px = x0 + x, py = y0 + y;
         if (px < 0 || py < 0 || px >= W || py >= H) continue;
-        const float v = std::clamp(img.at(x / scale, y / scale), 0.0f, 1.0f);
-        const auto level = static_cast<uint32_t>(std::lround(v * 255));
-        reinterpret_cast<uint32_t*>(data + py * stride)[px] = (level << 16) | (level << 8) | level;
+        float rgb[3];
+        if (cell.layers.empty()) {
+          rgb[0] = rgb[1] = rgb[2] = img.at(x / scale, y / scale);
+        } else {
+          rgb[0] = rgb[1] = rgb[2] = 0;
+          for (const auto& layer : cell.layers) {
+            const float v = layer.image.at(x / scale, y / scale);
+            rgb[0] += v * layer.tint.r;
+            rgb[1] += v * layer.tint.g;
+            rgb[2] += v * layer.tint.b;
+          }
+        }
+        uint32_t pixel = 0;
+        for (float c : rgb) {
+          pixel = (pixel << 8) | static_cast<uint32_t>(std::lround(std::clamp(c, 0.0f, 1.0f) * 255));
+        }
+        reinterpret_cast<uint32_t*>(data + py * stride)[px] = pixel;
       }
     }
     cairo_surface_mark_dirty(surface.get());
@@ -198,7 +221,7 @@ GridLayout write_grid_png(const std::string& path, const GridFigure& figure) {
       int x = kMargin + label_col;
       std::vector<int> xs, ys;
       for (const auto& c : row.cells) {
-        canvas.image(c.image, x, y, figure.scale);
+        canvas.image(c, x, y, figure.scale);
         xs.push_back(x);
         ys.push_back(y);
         if (!c.caption.empty()) {

@@ -22,6 +22,7 @@ struct DatasetInfo {
   int64_t image_size = 28; ///< square images
   int64_t channels = 1;
   int64_t num_classes = 10;
+  int64_t labels_per_image = 1; ///< MultiMNIST: 2
   /// Loads `split` from `dir`, the first `limit` examples when > 0.
   std::function<Dataset(const std::string& dir, Split split, int64_t limit)> load;
   /// Makes the batches of a loaded split (image_size x image_size); empty: a
@@ -40,6 +41,10 @@ constexpr uint64_t kTestSetSeed = 20171026;
 /// `split` of a loaded data set as batches on `device` (see DatasetInfo::source).
 std::unique_ptr<BatchSource> make_source(const DatasetInfo& info, Dataset data, Split split,
                                          int64_t shift, bool normalize, c10::Device device);
+
+/// Throws std::invalid_argument, naming both sizes, unless the examples
+/// make_source makes of `data` are `model_side` pixels square.
+void require_image_size(const DatasetInfo& info, const Dataset& data, int64_t model_side);
 
 /// Every registered data set, in the order help texts list them.
 const std::vector<DatasetInfo>& registered_datasets();

@@ -10,6 +10,8 @@
 
 namespace capsnet {
 
+struct LoadedCheckpoint;
+
 /// Test metrics. With one label per image, `correct` counts right
 /// predictions (the argmax); with P labels per image, images whose P highest
 /// scores are exactly their P classes (MultiMNIST's "both digits right").
@@ -53,5 +55,8 @@ EvalResult evaluate(Task& task, const BatchSource& source, int64_t batch_size,
 EvalResult evaluate(CapsNet& model, const Dataset& data, const TrainOptions& options);
 /// Table 1's baseline CNN on a test set (cross-entropy; options.eval_batch_size).
 EvalResult evaluate(BaselineCnn& model, const Dataset& data, const TrainOptions& options);
+
+/// Whichever network a checkpoint holds, on its device, as above.
+EvalResult evaluate(LoadedCheckpoint& loaded, const Dataset& data, const TrainOptions& options);
 
 } // namespace capsnet

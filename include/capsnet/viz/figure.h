@@ -12,9 +12,25 @@
 
 namespace capsnet::viz {
 
+/// A colour, channels in [0, 1].
+struct Tint {
+  float r = 1, g = 1, b = 1;
+};
+
+/// One image of a coloured cell, drawn in `tint`.
+struct Layer {
+  GrayImage image;
+  Tint tint;
+};
+
 struct Cell {
   GrayImage image;     ///< drawn white on black, each pixel a scale x scale block
   std::string caption; ///< below the image; may be empty
+  /// When not empty, drawn instead of `image`: the sum of each layer's pixels
+  /// times its tint, clipped to 1 per channel (Figure 5's two reconstructions
+  /// in red and green, yellow where they meet). `image` still sets the size;
+  /// the layers must have that size.
+  std::vector<Layer> layers;
 };
 
 struct GridRow {
