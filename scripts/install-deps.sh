@@ -18,6 +18,10 @@ packages=(
   python3-torch           # export round-trip test and make bench's PyTorch baseline
   python3                 # the tests read JSON output with it
   dataset-fashion-mnist   # --dataset fashion-mnist
+  libcpp-httplib-dev      # capsnet serve's HTTP server
+  chromium                # capsnet serve's page tested in a real browser (headless)
+  chromium-driver         #   driven through WebDriver
+  python3-selenium        #   by tests/browser_test.py
 )
 
 missing=()

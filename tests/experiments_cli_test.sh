@@ -83,7 +83,7 @@ check "and gives the same table" cmp -s <(tail -7 "$work/t1/table1.md") <(tail -
 expect_fail "another budget in the same --out" "was trained on another budget" "${t1[@]}" --batch-size 16
 
 # Section 5.2 on a tiny budget: two epochs of each model, both test sets each epoch.
-af=(experiment affine --epochs 2 --limit 64 --test-limit 32 --batch-size 32 --data "$data" --threads 2 --out "$work/af")
+af=(experiment affine --epochs 2 --baseline-max-epochs 2 --limit 64 --test-limit 32 --batch-size 32 --data "$data" --threads 2 --out "$work/af")
 "$capsnet" "${af[@]}" >"$work/af.out" 2>&1
 check "affine runs" test $? -eq 0 || tail -5 "$work/af.out" >&2
 check "each model trained on expanded MNIST" test "$(json_get "$work/af/baseline/config.json" "j['dataset'], j['model_kind'], j['baseline']['image_size']")" = "expanded-mnist baseline-cnn 40"
@@ -95,6 +95,15 @@ check "affine.md compares them" grep -q "^| Baseline CNN, the epoch closest in e
 "$capsnet" "${af[@]}" >"$work/af-again.out" 2>&1
 check "a second run trains nothing" test "$(grep -c 'read back' "$work/af-again.out")" -eq 2 -a "$(grep -c 'epoch [0-9]/2' "$work/af-again.out")" -eq 0
 expect_fail "affine: another budget" "was trained on another budget" experiment affine --epochs 2 --limit 48 --test-limit 32 --batch-size 32 --data "$data" --threads 2 --out "$work/af"
+# With room for a third epoch, the baseline takes it only when it is still
+# below CapsNet's expanded accuracy.
+"$capsnet" "${af[@]}" --baseline-max-epochs 3 >"$work/af3.out" 2>&1
+below=$(python3 -c "
+import json
+caps = [json.loads(l) for l in open('$work/af/capsnet-affine.jsonl')]
+base = [json.loads(l) for l in open('$work/af/baseline-affine.jsonl')][:2]
+print(int(base[-1]['expanded_accuracy'] < caps[-1]['expanded_accuracy']))")
+check "the baseline trains on only while below CapsNet (below: $below)" test "$(wc -l <"$work/af/baseline-affine.jsonl")" -eq $((2 + below))
 
 echo "experiments cli: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -32,6 +32,7 @@ Runner add_plot_command(CLI::App& app);
 Runner add_export_command(CLI::App& app);
 Runner add_launch_command(CLI::App& app);
 Runner add_experiment_command(CLI::App& app);
+Runner add_serve_command(CLI::App& app);
 
 /// How messages name this process: "capsnet", or "capsnet[rank N]" in a
 /// data-parallel job.

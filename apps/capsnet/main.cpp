@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   auto export_ = capsnet::cli::add_export_command(app);
   auto launch = capsnet::cli::add_launch_command(app);
   auto experiment = capsnet::cli::add_experiment_command(app);
+  auto serve = capsnet::cli::add_serve_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -45,6 +46,7 @@ int main(int argc, char** argv) {
     if (app.got_subcommand("export")) return export_();
     if (app.got_subcommand("launch")) return launch();
     if (app.got_subcommand("experiment")) return experiment();
+    if (app.got_subcommand("serve")) return serve();
   } catch (const capsnet::DataError& e) {
     std::cerr << capsnet::cli::program_name() << ": data error: " << e.what() << "\n";
   } catch (const capsnet::ImageError& e) {

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
 
 namespace capsnet {
@@ -18,14 +19,11 @@ namespace {
 // The formats the README promises, by their first bytes. stb_image decodes
 // more (Radiance HDR, PSD, PIC, TGA), and Debian's stb 2.27 has known faults
 // in those (CVE-2021-42715: an endless loop in HDR); they never reach it.
-bool promised_format(const std::string& path) {
-  unsigned char head[8] = {};
-  std::ifstream in(path, std::ios::binary);
-  in.read(reinterpret_cast<char*>(head), sizeof head);
-  const auto n = in.gcount();
+bool promised_format(const std::string& bytes) {
   auto starts = [&](std::initializer_list<unsigned char> magic) {
-    if (n < static_cast<std::streamsize>(magic.size())) return false;
-    return std::equal(magic.begin(), magic.end(), head);
+    if (bytes.size() < magic.size()) return false;
+    return std::equal(magic.begin(), magic.end(),
+                      reinterpret_cast<const unsigned char*>(bytes.data()));
   };
   return starts({0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'}) || starts({0xff, 0xd8, 0xff}) ||
          starts({'P', '5'}) || starts({'P', '6'}) || starts({'B', 'M'}) ||
@@ -40,42 +38,83 @@ GrayImage read_image(const std::string& path) {
   if (!std::filesystem::is_regular_file(path, ec)) {
     throw ImageError(path + ": not a regular file (a directory or a device); pass a picture file");
   }
-  if (std::filesystem::file_size(path, ec) == 0) throw ImageError(path + ": the file is empty");
-  if (!promised_format(path)) {
-    throw ImageError(path + ": not an image this program reads: PNG, JPEG, PGM/PPM, BMP or GIF");
+  const auto size = std::filesystem::file_size(path, ec);
+  if (ec) throw ImageError(path + ": cannot be read: " + ec.message());
+  // A compressed image of kMaxImagePixels is far smaller than this.
+  if (size > (uint64_t(1) << 30)) throw ImageError(path + ": the file is over 1 GiB");
+  std::ifstream in(path, std::ios::binary);
+  std::string bytes(size, '\0');
+  in.read(bytes.data(), static_cast<std::streamsize>(size));
+  if (!in) throw ImageError(path + ": cannot be read");
+  return decode_image(bytes, path);
+}
+
+GrayImage decode_image(const std::string& bytes, const std::string& name) {
+  if (bytes.empty()) throw ImageError(name + ": the file is empty");
+  if (!promised_format(bytes)) {
+    throw ImageError(name + ": not an image this program reads: PNG, JPEG, PGM/PPM, BMP or GIF");
   }
-  if (stbi_is_16_bit(path.c_str())) {
-    throw ImageError(path + ": 16-bit images are not supported; save it with 8 bits per channel");
+  if (bytes.size() > size_t(std::numeric_limits<int>::max())) {
+    throw ImageError(name + ": the file is too large");
+  }
+  const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
+  const int length = static_cast<int>(bytes.size());
+  if (stbi_is_16_bit_from_memory(data, length)) {
+    throw ImageError(name + ": 16-bit images are not supported; save it with 8 bits per channel");
   }
   int w = 0, h = 0, channels = 0;
-  if (!stbi_info(path.c_str(), &w, &h, &channels)) {
-    throw ImageError(path + ": not an image this program reads (PNG, JPEG, PGM/PPM, BMP, GIF): " +
+  if (!stbi_info_from_memory(data, length, &w, &h, &channels)) {
+    throw ImageError(name + ": not an image this program reads (PNG, JPEG, PGM/PPM, BMP, GIF): " +
                      stbi_failure_reason());
   }
   if (w <= 0 || h <= 0) {
-    throw ImageError(path + ": the image is " + std::to_string(w) + "x" + std::to_string(h));
+    throw ImageError(name + ": the image is " + std::to_string(w) + "x" + std::to_string(h));
   }
   if (int64_t(w) * h > kMaxImagePixels) {
-    throw ImageError(path + ": " + std::to_string(w) + "x" + std::to_string(h) +
+    throw ImageError(name + ": " + std::to_string(w) + "x" + std::to_string(h) +
                      " pixels is too large (at most " + std::to_string(kMaxImagePixels) +
                      " pixels); scale it down first");
   }
-  std::unique_ptr<unsigned char, void (*)(void*)> data(stbi_load(path.c_str(), &w, &h, &channels, 2),
-                                                       stbi_image_free);
-  if (!data) throw ImageError(path + ": cannot decode the image: " + stbi_failure_reason());
+  std::unique_ptr<unsigned char, void (*)(void*)> pixels(
+      stbi_load_from_memory(data, length, &w, &h, &channels, 2), stbi_image_free);
+  if (!pixels) throw ImageError(name + ": cannot decode the image: " + stbi_failure_reason());
   GrayImage image(w, h);
   for (size_t i = 0; i < image.pixels.size(); ++i) {
-    const float gray = data.get()[2 * i] / 255.0f, alpha = data.get()[2 * i + 1] / 255.0f;
+    const float gray = pixels.get()[2 * i] / 255.0f, alpha = pixels.get()[2 * i + 1] / 255.0f;
     image.pixels[i] = gray * alpha + (1.0f - alpha); // over white
   }
   return image;
 }
 
-void write_png(const std::string& path, const GrayImage& image) {
+namespace {
+
+std::vector<unsigned char> png_bytes(const GrayImage& image) {
   std::vector<unsigned char> bytes(image.pixels.size());
   for (size_t i = 0; i < bytes.size(); ++i) {
     bytes[i] = static_cast<unsigned char>(std::lround(std::clamp(image.pixels[i], 0.0f, 1.0f) * 255));
   }
+  return bytes;
+}
+
+void append_to_string(void* context, void* data, int size) {
+  static_cast<std::string*>(context)->append(static_cast<const char*>(data), size_t(size));
+}
+
+} // namespace
+
+std::string encode_png(const GrayImage& image) {
+  const auto bytes = png_bytes(image);
+  std::string out;
+  if (!stbi_write_png_to_func(append_to_string, &out, image.width, image.height, 1, bytes.data(),
+                              image.width)) {
+    throw ImageError("cannot encode a " + std::to_string(image.width) + "x" +
+                     std::to_string(image.height) + " PNG");
+  }
+  return out;
+}
+
+void write_png(const std::string& path, const GrayImage& image) {
+  const auto bytes = png_bytes(image);
   write_file_atomically(path, [&](const std::string& temporary) {
     if (!stbi_write_png(temporary.c_str(), image.width, image.height, 1, bytes.data(),
                         image.width)) {
@@ -183,9 +222,13 @@ GrayImage mnist_preprocess(const GrayImage& image, int side, int box) {
   return out;
 }
 
-at::Tensor load_digit_image(const std::string& path, int64_t side) {
-  const auto image = mnist_preprocess(read_image(path), int(side), int(side * 20 / 28));
+at::Tensor prepare_digit_image(const GrayImage& picture, int64_t side) {
+  const auto image = mnist_preprocess(picture, int(side), int(side * 20 / 28));
   return to_tensor(image).view({1, 1, image.height, image.width});
+}
+
+at::Tensor load_digit_image(const std::string& path, int64_t side) {
+  return prepare_digit_image(read_image(path), side);
 }
 
 GrayImage to_gray_image(const at::Tensor& image) {

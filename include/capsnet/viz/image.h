@@ -39,6 +39,13 @@ constexpr int64_t kMaxImagePixels = int64_t(1) << 25;
 /// kMaxImagePixels.
 GrayImage read_image(const std::string& path);
 
+/// read_image of a file's contents already in memory (an upload); `name`
+/// goes into the messages.
+GrayImage decode_image(const std::string& bytes, const std::string& name);
+
+/// `image` as the bytes of an 8-bit grayscale PNG file.
+std::string encode_png(const GrayImage& image);
+
 /// Writes `image` as an 8-bit grayscale PNG; throws ImageError on failure.
 void write_png(const std::string& path, const GrayImage& image);
 
@@ -54,6 +61,11 @@ GrayImage mnist_preprocess(const GrayImage& image, int side = 28, int box = 20);
 /// float [H, W] or [1, H, W] in [0, 1] <-> GrayImage.
 GrayImage to_gray_image(const at::Tensor& image);
 at::Tensor to_tensor(const GrayImage& image);
+
+/// A picture of one digit prepared as MNIST was made (mnist_preprocess) for a
+/// network taking `side` x `side` images: float [1, 1, side, side] in [0, 1].
+/// Throws ImageError.
+at::Tensor prepare_digit_image(const GrayImage& picture, int64_t side = 28);
 
 /// Reads a picture of one digit (read_image) and prepares it as MNIST was made
 /// (mnist_preprocess) for a network taking `side` x `side` images:

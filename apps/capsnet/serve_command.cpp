@@ -1,0 +1,213 @@
+// capsnet serve: a web page where you draw a digit and steer its capsule,
+// and the JSON API behind it, over cpp-httplib. The API's parsing, replies
+// and batching are in src/serve/api.cpp; this file is the HTTP around them.
+
+#include "commands.h"
+
+#include "capsnet/engine/inference.h"
+#include "capsnet/engine/runtime.h"
+#include "capsnet/serve/api.h"
+#include "capsnet/viz/image.h"
+
+#include "capsnet_page.h"
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <pthread.h>
+#include <thread>
+
+namespace capsnet::cli {
+
+namespace {
+
+struct ServeFlags {
+  std::string checkpoint;
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  int http_threads = 8;
+  int64_t max_batch = 64;
+  int timeout = 10;
+  ComputeFlags compute;
+};
+
+void send_json(httplib::Response& res, int status, const nlohmann::json& body) {
+  res.status = status;
+  res.set_content(body.dump(), "application/json");
+}
+
+// Runs `handler`, turning what it throws into a JSON error reply.
+template <typename F>
+httplib::Server::Handler guarded(F handler) {
+  return [handler](const httplib::Request& req, httplib::Response& res) {
+    try {
+      handler(req, res);
+    } catch (const serve::ApiError& e) {
+      send_json(res, e.status, serve::error_reply(e.status, e.what()));
+    } catch (const std::exception& e) {
+      send_json(res, 500, serve::error_reply(500, std::string("internal error: ") + e.what()));
+    }
+  };
+}
+
+const char* reason(int status) {
+  switch (status) {
+    case 400: return "bad request";
+    case 404: return "no such page; the API is POST /api/predict, POST /api/reconstruct, GET /healthz";
+    case 405: return "method not allowed";
+    case 408: return "the request took too long to arrive";
+    case 413: return "the body is too large";
+    case 414: return "the URI is too long";
+    case 415: return "unsupported media type";
+    default: return status >= 500 ? "internal error" : "request refused";
+  }
+}
+
+} // namespace
+
+Runner add_serve_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "serve", "A web page to draw a digit and steer its capsule, and a JSON API "
+               "(POST /api/predict, POST /api/reconstruct, GET /healthz)");
+  auto f = std::make_shared<ServeFlags>();
+  add_checkpoint_option(cmd, f->checkpoint);
+  cmd->add_option("--host", f->host, "address to listen on (0.0.0.0: every interface)")
+      ->capture_default_str();
+  cmd->add_option("--port", f->port, "port to listen on (0: any free port)")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str();
+  cmd->add_option("--http-threads", f->http_threads, "threads answering HTTP connections")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  cmd->add_option("--max-batch", f->max_batch, "most waiting requests run as one batch")
+      ->check(CLI::Range(int64_t(1), int64_t(4096)))
+      ->capture_default_str();
+  cmd->add_option("--timeout", f->timeout,
+                  "seconds a connection may take to send a request, or stay idle between two")
+      ->check(CLI::Range(1, 3600))
+      ->capture_default_str();
+  f->compute.add_to(cmd);
+
+  return [f]() {
+    // Ctrl-C and SIGTERM are taken by one thread (sigwait), which stops the
+    // server; every other thread, started below, inherits the blocked mask.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+    const auto [device, precision] = f->compute.resolve();
+    auto predictor = Predictor::load(f->checkpoint);
+    predictor.to(device);
+    predictor.model()->set_precision(precision);
+    const auto& config = predictor.model()->config;
+    const int64_t side = config.image_size, classes = config.num_classes,
+                  dim = config.digit_dim;
+    serve::BatchingPredictor batcher(predictor, f->max_batch);
+    std::atomic<int64_t> answered{0};
+
+    httplib::Server server;
+    const int http_threads = f->http_threads;
+    server.new_task_queue = [http_threads] { return new httplib::ThreadPool(size_t(http_threads)); };
+    // httplib's default adds SO_REUSEPORT, with which a second server binds
+    // a port already served and the two share its connections; refuse instead.
+    server.set_socket_options([](auto sock) {
+      int yes = 1;
+      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    });
+    server.set_payload_max_length(serve::kMaxBodyBytes);
+    server.set_read_timeout(f->timeout, 0);
+    server.set_write_timeout(f->timeout, 0);
+    server.set_keep_alive_timeout(f->timeout);
+    server.set_keep_alive_max_count(1000);
+
+    server.Get("/", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content(serve::kPage, "text/html; charset=utf-8");
+    });
+    server.Get("/healthz", guarded([&](const httplib::Request&, httplib::Response& res) {
+                 const auto stats = batcher.stats();
+                 send_json(res, 200,
+                           {{"status", "ok"},
+                            {"checkpoint", f->checkpoint},
+                            {"side", side},
+                            {"classes", classes},
+                            {"capsule_dim", dim},
+                            {"precision", enum_name(precision)},
+                            {"device", device.str()},
+                            {"answered", answered.load()},
+                            {"batches", stats.batches},
+                            {"batched_images", stats.images},
+                            {"largest_batch", stats.largest}});
+               }));
+    server.Post("/api/predict", guarded([&](const httplib::Request& req, httplib::Response& res) {
+                  const auto input =
+                      serve::parse_predict_body(req.body, req.get_header_value("Content-Type"), side);
+                  const auto result = batcher.classify(input);
+                  send_json(res, 200, serve::predict_reply(result, input));
+                  ++answered;
+                }));
+    server.Post("/api/reconstruct",
+                guarded([&](const httplib::Request& req, httplib::Response& res) {
+                  const auto request = serve::parse_reconstruct_body(
+                      req.body, req.get_header_value("Content-Type"), classes, dim);
+                  auto capsules = at::zeros({1, classes, dim});
+                  capsules[0][request.capsule].copy_(at::tensor(request.vector));
+                  const auto image = batcher.reconstruct(capsules, request.capsule);
+                  if (request.png) {
+                    res.set_content(encode_png(to_gray_image(image[0])), "image/png");
+                  } else {
+                    send_json(res, 200, serve::reconstruct_reply(request.capsule, image));
+                  }
+                  ++answered;
+                }));
+    // Errors httplib answers itself (404, 413, 408, ...) get a JSON body too.
+    server.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+      if (res.body.empty()) send_json(res, res.status, serve::error_reply(res.status, reason(res.status)));
+    });
+
+    int port = f->port;
+    if (port == 0) {
+      port = server.bind_to_any_port(f->host);
+    } else if (!server.bind_to_port(f->host, port)) {
+      port = -1;
+    }
+    if (port <= 0) {
+      throw std::invalid_argument("cannot listen on " + f->host + ":" + std::to_string(f->port) +
+                                  " (in use, not an address of this machine, or not allowed); "
+                                  "give another --port or --host");
+    }
+    std::atomic<bool> done{false};
+    std::thread stopper([&] {
+      const timespec tick{0, 200 * 1000 * 1000};
+      while (!done) {
+        const int sig = sigtimedwait(&stop_signals, nullptr, &tick);
+        if (sig == SIGINT || sig == SIGTERM) {
+          std::fprintf(stderr, "%s: %s received, stopping\n", program_name().c_str(),
+                       sig == SIGINT ? "SIGINT" : "SIGTERM");
+          server.stop();
+          return;
+        }
+      }
+    });
+    const auto host = f->host.find(':') != std::string::npos ? "[" + f->host + "]" : f->host;
+    std::printf("capsnet serve: listening on http://%s:%d/ (%s, %ldx%ld inputs, %s on %s); "
+                "Ctrl-C stops\n",
+                host.c_str(), port, f->checkpoint.c_str(), static_cast<long>(side),
+                static_cast<long>(side), enum_name(precision).c_str(), device.str().c_str());
+    std::fflush(stdout);
+    const bool ok = server.listen_after_bind();
+    done = true;
+    stopper.join();
+    std::printf("capsnet serve: stopped after %ld answers\n", static_cast<long>(answered.load()));
+    return ok ? 0 : 1;
+  };
+}
+
+} // namespace capsnet::cli

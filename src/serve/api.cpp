@@ -1,0 +1,251 @@
+#include "capsnet/serve/api.h"
+
+#include "capsnet/viz/image.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+
+namespace capsnet::serve {
+
+namespace {
+
+// "image/png; charset=x" -> "image/png", lower case.
+std::string media_type(const std::string& content_type) {
+  std::string type = content_type.substr(0, content_type.find(';'));
+  type.erase(std::remove_if(type.begin(), type.end(), [](unsigned char c) { return std::isspace(c); }),
+             type.end());
+  std::transform(type.begin(), type.end(), type.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return type;
+}
+
+nlohmann::json parse_json(const std::string& body) {
+  try {
+    return nlohmann::json::parse(body);
+  } catch (const nlohmann::json::exception& e) { // parse_error; out_of_range for 1e400
+    throw ApiError(400, std::string("the body is not valid JSON: ") + e.what());
+  }
+}
+
+std::vector<float> to_floats(const at::Tensor& t) {
+  const auto c = t.detach().to(at::kFloat).contiguous().cpu();
+  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
+} // namespace
+
+at::Tensor parse_predict_body(const std::string& body, const std::string& content_type,
+                              int64_t side) {
+  const auto type = media_type(content_type);
+  if (type == "image/png" || type == "image/jpeg" || type == "application/octet-stream") {
+    if (body.empty()) throw ApiError(400, "the body is empty; send a PNG or JPEG picture");
+    const bool png = body.rfind("\x89PNG\r\n\x1a\n", 0) == 0;
+    const bool jpeg = body.size() >= 3 && static_cast<unsigned char>(body[0]) == 0xff &&
+                      static_cast<unsigned char>(body[1]) == 0xd8 &&
+                      static_cast<unsigned char>(body[2]) == 0xff;
+    if (!png && !jpeg) {
+      throw ApiError(400, "the body is not a PNG or JPEG image (" + type +
+                              "); send the picture's file as it is");
+    }
+    try {
+      return prepare_digit_image(decode_image(body, "the uploaded image"), side);
+    } catch (const ImageError& e) {
+      throw ApiError(400, e.what());
+    }
+  }
+  if (type != "application/json") {
+    throw ApiError(415, "Content-Type '" + content_type +
+                            "' is not accepted; send image/png, image/jpeg or application/json");
+  }
+  auto j = parse_json(body);
+  if (j.is_object() && j.contains("pixels")) j = j.at("pixels");
+  const auto count = side * side;
+  if (!j.is_array() || int64_t(j.size()) != count) {
+    throw ApiError(400, "expected a JSON array of " + std::to_string(count) +
+                            " numbers (a " + std::to_string(side) + "x" + std::to_string(side) +
+                            " image, row-major, in [0, 1]) or {\"pixels\": [...]}");
+  }
+  std::vector<float> pixels(static_cast<size_t>(count));
+  for (int64_t i = 0; i < count; ++i) {
+    const auto& v = j[size_t(i)];
+    if (!v.is_number()) {
+      throw ApiError(400, "pixel " + std::to_string(i) + " is not a number");
+    }
+    const double x = v.get<double>();
+    if (!(x >= 0.0 && x <= 1.0)) {
+      throw ApiError(400, "pixel " + std::to_string(i) + " is " + v.dump() +
+                              "; pixels are in [0, 1] (ink bright)");
+    }
+    pixels[size_t(i)] = static_cast<float>(x);
+  }
+  return at::tensor(pixels).view({1, 1, side, side});
+}
+
+ReconstructRequest parse_reconstruct_body(const std::string& body, const std::string& content_type,
+                                          int64_t classes, int64_t dim) {
+  if (media_type(content_type) != "application/json") {
+    throw ApiError(415, "Content-Type '" + content_type +
+                            "' is not accepted; send application/json: {\"capsule\": k, "
+                            "\"vector\": [" + std::to_string(dim) + " numbers]}");
+  }
+  const auto j = parse_json(body);
+  if (!j.is_object() || !j.contains("capsule") || !j.contains("vector")) {
+    throw ApiError(400, "expected {\"capsule\": k, \"vector\": [" + std::to_string(dim) +
+                            " numbers]} and optionally \"format\": \"pixels\" or \"png\"");
+  }
+  ReconstructRequest request;
+  const auto& k = j.at("capsule");
+  if (!k.is_number_integer()) throw ApiError(400, "\"capsule\" must be an integer");
+  request.capsule = k.get<int64_t>();
+  if (request.capsule < 0 || request.capsule >= classes) {
+    throw ApiError(422, "\"capsule\" is " + k.dump() + "; the model has capsules 0 to " +
+                            std::to_string(classes - 1));
+  }
+  const auto& v = j.at("vector");
+  if (!v.is_array() || int64_t(v.size()) != dim) {
+    throw ApiError(422, "\"vector\" must be an array of " + std::to_string(dim) + " numbers");
+  }
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (!v[i].is_number()) throw ApiError(400, "\"vector\"[" + std::to_string(i) + "] is not a number");
+    const double x = v[i].get<double>();
+    if (!std::isfinite(x) || std::abs(x) > kMaxCapsuleComponent) {
+      throw ApiError(422, "\"vector\"[" + std::to_string(i) + "] is " + v[i].dump() +
+                              "; components are within +-" +
+                              std::to_string(int(kMaxCapsuleComponent)) +
+                              " (a capsule is shorter than 1)");
+    }
+    request.vector.push_back(static_cast<float>(x));
+  }
+  if (j.contains("format")) {
+    const auto& f = j.at("format");
+    if (f == "png") {
+      request.png = true;
+    } else if (f != "pixels") {
+      throw ApiError(400, "\"format\" is " + f.dump() + "; expected \"pixels\" or \"png\"");
+    }
+  }
+  return request;
+}
+
+nlohmann::json predict_reply(const Classification& result, const at::Tensor& input) {
+  const auto lengths = to_floats(result.lengths[0]);
+  const auto caps = result.capsules[0];
+  nlohmann::json capsules = nlohmann::json::array();
+  for (int64_t k = 0; k < caps.size(0); ++k) capsules.push_back(to_floats(caps[k]));
+  return {{"class", result.predictions[0].item<int64_t>()},
+          {"lengths", lengths},
+          {"capsules", capsules},
+          {"side", input.size(-1)},
+          {"input", to_floats(input)}};
+}
+
+nlohmann::json reconstruct_reply(int64_t capsule, const at::Tensor& image) {
+  return {{"capsule", capsule}, {"side", image.size(-1)}, {"pixels", to_floats(image)}};
+}
+
+nlohmann::json error_reply(int status, const std::string& message) {
+  return {{"error", message}, {"status", status}};
+}
+
+BatchingPredictor::BatchingPredictor(Predictor& predictor, int64_t max_batch)
+    : predictor_(predictor), max_batch_(std::max<int64_t>(1, max_batch)) {
+  thread_ = std::thread([this] { run(); });
+}
+
+BatchingPredictor::~BatchingPredictor() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+std::vector<at::Tensor> BatchingPredictor::submit(at::Tensor input, int64_t capsule) {
+  std::future<std::vector<at::Tensor>> result;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (stopping_) throw std::runtime_error("the server is stopping");
+    queue_.push_back({std::move(input), capsule, {}});
+    result = queue_.back().done.get_future();
+  }
+  wake_.notify_one();
+  return result.get();
+}
+
+Classification BatchingPredictor::classify(const at::Tensor& image) {
+  const auto out = submit(image, -1);
+  return {out[0], out[1], out[2]};
+}
+
+at::Tensor BatchingPredictor::reconstruct(const at::Tensor& capsules, int64_t capsule) {
+  return submit(capsules, capsule)[0];
+}
+
+BatchingPredictor::Stats BatchingPredictor::stats() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return stats_;
+}
+
+void BatchingPredictor::run() {
+  for (;;) {
+    std::vector<Job> images, capsules;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty()) return; // stopping, nothing left
+      // Everything waiting, up to max_batch of each kind; the rest stays queued.
+      for (auto it = queue_.begin(); it != queue_.end();) {
+        auto& kind = it->capsule < 0 ? images : capsules;
+        if (int64_t(kind.size()) < max_batch_) {
+          kind.push_back(std::move(*it));
+          it = queue_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    // One batch per kind; an error fails that batch's requests only.
+    auto serve_batch = [this](std::vector<Job>& jobs, bool reconstruct) {
+      if (jobs.empty()) return;
+      try {
+        std::vector<at::Tensor> inputs;
+        for (const auto& job : jobs) inputs.push_back(job.input);
+        const auto batch = at::cat(inputs, 0);
+        if (reconstruct) {
+          std::vector<int64_t> classes;
+          for (const auto& job : jobs) classes.push_back(job.capsule);
+          const auto out = predictor_.reconstruct(batch, at::tensor(classes, at::kLong));
+          for (size_t i = 0; i < jobs.size(); ++i) {
+            jobs[i].done.set_value({out.narrow(0, int64_t(i), 1).clone()});
+          }
+        } else {
+          const auto out = predictor_.classify(batch);
+          for (size_t i = 0; i < jobs.size(); ++i) {
+            const auto row = int64_t(i);
+            jobs[i].done.set_value({out.capsules.narrow(0, row, 1).clone(),
+                                    out.lengths.narrow(0, row, 1).clone(),
+                                    out.predictions.narrow(0, row, 1).clone()});
+          }
+        }
+        std::lock_guard<std::mutex> lock(mutex_);
+        stats_.batches += 1;
+        stats_.images += int64_t(jobs.size());
+        stats_.largest = std::max(stats_.largest, int64_t(jobs.size()));
+      } catch (...) {
+        for (auto& job : jobs) {
+          try {
+            job.done.set_exception(std::current_exception());
+          } catch (const std::future_error&) {
+            // already answered before the failure
+          }
+        }
+      }
+    };
+    serve_batch(images, false);
+    serve_batch(capsules, true);
+  }
+}
+
+} // namespace capsnet::serve
