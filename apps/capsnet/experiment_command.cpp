@@ -388,6 +388,25 @@ int run_affine(const Flags& f) {
   return 0;
 }
 
+// The options every experiment takes: its budget, data, threads, precision, --out.
+void add_budget_options(CLI::App* cmd, Flags& f, const std::string& epochs_help,
+                        const std::string& out_help) {
+  cmd->add_option("--epochs", f.epochs, epochs_help)
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  cmd->add_option("--batch-size", f.batch_size, "training batch")
+      ->check(CLI::Range(1, 65536))
+      ->capture_default_str();
+  cmd->add_option("--limit", f.limit, "train on the first N images (0: all)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--test-limit", f.test_limit, "test on the first N images (0: all)")
+      ->check(CLI::NonNegativeNumber);
+  add_data_option(cmd, f.data_dir, "MNIST's directory (default data/mnist)");
+  add_threads_option(cmd, f.threads);
+  add_precision_option(cmd, f.precision);
+  cmd->add_option("--out", f.out, out_help)->capture_default_str();
+}
+
 } // namespace
 
 Runner add_experiment_command(CLI::App& app) {
@@ -400,46 +419,21 @@ Runner add_experiment_command(CLI::App& app) {
   t1->add_option("--trials", f->trials, "trainings per row (seeds 1..N)")
       ->check(CLI::Range(1, 100))
       ->capture_default_str();
-  t1->add_option("--epochs", f->epochs, "epochs per training")
-      ->check(CLI::Range(1, 100000))
-      ->capture_default_str();
-  t1->add_option("--batch-size", f->batch_size, "training batch")
-      ->check(CLI::Range(1, 65536))
-      ->capture_default_str();
-  t1->add_option("--limit", f->limit, "train on the first N images (0: all)")
-      ->check(CLI::NonNegativeNumber);
-  t1->add_option("--test-limit", f->test_limit, "test on the first N images (0: all)")
-      ->check(CLI::NonNegativeNumber);
-  add_data_option(t1, f->data_dir, "MNIST's directory (default data/mnist)");
-  add_threads_option(t1, f->threads);
-  add_precision_option(t1, f->precision);
-  t1->add_option("--out", f->out, "directory of the trials' runs and table1.md")
-      ->capture_default_str();
+  add_budget_options(t1, *f, "epochs per training", "directory of the trials' runs and table1.md");
   auto* affine = cmd->add_subcommand(
       "affine", "Section 5.2: CapsNet and the baseline CNN trained on expanded MNIST, each epoch "
                 "tested on expanded and on affinely transformed digits, compared at matched "
                 "expanded accuracy; resumes; writes OUT/affine.md");
   auto a = std::make_shared<Flags>();
   a->out = "runs/affine";
-  affine->add_option("--epochs", a->epochs, "CapsNet's epochs, and the baseline's at least (each evaluated on both test sets)")
-      ->check(CLI::Range(1, 100000))
-      ->capture_default_str();
+  add_budget_options(affine, *a,
+                     "CapsNet's epochs, and the baseline's at least (each evaluated on both test "
+                     "sets)",
+                     "directory of the two runs and affine.md");
   affine->add_option("--baseline-max-epochs", a->baseline_max_epochs,
                      "the baseline trains past --epochs until it matches CapsNet's expanded "
                      "accuracy, up to this many epochs (default: twice --epochs)")
       ->check(CLI::Range(int64_t(1), int64_t(100000)));
-  affine->add_option("--batch-size", a->batch_size, "training batch")
-      ->check(CLI::Range(1, 65536))
-      ->capture_default_str();
-  affine->add_option("--limit", a->limit, "train on the first N images (0: all)")
-      ->check(CLI::NonNegativeNumber);
-  affine->add_option("--test-limit", a->test_limit, "test on the first N images (0: all)")
-      ->check(CLI::NonNegativeNumber);
-  add_data_option(affine, a->data_dir, "MNIST's directory (default data/mnist)");
-  add_threads_option(affine, a->threads);
-  add_precision_option(affine, a->precision);
-  affine->add_option("--out", a->out, "directory of the two runs and affine.md")
-      ->capture_default_str();
   return [f, a, t1, affine]() { return t1->parsed() ? run(*f) : run_affine(*a); };
 }
 
