@@ -5,6 +5,7 @@
 #include "test_util.h"
 
 #include <gtest/gtest.h>
+#include <stb_image_write.h>
 
 #include <fstream>
 #include <thread>
@@ -54,6 +55,17 @@ TEST(ServeApi, PngUploadPreparedExactlyAsPredictPreparesAFile) {
   const auto from_body = parse_predict_body(bytes, "image/png", 28);
   EXPECT_TRUE(from_body.equal(from_file));
   EXPECT_GT(from_body.max().item<float>(), 0.9f); // inverted: ink bright
+  // The same picture as a JPEG, from its file and as an upload.
+  std::vector<unsigned char> gray(picture.pixels.size());
+  for (size_t i = 0; i < gray.size(); ++i) gray[i] = static_cast<unsigned char>(picture.pixels[i] * 255);
+  std::string jpeg;
+  ASSERT_TRUE(stbi_write_jpg_to_func(
+      [](void* out, void* data, int size) { static_cast<std::string*>(out)->append(static_cast<char*>(data), size); },
+      &jpeg, picture.width, picture.height, 1, gray.data(), 90));
+  std::ofstream(dir + "/bar.jpg", std::ios::binary) << jpeg;
+  const auto jpeg_body = parse_predict_body(jpeg, "image/jpeg", 28);
+  EXPECT_TRUE(jpeg_body.equal(load_digit_image(dir + "/bar.jpg", 28)));
+  EXPECT_EQ(parse_predict_body(jpeg, "application/octet-stream", 28).sizes(), jpeg_body.sizes());
   // Cut short: the decoder's refusal, as a 400 naming the upload.
   try {
     parse_predict_body(bytes.substr(0, bytes.size() / 2), "image/png", 28);
