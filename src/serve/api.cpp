@@ -209,6 +209,7 @@ void BatchingPredictor::run() {
     // One batch per kind; an error fails that batch's requests only.
     auto serve_batch = [this](std::vector<Job>& jobs, bool reconstruct) {
       if (jobs.empty()) return;
+      std::vector<std::vector<at::Tensor>> answers;
       try {
         std::vector<at::Tensor> inputs;
         for (const auto& job : jobs) inputs.push_back(job.input);
@@ -218,30 +219,29 @@ void BatchingPredictor::run() {
           for (const auto& job : jobs) classes.push_back(job.capsule);
           const auto out = predictor_.reconstruct(batch, at::tensor(classes, at::kLong));
           for (size_t i = 0; i < jobs.size(); ++i) {
-            jobs[i].done.set_value({out.narrow(0, int64_t(i), 1).clone()});
+            answers.push_back({out.narrow(0, int64_t(i), 1).clone()});
           }
         } else {
           const auto out = predictor_.classify(batch);
           for (size_t i = 0; i < jobs.size(); ++i) {
             const auto row = int64_t(i);
-            jobs[i].done.set_value({out.capsules.narrow(0, row, 1).clone(),
-                                    out.lengths.narrow(0, row, 1).clone(),
-                                    out.predictions.narrow(0, row, 1).clone()});
+            answers.push_back({out.capsules.narrow(0, row, 1).clone(),
+                               out.lengths.narrow(0, row, 1).clone(),
+                               out.predictions.narrow(0, row, 1).clone()});
           }
         }
+      } catch (...) {
+        for (auto& job : jobs) job.done.set_exception(std::current_exception());
+        return;
+      }
+      {
+        // Counted before anyone is answered: a caller that has its answer sees it counted.
         std::lock_guard<std::mutex> lock(mutex_);
         stats_.batches += 1;
         stats_.images += int64_t(jobs.size());
         stats_.largest = std::max(stats_.largest, int64_t(jobs.size()));
-      } catch (...) {
-        for (auto& job : jobs) {
-          try {
-            job.done.set_exception(std::current_exception());
-          } catch (const std::future_error&) {
-            // already answered before the failure
-          }
-        }
       }
+      for (size_t i = 0; i < jobs.size(); ++i) jobs[i].done.set_value(std::move(answers[i]));
     };
     serve_batch(images, false);
     serve_batch(capsules, true);
