@@ -81,15 +81,50 @@ struct Flags {
   int64_t baseline_max_epochs = 0; ///< affine: 0 means 2 * epochs
 };
 
-// The final epoch's test error (%) of a finished run.
-double final_error(const std::string& run_dir) {
+// The test error (%) metrics.jsonl records for `epoch` (0: the last row).
+double test_error(const std::string& run_dir, int64_t epoch = 0) {
   std::ifstream in((fs::path(run_dir) / "metrics.jsonl").string());
-  std::string line, last;
+  std::string line;
+  nlohmann::json found;
   while (std::getline(in, line)) {
-    if (!line.empty()) last = line;
+    if (line.empty()) continue;
+    auto row = nlohmann::json::parse(line);
+    if (epoch == 0 || row.at("epoch").get<int64_t>() == epoch) found = std::move(row);
   }
-  const auto row = nlohmann::json::parse(last);
-  return 100.0 * row.at("test_errors").get<double>() / row.at("test_size").get<double>();
+  if (found.is_null()) {
+    throw std::runtime_error(run_dir + "/metrics.jsonl has no row for epoch " +
+                             std::to_string(epoch));
+  }
+  return 100.0 * found.at("test_errors").get<double>() / found.at("test_size").get<double>();
+}
+
+std::string percent(double value) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.2f", value);
+  return text;
+}
+
+// What both experiments do first: signals to stop, threads, the output directory.
+void start_experiment(const Flags& f) {
+  g_stop = false;
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  set_thread_count(f.threads);
+  fs::create_directories(f.out);
+}
+
+// A training of the experiments' budget: the paper's preset with the
+// authors' learning-rate decay (0.96 per 2,000 steps of 128 is 0.9905 per epoch).
+TrainOptions fresh_options(const Flags& f, uint64_t seed) {
+  TrainOptions fresh = preset_options("paper");
+  fresh.batch_size = f.batch_size;
+  fresh.limit = f.limit;
+  fresh.test_limit = f.test_limit;
+  fresh.data_dir = f.data_dir;
+  fresh.seed = seed;
+  fresh.lr_decay = 0.9905;
+  fresh.precision = f.precision;
+  return fresh;
 }
 
 // The run in `dir`'s checkpoint (none: false) after checking that it is of
@@ -148,11 +183,7 @@ bool train_to(const std::string& dir, const TrainOptions& fresh, int64_t epochs,
 }
 
 int run(const Flags& f) {
-  g_stop = false;
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
-  set_thread_count(f.threads);
-  fs::create_directories(f.out);
+  start_experiment(f);
   std::ostringstream table;
   table << "| Table 1 row | test error, mean ± std (%) | trials | the paper's (%) |\n"
         << "|---|---|---|---|\n";
@@ -160,30 +191,19 @@ int run(const Flags& f) {
     std::vector<double> errors;
     for (int64_t trial = 1; trial <= f.trials; ++trial) {
       const auto dir = (fs::path(f.out) / row.name / ("trial-" + std::to_string(trial))).string();
-      TrainOptions fresh = preset_options("paper");
-      fresh.batch_size = f.batch_size;
-      fresh.limit = f.limit;
-      fresh.test_limit = f.test_limit;
-      fresh.data_dir = f.data_dir;
-      fresh.seed = static_cast<uint64_t>(trial);
-      fresh.lr_decay = 0.9905; // the authors' 0.96 per 2,000 steps of 128
-      fresh.precision = f.precision;
+      TrainOptions fresh = fresh_options(f, static_cast<uint64_t>(trial));
       row.apply(fresh);
       std::cout << "== " << row.label << ", trial " << trial << " of " << f.trials << ": " << dir
                 << std::endl;
       if (!train_to(dir, fresh, f.epochs, f.threads)) return 130;
-      errors.push_back(final_error(dir));
+      errors.push_back(test_error(dir));
     }
     double mean = 0, var = 0;
     for (double e : errors) mean += e / errors.size();
     for (double e : errors) var += (e - mean) * (e - mean);
     const double std = errors.size() > 1 ? std::sqrt(var / (errors.size() - 1)) : 0.0;
-    char cell[64];
-    std::snprintf(cell, sizeof cell, "%.2f ± %.2f", mean, std);
-    char paper[16];
-    std::snprintf(paper, sizeof paper, "%.2f", row.paper_error);
-    table << "| " << row.label << " | " << cell << " | " << errors.size() << " | " << paper
-          << " |\n";
+    table << "| " << row.label << " | " << percent(mean) << " ± " << percent(std) << " | "
+          << errors.size() << " | " << percent(row.paper_error) << " |\n";
   }
   std::ostringstream doc;
   doc << "# Table 1, reproduced\n\n"
@@ -224,33 +244,8 @@ std::vector<AffineEpoch> read_affine_rows(const std::string& path) {
   return rows;
 }
 
-// The test accuracy (%) metrics.jsonl records for `epoch`.
-double run_test_accuracy(const std::string& run_dir, int64_t epoch) {
-  std::ifstream in((fs::path(run_dir) / "metrics.jsonl").string());
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty()) continue;
-    const auto row = nlohmann::json::parse(line);
-    if (row.at("epoch").get<int64_t>() == epoch) {
-      return 100.0 * (1.0 - row.at("test_errors").get<double>() / row.at("test_size").get<double>());
-    }
-  }
-  throw std::runtime_error(run_dir + "/metrics.jsonl has no row for epoch " +
-                           std::to_string(epoch));
-}
-
-std::string percent(double value) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.2f", value);
-  return text;
-}
-
 int run_affine(const Flags& f) {
-  g_stop = false;
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
-  set_thread_count(f.threads);
-  fs::create_directories(f.out);
+  start_experiment(f);
   struct Model {
     std::string name, label;
     ModelKind kind;
@@ -264,7 +259,7 @@ int run_affine(const Flags& f) {
   for (const auto& model : models) {
     const auto dir = (fs::path(f.out) / model.name).string();
     const auto rows_path = (fs::path(f.out) / (model.name + "-affine.jsonl")).string();
-    TrainOptions fresh = preset_options("paper");
+    TrainOptions fresh = fresh_options(f, 1);
     fresh.dataset = "expanded-mnist";
     fresh.model.image_size = fresh.baseline.image_size = dataset_info(fresh.dataset).image_size;
     // The paper's baseline here has "a similar number of parameters" to
@@ -273,13 +268,6 @@ int run_affine(const Flags& f) {
     // authors' conv_model.py pools after each) gives 19.3M and 1/4 the work.
     fresh.baseline.pool_after = {0};
     fresh.model_kind = model.kind;
-    fresh.batch_size = f.batch_size;
-    fresh.limit = f.limit;
-    fresh.test_limit = f.test_limit;
-    fresh.data_dir = f.data_dir;
-    fresh.seed = 1;
-    fresh.lr_decay = 0.9905;
-    fresh.precision = f.precision;
     auto rows = read_affine_rows(rows_path);
     // CapsNet trains --epochs; the baseline goes on, up to its cap, until it
     // reaches CapsNet's expanded-MNIST accuracy (the paper's matched pair).
@@ -316,7 +304,7 @@ int run_affine(const Flags& f) {
       options.dataset = "affine-mnist";
       const auto data = load_test_split(options, f.data_dir, "", f.test_limit);
       const auto affine = evaluate(loaded, data, options);
-      rows.push_back({epoch, run_test_accuracy(dir, epoch), 100.0 * affine.accuracy()});
+      rows.push_back({epoch, 100.0 - test_error(dir, epoch), 100.0 * affine.accuracy()});
       std::cout << "   expanded MNIST test " << percent(rows.back().expanded) << "%, affine test "
                 << percent(rows.back().affine) << "%" << std::endl;
       std::string text;
