@@ -1,11 +1,12 @@
 # make train: install dependencies, build (Release), fetch MNIST, train with the paper's defaults.
-# make test:  install dependencies, build, fetch MNIST, run every test.
+# make test:  install dependencies, build, fetch MNIST, run every test, then
+#             the same for the minimal build (make test-minimal).
 BUILD ?= build
 DATA ?= data/mnist
 JOBS ?= $(shell nproc)
 ARGS ?=
 
-.PHONY: all deps build data train test test-sanitize fuzz bench bench-as-avx2 clean
+.PHONY: all deps build data train test test-minimal test-sanitize fuzz bench bench-as-avx2 clean
 
 all: build
 
@@ -24,6 +25,24 @@ train: build data
 
 test: build data
 	cd $(BUILD) && ctest --output-on-failure --timeout 900
+	$(MAKE) test-minimal
+
+# make test-minimal: the build of a machine that has only LibTorch and a
+# compiler (scripts/gpu-run.sh's, without CUDA here): the header-only
+# dependencies, GoogleTest's sources and MNIST from the folder that
+# scripts/pack-device-deps.sh makes, no figures, no serve, no Gloo. Its tests
+# run (but cli and cli_time_limit, which the full build ran on the same code),
+# and check-minimal-build.sh shows that no header or library came from the
+# system's packages instead of the folder.
+MINIMAL_BUILD ?= build-minimal
+DEPS_DIR ?= .device-deps
+test-minimal: deps data
+	bash scripts/pack-device-deps.sh $(DEPS_DIR)
+	cmake -S . -B $(MINIMAL_BUILD) -DCMAKE_BUILD_TYPE=Release -DCAPSNET_DEPS_DIR=$(abspath $(DEPS_DIR)) \
+	  -DCAPSNET_WITH_FIGURES=OFF -DCAPSNET_WITH_SERVE=OFF -DCAPSNET_WITH_GLOO=OFF
+	cmake --build $(MINIMAL_BUILD) -j $(JOBS)
+	bash scripts/check-minimal-build.sh $(MINIMAL_BUILD)
+	cd $(MINIMAL_BUILD) && ctest --output-on-failure --timeout 900 -LE as_avx2 -E '^(cli|cli_time_limit)$$'
 
 # make test-sanitize: the whole suite (unit tests, both ISAs, and the CLI
 # tests) on a build with AddressSanitizer and UndefinedBehaviorSanitizer, in

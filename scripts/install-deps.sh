@@ -12,6 +12,7 @@ packages=(
   zlib1g-dev              # gzip-compressed IDX files
   libopenblas0-openmp     # libtorch links libblas.so.3: without OpenBLAS it is netlib's, ~30x slower
   libgtest-dev            # tests
+  googletest              # GoogleTest's sources, packed for builds without Debian (pack-device-deps.sh)
   libstb-dev              # reading users' images (PNG, JPEG, PGM) and writing PNG
   libcairo2-dev           # figures: text, axes, heat maps
   fonts-dejavu-core       # the figures' font

@@ -42,8 +42,10 @@ expect_fail "unknown convolution names the choices" "expected auto, im2col, oned
 expect_fail "missing data says how to fetch" "scripts/fetch-mnist.sh" train --data "$work/nowhere" --out "$work/r0"
 mkdir -p "$work/badmnist"
 cp "$mnist"/t10k-* "$work/badmnist/"
-head -c 1000 "$mnist/train-images-idx3-ubyte" >"$work/badmnist/train-images-idx3-ubyte"
-cp "$mnist/train-labels-idx1-ubyte" "$work/badmnist/"
+# MNIST_DIR holds raw IDX files, or gzip-compressed ones (make test-minimal's).
+raw() { if [ -f "$mnist/$1" ]; then cat "$mnist/$1"; else gzip -dc "$mnist/$1.gz"; fi; }
+raw train-images-idx3-ubyte | head -c 1000 >"$work/badmnist/train-images-idx3-ubyte"
+raw train-labels-idx1-ubyte >"$work/badmnist/train-labels-idx1-ubyte"
 expect_fail "truncated images named" "train-images-idx3-ubyte: truncated" train --data "$work/badmnist" --out "$work/r1"
 
 # Train on a subset, then evaluate the checkpoint.

@@ -1,11 +1,13 @@
 // Tests of the CUDA paths. Those named *_CUDA need a GPU and a CUDA build
 // (-DCAPSNET_USE_CUDA=ON against a CUDA LibTorch) and are skipped otherwise.
 #include "capsnet/engine/evaluate.h"
+#include "capsnet/engine/options.h"
 #include "capsnet/engine/runtime.h"
 #include "capsnet/ops/dynamic_routing.h"
 #include "capsnet/ops/fused_routing.h"
 #include "test_util.h"
 
+#include <ATen/Context.h>
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
 #include <torch/optim/adam.h>
@@ -129,6 +131,59 @@ TEST(CapsNetCuda, TrainingStepMatchesCpu_CUDA) {
         << item.key();
   }
 }
+
+// The paper's network: every parameter's gradient on the GPU against the
+// CPU's, element by element and in magnitude (one Adam step cannot show a
+// wrongly scaled gradient: its first update is lr * sign(g)). TF32 is off so
+// that both sides compute in fp32.
+class CapsNetGradientsCuda : public ::testing::TestWithParam<RoutingImpl> {};
+
+TEST_P(CapsNetGradientsCuda, MatchTheCpu_CUDA) {
+  REQUIRE_CUDA_KERNELS();
+  struct KeepTf32 {
+    bool was = at::globalContext().allowTF32CuDNN();
+    ~KeepTf32() { at::globalContext().setAllowTF32CuDNN(was); }
+  } keep;
+  at::globalContext().setAllowTF32CuDNN(false);
+  at::manual_seed(23);
+  TrainOptions options; // the paper's network and losses
+  CapsNet cpu_model(options.model);
+  CapsNet gpu_model(options.model);
+  {
+    torch::NoGradGuard copy_guard;
+    for (auto& item : cpu_model->named_parameters()) {
+      gpu_model->named_parameters()[item.key()].copy_(item.value());
+    }
+  }
+  gpu_model->to(at::kCUDA);
+  for (auto* model : {&cpu_model, &gpu_model}) (*model)->set_routing_impl(GetParam());
+  const auto images = at::rand({8, 1, 28, 28});
+  const auto labels = at::arange(8, at::kLong) % 10;
+  std::vector<double> losses;
+  for (auto* model : {&cpu_model, &gpu_model}) {
+    c10::AutoGradMode grad(true);
+    const auto device = (*model)->parameters().front().device();
+    auto out = (*model)->forward(images.to(device), labels.to(device));
+    auto loss = options.objective()(out.lengths, labels.to(device), out.reconstruction,
+                                    images.to(device));
+    loss.total.backward();
+    losses.push_back(loss.total.item<double>());
+  }
+  EXPECT_NEAR(losses[0], losses[1], 1e-4 * std::abs(losses[0]));
+  for (auto& item : cpu_model->named_parameters()) {
+    const auto expected = item.value().grad().to(at::kDouble);
+    const auto got = gpu_model->named_parameters()[item.key()].grad().cpu().to(at::kDouble);
+    const double scale = expected.abs().max().item<double>();
+    ASSERT_GT(scale, 0) << item.key() << ": no gradient on the CPU";
+    const double norm_ratio = got.norm().item<double>() / expected.norm().item<double>();
+    EXPECT_NEAR(norm_ratio, 1.0, 1e-3) << item.key();
+    EXPECT_LT((got - expected).abs().max().item<double>(), 2e-3 * scale) << item.key();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Routing, CapsNetGradientsCuda,
+                         ::testing::Values(RoutingImpl::kFused, RoutingImpl::kReference),
+                         [](const auto& info) { return enum_name(info.param); });
 
 TEST(CapsNetCuda, Bf16ModelAgreesWithFp32_CUDA) {
   if (!have_gpu()) {

@@ -250,6 +250,11 @@ TEST(DataIdentity, NamesSizeAndContent) {
 
 TEST(FashionMnist, LoadsDebiansGzipFiles) {
   const auto dir = dataset_info("fashion-mnist").default_dir;
+#ifdef CAPSNET_PACKED_DEPS
+  // A build from the packed folder runs where Debian's package may be absent
+  // (the GPU machine); the Debian builds insist on it.
+  if (!std::filesystem::exists(dir)) GTEST_SKIP() << dir << " missing (Debian's dataset-fashion-mnist)";
+#endif
   ASSERT_TRUE(std::filesystem::exists(dir)) << dir << " missing: scripts/install-deps.sh installs it";
   auto train = load_dataset(dir, Split::kTrain, "fashion-mnist");
   auto test = load_dataset(dir, Split::kTest, "fashion-mnist");

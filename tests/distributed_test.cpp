@@ -20,6 +20,13 @@
 namespace capsnet {
 namespace {
 
+// Ranks as threads on the CPU need Gloo; a build without it (a LibTorch wheel
+// has no gloo headers) says so through --backend gloo's error instead.
+#define REQUIRE_GLOO()                                                             \
+  if (!dist::backend_available(dist::Backend::kGloo)) {                            \
+    GTEST_SKIP() << "this build has no Gloo (CAPSNET_WITH_GLOO)";                  \
+  }
+
 // LibTorch's generator is one per process: ranks (threads here) seed it and
 // draw their initial weights one at a time.
 std::mutex init_mutex;
@@ -64,6 +71,25 @@ void on_ranks(int64_t world, const std::function<void(int64_t, dist::ProcessGrou
   }
   for (auto& t : threads) t.join();
   for (int64_t r = 0; r < world; ++r) EXPECT_EQ(errors[r], "") << "rank " << r;
+}
+
+TEST(DistOptions, BackendsOfThisBuildAreKnownAndAMissingOneIsRefused) {
+  EXPECT_TRUE(dist::backend_available(dist::Backend::kAuto));
+#ifndef CAPSNET_WITH_CUDA
+  EXPECT_FALSE(dist::backend_available(dist::Backend::kNccl));
+#endif
+  if (!dist::backend_available(dist::Backend::kGloo)) {
+    dist::DistOptions o;
+    o.rank = 0;
+    o.world_size = 2;
+    o.backend = dist::Backend::kGloo;
+    try {
+      dist::ProcessGroup group(o, c10::Device(c10::kCPU));
+      ADD_FAILURE() << "a build without Gloo made a Gloo group";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("this build has no Gloo"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(DistOptions, TakeTorchrunsVariablesAndFlagsWin) {
@@ -122,6 +148,7 @@ TEST(DistOptions, TakeTorchrunsVariablesAndFlagsWin) {
 }
 
 TEST(ProcessGroup, SumsBroadcastsAndNamesARankWithOtherOptions) {
+  REQUIRE_GLOO();
   on_ranks(3, [](int64_t rank, dist::ProcessGroup& group) {
     EXPECT_EQ(group.rank(), rank);
     EXPECT_EQ(group.world_size(), 3);
@@ -191,6 +218,7 @@ Dataset noisy_bars(int64_t n) { // class k: a bright row k, plus noise
 }
 
 TEST(ProcessGroup, BucketedGradientsAreTheGlobalBatchsWhateverTheShares) {
+  REQUIRE_GLOO();
   const DatasetSource source(noisy_bars(10), 0, false);
   const auto batch = source.get(at::arange(10, at::kLong), nullptr);
   // The reference: one process, the whole batch.
@@ -228,6 +256,7 @@ TEST(ProcessGroup, BucketedGradientsAreTheGlobalBatchsWhateverTheShares) {
 }
 
 TEST(ProcessGroup, NRanksTrainLikeOneProcessAtTheGlobalBatch) {
+  REQUIRE_GLOO();
   // Shifted images, a batch that does not divide evenly (7 = 3 + 2 + 2),
   // an epoch that ends in a short batch (45 = 6 * 7 + 3), Adam, lr decay,
   // evaluation: three ranks end with the weights and metrics of one process.
@@ -270,6 +299,7 @@ TEST(ProcessGroup, NRanksTrainLikeOneProcessAtTheGlobalBatch) {
 }
 
 TEST(ProcessGroup, AStopOnOneRankStopsEveryRankAtTheSameStep) {
+  REQUIRE_GLOO();
   const DatasetSource train(noisy_bars(40), 0, false);
   on_ranks(2, [&](int64_t rank, dist::ProcessGroup& group) {
     auto owned = seeded(1);
@@ -290,6 +320,7 @@ TEST(ProcessGroup, AStopOnOneRankStopsEveryRankAtTheSameStep) {
 }
 
 TEST(ProcessGroup, ANonFiniteLossOnOneRankStopsEveryRankBeforeTheUpdate) {
+  REQUIRE_GLOO();
   struct NaNOnRankOne : TwoLayerTask {
     int64_t rank = 0;
     TaskOutput forward(const Batch& batch, bool training) override {

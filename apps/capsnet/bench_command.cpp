@@ -7,7 +7,13 @@
 
 #include <nlohmann/json.hpp>
 #include <torch/csrc/autograd/grad_mode.h>
+// The legacy profiler's RecordProfile (a Chrome trace of one step) is in
+// LibTorch 1.13 and, as far as we know, in 2.x; --trace says so where a
+// LibTorch lacks it.
+#if __has_include(<torch/csrc/autograd/profiler_legacy.h>)
 #include <torch/csrc/autograd/profiler_legacy.h>
+#define CAPSNET_HAVE_RECORD_PROFILE 1
+#endif
 #include <torch/optim/adam.h>
 #include <torch/cuda.h>
 #include <ATen/Parallel.h>
@@ -93,6 +99,13 @@ Runner add_bench_command(CLI::App& app) {
   cmd->add_flag("--json", flags->json, "print one JSON object instead of text");
 
   return [flags]() {
+#ifndef CAPSNET_HAVE_RECORD_PROFILE
+    if (!flags->trace.empty()) {
+      throw std::invalid_argument("--trace needs LibTorch's legacy profiler "
+                                  "(torch/csrc/autograd/profiler_legacy.h), which this "
+                                  "LibTorch lacks");
+    }
+#endif
     // Threads first: everything after runs as it will be timed.
     const auto chosen = flags->compute.resolve(); // (lambdas below capture these)
     TrainOptions options; // the paper's defaults
@@ -118,16 +131,23 @@ Runner add_bench_command(CLI::App& app) {
     };
 
     // Training steps, forward stage by stage as CapsNetImpl::forward runs them.
+    // On a GPU the stages are timed in steps of their own: timing one waits
+    // for the GPU, which the timed steps must not (kernels queue ahead).
     std::map<std::string, double> stage;
-    double train_seconds = 0;
+    double train_seconds = 0, staged_seconds = 0;
     const int64_t traced = flags->trace.empty() ? 0 : 1;
+    const int64_t staged = device.is_cuda() ? flags->steps : 0;
+    const int64_t timed_end = flags->warmup + flags->steps;
     std::ostringstream trace; // written atomically once the traced step is done
-    for (int64_t step = 0; step < flags->warmup + flags->steps + traced; ++step) {
-      const bool timed = step >= flags->warmup && step < flags->warmup + flags->steps;
+    for (int64_t step = 0; step < timed_end + staged + traced; ++step) {
+      const bool timed = step >= flags->warmup && step < timed_end;
+      const bool stages = staged > 0 ? step >= timed_end && step < timed_end + staged : timed;
+#ifdef CAPSNET_HAVE_RECORD_PROFILE
       std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
-      if (step == flags->warmup + flags->steps) {
+      if (step == timed_end + staged) {
         profile = std::make_unique<torch::autograd::profiler::RecordProfile>(trace);
       }
+#endif
       std::map<std::string, double> t;
       auto start = std::chrono::steady_clock::now();
       auto tick = [&](const char* name) {
@@ -136,18 +156,20 @@ Runner add_bench_command(CLI::App& app) {
         start = std::chrono::steady_clock::now();
       };
       const auto step_start = std::chrono::steady_clock::now();
-      model->stage_hook = tick;
+      if (stages) model->stage_hook = tick;
       auto out = model->forward(images, labels);
       model->stage_hook = nullptr;
       auto loss = objective(out.lengths, labels, out.reconstruction, images);
-      tick("losses");
+      if (stages) tick("losses");
       adam.zero_grad();
       loss.total.backward();
-      tick("backward");
+      if (stages) tick("backward");
       adam.step();
-      tick("optimizer");
-      if (timed) {
-        train_seconds += seconds_since(step_start);
+      sync();
+      if (stages) tick("optimizer");
+      if (timed) train_seconds += seconds_since(step_start);
+      if (stages) {
+        staged_seconds += seconds_since(step_start);
         for (auto& [name, seconds] : t) stage[name] += seconds;
       }
     }
@@ -226,6 +248,7 @@ Runner add_bench_command(CLI::App& app) {
         {"bf16_matmul_probe_gflops", bf16.available ? nlohmann::json(probe_bf16) : nullptr},
         {"train_fraction_of_probe", probe > 0 ? nlohmann::json(train_gflops / probe) : nullptr},
         {"peak_rss_mib", peak_rss_mib()},
+        {"train_ms_per_step", 1000 * train_seconds / flags->steps},
         {"stage_seconds_per_step", nlohmann::json::object()}};
     for (auto& [name, seconds] : stage) {
       result["stage_seconds_per_step"][name] = seconds / flags->steps;
@@ -259,7 +282,7 @@ Runner add_bench_command(CLI::App& app) {
     std::printf("training step, seconds per stage:\n");
     for (auto& [name, seconds] : stage) {
       std::printf("  %-20s %7.3f  (%4.1f%%)\n", name.c_str(), seconds / flags->steps,
-                  100 * seconds / train_seconds);
+                  100 * seconds / staged_seconds);
     }
     return 0;
   };

@@ -33,6 +33,9 @@ Runner add_export_command(CLI::App& app);
 Runner add_launch_command(CLI::App& app);
 Runner add_experiment_command(CLI::App& app);
 Runner add_serve_command(CLI::App& app);
+/// A subcommand that this build left out (`how`: the CMake option that did):
+/// it takes any arguments and fails, saying so.
+Runner add_missing_command(CLI::App& app, const std::string& name, const std::string& how);
 
 /// How messages name this process: "capsnet", or "capsnet[rank N]" in a
 /// data-parallel job.

@@ -23,6 +23,16 @@ std::string& name_storage() {
 const std::string& program_name() { return name_storage(); }
 void set_program_name(const std::string& name) { name_storage() = name; }
 
+Runner add_missing_command(CLI::App& app, const std::string& name, const std::string& how) {
+  auto* cmd = app.add_subcommand(name, "(not in this build: configured with " + how + ")");
+  cmd->allow_extras();
+  return [name, how]() -> int {
+    throw std::invalid_argument("capsnet " + name + " is not in this build (configured with " +
+                                how + "); build capsnet with the full dependencies "
+                                "(scripts/install-deps.sh, README \"Building\")");
+  };
+}
+
 namespace fs = std::filesystem;
 
 CLI::Validator finite_range(double lo, double hi) {

@@ -9,7 +9,9 @@
 #include "capsnet/viz/image.h"
 #include "capsnet/engine/runtime.h"
 #include "capsnet/io/atomic_file.h"
+#ifdef CAPSNET_WITH_FIGURES
 #include "capsnet/viz/figure.h"
+#endif
 
 #include <nlohmann/json.hpp>
 
@@ -34,6 +36,7 @@ struct EvalFlags {
   std::vector<std::string> worst; // N PNG
 };
 
+#ifdef CAPSNET_WITH_FIGURES
 // The `count` wrong predictions with the longest predicted capsule (with two
 // labels, MultiMNIST's: the pairs whose two longest capsules are not their
 // two classes, by the shorter of those two capsules).
@@ -68,6 +71,7 @@ void write_worst(const std::string& path, int64_t count, const Batch& examples,
   }
   viz::write_grid_png(path, figure);
 }
+#endif
 
 } // namespace
 
@@ -93,6 +97,14 @@ Runner add_eval_command(CLI::App& app) {
   cmd->add_flag("--json", flags->json, "print one JSON object instead of text");
 
   return [flags]() {
+#ifndef CAPSNET_WITH_FIGURES
+    if (!flags->confusion_png.empty() || !flags->worst.empty()) {
+      throw std::invalid_argument(std::string(flags->worst.empty() ? "--confusion" : "--worst") +
+                                  " draws a PNG, and this capsnet was built without figures "
+                                  "(-DCAPSNET_WITH_FIGURES=OFF); leave it out, or rebuild with "
+                                  "cairo (README, \"A build with only LibTorch\")");
+    }
+#endif
     int64_t worst_count = 0;
     if (!flags->worst.empty()) {
       size_t used = 0;
@@ -128,6 +140,7 @@ Runner add_eval_command(CLI::App& app) {
                                   "; leave --confusion out");
     }
     const auto result = evaluate(loaded, data, options);
+#ifdef CAPSNET_WITH_FIGURES
     if (!flags->confusion_png.empty()) {
       viz::write_confusion_png(flags->confusion_png,
                                "Confusion matrix: " + flags->checkpoint + " on " +
@@ -140,6 +153,7 @@ Runner add_eval_command(CLI::App& app) {
           loaded.model ? loaded.model->config.image_size : loaded.baseline->config.image_size;
       write_worst(flags->worst[1], worst_count, test_examples(options, data, 0, side), result);
     }
+#endif
     if (flags->json) {
       nlohmann::json per_class = nlohmann::json::array();
       for (size_t k = 0; k < result.class_total.size(); ++k) {

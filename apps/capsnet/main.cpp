@@ -23,13 +23,24 @@ int main(int argc, char** argv) {
   auto eval = capsnet::cli::add_eval_command(app);
   auto bench = capsnet::cli::add_bench_command(app);
   auto predict = capsnet::cli::add_predict_command(app);
+#ifdef CAPSNET_WITH_FIGURES
   auto reconstruct = capsnet::cli::add_reconstruct_command(app);
   auto perturb = capsnet::cli::add_perturb_command(app);
   auto plot = capsnet::cli::add_plot_command(app);
+#else
+  const std::string no_figures = "-DCAPSNET_WITH_FIGURES=OFF, without cairo";
+  auto reconstruct = capsnet::cli::add_missing_command(app, "reconstruct", no_figures);
+  auto perturb = capsnet::cli::add_missing_command(app, "perturb", no_figures);
+  auto plot = capsnet::cli::add_missing_command(app, "plot", no_figures);
+#endif
   auto export_ = capsnet::cli::add_export_command(app);
   auto launch = capsnet::cli::add_launch_command(app);
   auto experiment = capsnet::cli::add_experiment_command(app);
+#ifdef CAPSNET_WITH_SERVE
   auto serve = capsnet::cli::add_serve_command(app);
+#else
+  auto serve = capsnet::cli::add_missing_command(app, "serve", "-DCAPSNET_WITH_SERVE=OFF, without cpp-httplib");
+#endif
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

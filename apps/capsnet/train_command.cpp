@@ -202,13 +202,20 @@ Runner add_train_command(CLI::App& app) {
   cmd->add_flag("--no-grad-overlap{false}", dist->overlap,
                 "start the all-reduces only after backward (to measure what overlap gains)")
       ->group(group);
+  auto time_limit = std::make_shared<double>(0);
+  cmd->add_option("--time-limit", *time_limit,
+                  "wall-clock budget in seconds (0: none): stop at the last epoch boundary "
+                  "that fits it, judged by the longest epoch so far, with last.pt written; "
+                  "an epoch that overruns it anyway (the first) stops mid-epoch; continue "
+                  "with --resume")
+      ->check(finite_range(0, 1e9));
   cmd->add_flag("--force", *force,
                 "train in a directory that is not empty (its config.json and metrics.jsonl are "
                 "replaced), or resume on other data than the run recorded");
 
 #undef FIELD
 
-  return [flags, preset, out, resume, force, dist]() {
+  return [flags, preset, out, resume, force, dist, time_limit]() {
     const auto distributed = dist::resolve(*dist);
     if (distributed.world_size > 1) {
       set_program_name("capsnet[rank " + std::to_string(distributed.rank) + "]");
@@ -251,6 +258,7 @@ Runner add_train_command(CLI::App& app) {
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
     control.force = *force;
+    control.time_limit_seconds = *time_limit;
     control.stop = &g_stop;
     control.log = &std::cout;
     control.terminal = ::isatty(STDOUT_FILENO);
@@ -259,6 +267,22 @@ Runner add_train_command(CLI::App& app) {
     auto report = train(options, run_dir, control);
     std::signal(SIGINT, SIG_DFL);
     std::signal(SIGTERM, SIG_DFL);
+    if (report.time_limit_reached) {
+      if (distributed.rank > 0) return 0;
+      std::cout << "time limit of " << *time_limit << " s reached: stopped ";
+      if (report.interrupted) {
+        std::cout << "mid-epoch at epoch " << report.state.epoch + 1 << ", step "
+                  << report.state.step_in_epoch << " (no epoch had finished to judge by)";
+      } else {
+        std::cout << "after epoch " << report.state.epoch << " of " << options.epochs;
+      }
+      std::cout << "; checkpoint " << report.last_checkpoint;
+      if (report.state.epoch > 0) {
+        std::cout << ", best test accuracy " << 100 * report.state.best_accuracy << "%";
+      }
+      std::cout << "\ncontinue with: capsnet train --resume " << run_dir << std::endl;
+      return 0;
+    }
     if (report.interrupted && distributed.rank > 0) {
       return 128 + (g_signal ? g_signal.load() : SIGINT); // rank 0 says where the checkpoint is
     }

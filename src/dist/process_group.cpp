@@ -1,17 +1,31 @@
-// c10d's Gloo group is declared only with USE_C10D_GLOO (LibTorch's own
-// build defines it; its CMake config does not pass it on).
-#ifndef USE_C10D_GLOO
+// The backends this build has: CMake defines CAPSNET_WITH_GLOO when gloo's
+// headers are found (or -DCAPSNET_WITH_GLOO=ON) and CAPSNET_WITH_NCCL when
+// nccl.h is, in CUDA builds. ProcessGroupGloo.hpp and ProcessGroupNCCL.hpp
+// declare their classes only with USE_C10D_GLOO and USE_C10D_NCCL (LibTorch's
+// own build defines them; its CMake config does not pass them on): so in 1.13
+// and in 2.x (torch/csrc/distributed/c10d/ProcessGroupGloo.hpp,
+// ProcessGroupNCCL.hpp: `#ifdef USE_C10D_GLOO` / `#ifdef USE_C10D_NCCL` around
+// the whole header). CMake defines those beside ours.
+#if defined(CAPSNET_WITH_GLOO) && !defined(USE_C10D_GLOO)
 #define USE_C10D_GLOO 1
+#endif
+#if defined(CAPSNET_WITH_NCCL) && !defined(USE_C10D_NCCL)
+#define USE_C10D_NCCL 1
 #endif
 #include "capsnet/dist/process_group.h"
 
 #include <torch/csrc/autograd/grad_mode.h>
 #include <torch/csrc/distributed/c10d/Backend.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
-#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#if defined(CAPSNET_WITH_CUDA) && __has_include(<nccl.h>)
-#define CAPSNET_WITH_NCCL 1
+#include <torch/version.h>
+#if TORCH_VERSION_MAJOR < 2
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#endif
+#if defined(CAPSNET_WITH_GLOO)
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
+#if defined(CAPSNET_WITH_NCCL)
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
@@ -23,7 +37,6 @@
 #include <mutex>
 #include <sstream>
 #include <thread>
-#include <type_traits>
 
 namespace capsnet::dist {
 
@@ -32,9 +45,14 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-// LibTorch 1.13's groups derive from c10d::ProcessGroup, 2.x's from c10d::Backend.
-using Group = std::conditional_t<std::is_base_of_v<c10d::ProcessGroup, c10d::ProcessGroupGloo>,
-                                 c10d::ProcessGroup, c10d::Backend>;
+// LibTorch 1.13's groups derive from c10d::ProcessGroup, 2.x's from c10d::Backend
+// (torch/csrc/distributed/c10d/ProcessGroupGloo.hpp at v2.x: `class ProcessGroupGloo
+// : public Backend`, and it includes Backend.hpp, no longer ProcessGroup.hpp).
+#if TORCH_VERSION_MAJOR >= 2
+using Group = c10d::Backend;
+#else
+using Group = c10d::ProcessGroup;
+#endif
 
 int64_t parse_int(const std::string& text, const std::string& name, int64_t low, int64_t high) {
   size_t used = 0;
@@ -316,6 +334,12 @@ ProcessGroup::ProcessGroup(const DistOptions& options, c10::Device device)
     throw std::invalid_argument("--backend nccl needs a CUDA device (--device cuda); use gloo "
                                 "on the CPU");
   }
+#if !defined(CAPSNET_WITH_GLOO)
+  if (m.backend == Backend::kGloo) {
+    throw std::invalid_argument("this build has no Gloo (gloo's headers were not found when it "
+                                "was built); use --backend nccl on a CUDA device");
+  }
+#endif
 #if !defined(CAPSNET_WITH_NCCL)
   if (m.backend == Backend::kNccl) {
     throw std::invalid_argument("this build has no NCCL (built without CUDA, or nccl.h was not "
@@ -336,8 +360,9 @@ ProcessGroup::ProcessGroup(const DistOptions& options, c10::Device device)
         "if the port is taken, choose another --master-port");
   }
   try {
-    auto group_store = c10::make_intrusive<c10d::PrefixStore>("group", m.store);
+    [[maybe_unused]] auto group_store = c10::make_intrusive<c10d::PrefixStore>("group", m.store);
     if (m.backend == Backend::kGloo) {
+#if defined(CAPSNET_WITH_GLOO)
       auto opts = c10d::ProcessGroupGloo::Options::create(timeout - m.diagnosis_window());
       const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
       if (ifname && *ifname) {
@@ -349,8 +374,11 @@ ProcessGroup::ProcessGroup(const DistOptions& options, c10::Device device)
       }
       m.group = c10::make_intrusive<c10d::ProcessGroupGloo>(group_store, options.rank,
                                                             options.world_size, opts);
+#endif
     } else {
 #if defined(CAPSNET_WITH_NCCL)
+      // 2.x still takes the store, rank, size and Options (whose timeout is
+      // Backend::Options'): torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp.
       auto opts = c10d::ProcessGroupNCCL::Options::create();
       opts->timeout = timeout - m.diagnosis_window();
       m.group = c10::make_intrusive<c10d::ProcessGroupNCCL>(group_store, options.rank,
@@ -382,6 +410,26 @@ ProcessGroup::~ProcessGroup() {
     return;
   }
   if (m.heartbeat.joinable()) m.heartbeat.join();
+}
+
+bool backend_available(Backend backend) {
+  switch (backend) {
+    case Backend::kGloo:
+#if defined(CAPSNET_WITH_GLOO)
+      return true;
+#else
+      return false;
+#endif
+    case Backend::kNccl:
+#if defined(CAPSNET_WITH_NCCL)
+      return true;
+#else
+      return false;
+#endif
+    case Backend::kAuto:
+      return true;
+  }
+  return false;
 }
 
 int64_t ProcessGroup::rank() const { return impl_->options.rank; }

@@ -255,6 +255,7 @@ TrainReport train_in_group(const TrainOptions& options, const std::string& run_d
   trainer.logger = speaks ? &logger : nullptr;
   trainer.stop = control.stop;
   trainer.max_steps = control.max_steps;
+  trainer.time_limit_seconds = control.time_limit_seconds;
 
   if (control.resume && state.epoch < options.epochs) {
     std::ostringstream line;
@@ -287,6 +288,7 @@ TrainReport train_in_group(const TrainOptions& options, const std::string& run_d
     group->sum(done);
   }
   report.interrupted = fit.interrupted;
+  report.time_limit_reached = fit.time_limit_reached;
   report.last_eval = fit.last_eval;
   report.last_checkpoint = last_path;
   return report;

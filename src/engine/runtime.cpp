@@ -34,7 +34,8 @@ c10::Device resolve_device(const std::string& name) {
                                                      "against a CUDA LibTorch, see README")) +
           "); use --device cpu");
     }
-    if (device.has_index() && static_cast<size_t>(device.index()) >= count) {
+    // device_count() is size_t in LibTorch 1.13 and c10::DeviceIndex in 2.x.
+    if (device.has_index() && static_cast<int64_t>(device.index()) >= static_cast<int64_t>(count)) {
       throw std::invalid_argument("--device " + name + ": there are only " +
                                   std::to_string(count) + " CUDA devices");
     }

@@ -13,7 +13,26 @@ Trainer::Trainer(Task& task, const BatchSource& data, const EpochSampler& sample
       step_(task, optimizer, replicas) {}
 
 bool Trainer::stop_requested(int64_t steps_this_call) const {
-  return (stop && stop->load()) || (max_steps > 0 && steps_this_call >= max_steps);
+  return (stop && stop->load()) || (max_steps > 0 && steps_this_call >= max_steps) ||
+         past_time_limit();
+}
+
+double Trainer::seconds_in_fit() const {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - fit_start_).count();
+}
+
+bool Trainer::past_time_limit() const {
+  return time_limit_seconds > 0 && seconds_in_fit() >= time_limit_seconds;
+}
+
+bool Trainer::next_epoch_overruns(double longest_epoch) {
+  const bool mine = time_limit_seconds > 0 && seconds_in_fit() + longest_epoch > time_limit_seconds;
+  if (replicas_.world_size() == 1) return mine;
+  // Every rank takes part at every boundary, whatever its own limit, so that
+  // the ranks' collectives stay in step.
+  std::vector<double> votes = {mine ? 1.0 : 0.0};
+  replicas_.sum(votes);
+  return votes[0] > 0;
 }
 
 FitResult Trainer::fit(TrainingState& state, int64_t epochs) {
@@ -26,14 +45,24 @@ FitResult Trainer::fit(TrainingState& state, int64_t epochs) {
     if (checkpoints.save && !path.empty()) checkpoints.save(path, state);
   };
   bool saved = false; // last.pt already holds `state`
+  fit_start_ = std::chrono::steady_clock::now();
+  double longest_epoch = 0; // of this call, from its first step to its checkpoints
+  auto epoch_start = fit_start_;
 
   while (state.epoch < epochs) {
+    if (longest_epoch > 0 && next_epoch_overruns(longest_epoch)) {
+      log.end_progress();
+      result.time_limit_reached = true;
+      return result; // last.pt was written at the end of the epoch
+    }
+    epoch_start = std::chrono::steady_clock::now();
     task_.module().train();
     for (; state.step_in_epoch < steps; ++state.step_in_epoch) {
       const bool alone = replicas_.world_size() == 1;
       if (alone && stop_requested(steps_this_call)) {
         if (!saved) save(checkpoints.last_path);
         result.interrupted = true;
+        result.time_limit_reached = past_time_limit();
         return result;
       }
       const auto start = std::chrono::steady_clock::now();
@@ -64,6 +93,7 @@ FitResult Trainer::fit(TrainingState& state, int64_t epochs) {
       if (agreed[0] > 0) {
         if (!saved) save(checkpoints.last_path);
         result.interrupted = true;
+        result.time_limit_reached = past_time_limit();
         return result;
       }
       if (agreed[1] > 0) {
@@ -141,6 +171,9 @@ FitResult Trainer::fit(TrainingState& state, int64_t epochs) {
     save(checkpoints.last_path);
     if (best) save(checkpoints.best_path);
     saved = true;
+    longest_epoch = std::max(
+        longest_epoch,
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - epoch_start).count());
   }
   return result;
 }

@@ -57,6 +57,10 @@ struct DistOptions {
   bool distributed() const { return world_size > 1; }
 };
 
+/// Whether this build has `backend`: Gloo where gloo's headers were found,
+/// NCCL in CUDA builds that found nccl.h (CMakeLists.txt); auto always.
+bool backend_available(Backend backend);
+
 /// `given` completed from the environment (read with `getenv`): a field given
 /// explicitly wins over its variable. Throws std::invalid_argument naming the
 /// flag or variable that is malformed or out of range.

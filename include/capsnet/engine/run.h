@@ -24,6 +24,9 @@ struct TrainControl {
   const std::atomic<bool>* stop = nullptr;
   /// Stop as if interrupted after this many steps of this call (0: no limit).
   int64_t max_steps = 0;
+  /// Wall-clock budget of this call in seconds (0: none): training stops at
+  /// the last epoch boundary that fits it (Trainer::time_limit_seconds).
+  double time_limit_seconds = 0;
   std::ostream* log = nullptr; ///< progress and epoch lines; null: silent
   bool terminal = false;       ///< rewrite the progress line in place
   /// Start in a directory that holds other files, or resume on other data
@@ -37,6 +40,7 @@ struct TrainControl {
 
 struct TrainReport {
   bool interrupted = false;
+  bool time_limit_reached = false; ///< stopped by control.time_limit_seconds
   TrainingState state;
   EvalResult last_eval; ///< the last epoch's test evaluation (empty if none ran)
   std::string last_checkpoint;

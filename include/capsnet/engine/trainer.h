@@ -10,12 +10,16 @@
 #include <torch/optim/optimizer.h>
 
 #include <atomic>
+#include <chrono>
 
 namespace capsnet {
 
 /// How a call to Trainer::fit ended.
 struct FitResult {
   bool interrupted = false; ///< stopped early; `state` is where to resume
+  /// Stopped by `time_limit_seconds` (also `interrupted` when that came
+  /// mid-epoch); `state` is where to resume.
+  bool time_limit_reached = false;
   EvalResult last_eval;     ///< the last evaluation (empty if none ran)
 };
 
@@ -45,6 +49,13 @@ class Trainer {
   const std::atomic<bool>* stop = nullptr;
   /// Stop as if interrupted after this many steps of one fit() call (0: no limit).
   int64_t max_steps = 0;
+  /// Wall-clock budget of one fit() call in seconds (0: none). fit() starts
+  /// no epoch that would end past it, judged by the longest epoch (training,
+  /// evaluation and checkpoints) of this call, and returns at that epoch
+  /// boundary with last.pt written. An epoch that overruns it anyway (the
+  /// first, which has no estimate) stops mid-epoch, as an interruption does.
+  /// Data-parallel: the ranks agree, so any rank's clock stops them all.
+  double time_limit_seconds = 0;
 
   /// Between backward and the optimizer step (TrainStep::on_gradients).
   std::function<void()>& on_gradients() { return step_.on_gradients; }
@@ -57,6 +68,13 @@ class Trainer {
 
  private:
   bool stop_requested(int64_t steps_this_call) const;
+  double seconds_in_fit() const;
+  bool past_time_limit() const;
+  /// At an epoch boundary: whether the next epoch, as long as the longest so
+  /// far, would end past the time limit (agreed across ranks).
+  bool next_epoch_overruns(double longest_epoch);
+
+  std::chrono::steady_clock::time_point fit_start_;
 
   Task& task_;
   const BatchSource& data_;

@@ -3,9 +3,16 @@
 // per image, phases separated by __syncthreads().
 #include "routing_cuda.h"
 
-#include <ATen/cuda/CUDAContext.h>
+// c10 headers only, no ATen (2.x: ATen/cuda/CUDAContext.h includes
+// ATen/cuda/CUDAContextLight.h, hence cuBLAS, cuBLASLt, cuSPARSE and cuSOLVER
+// headers that a LibTorch wheel leaves to nvidia-* packages, and ATen's core
+// headers, of which nvcc 13 in C++17 mode is reported to reject
+// ATen/core/List_inl.h with torch 2.11.0+cu130). c10::cuda::getCurrentCUDAStream,
+// in c10/cuda/CUDAStream.h from 1.13 through 2.x, is the stream
+// at::cuda::getCurrentCUDAStream returns.
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime.h>
 
 #include <stdexcept>
@@ -217,7 +224,7 @@ void routing_forward(int device, const cpu::RoutingShape& shape, int64_t images,
   if (images == 0) return;
   const c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device));
   const Dims d = dims_of(shape, images);
-  forward_kernel<<<unsigned(images), kThreads, shared_bytes(d), at::cuda::getCurrentCUDAStream()>>>(
+  forward_kernel<<<unsigned(images), kThreads, shared_bytes(d), c10::cuda::getCurrentCUDAStream()>>>(
       d, u_hat, bias, logits, coupling, s, v);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
@@ -229,7 +236,7 @@ void routing_backward(int device, const cpu::RoutingShape& shape, int64_t images
   if (images == 0) return;
   const c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device));
   const Dims d = dims_of(shape, images);
-  backward_kernel<<<unsigned(images), kThreads, shared_bytes(d), at::cuda::getCurrentCUDAStream()>>>(
+  backward_kernel<<<unsigned(images), kThreads, shared_bytes(d), c10::cuda::getCurrentCUDAStream()>>>(
       d, u_hat, coupling, s, v, grad_v, grad_u_hat, grad_bias, grad_logits, grad_coupling);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }

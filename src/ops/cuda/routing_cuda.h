@@ -5,7 +5,7 @@
 // Plain declarations (no CUDA or LibTorch types) so that fused_routing.cpp
 // compiles with any C++ compiler. All pointers are device pointers on CUDA
 // device `device`; the kernels run under a guard for that device on its
-// current stream (at::cuda::getCurrentCUDAStream), so they order correctly
+// current stream (c10::cuda::getCurrentCUDAStream), so they order correctly
 // with LibTorch's own work, side streams and c10d's NCCL streams, and every
 // launch is checked (C10_CUDA_KERNEL_LAUNCH_CHECK). Float only.
 //
