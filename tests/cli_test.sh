@@ -33,6 +33,9 @@ expect_fail "unknown dataset" "dataset" train --dataset cifar10
 expect_fail "unknown option" "--bogus" train --bogus 3
 expect_fail "negative shift" "shift" train --shift -1
 expect_fail "lr decay above one" "lr-decay" train --lr-decay 1.5
+# One bound, the library's (0, 1]: the command line once refused (0, 1e-6) on its own.
+expect_fail "lr decay of zero" "--lr-decay must be in (0, 1" train --lr-decay 0 --out "$work/d0"
+expect_fail "lr decay not a number" "--lr-decay must be in (0, 1" train --lr-decay nan --out "$work/dnan"
 expect_fail "eval needs a checkpoint" "checkpoint" eval
 expect_fail "unknown routing names the choices" "expected fused or reference" train --routing bogus
 expect_fail "unknown decoder mask names the choices" "expected label or prediction" train --mask labels
@@ -126,6 +129,10 @@ if ! grep -q -i nvidia /proc/driver/nvidia/version 2>/dev/null; then
   expect_fail "--device cuda without a GPU" "use --device cpu" train "${small[@]}" --device cuda --out "$work/gpu"
 fi
 expect_fail "unknown device" "device" eval --checkpoint "$run/best.pt" --data "$mnist" --device tpu
+# --format's storage once outlived its runner: CLI11 wrote into freed memory.
+"$capsnet" export --format pytorch --checkpoint "$run/best.pt" --out "$work/fmt.pth" >"$work/fmt.out" 2>&1
+check "export --format pytorch exits 0" test $? -eq 0
+check "and writes the weights" test -s "$work/fmt.pth"
 
 echo "cli: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

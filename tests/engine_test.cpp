@@ -1,6 +1,6 @@
 #include "capsnet/engine/checkpoint.h"
 #include "capsnet/engine/options.h"
-#include "capsnet/engine/run.h"
+#include "capsnet/recipes/run.h"
 #include "capsnet/engine/runtime.h"
 #include "capsnet/engine/trainer.h"
 #include "test_util.h"

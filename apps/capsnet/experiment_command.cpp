@@ -19,7 +19,7 @@
 
 #include "capsnet/engine/checkpoint.h"
 #include "capsnet/engine/evaluate.h"
-#include "capsnet/engine/run.h"
+#include "capsnet/recipes/run.h"
 #include "capsnet/engine/runtime.h"
 #include "capsnet/io/atomic_file.h"
 #include "capsnet/ops/cpu_features.h"

@@ -25,7 +25,9 @@ Runner add_export_command(CLI::App& app) {
   cmd->add_option("--out", *out, "weights file; the configuration goes to the same name with .json")
       ->capture_default_str();
 
-  return [checkpoint, out]() {
+  // Every option's storage lives as long as the runner: CLI11 writes into it at
+  // parse time, after this function has returned.
+  return [checkpoint, format, out]() {
     // The weights and the .json beside them (export_pytorch refuses a .json --out).
     check_not_an_input(*out, {*checkpoint});
     check_not_an_input(std::filesystem::path(*out).replace_extension(".json").string(),

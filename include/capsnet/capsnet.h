@@ -13,7 +13,7 @@
 #include "capsnet/engine/inference.h"
 #include "capsnet/engine/options.h"
 #include "capsnet/engine/policies.h"
-#include "capsnet/engine/run.h"
+#include "capsnet/recipes/run.h"
 #include "capsnet/engine/runtime.h"
 #include "capsnet/engine/step.h"
 #include "capsnet/engine/task.h"

@@ -4,6 +4,20 @@
 // WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT), rendezvous through a
 // c10d TCPStore, Gloo on the CPU and NCCL on CUDA builds, gradients averaged
 // by a bucketed all-reduce that starts during backward.
+//
+// Why our own buckets and not c10d's Reducer (DistributedDataParallel's
+// engine, which Debian's libtorch 1.13 exports too): the Reducer averages
+// gradients with equal weights, each rank's divided by the world size, while
+// a global batch that does not split evenly (7 images on 3 ranks, the short
+// last batch of an epoch, a rank with none) needs each rank's gradient
+// weighted by its share of the batch for N ranks to train exactly as one
+// process at the global batch, which the equivalence tests check (to 1e-5
+// after 3 epochs). The Reducer's comm hooks could reweight, but the hook
+// API differs between 1.13 and 2.x, and the Reducer keeps its own autograd
+// hooks and bucket views that the Trainer's gradient hook (TrainStep's
+// on_gradients) and the per-epoch overlap figures (CommStats) would have to
+// be rebuilt around. Our buckets: share-weighted copies of the gradients into
+// flat buckets, one all-reduce per bucket as soon as it is full.
 
 #include "capsnet/engine/replicas.h"
 #include "capsnet/engine/step.h"

@@ -23,6 +23,20 @@ struct FitResult {
   EvalResult last_eval;     ///< the last evaluation (empty if none ran)
 };
 
+/// What every rank agrees on after each forward pass, before backward: the
+/// sums over the ranks (one process: its own values).
+struct StepAgreement {
+  bool stop = false;            ///< some rank stops here
+  bool non_finite = false;      ///< some rank's loss is not finite
+  bool non_finite_here = false; ///< this rank's is not
+  double loss_sum = 0;          ///< the global batch's loss times its size
+  int64_t correct = 0;          ///< the global batch's right predictions
+  int64_t count = 0;            ///< the global batch's size
+  /// This rank's values, summed over `replicas` (one all-reduce when several).
+  static StepAgreement reached(Replicas& replicas, bool stopping, double loss, int64_t count,
+                               int64_t correct);
+};
+
 /// The training loop, made of parts: a task (model + objective), a batch
 /// source and its sampler, the optimizer, and the policies. For each step of
 /// each epoch it sets the learning rate, draws the sampler's batch (with the
@@ -67,6 +81,22 @@ class Trainer {
   FitResult fit(TrainingState& state, int64_t epochs);
 
  private:
+  /// What one fit() call carries from step to step.
+  struct FitCall {
+    int64_t steps = 0;        ///< steps trained by this call
+    bool saved = false;       ///< last.pt holds the state as it is
+    double longest_epoch = 0; ///< of this call, from its first step to its checkpoints
+  };
+  /// One step of the epoch at state.step_in_epoch; false: stop here (nothing trained).
+  bool train_step(TrainingState& state, int64_t epochs, FitCall& call);
+  /// After the last step of an epoch: evaluation, the epoch's log line and
+  /// metrics, checkpoints.
+  void end_epoch(TrainingState& state, int64_t epochs, FitResult& result, FitCall& call);
+  /// The test evaluation into result.last_eval; false when there is none.
+  bool evaluate_epoch(const TrainingState& state, FitResult& result);
+  /// Throws AgreedTrainingError: `what`, where the last good checkpoint is, and what to try.
+  [[noreturn]] void fail_non_finite(const std::string& what);
+  void save(const std::string& path, const TrainingState& state) const;
   bool stop_requested(int64_t steps_this_call) const;
   double seconds_in_fit() const;
   bool past_time_limit() const;

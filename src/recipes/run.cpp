@@ -1,4 +1,4 @@
-#include "capsnet/engine/run.h"
+#include "capsnet/recipes/run.h"
 
 #include "capsnet/data/registry.h"
 #include "capsnet/engine/runtime.h"
