@@ -21,7 +21,8 @@
 # python3), TORCH_PREFIX (default that Python's torch.utils.cmake_prefix_path).
 # A rehearsal on a machine without a GPU: GPU_RUN_DEVICE=cpu GPU_RUN_CUDA=OFF
 # (the same stages on the CPU, without the CUDA kernels); on Debian also
-# TORCH_PREFIX=/usr TORCH_PYTHON=/usr/bin/python3. Exits 1 if a stage failed.
+# TORCH_PREFIX=/usr TORCH_PYTHON=/usr/bin/python3, and GPU_RUN_BUILD_LIMIT
+# (seconds, default 330) long enough for a 2-core build. Exits 1 if a stage failed.
 set -uo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -182,7 +183,7 @@ build_it() { # [C++ standard]
     cmake --build "$build" -j "$jobs" -- -k
   fi
 }
-stage build 330 build_it
+stage build "${GPU_RUN_BUILD_LIMIT:-330}" build_it
 built=0
 [ -x "$capsnet" ] && [ -x "$build/tests/capsnet_tests" ] && built=1
 if [ "$built" -eq 0 ]; then
