@@ -27,7 +27,8 @@ cmake --build "$build" -j "$(nproc)"
 
 corpus=$build/corpus
 rm -rf "$corpus"
-mkdir -p "$corpus"/{idx,image,metrics,options}
+mkdir -p "$corpus"/{idx,image,metrics,options,cli}
+cp "$root"/fuzz/corpus/cli/* "$corpus/cli/"
 cp "$root"/fuzz/corpus/image/* "$corpus/image/"
 cp "$root"/fuzz/corpus/metrics/* "$corpus/metrics/"
 cp "$root"/fuzz/corpus/options/* "$corpus/options/"
@@ -37,13 +38,15 @@ export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 # LibTorch keeps allocations
 status=0
 all=0
 printf '%-14s %14s %10s %8s\n' target executions exec/s findings
-for target in idx image metrics options; do
+for target in idx image metrics options cli; do
   findings=$build/findings/$target
+  max_len=65536
+  [ "$target" = cli ] && max_len=4096 # one argument a line, at most 64 of them
   rm -rf "$findings" && mkdir -p "$findings"
   log=$build/fuzz_$target.log
   # -fork: one worker per core; a crash or hang is kept and the run goes on.
   "$build/fuzz_$target" "$corpus/$target" -fork="$(nproc)" -ignore_crashes=1 -ignore_timeouts=1 \
-    -max_total_time="$seconds" -timeout=5 -rss_limit_mb=4096 -max_len=65536 \
+    -max_total_time="$seconds" -timeout=5 -rss_limit_mb=4096 -max_len="$max_len" \
     -artifact_prefix="$findings/" >"$log" 2>&1 || true
   # Fork mode's status lines: "#EXECS: cov: ... oom/timeout/crash: A/B/C ...".
   total=$(grep -o '^#[0-9]*' "$log" | tail -1 | tr -d '#')

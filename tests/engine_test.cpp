@@ -1,4 +1,5 @@
 #include "capsnet/engine/checkpoint.h"
+#include "capsnet/engine/epoch_record.h"
 #include "capsnet/engine/options.h"
 #include "capsnet/recipes/run.h"
 #include "capsnet/engine/runtime.h"
@@ -12,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 
 namespace capsnet {
 namespace {
@@ -34,7 +36,7 @@ TrainOptions tiny_options(const std::string& data_dir) {
 
 std::vector<at::Tensor> parameters_of(const std::string& checkpoint) {
   std::vector<at::Tensor> params;
-  for (auto& p : load_checkpoint(checkpoint).model->parameters()) params.push_back(p.detach());
+  for (auto& p : load_checkpoint(checkpoint).capsnet("test")->parameters()) params.push_back(p.detach());
   return params;
 }
 
@@ -88,18 +90,18 @@ TEST_F(Engine, CheckpointRoundTripKeepsEverything) {
   EXPECT_EQ(loaded.state.best_accuracy, 0.625);
   EXPECT_EQ(loaded.state.epoch_seconds, 2.25);
   auto original = model->named_parameters();
-  for (const auto& p : loaded.model->named_parameters()) {
+  for (const auto& p : loaded.capsnet("test")->named_parameters()) {
     EXPECT_TRUE(p.value().equal(original[p.key()])) << p.key();
   }
   // The optimizer state comes back too: one more identical step gives identical weights.
-  torch::optim::Adam restored(loaded.model->parameters(), torch::optim::AdamOptions(1e-3));
+  torch::optim::Adam restored(loaded.capsnet("test")->parameters(), torch::optim::AdamOptions(1e-3));
   load_optimizer_state(path, restored);
   for (auto* pair : {&adam, &restored}) pair->zero_grad();
   model->forward(images).lengths.sum().backward();
-  loaded.model->forward(images).lengths.sum().backward();
+  loaded.capsnet("test")->forward(images).lengths.sum().backward();
   adam.step();
   restored.step();
-  for (const auto& p : loaded.model->named_parameters()) {
+  for (const auto& p : loaded.capsnet("test")->named_parameters()) {
     EXPECT_TRUE(p.value().equal(original[p.key()])) << p.key();
   }
 }
@@ -226,6 +228,59 @@ TEST(Options, PresetsDifferExactlyWhereTheSeedDeparts) {
   auto bad = paper;
   bad.lr_decay = 1.5;
   EXPECT_THROW(validate(bad), std::invalid_argument);
+}
+
+// metrics.jsonl's rows: what the trainer writes reads back the same, rows
+// without an evaluation leave its keys out, and bad rows are named.
+TEST(EpochRecord, RoundTripsAndNamesBadRows) {
+  EpochRecord r;
+  r.epoch = 3;
+  r.train_loss = 0.25;
+  r.train_accuracy = 0.9;
+  r.lr = 1e-3;
+  r.seconds = 12.5;
+  r.images_per_second = 480;
+  r.evaluated = true;
+  r.test_loss = 0.125;
+  r.test_accuracy = 0.95;
+  r.test_errors = 5;
+  r.test_size = 100;
+  r.eval_seconds = 1.5;
+  r.extra["allreduce_exposed_seconds"] = 0.004;
+  const nlohmann::json j = r;
+  EXPECT_EQ(j.at("test_errors").get<int64_t>(), 5);
+  EXPECT_EQ(j.at("allreduce_exposed_seconds").get<double>(), 0.004);
+  const auto back = j.get<EpochRecord>();
+  EXPECT_EQ(nlohmann::json(back), j);
+  EXPECT_DOUBLE_EQ(back.test_error_percent(), 5.0);
+
+  r.evaluated = false;
+  const nlohmann::json plain = r;
+  for (const char* key : {"test_loss", "test_accuracy", "test_errors", "test_size", "eval_seconds"}) {
+    EXPECT_FALSE(plain.contains(key)) << key;
+  }
+  EXPECT_FALSE(plain.get<EpochRecord>().evaluated);
+  // Written by hand: absent fields take their defaults, "epoch" is required.
+  const auto hand = nlohmann::json::parse(R"({"epoch": 2, "test_loss": 0.5})").get<EpochRecord>();
+  EXPECT_TRUE(hand.evaluated);
+  EXPECT_EQ(hand.epoch, 2);
+  EXPECT_THROW(nlohmann::json::parse(R"({"train_loss": 1})").get<EpochRecord>(),
+               nlohmann::json::exception);
+  EXPECT_THROW(nlohmann::json::parse(R"({"epoch": "one"})").get<EpochRecord>(),
+               nlohmann::json::exception);
+
+  std::istringstream torn(j.dump() + "\n{\"epoch\": 4, \"train_lo");
+  try {
+    read_epoch_records(torn, "m.jsonl");
+    FAIL() << "a torn row was read";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("m.jsonl:2: not a metrics row"), std::string::npos)
+        << e.what();
+  }
+  std::istringstream again(j.dump() + "\n{\"epoch\": 4, \"train_lo");
+  const auto rows = read_epoch_records(again, "m.jsonl", /*skip_bad=*/true);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].epoch, 3);
 }
 
 } // namespace

@@ -61,14 +61,14 @@ check "and evaluates on its own test set" test "$(json_get "$work/fashion.json" 
 "$capsnet" train --model baseline-cnn --data "$data" --limit 64 --test-limit 32 --epochs 1 \
   --batch-size 32 --threads 2 --out "$work/baseline" >"$work/baseline.out" 2>&1
 check "the baseline CNN trains" grep -q "baseline CNN (35445522 parameters)" "$work/baseline.out"
-check "its config says so" test "$(json_get "$work/baseline/config.json" "j['model_kind']")" = "baseline-cnn"
+check "its config says so" test "$(json_get "$work/baseline/config.json" "j['model_name']")" = "baseline-cnn"
 "$capsnet" eval --checkpoint "$work/baseline/last.pt" --data "$data" --limit 32 >"$work/baseline.eval" 2>&1
 check "the baseline CNN evaluates" grep -q "test accuracy" "$work/baseline.eval"
 "$capsnet" train --resume "$work/baseline" --epochs 2 --threads 2 >/dev/null 2>&1
 check "and resumes" test "$(wc -l <"$work/baseline/metrics.jsonl")" -eq 2
-expect_fail "export needs capsules" "works on CapsNet checkpoints only; this one holds a baseline-cnn" \
+expect_fail "export needs capsules" "capsnet export needs a PyTorch export, which model 'baseline-cnn' does not offer" \
   export --checkpoint "$work/baseline/last.pt" --out "$work/b.pth"
-expect_fail "so does predict" "works on CapsNet checkpoints only" predict \
+expect_fail "so does predict" "needs capsule lengths and poses, which model 'baseline-cnn' does not offer" predict \
   --checkpoint "$work/baseline/last.pt" "$data/t10k-images-idx3-ubyte"
 expect_fail "--model cannot change on resume" "cannot change when resuming" train \
   --resume "$work/baseline" --model capsnet
@@ -81,7 +81,7 @@ t1=(experiment table1 --trials 2 --epochs 1 --limit 64 --test-limit 32 --data "$
 check "table1 runs" test $? -eq 0 || tail -5 "$work/t1.out" >&2
 check "table1.md has the five rows" test "$(grep -c '^| .* ± .* | 2 | 0\.' "$work/t1/table1.md")" -eq 5
 check "each trial is a run" test "$(ls -d "$work"/t1/*/trial-* | wc -l)" -eq 10
-check "the baseline row is the baseline CNN" test "$(json_get "$work/t1/baseline/trial-1/config.json" "j['model_kind']")" = "baseline-cnn"
+check "the baseline row is the baseline CNN" test "$(json_get "$work/t1/baseline/trial-1/config.json" "j['model_name']")" = "baseline-cnn"
 check "routing 1 without reconstruction" test "$(json_get "$work/t1/capsnet-r1-norecon/trial-2/config.json" "j['model']['routing_iterations'], j['recon_weight'], j['seed']")" = "1 0.0 2"
 cp "$work/t1/table1.md" "$work/t1-first.md"
 "$capsnet" "${t1[@]}" --batch-size 32 >"$work/t1-again.out" 2>&1
@@ -93,7 +93,7 @@ expect_fail "another budget in the same --out" "was trained on another budget" "
 af=(experiment affine --epochs 2 --limit 64 --test-limit 32 --batch-size 32 --data "$data" --threads 2 --out "$work/af")
 "$capsnet" "${af[@]}" --baseline-max-epochs 2 >"$work/af.out" 2>&1
 check "affine runs" test $? -eq 0 || tail -5 "$work/af.out" >&2
-check "each model trained on expanded MNIST" test "$(json_get "$work/af/baseline/config.json" "j['dataset'], j['model_kind'], j['baseline']['image_size']")" = "expanded-mnist baseline-cnn 40"
+check "each model trained on expanded MNIST" test "$(json_get "$work/af/baseline/config.json" "j['dataset'], j['model_name'], j['baseline']['image_size']")" = "expanded-mnist baseline-cnn 40"
 check "every epoch evaluated on the affine test set" test "$(wc -l <"$work/af/capsnet-affine.jsonl")" -eq 2 -a "$(wc -l <"$work/af/baseline-affine.jsonl")" -eq 2
 # The affine column is capsnet eval's own on the affine test set (last epoch).
 acc=$("$capsnet" eval --checkpoint "$work/af/capsnet/last.pt" --dataset affine-mnist --data "$data" --limit 32 --json | json_get /dev/stdin "round(100 * j['accuracy'], 6)")

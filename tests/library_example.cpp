@@ -83,7 +83,7 @@ int main() {
   options.model = config;
   capsnet::save_checkpoint("example.pt", model, &adam, options, {});
   auto loaded = capsnet::load_checkpoint("example.pt");
-  auto again = loaded.model->forward(images);
+  auto again = loaded.capsnet("example")->forward(images);
 
   // Inference from a checkpoint: no gradients, eval mode, inputs prepared.
   auto predictor = capsnet::Predictor::load("example.pt");

@@ -73,6 +73,130 @@ void write_worst(const std::string& path, int64_t count, const Batch& examples,
 }
 #endif
 
+// --worst's count, checked: a whole number from 1 to 1024 (0: no --worst).
+int64_t worst_count_of(const EvalFlags& f) {
+  int64_t worst_count = 0;
+  if (!f.worst.empty()) {
+    size_t used = 0;
+    try {
+      worst_count = std::stoll(f.worst[0], &used);
+    } catch (const std::exception&) {
+      worst_count = -1;
+    }
+    // The whole word a count ("1e9" is not 1), and no more images than a figure can hold.
+    if (worst_count <= 0 || used != f.worst[0].size() || worst_count > 1024) {
+      throw std::invalid_argument("--worst takes a count from 1 to 1024 and a PNG path, got '" +
+                                  f.worst[0] + " " + f.worst[1] + "'");
+    }
+  }
+  return worst_count;
+}
+
+void print_json(const EvalFlags& f, const LoadedCheckpoint& loaded, const TrainOptions& options,
+                const EvalResult& result, Precision precision) {
+  nlohmann::json per_class = nlohmann::json::array();
+  for (size_t k = 0; k < result.class_total.size(); ++k) {
+    per_class.push_back({{"class", k},
+                         {"correct", result.class_correct[k]},
+                         {"total", result.class_total[k]},
+                         {"accuracy", result.class_total[k]
+                                          ? double(result.class_correct[k]) / result.class_total[k]
+                                          : 0.0}});
+  }
+  std::cout << nlohmann::json{{"checkpoint", f.checkpoint},
+                              {"dataset", options.dataset},
+                              {"epoch", loaded.state.epoch},
+                              {"accuracy", result.accuracy()},
+                              {"errors", result.errors()},
+                              {"precision", enum_name(precision)},
+                              {"total", result.total},
+                              {"loss", result.loss},
+                              {"seconds", result.seconds},
+                              {"per_class", per_class},
+                              {"confusion", result.confusion}}
+                   .dump()
+            << std::endl;
+}
+
+void print_text(const EvalFlags& f, const LoadedCheckpoint& loaded, const TrainOptions& options,
+                const EvalResult& result, Precision precision, int64_t worst_count) {
+  std::printf("checkpoint %s (epoch %ld, %s, preset %s)\n", f.checkpoint.c_str(),
+              static_cast<long>(loaded.state.epoch), options.dataset.c_str(),
+              options.preset.c_str());
+  std::printf("test accuracy %.2f%% (%ld errors of %ld), loss %.4f, %.1f s, %s\n",
+              100 * result.accuracy(), static_cast<long>(result.errors()),
+              static_cast<long>(result.total), result.loss, result.seconds,
+              enum_name(precision).c_str());
+  std::printf("per-class accuracy:\n");
+  for (size_t k = 0; k < result.class_total.size(); ++k) {
+    std::printf("  %zu  %6.2f%%  (%ld/%ld)\n", k,
+                result.class_total[k] ? 100.0 * result.class_correct[k] / result.class_total[k]
+                                      : 0.0,
+                static_cast<long>(result.class_correct[k]),
+                static_cast<long>(result.class_total[k]));
+  }
+  std::printf("confusion matrix (rows: true class, columns: predicted):\n     ");
+  for (size_t j = 0; j < result.confusion.size(); ++j) std::printf(" %5zu", j);
+  std::printf("\n");
+  for (size_t i = 0; i < result.confusion.size(); ++i) {
+    std::printf("  %2zu ", i);
+    for (auto count : result.confusion[i]) std::printf(" %5ld", static_cast<long>(count));
+    std::printf("\n");
+  }
+  if (!f.confusion_png.empty()) std::printf("confusion matrix drawn to %s\n", f.confusion_png.c_str());
+  if (worst_count > 0) std::printf("worst errors drawn to %s\n", f.worst[1].c_str());
+}
+
+int run_eval(const EvalFlags& f) {
+#ifndef CAPSNET_WITH_FIGURES
+  if (!f.confusion_png.empty() || !f.worst.empty()) {
+    throw std::invalid_argument(std::string(f.worst.empty() ? "--confusion" : "--worst") +
+                                " draws a PNG, and this capsnet was built without figures "
+                                "(-DCAPSNET_WITH_FIGURES=OFF); leave it out, or rebuild with "
+                                "cairo (README, \"A build with only LibTorch\")");
+  }
+#endif
+  const int64_t worst_count = worst_count_of(f);
+  const auto [device, precision] = f.compute.resolve(); // threads before any work
+  auto loaded = load_checkpoint(f.checkpoint);
+  auto options = loaded.options;
+  auto inputs = files_in(test_data_dir(options, f.data_dir, f.dataset));
+  inputs.push_back(f.checkpoint);
+  check_outputs({f.confusion_png, f.worst.empty() ? "" : f.worst[1]}, inputs);
+  options.eval_batch_size = f.batch_size;
+  validate(options); // the library's bound of the batch size
+  loaded.module().to(device);
+  loaded.task()->set_execution(f.routing, precision); // on the shared network
+  const auto data = load_test_split(options, f.data_dir, f.dataset, f.limit);
+  const auto& info = dataset_info(options.dataset);
+  if (!f.confusion_png.empty() && info.labels_per_image != 1) {
+    throw std::invalid_argument("--confusion: a confusion matrix needs one label per image, and " +
+                                info.name + "'s images have " +
+                                std::to_string(info.labels_per_image) +
+                                "; leave --confusion out");
+  }
+  const auto result = evaluate(loaded, data, options);
+#ifdef CAPSNET_WITH_FIGURES
+  if (!f.confusion_png.empty()) {
+    viz::write_confusion_png(f.confusion_png,
+                             "Confusion matrix: " + f.checkpoint + " on " +
+                                 options.dataset + " test (" + std::to_string(result.total) +
+                                 " images)",
+                             result.confusion);
+  }
+  if (worst_count > 0) {
+    write_worst(f.worst[1], worst_count,
+                test_examples(options, data, 0, loaded.shape.image_size), result);
+  }
+#endif
+  if (f.json) {
+    print_json(f, loaded, options, result, precision);
+  } else {
+    print_text(f, loaded, options, result, precision, worst_count);
+  }
+  return 0;
+}
+
 } // namespace
 
 Runner add_eval_command(CLI::App& app) {
@@ -82,7 +206,6 @@ Runner add_eval_command(CLI::App& app) {
   add_data_option(cmd, flags->data_dir, "data directory (default: the run's)");
   add_dataset_option(cmd, flags->dataset, "data set (default: the one the checkpoint was trained on)");
   cmd->add_option("--batch-size", flags->batch_size, "evaluation batch size")
-      ->check(CLI::Range(int64_t(1), int64_t(65536)))
       ->capture_default_str();
   cmd->add_option("--limit", flags->limit, "evaluate on the first N test images (0: all)")
       ->check(CLI::NonNegativeNumber);
@@ -96,116 +219,7 @@ Runner add_eval_command(CLI::App& app) {
       ->type_name("N PNG");
   cmd->add_flag("--json", flags->json, "print one JSON object instead of text");
 
-  return [flags]() {
-#ifndef CAPSNET_WITH_FIGURES
-    if (!flags->confusion_png.empty() || !flags->worst.empty()) {
-      throw std::invalid_argument(std::string(flags->worst.empty() ? "--confusion" : "--worst") +
-                                  " draws a PNG, and this capsnet was built without figures "
-                                  "(-DCAPSNET_WITH_FIGURES=OFF); leave it out, or rebuild with "
-                                  "cairo (README, \"A build with only LibTorch\")");
-    }
-#endif
-    int64_t worst_count = 0;
-    if (!flags->worst.empty()) {
-      size_t used = 0;
-      try {
-        worst_count = std::stoll(flags->worst[0], &used);
-      } catch (const std::exception&) {
-        worst_count = -1;
-      }
-      // The whole word a count ("1e9" is not 1), and no more images than a figure can hold.
-      if (worst_count <= 0 || used != flags->worst[0].size() || worst_count > 1024) {
-        throw std::invalid_argument("--worst takes a count from 1 to 1024 and a PNG path, got '" +
-                                    flags->worst[0] + " " + flags->worst[1] + "'");
-      }
-    }
-    const auto [device, precision] = flags->compute.resolve(); // threads before any work
-    auto loaded = load_checkpoint(flags->checkpoint);
-    auto options = loaded.options;
-    auto inputs = files_in(test_data_dir(options, flags->data_dir, flags->dataset));
-    inputs.push_back(flags->checkpoint);
-    check_outputs({flags->confusion_png, flags->worst.empty() ? "" : flags->worst[1]}, inputs);
-    options.eval_batch_size = flags->batch_size;
-    loaded.module().to(device);
-    if (loaded.model) {
-      loaded.model->set_routing_impl(flags->routing);
-      loaded.model->set_precision(precision);
-    }
-    const auto data = load_test_split(options, flags->data_dir, flags->dataset, flags->limit);
-    const auto& info = dataset_info(options.dataset);
-    if (!flags->confusion_png.empty() && info.labels_per_image != 1) {
-      throw std::invalid_argument("--confusion: a confusion matrix needs one label per image, and " +
-                                  info.name + "'s images have " +
-                                  std::to_string(info.labels_per_image) +
-                                  "; leave --confusion out");
-    }
-    const auto result = evaluate(loaded, data, options);
-#ifdef CAPSNET_WITH_FIGURES
-    if (!flags->confusion_png.empty()) {
-      viz::write_confusion_png(flags->confusion_png,
-                               "Confusion matrix: " + flags->checkpoint + " on " +
-                                   options.dataset + " test (" + std::to_string(result.total) +
-                                   " images)",
-                               result.confusion);
-    }
-    if (worst_count > 0) {
-      const int64_t side =
-          loaded.model ? loaded.model->config.image_size : loaded.baseline->config.image_size;
-      write_worst(flags->worst[1], worst_count, test_examples(options, data, 0, side), result);
-    }
-#endif
-    if (flags->json) {
-      nlohmann::json per_class = nlohmann::json::array();
-      for (size_t k = 0; k < result.class_total.size(); ++k) {
-        per_class.push_back({{"class", k},
-                             {"correct", result.class_correct[k]},
-                             {"total", result.class_total[k]},
-                             {"accuracy", result.class_total[k]
-                                              ? double(result.class_correct[k]) / result.class_total[k]
-                                              : 0.0}});
-      }
-      std::cout << nlohmann::json{{"checkpoint", flags->checkpoint},
-                                  {"dataset", options.dataset},
-                                  {"epoch", loaded.state.epoch},
-                                  {"accuracy", result.accuracy()},
-                                  {"errors", result.errors()},
-                                  {"precision", enum_name(precision)},
-                                  {"total", result.total},
-                                  {"loss", result.loss},
-                                  {"seconds", result.seconds},
-                                  {"per_class", per_class},
-                                  {"confusion", result.confusion}}
-                       .dump()
-                << std::endl;
-      return 0;
-    }
-    std::printf("checkpoint %s (epoch %ld, %s, preset %s)\n", flags->checkpoint.c_str(),
-                static_cast<long>(loaded.state.epoch), options.dataset.c_str(),
-                options.preset.c_str());
-    std::printf("test accuracy %.2f%% (%ld errors of %ld), loss %.4f, %.1f s, %s\n",
-                100 * result.accuracy(), static_cast<long>(result.errors()),
-                static_cast<long>(result.total), result.loss, result.seconds,
-                enum_name(precision).c_str());
-    std::printf("per-class accuracy:\n");
-    for (size_t k = 0; k < result.class_total.size(); ++k) {
-      std::printf("  %zu  %6.2f%%  (%ld/%ld)\n", k,
-                  result.class_total[k] ? 100.0 * result.class_correct[k] / result.class_total[k]
-                                        : 0.0,
-                  static_cast<long>(result.class_correct[k]),
-                  static_cast<long>(result.class_total[k]));
-    }
-    std::printf("confusion matrix (rows: true class, columns: predicted):\n     ");
-    for (size_t j = 0; j < result.confusion.size(); ++j) std::printf(" %5zu", j);
-    std::printf("\n");
-    for (size_t i = 0; i < result.confusion.size(); ++i) {
-      std::printf("  %2zu ", i);
-      for (auto count : result.confusion[i]) std::printf(" %5ld", static_cast<long>(count));
-      std::printf("\n");
-    }
-    if (!flags->confusion_png.empty()) std::printf("confusion matrix drawn to %s\n", flags->confusion_png.c_str());
-    if (worst_count > 0) std::printf("worst errors drawn to %s\n", flags->worst[1].c_str());
-    return 0;
-  };
+  return [flags]() { return run_eval(*flags); };
 }
 
 } // namespace capsnet::cli

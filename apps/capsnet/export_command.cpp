@@ -33,7 +33,8 @@ Runner add_export_command(CLI::App& app) {
     check_not_an_input(std::filesystem::path(*out).replace_extension(".json").string(),
                        {*checkpoint});
     auto loaded = load_checkpoint(*checkpoint);
-    auto& model = loaded.capsnet("capsnet export");
+    loaded.require(Capability::kExport, "capsnet export");
+    auto model = loaded.capsnet("capsnet export");
     const auto config_path = export_pytorch(model, loaded.options, *out);
     const auto params = seed_state_dict(model);
     std::printf("wrote %s (%zu tensors) and %s\n", out->c_str(), params.size(),

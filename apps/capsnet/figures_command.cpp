@@ -73,6 +73,90 @@ viz::Cell recon_cell(const at::Tensor& recon, const std::string& caption) {
   return c;
 }
 
+// What Figure 3 shows of the test images it classified: the images, their
+// labels, the network's output and the classes it reconstructs from.
+struct Classified {
+  at::Tensor images, labels;
+  Classification out;
+  at::Tensor predicted;
+  bool pairs = false;
+};
+
+// The first part: the first `shown` test images above their reconstructions.
+viz::GridSection reconstruction_section(const Predictor& predictor, const Classified& c,
+                                        int64_t shown) {
+  const auto& images = c.images;
+  const auto& labels = c.labels;
+  const auto& out = c.out;
+  const auto& predicted = c.predicted;
+  const bool pairs = c.pairs;
+  const int per_row = 16;
+  viz::GridSection section{
+      pairs ? "Test images (top, L: the two labels) and the reconstructions from the capsules "
+              "of the two predicted classes (bottom, R: those classes), the smaller class in "
+              "red, the larger in green (Figure 5)"
+            : "Test digits (top) and their reconstructions from the predicted capsule "
+              "(bottom, captioned with the prediction)",
+      {}};
+  const auto chosen = predicted.narrow(0, 0, shown);
+  const auto recon = reconstructions(predictor, out.capsules.narrow(0, 0, shown), chosen);
+  for (int64_t start = 0; start < shown; start += per_row) {
+    viz::GridRow inputs{"input", {}}, outputs{"reconstruction", {}};
+    for (int64_t i = start; i < std::min(shown, start + per_row); ++i) {
+      inputs.cells.push_back(cell(images[i], (pairs ? "L:" : "label ") + classes_text(labels[i])));
+      outputs.cells.push_back(
+          recon_cell(recon[i], (pairs ? "R:" : "pred ") + classes_text(chosen[i])));
+    }
+    section.rows.push_back(inputs);
+    section.rows.push_back(outputs);
+  }
+  return section;
+}
+
+// The second part: up to `errors` misclassified images, reconstructed from
+// the predicted and from the true capsules; `wrong_count` gets their number.
+viz::GridSection errors_section(const Predictor& predictor, const Classified& c, int64_t errors,
+                                int64_t scanned, int64_t& wrong_count) {
+  const auto& images = c.images;
+  const auto& labels = c.labels;
+  const auto& out = c.out;
+  const auto& predicted = c.predicted;
+  const bool pairs = c.pairs;
+  const auto wrong = pairs ? predicted.ne(std::get<0>(labels.sort(1))).any(1).nonzero().flatten()
+                           : out.predictions.ne(labels).nonzero().flatten();
+  wrong_count = wrong.size(0);
+  const int64_t k = std::min(errors, wrong_count);
+  viz::GridSection section{
+      std::string(pairs ? "Misclassified pairs" : "Misclassified digits") +
+          ": input, reconstruction from the predicted " +
+          (pairs ? "capsules" : "capsule") + ", from the true " +
+          (pairs ? "capsules" : "capsule") + " (" + std::to_string(wrong_count) +
+          " errors among " + std::to_string(scanned) + " test images)",
+      {}};
+  if (k > 0) {
+    const auto idx = wrong.narrow(0, 0, k);
+    const auto caps = out.capsules.index_select(0, idx);
+    const auto from_pred = reconstructions(predictor, caps, predicted.index_select(0, idx));
+    const auto truth_classes = pairs ? std::get<0>(labels.sort(1)) : labels;
+    const auto from_true =
+        reconstructions(predictor, caps, truth_classes.index_select(0, idx));
+    viz::GridRow row{"", {}};
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t i = idx[j].item<int64_t>();
+      const auto truth = classes_text(truth_classes[i]);
+      const auto pred = classes_text(predicted[i]);
+      row.cells.push_back(cell(images[i], "#" + std::to_string(i) + " (" + truth + ")"));
+      row.cells.push_back(recon_cell(from_pred[j], "as " + pred));
+      row.cells.push_back(recon_cell(from_true[j], "as " + truth));
+      if (row.cells.size() >= 12 || j + 1 == k) {
+        section.rows.push_back(row);
+        row.cells.clear();
+      }
+    }
+  }
+  return section;
+}
+
 } // namespace
 
 Runner add_reconstruct_command(CLI::App& app) {
@@ -96,7 +180,7 @@ Runner add_reconstruct_command(CLI::App& app) {
 
   return [f, n, errors, search]() {
     set_thread_count(f->threads);
-    auto predictor = Predictor::load(f->checkpoint);
+    auto predictor = Predictor::load(f->checkpoint, "capsnet reconstruct", {Capability::kDecoder});
     auto options = predictor.options();
     check_outputs({f->out}, checkpoint_and_data(*f, options));
     const int64_t wanted = *errors > 0 ? *search : *n;
@@ -116,64 +200,11 @@ Runner add_reconstruct_command(CLI::App& app) {
     viz::GridFigure figure;
     figure.scale = f->scale;
     figure.title = "Reconstructions: " + f->checkpoint;
-    const int per_row = 16;
-    {
-      viz::GridSection section{
-          pairs ? "Test images (top, L: the two labels) and the reconstructions from the capsules "
-                  "of the two predicted classes (bottom, R: those classes), the smaller class in "
-                  "red, the larger in green (Figure 5)"
-                : "Test digits (top) and their reconstructions from the predicted capsule "
-                  "(bottom, captioned with the prediction)",
-          {}};
-      const auto chosen = predicted.narrow(0, 0, shown);
-      const auto recon = reconstructions(predictor, out.capsules.narrow(0, 0, shown), chosen);
-      for (int64_t start = 0; start < shown; start += per_row) {
-        viz::GridRow inputs{"input", {}}, outputs{"reconstruction", {}};
-        for (int64_t i = start; i < std::min(shown, start + per_row); ++i) {
-          inputs.cells.push_back(cell(images[i], (pairs ? "L:" : "label ") + classes_text(labels[i])));
-          outputs.cells.push_back(
-              recon_cell(recon[i], (pairs ? "R:" : "pred ") + classes_text(chosen[i])));
-        }
-        section.rows.push_back(inputs);
-        section.rows.push_back(outputs);
-      }
-      figure.sections.push_back(section);
-    }
+    const Classified classified{images, labels, out, predicted, pairs};
+    figure.sections.push_back(reconstruction_section(predictor, classified, shown));
     int64_t wrong_count = 0;
     if (*errors > 0) {
-      const auto wrong = pairs ? predicted.ne(std::get<0>(labels.sort(1))).any(1).nonzero().flatten()
-                               : out.predictions.ne(labels).nonzero().flatten();
-      wrong_count = wrong.size(0);
-      const int64_t k = std::min(*errors, wrong_count);
-      viz::GridSection section{
-          std::string(pairs ? "Misclassified pairs" : "Misclassified digits") +
-              ": input, reconstruction from the predicted " +
-              (pairs ? "capsules" : "capsule") + ", from the true " +
-              (pairs ? "capsules" : "capsule") + " (" + std::to_string(wrong_count) +
-              " errors among " + std::to_string(scanned) + " test images)",
-          {}};
-      if (k > 0) {
-        const auto idx = wrong.narrow(0, 0, k);
-        const auto caps = out.capsules.index_select(0, idx);
-        const auto from_pred = reconstructions(predictor, caps, predicted.index_select(0, idx));
-        const auto truth_classes = pairs ? std::get<0>(labels.sort(1)) : labels;
-        const auto from_true =
-            reconstructions(predictor, caps, truth_classes.index_select(0, idx));
-        viz::GridRow row{"", {}};
-        for (int64_t j = 0; j < k; ++j) {
-          const int64_t i = idx[j].item<int64_t>();
-          const auto truth = classes_text(truth_classes[i]);
-          const auto pred = classes_text(predicted[i]);
-          row.cells.push_back(cell(images[i], "#" + std::to_string(i) + " (" + truth + ")"));
-          row.cells.push_back(recon_cell(from_pred[j], "as " + pred));
-          row.cells.push_back(recon_cell(from_true[j], "as " + truth));
-          if (row.cells.size() >= 12 || j + 1 == k) {
-            section.rows.push_back(row);
-            row.cells.clear();
-          }
-        }
-      }
-      figure.sections.push_back(section);
+      figure.sections.push_back(errors_section(predictor, classified, *errors, scanned, wrong_count));
     }
     viz::write_grid_png(f->out, figure);
     std::printf("wrote %s: %ld test %s with reconstructions", f->out.c_str(),
@@ -210,7 +241,7 @@ Runner add_perturb_command(CLI::App& app) {
 
   return [f, index, range, step, klass]() {
     set_thread_count(f->threads);
-    auto predictor = Predictor::load(f->checkpoint);
+    auto predictor = Predictor::load(f->checkpoint, "capsnet perturb", {Capability::kDecoder});
     auto options = predictor.options();
     check_outputs({f->out}, checkpoint_and_data(*f, options));
     const auto data = load_test_split(options, f->data_dir, f->dataset, 0);

@@ -5,6 +5,7 @@
 // within --dist-timeout), then are terminated.
 
 #include "commands.h"
+#include "process.h"
 
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -24,10 +25,6 @@
 namespace capsnet::cli {
 
 namespace {
-
-std::atomic<int> g_forward{0}; // a signal to pass on to the children
-
-void remember_signal(int signal) { g_forward = signal; }
 
 // A port nobody listens on now (the kernel's choice), for a one-machine job.
 int free_port() {
@@ -90,9 +87,7 @@ int run(const LaunchFlags& f) {
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
 
-  g_forward = 0;
-  std::signal(SIGINT, remember_signal);
-  std::signal(SIGTERM, remember_signal);
+  StopSignals signals(StopSignals::Repeat::kForward); // each passed on to the children
   std::vector<pid_t> pids(f.nproc, -1);
   for (int local = 0; local < f.nproc; ++local) {
     const int rank = f.node_rank * f.nproc + local;
@@ -124,7 +119,7 @@ int run(const LaunchFlags& f) {
   auto failed_at = std::chrono::steady_clock::time_point::max();
   bool terminated = false, killed = false;
   while (running > 0) {
-    if (const int signal = g_forward.exchange(0)) {
+    if (const int signal = signals.take()) {
       for (const pid_t pid : pids) {
         if (pid > 0) ::kill(pid, signal);
       }
@@ -169,8 +164,6 @@ int run(const LaunchFlags& f) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  std::signal(SIGINT, SIG_DFL);
-  std::signal(SIGTERM, SIG_DFL);
   return result;
 }
 

@@ -75,7 +75,7 @@ Runner add_predict_command(CLI::App& app) {
 
   return [flags]() {
     const auto chosen = flags->compute.resolve(); // threads before any work
-    auto predictor = Predictor::load(flags->checkpoint);
+    auto predictor = Predictor::load(flags->checkpoint, "capsnet predict");
     predictor.to(chosen.first);
     predictor.model()->set_precision(chosen.second);
     if (!flags->save_dir.empty()) std::filesystem::create_directories(flags->save_dir);

@@ -4,8 +4,10 @@
 #include "process.h"
 
 #include <malloc.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -48,5 +50,68 @@ void keep_freed_memory() {
   mallopt(M_TOP_PAD, 64 << 20);
 #endif
 }
+
+namespace {
+
+// The handler's state: plain atomics, all it may touch.
+std::atomic<bool> g_stop{false};
+std::atomic<int> g_first_signal{0};
+std::atomic<int> g_pending{0};
+std::atomic<int64_t> g_first_signal_ms{0};
+std::atomic<bool> g_forward{false};
+std::atomic<bool> g_installed{false};
+
+int64_t monotonic_ms() { // async-signal-safe
+  timespec now{};
+  ::clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<int64_t>(now.tv_sec) * 1000 + now.tv_nsec / 1000000;
+}
+
+void on_stop_signal(int signal) {
+  g_pending = signal;
+  if (g_stop.exchange(true)) {
+    if (g_forward || monotonic_ms() - g_first_signal_ms.load() < 1000) return;
+    std::signal(signal, SIG_DFL); // a second signal: stop now, without the checkpoint
+    std::raise(signal);
+    return;
+  }
+  g_first_signal_ms = monotonic_ms();
+  g_first_signal = signal;
+}
+
+void set_action(void (*handler)(int)) {
+  struct sigaction action {};
+  action.sa_handler = handler;
+  action.sa_flags = SA_RESTART; // the threads of a server or a reader carry on
+  sigemptyset(&action.sa_mask);
+  ::sigaction(SIGINT, &action, nullptr);
+  ::sigaction(SIGTERM, &action, nullptr);
+}
+
+} // namespace
+
+StopSignals::StopSignals(Repeat repeat) {
+  if (g_installed.exchange(true)) std::abort(); // one instance at a time
+  g_stop = false;
+  g_first_signal = 0;
+  g_pending = 0;
+  g_forward = repeat == Repeat::kForward;
+  set_action(on_stop_signal);
+}
+
+StopSignals::~StopSignals() {
+  set_action(SIG_DFL);
+  g_installed = false;
+}
+
+const std::atomic<bool>& StopSignals::stop() const { return g_stop; }
+
+int StopSignals::signal() const { return g_first_signal; }
+
+int StopSignals::exit_code() const { return 128 + (g_first_signal ? g_first_signal.load() : SIGINT); }
+
+int StopSignals::take() { return g_pending.exchange(0); }
+
+const char* StopSignals::name(int signal) { return signal == SIGTERM ? "SIGTERM" : "SIGINT"; }
 
 } // namespace capsnet::cli

@@ -20,3 +20,42 @@ void ensure_fast_blas(char** argv);
 void keep_freed_memory();
 
 } // namespace capsnet::cli
+
+#include <atomic>
+
+namespace capsnet::cli {
+
+/// SIGINT and SIGTERM as a request to stop: the one way train, experiment,
+/// launch and serve take them. While an instance lives (one at a time), the
+/// first signal sets stop() and signal(); the program finishes its step,
+/// writes what it must and returns. The destructor restores the default
+/// actions.
+class StopSignals {
+ public:
+  /// What a second signal does.
+  enum class Repeat {
+    /// A second signal a second or more after the first ends the process at
+    /// once (the default action). The same Ctrl-C arriving twice within the
+    /// second (from the terminal and from a launcher) counts once.
+    kKill,
+    /// Every signal waits for take() (launch passes each on to its children).
+    kForward,
+  };
+  explicit StopSignals(Repeat repeat = Repeat::kKill);
+  ~StopSignals();
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+
+  /// Turns true at the first signal; poll it (TrainControl::stop).
+  const std::atomic<bool>& stop() const;
+  /// The first signal received (0: none).
+  int signal() const;
+  /// The exit code of a process stopped by it: 128 + signal (SIGINT's if none).
+  int exit_code() const;
+  /// kForward: the last signal not yet taken, 0 when none.
+  int take();
+  /// "SIGINT" or "SIGTERM".
+  static const char* name(int signal);
+};
+
+} // namespace capsnet::cli

@@ -3,6 +3,7 @@
 // and batching are in src/serve/api.cpp; this file is the HTTP around them.
 
 #include "commands.h"
+#include "process.h"
 
 #include "capsnet/engine/inference.h"
 #include "capsnet/engine/runtime.h"
@@ -69,6 +70,138 @@ const char* reason(int status) {
   }
 }
 
+// What the routes answer with: the model's sizes and the server's counters.
+struct ServeState {
+  const ServeFlags& flags;
+  serve::BatchingPredictor& batcher;
+  int64_t side, classes, dim;
+  Precision precision;
+  c10::Device device;
+  std::atomic<int64_t> answered{0};
+};
+
+// Threads, timeouts and socket options.
+void configure(httplib::Server& server, const ServeFlags& flags) {
+  const int http_threads = flags.http_threads;
+  server.new_task_queue = [http_threads] { return new httplib::ThreadPool(size_t(http_threads)); };
+  // httplib's default adds SO_REUSEPORT, with which a second server binds
+  // a port already served and the two share its connections; refuse instead.
+  server.set_socket_options([](auto sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
+  // Headers and body go out in two writes; with Nagle's algorithm the body
+  // would wait for the client's delayed ACK (40 ms a reply on Linux).
+  server.set_tcp_nodelay(true);
+  server.set_payload_max_length(serve::kMaxBodyBytes);
+  server.set_read_timeout(flags.timeout, 0);
+  server.set_write_timeout(flags.timeout, 0);
+  server.set_keep_alive_timeout(flags.timeout);
+  server.set_keep_alive_max_count(1000);
+}
+
+// The page, the health check and the API.
+void add_routes(httplib::Server& server, ServeState& st) {
+  server.Get("/", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(serve::kPage, "text/html; charset=utf-8");
+  });
+  server.Get("/healthz", guarded([&st](const httplib::Request&, httplib::Response& res) {
+               const auto stats = st.batcher.stats();
+               send_json(res, 200,
+                         {{"status", "ok"},
+                          {"checkpoint", st.flags.checkpoint},
+                          {"side", st.side},
+                          {"classes", st.classes},
+                          {"capsule_dim", st.dim},
+                          {"precision", enum_name(st.precision)},
+                          {"device", st.device.str()},
+                          {"answered", st.answered.load()},
+                          {"batches", stats.batches},
+                          {"batched_images", stats.images},
+                          {"largest_batch", stats.largest}});
+             }));
+  server.Post("/api/predict", guarded([&st](const httplib::Request& req, httplib::Response& res) {
+                const auto input = serve::parse_predict_body(
+                    req.body, req.get_header_value("Content-Type"), st.side);
+                const auto result = st.batcher.classify(input);
+                send_json(res, 200, serve::predict_reply(result, input));
+                ++st.answered;
+              }));
+  server.Post("/api/reconstruct",
+              guarded([&st](const httplib::Request& req, httplib::Response& res) {
+                const auto request = serve::parse_reconstruct_body(
+                    req.body, req.get_header_value("Content-Type"), st.classes, st.dim);
+                auto capsules = at::zeros({1, st.classes, st.dim});
+                capsules[0][request.capsule].copy_(at::tensor(request.vector));
+                const auto image = st.batcher.reconstruct(capsules, request.capsule);
+                if (request.png) {
+                  res.set_content(encode_png(to_gray_image(image[0])), "image/png");
+                } else {
+                  send_json(res, 200, serve::reconstruct_reply(request.capsule, image));
+                }
+                ++st.answered;
+              }));
+  // Errors httplib answers itself (404, 413, 408, ...) get a JSON body too.
+  server.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (res.body.empty()) send_json(res, res.status, serve::error_reply(res.status, reason(res.status)));
+  });
+}
+
+// The port bound (--port 0: the kernel's choice); throws when none can be.
+int bind_port(httplib::Server& server, const ServeFlags& flags) {
+  int port = flags.port;
+  if (port == 0) {
+    port = server.bind_to_any_port(flags.host);
+  } else if (!server.bind_to_port(flags.host, port)) {
+    port = -1;
+  }
+  if (port <= 0) {
+    throw std::invalid_argument("cannot listen on " + flags.host + ":" + std::to_string(flags.port) +
+                                " (in use, not an address of this machine, or not allowed); "
+                                "give another --port or --host");
+  }
+  return port;
+}
+
+int run_serve(const ServeFlags& flags) {
+  StopSignals signals; // Ctrl-C and SIGTERM stop the server (the stopper thread below)
+  const auto [device, precision] = flags.compute.resolve();
+  auto predictor = Predictor::load(flags.checkpoint, "capsnet serve");
+  predictor.to(device);
+  predictor.model()->set_precision(precision);
+  const auto& config = predictor.model()->config;
+  serve::BatchingPredictor batcher(predictor, flags.max_batch);
+  ServeState st{flags, batcher, config.image_size, config.num_classes, config.digit_dim,
+                precision, device};
+  httplib::Server server;
+  configure(server, flags);
+  add_routes(server, st);
+  const int port = bind_port(server, flags);
+  std::atomic<bool> done{false};
+  std::thread stopper([&] {
+    while (!done) {
+      if (signals.stop()) {
+        std::fprintf(stderr, "%s: %s received, stopping\n", program_name().c_str(),
+                     StopSignals::name(signals.signal()));
+        server.stop();
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  const auto host = flags.host.find(':') != std::string::npos ? "[" + flags.host + "]" : flags.host;
+  std::printf("capsnet serve: listening on http://%s:%d/ (%s, %ldx%ld inputs, %s on %s); "
+              "Ctrl-C stops\n",
+              host.c_str(), port, flags.checkpoint.c_str(), static_cast<long>(st.side),
+              static_cast<long>(st.side), enum_name(precision).c_str(), device.str().c_str());
+  std::fflush(stdout);
+  const bool ok = server.listen_after_bind();
+  done = true;
+  stopper.join();
+  std::printf("capsnet serve: stopped after %ld answers\n", static_cast<long>(st.answered.load()));
+  return ok ? 0 : 1;
+}
+
 } // namespace
 
 Runner add_serve_command(CLI::App& app) {
@@ -94,123 +227,7 @@ Runner add_serve_command(CLI::App& app) {
       ->capture_default_str();
   f->compute.add_to(cmd);
 
-  return [f]() {
-    // Ctrl-C and SIGTERM are taken by one thread (sigwait), which stops the
-    // server; every other thread, started below, inherits the blocked mask.
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-
-    const auto [device, precision] = f->compute.resolve();
-    auto predictor = Predictor::load(f->checkpoint);
-    predictor.to(device);
-    predictor.model()->set_precision(precision);
-    const auto& config = predictor.model()->config;
-    const int64_t side = config.image_size, classes = config.num_classes,
-                  dim = config.digit_dim;
-    serve::BatchingPredictor batcher(predictor, f->max_batch);
-    std::atomic<int64_t> answered{0};
-
-    httplib::Server server;
-    const int http_threads = f->http_threads;
-    server.new_task_queue = [http_threads] { return new httplib::ThreadPool(size_t(http_threads)); };
-    // httplib's default adds SO_REUSEPORT, with which a second server binds
-    // a port already served and the two share its connections; refuse instead.
-    server.set_socket_options([](auto sock) {
-      int yes = 1;
-      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-    });
-    // Headers and body go out in two writes; with Nagle's algorithm the body
-    // would wait for the client's delayed ACK (40 ms a reply on Linux).
-    server.set_tcp_nodelay(true);
-    server.set_payload_max_length(serve::kMaxBodyBytes);
-    server.set_read_timeout(f->timeout, 0);
-    server.set_write_timeout(f->timeout, 0);
-    server.set_keep_alive_timeout(f->timeout);
-    server.set_keep_alive_max_count(1000);
-
-    server.Get("/", [](const httplib::Request&, httplib::Response& res) {
-      res.set_content(serve::kPage, "text/html; charset=utf-8");
-    });
-    server.Get("/healthz", guarded([&](const httplib::Request&, httplib::Response& res) {
-                 const auto stats = batcher.stats();
-                 send_json(res, 200,
-                           {{"status", "ok"},
-                            {"checkpoint", f->checkpoint},
-                            {"side", side},
-                            {"classes", classes},
-                            {"capsule_dim", dim},
-                            {"precision", enum_name(precision)},
-                            {"device", device.str()},
-                            {"answered", answered.load()},
-                            {"batches", stats.batches},
-                            {"batched_images", stats.images},
-                            {"largest_batch", stats.largest}});
-               }));
-    server.Post("/api/predict", guarded([&](const httplib::Request& req, httplib::Response& res) {
-                  const auto input =
-                      serve::parse_predict_body(req.body, req.get_header_value("Content-Type"), side);
-                  const auto result = batcher.classify(input);
-                  send_json(res, 200, serve::predict_reply(result, input));
-                  ++answered;
-                }));
-    server.Post("/api/reconstruct",
-                guarded([&](const httplib::Request& req, httplib::Response& res) {
-                  const auto request = serve::parse_reconstruct_body(
-                      req.body, req.get_header_value("Content-Type"), classes, dim);
-                  auto capsules = at::zeros({1, classes, dim});
-                  capsules[0][request.capsule].copy_(at::tensor(request.vector));
-                  const auto image = batcher.reconstruct(capsules, request.capsule);
-                  if (request.png) {
-                    res.set_content(encode_png(to_gray_image(image[0])), "image/png");
-                  } else {
-                    send_json(res, 200, serve::reconstruct_reply(request.capsule, image));
-                  }
-                  ++answered;
-                }));
-    // Errors httplib answers itself (404, 413, 408, ...) get a JSON body too.
-    server.set_error_handler([](const httplib::Request&, httplib::Response& res) {
-      if (res.body.empty()) send_json(res, res.status, serve::error_reply(res.status, reason(res.status)));
-    });
-
-    int port = f->port;
-    if (port == 0) {
-      port = server.bind_to_any_port(f->host);
-    } else if (!server.bind_to_port(f->host, port)) {
-      port = -1;
-    }
-    if (port <= 0) {
-      throw std::invalid_argument("cannot listen on " + f->host + ":" + std::to_string(f->port) +
-                                  " (in use, not an address of this machine, or not allowed); "
-                                  "give another --port or --host");
-    }
-    std::atomic<bool> done{false};
-    std::thread stopper([&] {
-      const timespec tick{0, 200 * 1000 * 1000};
-      while (!done) {
-        const int sig = sigtimedwait(&stop_signals, nullptr, &tick);
-        if (sig == SIGINT || sig == SIGTERM) {
-          std::fprintf(stderr, "%s: %s received, stopping\n", program_name().c_str(),
-                       sig == SIGINT ? "SIGINT" : "SIGTERM");
-          server.stop();
-          return;
-        }
-      }
-    });
-    const auto host = f->host.find(':') != std::string::npos ? "[" + f->host + "]" : f->host;
-    std::printf("capsnet serve: listening on http://%s:%d/ (%s, %ldx%ld inputs, %s on %s); "
-                "Ctrl-C stops\n",
-                host.c_str(), port, f->checkpoint.c_str(), static_cast<long>(side),
-                static_cast<long>(side), enum_name(precision).c_str(), device.str().c_str());
-    std::fflush(stdout);
-    const bool ok = server.listen_after_bind();
-    done = true;
-    stopper.join();
-    std::printf("capsnet serve: stopped after %ld answers\n", static_cast<long>(answered.load()));
-    return ok ? 0 : 1;
-  };
+  return [f]() { return run_serve(*f); };
 }
 
 } // namespace capsnet::cli

@@ -1,7 +1,9 @@
 #include "commands.h"
+#include "process.h"
 
 #include "capsnet/data/registry.h"
 #include "capsnet/engine/checkpoint.h"
+#include "capsnet/engine/models.h"
 #include "capsnet/recipes/run.h"
 #include "capsnet/engine/runtime.h"
 
@@ -9,9 +11,7 @@
 
 #include <algorithm>
 #include <atomic>
-#include <csignal>
 #include <ctime>
-#include <time.h>
 #include <iostream>
 #include <memory>
 #include <vector>
@@ -20,27 +20,24 @@ namespace capsnet::cli {
 
 namespace {
 
-std::atomic<bool> g_stop{false};
-std::atomic<int> g_signal{0};
-std::atomic<int64_t> g_first_signal_ms{0};
-
-int64_t monotonic_ms() { // async-signal-safe
-  timespec now{};
-  ::clock_gettime(CLOCK_MONOTONIC, &now);
-  return static_cast<int64_t>(now.tv_sec) * 1000 + now.tv_nsec / 1000000;
+// --model: a name in the model registry, each listed with its description.
+std::string model_help() {
+  std::string help = "the network, one of the registered models:";
+  for (const auto& model : registered_models()) help += " '" + model.name + "': " + model.description + ".";
+  return help;
 }
 
-void on_signal(int signal) {
-  if (g_stop.exchange(true)) {
-    // The same Ctrl-C often arrives twice in a data-parallel job (from the
-    // terminal and forwarded by the launcher): only a second signal a second
-    // or more after the first means "stop now, without the checkpoint".
-    if (monotonic_ms() - g_first_signal_ms.load() < 1000) return;
-    std::signal(signal, SIG_DFL);
-    std::raise(signal);
-  }
-  g_first_signal_ms = monotonic_ms();
-  g_signal = signal;
+CLI::Validator registered_model() {
+  return CLI::Validator(
+      [](std::string& name) {
+        try {
+          model_info(name);
+          return std::string();
+        } catch (const std::invalid_argument& e) {
+          return std::string(e.what());
+        }
+      },
+      "MODEL");
 }
 
 std::string default_run_dir(const TrainOptions& options) {
@@ -84,59 +81,22 @@ struct Flags {
 
 #define FIELD(type, member) [](TrainOptions& o) -> type& { return o.member; }
 
-} // namespace
-
-Runner add_train_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("train", "Train a CapsNet; evaluates on the test set after each epoch");
-  auto flags = std::make_shared<Flags>();
-  auto preset = std::make_shared<std::string>("paper");
-  auto out = std::make_shared<std::string>();
-  auto resume = std::make_shared<std::string>();
-  auto force = std::make_shared<bool>(false);
-  cmd->add_option("--preset", *preset,
-                  "paper: the paper's settings (default). seed: the seed program's departures "
-                  "(normalised input, unsquared margin loss, prediction mask, MSE, no shift, "
-                  "batch 64, no lr decay, routing softmax over children, W ~ N(0,1)); options "
-                  "given explicitly override the preset")
-      ->check(CLI::IsMember({"paper", "seed"}))
-      ->capture_default_str();
-  auto& f = *flags;
-  f.bind(add_data_option(cmd, f.given.data_dir,
-                         "data directory with the IDX files (default: the data set's own, "
-                         "e.g. data/mnist)"),
-         FIELD(std::string, data_dir));
-  f.bind(add_dataset_option(cmd, f.given.dataset, "data set to train on")->capture_default_str(),
-         FIELD(std::string, dataset));
-  f.add<int64_t>(cmd, "--epochs", FIELD(int64_t, epochs), "epochs to train (with --resume: the new total)")
-      ->check(CLI::PositiveNumber);
-  f.add<int64_t>(cmd, "--batch-size", FIELD(int64_t, batch_size),
-                 "training batch size of each process; the run's (global) batch is this times "
-                 "the world size, and config.json records that")
-      ->check(CLI::PositiveNumber);
-  f.add<double>(cmd, "--lr", FIELD(double, lr), "Adam learning rate")->check(CLI::PositiveNumber);
-  f.add<double>(cmd, "--lr-decay", FIELD(double, lr_decay),
-                "lr multiplier per epoch, applied smoothly every step (the authors' 0.96 per "
-                "2,000 steps of 128 is 0.9905 per MNIST epoch; seed: 1); in (0, 1], checked "
-                "with the other options by the library (validate)");
+// The options of the network and its objective.
+void add_model_options(CLI::App* cmd, Flags& f) {
   f.add<int64_t>(cmd, "--routing-iters", FIELD(int64_t, model.routing_iterations),
-                 "routing iterations r of Procedure 1")
-      ->check(CLI::PositiveNumber);
+                 "routing iterations r of Procedure 1");
   f.add_enum<RoutingSoftmax>(cmd, "--routing-softmax", FIELD(RoutingSoftmax, model.routing_softmax),
                              "softmax of the routing logits over 'parents' (Procedure 1) or "
                              "'children' (the seed)");
-  f.add_enum<ModelKind>(cmd, "--model", FIELD(ModelKind, model_kind),
-                        "the network: the paper's 'capsnet', or Table 1's 'baseline-cnn' (three "
-                        "5x5 convolutions of 256, 256, 128, FC 328 and 192, dropout; "
-                        "cross-entropy)");
+  f.add<std::string>(cmd, "--model", FIELD(std::string, model_name), model_help())
+      ->check(registered_model());
   f.bind(add_routing_option(cmd, f.given.routing), FIELD(RoutingImpl, routing));
   f.bind(add_precision_option(cmd, f.given.precision), FIELD(Precision, precision));
   f.bind(add_device_option(cmd, f.given.device), FIELD(std::string, device));
   f.add<int64_t>(cmd, "--shift", FIELD(int64_t, shift),
-                 "random translation of training images, up to N pixels each way (0: off)")
-      ->check(CLI::NonNegativeNumber);
+                 "random translation of training images, up to N pixels each way (0: off)");
   f.add<double>(cmd, "--recon-weight", FIELD(double, recon_weight),
-                "weight of the reconstruction loss; 0 trains without reconstruction (Table 1)")
-      ->check(CLI::NonNegativeNumber);
+                "weight of the reconstruction loss; 0 trains without reconstruction (Table 1)");
   f.add_enum<ReconstructionLoss>(cmd, "--recon-loss", FIELD(ReconstructionLoss, recon_loss),
                                  "sse: squared error summed per image (paper); mse: mean over "
                                  "pixels (seed)");
@@ -152,153 +112,205 @@ Runner add_train_command(CLI::App& app) {
   f.add<double>(cmd, "--margin-lambda", FIELD(double, margin.lambda),
                 "down-weighting of absent classes in the margin loss");
   f.add<double>(cmd, "--w-init-std", FIELD(double, model.w_init_std),
-                "standard deviation of the normal init of W_ij (seed: 1)")
-      ->check(CLI::PositiveNumber);
+                "standard deviation of the normal init of W_ij (seed: 1)");
   f.add<bool>(cmd, "--digit-bias", FIELD(bool, model.digit_bias),
               "learned bias on s_j before squash, as in the authors' code");
+}
+
+// What the run trains on, for how long, and how it computes.
+void add_run_options(CLI::App* cmd, Flags& f) {
+  f.bind(add_data_option(cmd, f.given.data_dir,
+                         "data directory with the IDX files (default: the data set's own, "
+                         "e.g. data/mnist)"),
+         FIELD(std::string, data_dir));
+  f.bind(add_dataset_option(cmd, f.given.dataset, "data set to train on")->capture_default_str(),
+         FIELD(std::string, dataset));
+  f.add<int64_t>(cmd, "--epochs", FIELD(int64_t, epochs), "epochs to train (with --resume: the new total)");
+  f.add<int64_t>(cmd, "--batch-size", FIELD(int64_t, batch_size),
+                 "training batch size of each process; the run's (global) batch is this times "
+                 "the world size, and config.json records that");
+  f.add<double>(cmd, "--lr", FIELD(double, lr), "Adam learning rate");
+  f.add<double>(cmd, "--lr-decay", FIELD(double, lr_decay),
+                "lr multiplier per epoch, applied smoothly every step (the authors' 0.96 per "
+                "2,000 steps of 128 is 0.9905 per MNIST epoch; seed: 1); in (0, 1], checked "
+                "with the other options by the library (validate)");
   f.add<uint64_t>(cmd, "--seed", FIELD(uint64_t, seed), "random seed (init, order, shifts)");
   f.bind(add_threads_option(cmd, f.given.threads), FIELD(int, threads));
-  f.add<int64_t>(cmd, "--limit", FIELD(int64_t, limit), "train on the first N images (0: all)")
-      ->check(CLI::NonNegativeNumber);
+  f.add<int64_t>(cmd, "--limit", FIELD(int64_t, limit), "train on the first N images (0: all)");
   f.add<int64_t>(cmd, "--test-limit", FIELD(int64_t, test_limit),
-                 "evaluate on the first N test images (0: all)")
-      ->check(CLI::NonNegativeNumber);
+                 "evaluate on the first N test images (0: all)");
   f.add<int64_t>(cmd, "--eval-batch-size", FIELD(int64_t, eval_batch_size),
-                 "batch size of the per-epoch evaluation")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--out", *out, "run directory (default: runs/DATASET-PRESET-TIMESTAMP)");
-  auto* resume_opt = cmd->add_option("--resume", *resume,
+                 "batch size of the per-epoch evaluation");
+}
+
+// torchrun's contract; the flags win over the environment variables. Their
+// bounds are dist::resolve's; only negative values are refused here, which
+// DistOptions reads as "not given".
+void add_dist_options(CLI::App* cmd, dist::DistOptions& dist) {
+  const std::string group = "Data-parallel training (torchrun's variables, or these flags)";
+  cmd->add_option("--rank", dist.rank, "this process's rank (RANK; default 0)")
+      ->check(CLI::NonNegativeNumber)->group(group);
+  cmd->add_option("--world-size", dist.world_size, "number of processes (WORLD_SIZE; default 1)")
+      ->check(CLI::NonNegativeNumber)->group(group);
+  cmd->add_option("--local-rank", dist.local_rank,
+                  "rank on this machine: its GPU with --device cuda (LOCAL_RANK; default the rank)")
+      ->check(CLI::NonNegativeNumber)->group(group);
+  cmd->add_option("--master-addr", dist.master_addr,
+                  "address of rank 0, which hosts the rendezvous store (MASTER_ADDR; default "
+                  "127.0.0.1)")
+      ->group(group);
+  cmd->add_option("--master-port", dist.master_port, "its port (MASTER_PORT; default 29500)")
+      ->check(CLI::NonNegativeNumber)->group(group);
+  add_enum_option(cmd, "--backend", dist.backend,
+                  "collectives: gloo (CPU), nccl (CUDA); auto picks by device")
+      ->group(group);
+  cmd->add_option("--dist-timeout", dist.timeout_seconds,
+                  "seconds a rank waits for the others (rendezvous, each collective) before "
+                  "failing")
+      ->capture_default_str()->group(group);
+  cmd->add_option("--grad-bucket-mb", dist.bucket_megabytes,
+                  "gradient bucket size; each bucket's all-reduce starts as soon as backward "
+                  "has filled it")
+      ->capture_default_str()->group(group);
+  cmd->add_flag("--no-grad-overlap{false}", dist.overlap,
+                "start the all-reduces only after backward (to measure what overlap gains)")
+      ->group(group);
+}
+
+// Every value the command line gives train; the runner owns it.
+struct TrainFlags {
+  Flags flags;
+  std::string preset = "paper", out, resume;
+  bool force = false;
+  double time_limit = 0;
+  dist::DistOptions dist;
+};
+
+// The options of the run: the checkpoint's with what may change (--resume),
+// or the preset's with the options given.
+TrainOptions options_of_run(const TrainFlags& t, const dist::DistOptions& distributed,
+                            std::string& run_dir) {
+  if (!t.resume.empty()) {
+    run_dir = t.resume;
+    auto options = load_checkpoint(last_checkpoint_path(run_dir)).options;
+    const std::vector<std::string> may_change = {"--epochs", "--threads", "--data",
+                                                 "--eval-batch-size", "--routing",
+                                                 "--precision", "--device"};
+    for (const auto& [option, apply] : t.flags.bound) {
+      if (option->count() == 0) continue;
+      const auto name = option->get_name();
+      if (std::find(may_change.begin(), may_change.end(), name) == may_change.end()) {
+        throw std::invalid_argument(name + " cannot change when resuming: the run keeps the "
+                                           "options in its config.json");
+      }
+      apply(options);
+    }
+    return options;
+  }
+  auto options = t.flags.resolve(t.preset);
+  run_dir = t.out.empty() ? default_run_dir(options) : t.out;
+  // --batch-size is per process; the run's batch is global.
+  options.batch_size *= distributed.world_size;
+  // The model takes the data set's images (36x36 MultiMNIST, 40x40 framed digits).
+  options.model.image_size = dataset_info(options.dataset).image_size;
+  options.baseline.image_size = options.model.image_size;
+  return options;
+}
+
+// What the user reads when train returns, and the exit code.
+int report_run(const TrainReport& report, const TrainOptions& options, const std::string& run_dir,
+               const TrainFlags& t, int64_t rank, const StopSignals& signals) {
+  if (report.time_limit_reached) {
+    if (rank > 0) return 0;
+    std::cout << "time limit of " << t.time_limit << " s reached: stopped ";
+    if (report.interrupted) {
+      std::cout << "mid-epoch at epoch " << report.state.epoch + 1 << ", step "
+                << report.state.step_in_epoch << " (no epoch had finished to judge by)";
+    } else {
+      std::cout << "after epoch " << report.state.epoch << " of " << options.epochs;
+    }
+    std::cout << "; checkpoint " << report.last_checkpoint;
+    if (report.state.epoch > 0) {
+      std::cout << ", best test accuracy " << 100 * report.state.best_accuracy << "%";
+    }
+    std::cout << "\ncontinue with: capsnet train --resume " << run_dir << std::endl;
+    return 0;
+  }
+  if (report.interrupted && rank > 0) return signals.exit_code(); // rank 0 says where
+  if (report.interrupted) {
+    std::cerr << program_name() << ": interrupted at epoch " << report.state.epoch + 1 << ", step "
+              << report.state.step_in_epoch << "; checkpoint written to "
+              << report.last_checkpoint << "\nresume with: capsnet train --resume " << run_dir
+              << "\n";
+    return signals.exit_code();
+  }
+  if (rank > 0) return 0;
+  std::cout << "done: best test accuracy " << 100 * report.state.best_accuracy
+            << "%; checkpoints " << last_checkpoint_path(run_dir) << " and "
+            << best_checkpoint_path(run_dir) << std::endl;
+  return 0;
+}
+
+int run_train(const TrainFlags& t) {
+  const auto distributed = dist::resolve(t.dist);
+  if (distributed.world_size > 1) {
+    set_program_name("capsnet[rank " + std::to_string(distributed.rank) + "]");
+  }
+  std::string run_dir;
+  const auto options = options_of_run(t, distributed, run_dir);
+  TrainControl control;
+  control.resume = !t.resume.empty();
+  control.distributed = distributed;
+  // --threads 0 means every core, shared among this machine's processes.
+  const int threads =
+      options.threads > 0 ? options.threads
+                          : std::max<int>(1, resolve_threads(0) /
+                                                 static_cast<int>(distributed.local_world_size));
+  StopSignals signals;
+  control.force = t.force;
+  control.time_limit_seconds = t.time_limit;
+  control.stop = &signals.stop();
+  control.log = &std::cout;
+  control.terminal = ::isatty(STDOUT_FILENO);
+  set_thread_count(threads);
+  if (distributed.rank == 0) std::cout << "run directory: " << run_dir << std::endl;
+  const auto report = train(options, run_dir, control);
+  return report_run(report, options, run_dir, t, distributed.rank, signals);
+}
+
+} // namespace
+
+Runner add_train_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("train", "Train a CapsNet; evaluates on the test set after each epoch");
+  auto t = std::make_shared<TrainFlags>();
+  cmd->add_option("--preset", t->preset,
+                  "paper: the paper's settings (default). seed: the seed program's departures "
+                  "(normalised input, unsquared margin loss, prediction mask, MSE, no shift, "
+                  "batch 64, no lr decay, routing softmax over children, W ~ N(0,1)); options "
+                  "given explicitly override the preset")
+      ->check(CLI::IsMember({"paper", "seed"}))
+      ->capture_default_str();
+  add_run_options(cmd, t->flags);
+  add_model_options(cmd, t->flags);
+  cmd->add_option("--out", t->out, "run directory (default: runs/DATASET-PRESET-TIMESTAMP)");
+  auto* resume_opt = cmd->add_option("--resume", t->resume,
                                      "continue the run in RUN_DIR from its last.pt (--epochs, "
                                      "--threads, --data, --eval-batch-size, --routing, "
                                      "--precision and --device may change)");
   resume_opt->excludes(cmd->get_option("--out"))->excludes(cmd->get_option("--preset"));
-  // torchrun's contract; the flags win over the environment variables.
-  auto dist = std::make_shared<dist::DistOptions>();
-  const std::string group = "Data-parallel training (torchrun's variables, or these flags)";
-  cmd->add_option("--rank", dist->rank, "this process's rank (RANK; default 0)")
-      ->check(CLI::NonNegativeNumber)->group(group);
-  cmd->add_option("--world-size", dist->world_size, "number of processes (WORLD_SIZE; default 1)")
-      ->check(CLI::PositiveNumber)->group(group);
-  cmd->add_option("--local-rank", dist->local_rank,
-                  "rank on this machine: its GPU with --device cuda (LOCAL_RANK; default the rank)")
-      ->check(CLI::NonNegativeNumber)->group(group);
-  cmd->add_option("--master-addr", dist->master_addr,
-                  "address of rank 0, which hosts the rendezvous store (MASTER_ADDR; default "
-                  "127.0.0.1)")
-      ->group(group);
-  cmd->add_option("--master-port", dist->master_port, "its port (MASTER_PORT; default 29500)")
-      ->check(CLI::Range(1, 65535))->group(group);
-  add_enum_option(cmd, "--backend", dist->backend,
-                  "collectives: gloo (CPU), nccl (CUDA); auto picks by device")
-      ->group(group);
-  cmd->add_option("--dist-timeout", dist->timeout_seconds,
-                  "seconds a rank waits for the others (rendezvous, each collective) before "
-                  "failing")
-      ->check(finite_range(0.001, 86400))->capture_default_str()->group(group);
-  cmd->add_option("--grad-bucket-mb", dist->bucket_megabytes,
-                  "gradient bucket size; each bucket's all-reduce starts as soon as backward "
-                  "has filled it")
-      ->check(finite_range(0.001, 4096))->capture_default_str()->group(group);
-  cmd->add_flag("--no-grad-overlap{false}", dist->overlap,
-                "start the all-reduces only after backward (to measure what overlap gains)")
-      ->group(group);
-  auto time_limit = std::make_shared<double>(0);
-  cmd->add_option("--time-limit", *time_limit,
+  add_dist_options(cmd, t->dist);
+  cmd->add_option("--time-limit", t->time_limit,
                   "wall-clock budget in seconds (0: none): stop at the last epoch boundary "
                   "that fits it, judged by the longest epoch so far, with last.pt written; "
                   "an epoch that overruns it anyway (the first) stops mid-epoch; continue "
                   "with --resume")
       ->check(finite_range(0, 1e9));
-  cmd->add_flag("--force", *force,
+  cmd->add_flag("--force", t->force,
                 "train in a directory that is not empty (its config.json and metrics.jsonl are "
                 "replaced), or resume on other data than the run recorded");
+  return [t]() { return run_train(*t); };
+}
 
 #undef FIELD
-
-  return [flags, preset, out, resume, force, dist, time_limit]() {
-    const auto distributed = dist::resolve(*dist);
-    if (distributed.world_size > 1) {
-      set_program_name("capsnet[rank " + std::to_string(distributed.rank) + "]");
-    }
-    TrainOptions options;
-    std::string run_dir;
-    TrainControl control;
-    if (!resume->empty()) {
-      run_dir = *resume;
-      options = load_checkpoint(last_checkpoint_path(run_dir)).options;
-      const std::vector<std::string> may_change = {"--epochs", "--threads", "--data",
-                                                   "--eval-batch-size", "--routing",
-                                                   "--precision", "--device"};
-      for (const auto& [option, apply] : flags->bound) {
-        if (option->count() == 0) continue;
-        const auto name = option->get_name();
-        if (std::find(may_change.begin(), may_change.end(), name) == may_change.end()) {
-          throw std::invalid_argument(name + " cannot change when resuming: the run keeps the "
-                                             "options in its config.json");
-        }
-        apply(options);
-      }
-      control.resume = true;
-    } else {
-      options = flags->resolve(*preset);
-      run_dir = out->empty() ? default_run_dir(options) : *out;
-      // --batch-size is per process; the run's batch is global.
-      options.batch_size *= distributed.world_size;
-      // The model takes the data set's images (36x36 MultiMNIST, 40x40 framed digits).
-      options.model.image_size = dataset_info(options.dataset).image_size;
-      options.baseline.image_size = options.model.image_size;
-    }
-    control.distributed = distributed;
-    // --threads 0 means every core, shared among this machine's processes.
-    const int threads =
-        options.threads > 0 ? options.threads
-                            : std::max<int>(1, resolve_threads(0) /
-                                                   static_cast<int>(distributed.local_world_size));
-    g_stop = false;
-    std::signal(SIGINT, on_signal);
-    std::signal(SIGTERM, on_signal);
-    control.force = *force;
-    control.time_limit_seconds = *time_limit;
-    control.stop = &g_stop;
-    control.log = &std::cout;
-    control.terminal = ::isatty(STDOUT_FILENO);
-    set_thread_count(threads);
-    if (distributed.rank == 0) std::cout << "run directory: " << run_dir << std::endl;
-    auto report = train(options, run_dir, control);
-    std::signal(SIGINT, SIG_DFL);
-    std::signal(SIGTERM, SIG_DFL);
-    if (report.time_limit_reached) {
-      if (distributed.rank > 0) return 0;
-      std::cout << "time limit of " << *time_limit << " s reached: stopped ";
-      if (report.interrupted) {
-        std::cout << "mid-epoch at epoch " << report.state.epoch + 1 << ", step "
-                  << report.state.step_in_epoch << " (no epoch had finished to judge by)";
-      } else {
-        std::cout << "after epoch " << report.state.epoch << " of " << options.epochs;
-      }
-      std::cout << "; checkpoint " << report.last_checkpoint;
-      if (report.state.epoch > 0) {
-        std::cout << ", best test accuracy " << 100 * report.state.best_accuracy << "%";
-      }
-      std::cout << "\ncontinue with: capsnet train --resume " << run_dir << std::endl;
-      return 0;
-    }
-    if (report.interrupted && distributed.rank > 0) {
-      return 128 + (g_signal ? g_signal.load() : SIGINT); // rank 0 says where the checkpoint is
-    }
-    if (report.interrupted) {
-      std::cerr << program_name() << ": interrupted at epoch " << report.state.epoch + 1 << ", step "
-                << report.state.step_in_epoch << "; checkpoint written to "
-                << report.last_checkpoint << "\nresume with: capsnet train --resume " << run_dir
-                << "\n";
-      return 128 + (g_signal ? g_signal.load() : SIGINT);
-    }
-    if (distributed.rank > 0) return 0;
-    std::cout << "done: best test accuracy " << 100 * report.state.best_accuracy
-              << "%; checkpoints " << last_checkpoint_path(run_dir) << " and "
-              << best_checkpoint_path(run_dir) << std::endl;
-    return 0;
-  };
-}
 
 } // namespace capsnet::cli

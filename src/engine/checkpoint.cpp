@@ -1,5 +1,6 @@
 #include "capsnet/engine/checkpoint.h"
 
+#include "capsnet/data/registry.h"
 #include "capsnet/io/atomic_file.h"
 
 #include <nlohmann/json.hpp>
@@ -66,23 +67,36 @@ double read_double(torch::serialize::InputArchive& archive, const std::string& p
 
 void save_checkpoint(const std::string& path, CapsNet& model, torch::optim::Adam* optimizer,
                      const TrainOptions& options, const TrainingState& state) {
-  save_checkpoint(path, *model, optimizer, options, state);
+  const auto& c = model->config;
+  save_checkpoint(path, *model, optimizer, options, {c.image_size, c.in_channels, c.num_classes, 1},
+                  state);
 }
 
-CapsNet& LoadedCheckpoint::capsnet(const std::string& what) {
-  if (!model) {
-    throw CheckpointError(what + " works on CapsNet checkpoints only; this one holds a " +
-                          enum_name(options.model_kind) + " (Table 1's baseline has no capsules)");
+void LoadedCheckpoint::require(Capability capability, const std::string& what) const {
+  try {
+    info->require(capability, what);
+  } catch (const std::invalid_argument& e) {
+    throw CheckpointError(e.what());
   }
-  return model;
+}
+
+CapsNet LoadedCheckpoint::capsnet(const std::string& what) const {
+  require(Capability::kCapsules, what);
+  auto model = std::dynamic_pointer_cast<CapsNetImpl>(network);
+  if (!model) {
+    throw CheckpointError(what + ": model '" + info->name + "' offers capsules but is not a "
+                                 "CapsNet, which " + what + " reads");
+  }
+  return CapsNet(model);
 }
 
 void save_checkpoint(const std::string& path, torch::nn::Module& model,
                      torch::optim::Adam* optimizer, const TrainOptions& options,
-                     const TrainingState& state) {
+                     const DataShape& shape, const TrainingState& state) {
   torch::serialize::OutputArchive archive;
   archive.write("format", c10::IValue(std::string(kFormat)));
   archive.write("options", c10::IValue(nlohmann::json(options).dump()));
+  archive.write("data_shape", c10::IValue(nlohmann::json(shape).dump()));
   torch::serialize::OutputArchive model_archive;
   model.save(model_archive);
   archive.write("model", model_archive);
@@ -104,6 +118,45 @@ void save_checkpoint(const std::string& path, torch::nn::Module& model,
   write_file_atomically(path, [&](const std::string& temporary) { archive.save_to(temporary); });
 }
 
+namespace {
+
+// What checkpoints written before the shape was recorded were built for: their
+// architecture's own sizes (the CapsNet's or the baseline's).
+DataShape recorded_shape(const TrainOptions& options) {
+  DataShape shape;
+  const bool baseline = options.model_name == "baseline-cnn";
+  shape.image_size = baseline ? options.baseline.image_size : options.model.image_size;
+  shape.channels = baseline ? options.baseline.in_channels : options.model.in_channels;
+  shape.classes = baseline ? options.baseline.num_classes : options.model.num_classes;
+  for (const auto& info : registered_datasets()) {
+    if (info.name == options.dataset) shape.labels_per_image = info.labels_per_image;
+  }
+  return shape;
+}
+
+// The network the checkpoint records, through its model's registry entry.
+void build_network(torch::serialize::InputArchive& archive, const std::string& path,
+                   LoadedCheckpoint& loaded) {
+  try {
+    loaded.info = &model_info(loaded.options.model_name);
+  } catch (const std::invalid_argument& e) {
+    throw CheckpointError(path + ": " + e.what() + " (the checkpoint names a model this program "
+                                 "does not register)");
+  }
+  c10::IValue shape;
+  try {
+    loaded.shape = archive.try_read("data_shape", shape) && shape.isString()
+                       ? nlohmann::json::parse(shape.toStringRef()).get<DataShape>()
+                       : recorded_shape(loaded.options);
+    loaded.network = loaded.info->build(loaded.shape, loaded.options);
+  } catch (const std::exception& e) {
+    throw CheckpointError(path + ": the checkpoint's model and data shape disagree (" + e.what() +
+                          "); the file is damaged");
+  }
+}
+
+} // namespace
+
 LoadedCheckpoint load_checkpoint(const std::string& path) {
   auto archive = open_archive(path);
   LoadedCheckpoint loaded;
@@ -117,11 +170,7 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
     throw CheckpointError(path + ": checkpoint options are unreadable (" + e.what() +
                           "); it was written by an incompatible capsnet version");
   }
-  if (loaded.options.model_kind == ModelKind::kCapsNet) {
-    loaded.model = CapsNet(loaded.options.model);
-  } else {
-    loaded.baseline = BaselineCnn(loaded.options.baseline);
-  }
+  build_network(archive, path, loaded);
   auto& module = loaded.module();
   std::map<std::string, std::vector<int64_t>> expected;
   for (const auto& item : module.named_parameters()) {

@@ -153,8 +153,9 @@ EvalResult evaluate(BaselineCnn& model, const Dataset& data, const TrainOptions&
 }
 
 EvalResult evaluate(LoadedCheckpoint& loaded, const Dataset& data, const TrainOptions& options) {
-  return loaded.model ? evaluate(loaded.model, data, options)
-                      : evaluate(loaded.baseline, data, options);
+  auto task = loaded.task(options);
+  return evaluate_on(*task, loaded.shape.image_size, loaded.module().parameters().front().device(),
+                     data, options);
 }
 
 } // namespace capsnet

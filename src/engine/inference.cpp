@@ -6,9 +6,11 @@
 
 namespace capsnet {
 
-Predictor Predictor::load(const std::string& checkpoint) {
+Predictor Predictor::load(const std::string& checkpoint, const std::string& what,
+                          const std::vector<Capability>& needs) {
   auto loaded = load_checkpoint(checkpoint);
-  return Predictor(loaded.capsnet("predict, reconstruct and perturb"), loaded.options);
+  for (const auto capability : needs) loaded.require(capability, what);
+  return Predictor(loaded.capsnet(what), loaded.options);
 }
 
 Predictor::Predictor(CapsNet model, TrainOptions options)

@@ -1,6 +1,7 @@
 #include "capsnet/engine/options.h"
 
 #include "capsnet/data/registry.h"
+#include "capsnet/engine/models.h"
 
 #include <nlohmann/json.hpp>
 
@@ -51,7 +52,8 @@ void validate(const TrainOptions& o) {
   require(std::isfinite(o.lr) && o.lr > 0, "--lr must be a positive number, got " + std::to_string(o.lr));
   require(std::isfinite(o.lr_decay) && o.lr_decay > 0 && o.lr_decay <= 1,
           "--lr-decay must be in (0, 1], got " + std::to_string(o.lr_decay));
-  if (o.model_kind == ModelKind::kBaselineCnn) o.baseline.validate();
+  const auto& entry = model_info(o.model_name);
+  if (entry.validate) entry.validate(o);
   require(o.shift >= 0 && o.shift < o.model.image_size,
           "--shift must be in [0, image size), got " + std::to_string(o.shift));
   require(std::isfinite(o.recon_weight) && o.recon_weight >= 0,
@@ -114,6 +116,8 @@ TrainOptions train_options_from_json(const nlohmann::json& json) {
                    {"lambda", j.value("margin_lambda", 0.5)},
                    {"squared", j.value("margin_squared", true)}};
   }
+  // Runs written before the model registry named their network "model_kind".
+  if (!j.contains("model_name") && j.contains("model_kind")) j["model_name"] = j["model_kind"];
   auto options = j.get<TrainOptions>();
   validate(options);
   return options;

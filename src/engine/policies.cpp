@@ -30,41 +30,50 @@ void RunLogger::step(int64_t epoch, int64_t epochs, int64_t step, int64_t steps,
   progress_.update(epoch, epochs, step, steps, images_per_second, loss, accuracy, eta_seconds);
 }
 
+EpochRecord EpochSummary::record() const {
+  EpochRecord r;
+  r.epoch = epoch;
+  r.train_loss = train_loss;
+  r.train_accuracy = train_accuracy;
+  r.lr = lr;
+  r.seconds = seconds;
+  r.images_per_second = images_per_second;
+  if (eval) {
+    r.evaluated = true;
+    r.test_loss = eval->loss;
+    r.test_accuracy = eval->accuracy();
+    r.test_errors = eval->errors();
+    r.test_size = eval->total;
+    r.eval_seconds = eval->seconds;
+  }
+  for (const auto& [name, value] : extra) r.extra[name] = value;
+  return r;
+}
+
 void RunLogger::epoch(const EpochSummary& s) {
   progress_.finish();
-  nlohmann::json row = {{"epoch", s.epoch},
-                        {"train_loss", s.train_loss},
-                        {"train_accuracy", s.train_accuracy},
-                        {"lr", s.lr},
-                        {"seconds", s.seconds},
-                        {"images_per_second", s.images_per_second}};
   char line[384];
   int used = std::snprintf(line, sizeof(line), "epoch %ld/%ld: train loss %.4f acc %.2f%%",
                            static_cast<long>(s.epoch), static_cast<long>(s.epochs), s.train_loss,
                            100 * s.train_accuracy);
   if (s.eval) {
-    row["test_loss"] = s.eval->loss;
-    row["test_accuracy"] = s.eval->accuracy();
-    row["test_errors"] = s.eval->errors();
-    row["test_size"] = s.eval->total;
-    row["eval_seconds"] = s.eval->seconds;
     used += std::snprintf(line + used, sizeof(line) - used,
                           " | test loss %.4f acc %.2f%% (%ld errors)", s.eval->loss,
                           100 * s.eval->accuracy(), static_cast<long>(s.eval->errors()));
   }
   used += std::snprintf(line + used, sizeof(line) - used, " | %s, %.1f img/s",
                         format_duration(s.seconds).c_str(), s.images_per_second);
-  for (const auto& [name, value] : s.extra) row[name] = value;
-  double exposed = -1, hidden = -1;
-  for (const auto& [name, value] : s.extra) {
-    if (name == "allreduce_exposed_seconds") exposed = value;
-    if (name == "allreduce_hidden_fraction") hidden = value;
-  }
-  if (exposed >= 0 && hidden >= 0 && used < static_cast<int>(sizeof(line))) {
+  const auto record = s.record();
+  const auto exposed = record.extra.find("allreduce_exposed_seconds");
+  const auto hidden = record.extra.find("allreduce_hidden_fraction");
+  if (exposed != record.extra.end() && hidden != record.extra.end() &&
+      used < static_cast<int>(sizeof(line))) {
     std::snprintf(line + used, sizeof(line) - used, " | all-reduce %.0f ms/step exposed, %.0f%% hidden",
-                  1000 * exposed, 100 * hidden);
+                  1000 * exposed->second, 100 * hidden->second);
   }
-  if (!metrics_path_.empty()) append_file_atomically(metrics_path_, row.dump() + "\n");
+  if (!metrics_path_.empty()) {
+    append_file_atomically(metrics_path_, nlohmann::json(record).dump() + "\n");
+  }
   out_ << line << std::endl;
 }
 

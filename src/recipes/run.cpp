@@ -1,6 +1,8 @@
 #include "capsnet/recipes/run.h"
 
 #include "capsnet/data/registry.h"
+#include "capsnet/engine/epoch_record.h"
+#include "capsnet/engine/models.h"
 #include "capsnet/engine/runtime.h"
 #include "capsnet/engine/trainer.h"
 #include "capsnet/io/atomic_file.h"
@@ -33,23 +35,6 @@ std::string best_checkpoint_path(const std::string& run_dir) {
 }
 
 namespace {
-
-void check_fits(const DatasetInfo& info, const Dataset& data, const std::string& dir,
-                const TrainOptions& options) {
-  const bool capsnet = options.model_kind == ModelKind::kCapsNet;
-  const int64_t image_size = capsnet ? options.model.image_size : options.baseline.image_size;
-  const int64_t classes = capsnet ? options.model.num_classes : options.baseline.num_classes;
-  // Generated data sets make images of their own size from the files'.
-  const int64_t side = info.source ? info.image_size : data.images.size(2);
-  if (side != image_size) {
-    throw TrainingError(dir + ": " + info.name + " images are " + std::to_string(side) +
-                        " pixels wide but the model expects " + std::to_string(image_size));
-  }
-  if (data.num_classes != classes) {
-    throw TrainingError(dir + ": the data set has " + std::to_string(data.num_classes) +
-                        " classes but the model has " + std::to_string(classes));
-  }
-}
 
 // flock on run_dir/.lock for as long as the run lasts; the kernel releases it
 // when the process dies, however it dies. The file holds the owner's PID.
@@ -90,7 +75,7 @@ void keep_metrics_up_to(const std::string& path, int64_t epochs) {
   while (std::getline(in, line)) {
     int64_t epoch = 0;
     try {
-      epoch = nlohmann::json::parse(line).at("epoch").get<int64_t>();
+      epoch = nlohmann::json::parse(line).get<EpochRecord>().epoch;
     } catch (const nlohmann::json::exception&) {
       dropped = true; // a torn or foreign line
       continue;
@@ -128,6 +113,145 @@ uint32_t run_digest(const TrainOptions& options, const std::string& data,
 
 } // namespace
 
+namespace {
+
+// Both splits of the run's data, what they are and the shape of their examples.
+struct RunData {
+  const DatasetInfo* info = nullptr;
+  std::string dir;
+  Dataset train, test;
+  std::string identity; // data_of(): checkpoints record it
+  DataShape shape;
+};
+
+RunData load_run_data(const TrainOptions& options) {
+  RunData data;
+  data.info = &dataset_info(options.dataset);
+  data.dir = options.data_dir.empty() ? data.info->default_dir : options.data_dir;
+  data.train = load_dataset(data.dir, Split::kTrain, options.dataset, options.limit);
+  data.test = load_dataset(data.dir, Split::kTest, options.dataset, options.test_limit);
+  data.identity = data_of(data.train, data.test);
+  data.shape = data_shape(*data.info, data.train);
+  return data;
+}
+
+// What a run starts from: a checkpoint's network and state, or fresh ones.
+struct RunStart {
+  ModulePtr network;
+  TrainingState state;
+  std::unique_ptr<RunLock> lock; // rank 0's
+};
+
+RunStart resume_run(const TrainOptions& options, const std::string& run_dir,
+                    const TrainControl& control, const RunData& data, bool speaks) {
+  if (!fs::is_directory(run_dir)) throw TrainingError(run_dir + ": no such run directory");
+  RunStart start;
+  if (speaks) start.lock = std::make_unique<RunLock>(run_dir);
+  const auto last_path = last_checkpoint_path(run_dir);
+  auto loaded = load_checkpoint(last_path);
+  if (loaded.options.model_name != options.model_name || loaded.options.model != options.model ||
+      nlohmann::json(loaded.options.baseline) != nlohmann::json(options.baseline)) {
+    throw TrainingError(last_path + ": the checkpoint's architecture differs from the options "
+                                    "given; resume with the checkpoint's own options");
+  }
+  if (!(loaded.shape == data.shape)) {
+    throw TrainingError(data.dir + ": " + options.dataset + " examples are " +
+                        nlohmann::json(data.shape).dump() + " but " + last_path +
+                        " was built for " + nlohmann::json(loaded.shape).dump());
+  }
+  if (!loaded.state.data.empty() && loaded.state.data != data.identity && !control.force) {
+    throw TrainingError(last_path + ": the run trained on other data (" + loaded.state.data +
+                        ") than " + data.dir + " holds now (" + data.identity +
+                        "); resume with the run's data, or pass --force to go on with this");
+  }
+  start.network = loaded.network;
+  start.state = loaded.state;
+  start.state.data = data.identity;
+  if (speaks) keep_metrics_up_to((fs::path(run_dir) / "metrics.jsonl").string(), start.state.epoch);
+  return start;
+}
+
+// A new run's directory: empty or new (or control.force), locked, without
+// metrics rows of a run that died before its first checkpoint.
+std::unique_ptr<RunLock> claim_run_dir(const std::string& run_dir, const TrainControl& control) {
+  if (fs::exists(last_checkpoint_path(run_dir))) {
+    throw TrainingError(run_dir + " already holds a training run (last.pt); continue it "
+                                  "with --resume " + run_dir + " or choose another --out");
+  }
+  std::error_code ec;
+  if (fs::exists(run_dir) && !fs::is_directory(run_dir)) {
+    throw TrainingError(run_dir + " is a file, not a directory; choose another --out");
+  }
+  if (fs::exists(run_dir) && !fs::is_empty(run_dir, ec) && !control.force) {
+    throw TrainingError(run_dir + " is not empty; a new run needs an empty or new "
+                                  "directory (choose another --out, or pass --force to "
+                                  "train there, replacing its config.json and "
+                                  "metrics.jsonl)");
+  }
+  fs::create_directories(run_dir);
+  auto lock = std::make_unique<RunLock>(run_dir);
+  fs::remove(fs::path(run_dir) / "metrics.jsonl");
+  return lock;
+}
+
+RunStart start_run(const TrainOptions& options, const std::string& run_dir,
+                   const TrainControl& control, const RunData& data, bool speaks,
+                   int64_t world) {
+  RunStart start;
+  if (speaks) start.lock = claim_run_dir(run_dir, control);
+  start.state.data = data.identity;
+  torch::manual_seed(options.seed);
+  try {
+    start.network = model_info(options.model_name).build(data.shape, options);
+  } catch (const TrainingError& e) {
+    throw TrainingError(data.dir + ": " + options.dataset + ": " + e.what());
+  }
+  if (speaks) {
+    nlohmann::json config = options;
+    config["libtorch_version"] = TORCH_VERSION;
+    config["threads_used"] = at::get_num_threads();
+    config["world_size"] = world;
+    config["train_size"] = data.train.size();
+    config["test_size"] = data.test.size();
+    config["data_shape"] = data.shape;
+    write_file_atomically((fs::path(run_dir) / "config.json").string(), config.dump(2) + "\n");
+  }
+  return start;
+}
+
+// The line that opens the run's log.
+std::string run_banner(const TrainOptions& options, const BatchSource& train,
+                       const BatchSource& test, const dist::ProcessGroup* group,
+                       Precision precision, c10::Device device) {
+  std::ostringstream line;
+  line << "training on " << train.size() << " " << options.dataset << " images, testing on "
+       << test.size() << "; batch " << options.batch_size;
+  const int64_t world = group ? group->world_size() : 1;
+  if (world > 1) {
+    line << " (" << world << " processes of " << options.batch_size / world
+         << (options.batch_size % world ? "-" + std::to_string(options.batch_size / world + 1) : "")
+         << ", " << enum_name(group->backend()) << ")";
+  }
+  line << ", " << at::get_num_threads() << " threads, "
+       << model_info(options.model_name).summary(options) << ", " << enum_name(precision) << " on "
+       << device.str();
+  return line.str();
+}
+
+// The precision the run computes in: the options' where the model has a bf16
+// path and the device supports it, else fp32 (saying so).
+Precision run_precision(const ModelInfo& model, const TrainOptions& options, std::ostream& out,
+                        c10::Device device) {
+  if (model.offers(Capability::kBf16)) return usable_precision(options.precision, out, device);
+  if (options.precision != Precision::kFp32) {
+    out << "model '" << model.name << "' trains in fp32 (it has no bf16 path; --precision "
+        << enum_name(options.precision) << " applies to capsnet)\n";
+  }
+  return Precision::kFp32;
+}
+
+} // namespace
+
 // The run in run_dir as rank `group->rank()` of a data-parallel job, or
 // alone when `group` is null.
 TrainReport train_in_group(const TrainOptions& options, const std::string& run_dir,
@@ -139,91 +263,22 @@ TrainReport train_in_group(const TrainOptions& options, const std::string& run_d
   std::ostream null_stream(nullptr);
   std::ostream& out = control.log && speaks ? *control.log : null_stream;
 
-  const auto data_dir =
-      options.data_dir.empty() ? dataset_info(options.dataset).default_dir : options.data_dir;
-  auto train_data = load_dataset(data_dir, Split::kTrain, options.dataset, options.limit);
-  auto test_data = load_dataset(data_dir, Split::kTest, options.dataset, options.test_limit);
-  const auto& info = dataset_info(options.dataset);
-  check_fits(info, train_data, data_dir, options);
-
+  auto data = load_run_data(options);
+  auto start = control.resume ? resume_run(options, run_dir, control, data, speaks)
+                              : start_run(options, run_dir, control, data, speaks, world);
   TrainReport report;
-  TrainingState& state = report.state;
-  const bool capsnet = options.model_kind == ModelKind::kCapsNet;
-  CapsNet model{nullptr};
-  BaselineCnn baseline{nullptr};
-  const auto last_path = last_checkpoint_path(run_dir);
-  const auto metrics_path = (fs::path(run_dir) / "metrics.jsonl").string();
-  const auto data = data_of(train_data, test_data);
-  std::unique_ptr<RunLock> lock;
-  if (control.resume) {
-    if (!fs::is_directory(run_dir)) throw TrainingError(run_dir + ": no such run directory");
-    if (speaks) lock = std::make_unique<RunLock>(run_dir);
-    auto loaded = load_checkpoint(last_path);
-    if (loaded.options.model_kind != options.model_kind || loaded.options.model != options.model ||
-        nlohmann::json(loaded.options.baseline) != nlohmann::json(options.baseline)) {
-      throw TrainingError(last_path + ": the checkpoint's architecture differs from the options "
-                                      "given; resume with the checkpoint's own options");
-    }
-    if (!loaded.state.data.empty() && loaded.state.data != data && !control.force) {
-      throw TrainingError(last_path + ": the run trained on other data (" + loaded.state.data +
-                          ") than " + data_dir + " holds now (" + data +
-                          "); resume with the run's data, or pass --force to go on with this");
-    }
-    model = loaded.model;
-    baseline = loaded.baseline;
-    state = loaded.state;
-    state.data = data;
-    if (speaks) keep_metrics_up_to(metrics_path, state.epoch);
-  } else {
-    if (speaks) {
-      if (fs::exists(last_path)) {
-        throw TrainingError(run_dir + " already holds a training run (last.pt); continue it "
-                                      "with --resume " + run_dir + " or choose another --out");
-      }
-      std::error_code ec;
-      if (fs::exists(run_dir) && !fs::is_directory(run_dir)) {
-        throw TrainingError(run_dir + " is a file, not a directory; choose another --out");
-      }
-      if (fs::exists(run_dir) && !fs::is_empty(run_dir, ec) && !control.force) {
-        throw TrainingError(run_dir + " is not empty; a new run needs an empty or new "
-                                      "directory (choose another --out, or pass --force to "
-                                      "train there, replacing its config.json and "
-                                      "metrics.jsonl)");
-      }
-      fs::create_directories(run_dir);
-      lock = std::make_unique<RunLock>(run_dir);
-      // Rows left by a run that died before its first checkpoint belong to no run.
-      fs::remove(metrics_path);
-    }
-    state.data = data;
-    torch::manual_seed(options.seed);
-    if (capsnet) {
-      model = CapsNet(options.model);
-    } else {
-      baseline = BaselineCnn(options.baseline);
-    }
-    if (speaks) {
-      nlohmann::json config = options;
-      config["libtorch_version"] = TORCH_VERSION;
-      config["threads_used"] = at::get_num_threads();
-      config["world_size"] = world;
-      config["train_size"] = train_data.size();
-      config["test_size"] = test_data.size();
-      write_file_atomically((fs::path(run_dir) / "config.json").string(),
-                            config.dump(2) + "\n");
-    }
+  report.state = start.state;
+  if (group) {
+    group->check_same(run_digest(options, data.identity, report.state),
+                      "options, data or checkpoint");
   }
-  if (group) group->check_same(run_digest(options, data, state), "options, data or checkpoint");
-  torch::nn::Module& net = capsnet ? static_cast<torch::nn::Module&>(*model) : *baseline;
+  const auto& model = model_info(options.model_name);
+  torch::nn::Module& net = *start.network;
   net.to(device);
-  Precision precision = Precision::kFp32;
-  if (capsnet) {
-    model->set_routing_impl(options.routing);
-    precision = usable_precision(options.precision, out, device);
-    model->set_precision(precision);
-  } else if (options.precision != Precision::kFp32) {
-    out << "the baseline CNN trains in fp32 (--precision applies to the CapsNet's convolution)\n";
-  }
+  auto task = model.task(start.network, options);
+  const auto precision = run_precision(model, options, out, device);
+  task->set_execution(options.routing, precision);
+  const auto last_path = last_checkpoint_path(run_dir);
   torch::optim::Adam optimizer(net.parameters(), torch::optim::AdamOptions(options.lr));
   if (control.resume) load_optimizer_state(last_path, optimizer);
   if (group) {
@@ -231,56 +286,36 @@ TrainReport train_in_group(const TrainOptions& options, const std::string& run_d
     group->broadcast_parameters();
   }
 
-  const auto train_source =
-      make_source(info, std::move(train_data), Split::kTrain, options.shift, options.normalize, device);
-  const auto test_source =
-      make_source(info, std::move(test_data), Split::kTest, options.shift, options.normalize, device);
+  const auto train_source = make_source(*data.info, std::move(data.train), Split::kTrain,
+                                        options.shift, options.normalize, device);
+  const auto test_source = make_source(*data.info, std::move(data.test), Split::kTest,
+                                       options.shift, options.normalize, device);
   const ShardedSampler sampler(train_source->size(), options.batch_size, options.seed, rank, world);
-  std::unique_ptr<Task> task;
-  if (capsnet) {
-    task = std::make_unique<CapsNetTask>(model, options);
-  } else {
-    task = std::make_unique<BaselineCnnTask>(baseline);
-  }
   Trainer trainer(*task, *train_source, sampler, optimizer, group);
   trainer.schedule = {options.lr, options.lr_decay};
   trainer.evaluation = {test_source.get(), options.eval_batch_size};
   if (speaks) {
     trainer.checkpoints = {last_path, best_checkpoint_path(run_dir),
                            [&](const std::string& path, const TrainingState& at) {
-                             save_checkpoint(path, net, &optimizer, options, at);
+                             save_checkpoint(path, net, &optimizer, options, data.shape, at);
                            }};
   }
-  RunLogger logger(out, control.terminal, speaks ? metrics_path : "");
+  RunLogger logger(out, control.terminal,
+                   speaks ? (fs::path(run_dir) / "metrics.jsonl").string() : "");
   trainer.logger = speaks ? &logger : nullptr;
   trainer.stop = control.stop;
   trainer.max_steps = control.max_steps;
   trainer.time_limit_seconds = control.time_limit_seconds;
 
-  if (control.resume && state.epoch < options.epochs) {
+  if (control.resume && report.state.epoch < options.epochs) {
     std::ostringstream line;
-    line << "resuming " << run_dir << " at epoch " << state.epoch + 1 << ", step "
-         << state.step_in_epoch << "/" << sampler.steps_per_epoch();
+    line << "resuming " << run_dir << " at epoch " << report.state.epoch + 1 << ", step "
+         << report.state.step_in_epoch << "/" << sampler.steps_per_epoch();
     logger.message(line.str());
   }
-  std::ostringstream line;
-  line << "training on " << train_source->size() << " " << options.dataset
-       << " images, testing on " << test_source->size() << "; batch " << options.batch_size;
-  if (world > 1) {
-    line << " (" << world << " processes of " << options.batch_size / world
-         << (options.batch_size % world ? "-" + std::to_string(options.batch_size / world + 1) : "")
-         << ", " << enum_name(group->backend()) << ")";
-  }
-  line << ", " << at::get_num_threads() << " threads, ";
-  if (capsnet) {
-    line << "preset " << options.preset << ", " << enum_name(options.routing) << " routing, ";
-  } else {
-    line << "baseline CNN (" << options.baseline.parameter_count() << " parameters), ";
-  }
-  line << enum_name(precision) << " on " << device.str();
-  logger.message(line.str());
+  logger.message(run_banner(options, *train_source, *test_source, group, precision, device));
 
-  const auto fit = trainer.fit(state, options.epochs);
+  const auto fit = trainer.fit(report.state, options.epochs);
   // Rank 0 writes the last checkpoint after the last collective: the others
   // wait for it here, so that its failure is theirs too.
   if (group) {
@@ -293,7 +328,6 @@ TrainReport train_in_group(const TrainOptions& options, const std::string& run_d
   report.last_checkpoint = last_path;
   return report;
 }
-
 
 TrainReport train(const TrainOptions& options, const std::string& run_dir,
                   const TrainControl& control) {

@@ -1,5 +1,6 @@
 #include "capsnet/viz/figure.h"
 
+#include "capsnet/engine/epoch_record.h"
 #include "capsnet/io/atomic_file.h"
 
 #include <cairo.h>
@@ -241,108 +242,140 @@ GridLayout write_grid_png(const std::string& path, const GridFigure& figure) {
   return layout;
 }
 
+namespace {
+
+// Points with a non-finite or huge coordinate are not drawn.
+bool drawable(double x, double y) {
+  return std::fabs(x) < 1e150 && std::fabs(y) < 1e150; // false for NaN and inf
+}
+
+// A panel's axes: where they are on the canvas and the ranges they show.
+struct PlotFrame {
+  double ox, oy, w, h;
+  double x_lo = 1e300, x_hi = -1e300, y_lo = 1e300, y_hi = -1e300;
+  bool integer_x = true;
+  double px(double v) const { return ox + (v - x_lo) / (x_hi - x_lo) * w; }
+  double py(double v) const { return oy + h - (v - y_lo) / (y_hi - y_lo) * h; }
+};
+
+PlotFrame frame_of(const Panel& panel, double ox, double oy, double w, double h) {
+  PlotFrame f{ox, oy, w, h};
+  for (const auto& s : panel.series) {
+    for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
+      if (!drawable(s.x[i], s.y[i])) continue;
+      f.x_lo = std::min(f.x_lo, s.x[i]), f.x_hi = std::max(f.x_hi, s.x[i]);
+      f.y_lo = std::min(f.y_lo, s.y[i]), f.y_hi = std::max(f.y_hi, s.y[i]);
+      f.integer_x = f.integer_x && s.x[i] == std::round(s.x[i]);
+    }
+  }
+  widen(f.x_lo, f.x_hi, 0.5);
+  widen(f.y_lo, f.y_hi, 5e-7);
+  const double pad = 0.05 * (f.y_hi - f.y_lo);
+  f.y_lo -= pad, f.y_hi += pad;
+  return f;
+}
+
+// Title, grid, ticks, frame and axis labels.
+void draw_axes(Canvas& canvas, const Panel& panel, const PlotFrame& f) {
+  auto* cr = canvas.cr.get();
+  const double ox = f.ox, oy = f.oy, w = f.w, h = f.h;
+  const double x_lo = f.x_lo, x_hi = f.x_hi, y_lo = f.y_lo, y_hi = f.y_hi;
+  const bool integer_x = f.integer_x;
+  auto px = [&](double v) { return f.px(v); };
+  auto py = [&](double v) { return f.py(v); };
+  canvas.font(13, true);
+  canvas.text(panel.title, ox + w / 2, oy - 10, 0.5);
+  canvas.font(10);
+  cairo_set_line_width(cr, 1);
+  for (double t : ticks(y_lo, y_hi)) {
+    cairo_set_source_rgb(cr, 0.9, 0.9, 0.9);
+    cairo_move_to(cr, ox, py(t));
+    cairo_line_to(cr, ox + w, py(t));
+    cairo_stroke(cr);
+    canvas.text(format_tick(t), ox - 5, py(t) + 3.5, 1.0);
+  }
+  for (double t : ticks(x_lo, x_hi, integer_x)) {
+    cairo_set_source_rgb(cr, 0.9, 0.9, 0.9);
+    cairo_move_to(cr, px(t), oy);
+    cairo_line_to(cr, px(t), oy + h);
+    cairo_stroke(cr);
+    canvas.text(format_tick(t), px(t), oy + h + 14, 0.5);
+  }
+  cairo_set_source_rgb(cr, 0, 0, 0);
+  cairo_rectangle(cr, ox, oy, w, h);
+  cairo_stroke(cr);
+  canvas.font(kFontSize);
+  canvas.text(panel.x_label, ox + w / 2, oy + h + 32, 0.5);
+  cairo_save(cr);
+  cairo_move_to(cr, ox - 48, oy + h / 2);
+  cairo_rotate(cr, -M_PI / 2);
+  cairo_text_extents_t ext;
+  cairo_text_extents(cr, panel.y_label.c_str(), &ext);
+  cairo_rel_move_to(cr, -ext.x_advance / 2, 0);
+  cairo_show_text(cr, panel.y_label.c_str());
+  cairo_restore(cr);
+
+}
+
+// The series as lines with dots, and their legend.
+void draw_series(Canvas& canvas, const Panel& panel, const PlotFrame& f) {
+  auto* cr = canvas.cr.get();
+  const double ox = f.ox, oy = f.oy, w = f.w, h = f.h, y_lo = f.y_lo, y_hi = f.y_hi;
+  auto px = [&](double v) { return f.px(v); };
+  auto py = [&](double v) { return f.py(v); };
+  // The legend goes in the top or bottom corner, away from where the series end.
+  double end_sum = 0;
+  int ends = 0;
+  for (const auto& s : panel.series) {
+    if (!s.y.empty() && std::isfinite(s.y.back())) end_sum += s.y.back(), ++ends;
+  }
+  const bool legend_top = ends == 0 || end_sum / ends < (y_lo + y_hi) / 2;
+  for (size_t k = 0; k < panel.series.size(); ++k) {
+    const auto& s = panel.series[k];
+    const auto* c = kColors[k % 5];
+    cairo_set_source_rgb(cr, c[0], c[1], c[2]);
+    cairo_set_line_width(cr, 2);
+    bool pen_down = false; // a gap where a point is not drawn
+    for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
+      if (!drawable(s.x[i], s.y[i])) {
+        pen_down = false;
+        continue;
+      }
+      if (!pen_down) cairo_move_to(cr, px(s.x[i]), py(s.y[i]));
+      else cairo_line_to(cr, px(s.x[i]), py(s.y[i]));
+      pen_down = true;
+    }
+    cairo_stroke(cr);
+    for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
+      if (!drawable(s.x[i], s.y[i])) continue;
+      cairo_arc(cr, px(s.x[i]), py(s.y[i]), 3, 0, 2 * M_PI);
+      cairo_fill(cr);
+    }
+    // Legend, top right inside the axes.
+    const double ly = legend_top ? oy + 16 + 16 * k
+                                 : oy + h - 8 - 16 * (panel.series.size() - 1 - k);
+    cairo_move_to(cr, ox + w - 110, ly - 4);
+    cairo_line_to(cr, ox + w - 90, ly - 4);
+    cairo_stroke(cr);
+    canvas.text(s.name, ox + w - 85, ly);
+  }
+}
+
+} // namespace
+
 void write_plot_png(const std::string& path, const std::string& title,
                     const std::vector<Panel>& panels) {
   const int panel_w = 420, panel_h = 300, title_h = 30;
   const int left = 64, right = 16, top = 28, bottom = 44;
   Canvas canvas(kMargin * 2 + panel_w * int(panels.size()), kMargin * 2 + title_h + panel_h);
-  auto* cr = canvas.cr.get();
   canvas.font(15, true);
   canvas.text(title, kMargin, kMargin + 18);
   canvas.font(kFontSize);
   for (size_t p = 0; p < panels.size(); ++p) {
-    const auto& panel = panels[p];
-    const double ox = kMargin + p * panel_w + left, oy = kMargin + title_h + top;
-    const double w = panel_w - left - right, h = panel_h - top - bottom;
-    double x_lo = 1e300, x_hi = -1e300, y_lo = 1e300, y_hi = -1e300;
-    bool integer_x = true;
-    // Points with a non-finite or huge coordinate are not drawn.
-    auto drawn = [](double x, double y) {
-      return std::fabs(x) < 1e150 && std::fabs(y) < 1e150; // false for NaN and inf
-    };
-    for (const auto& s : panel.series) {
-      for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
-        if (!drawn(s.x[i], s.y[i])) continue;
-        x_lo = std::min(x_lo, s.x[i]), x_hi = std::max(x_hi, s.x[i]);
-        y_lo = std::min(y_lo, s.y[i]), y_hi = std::max(y_hi, s.y[i]);
-        integer_x = integer_x && s.x[i] == std::round(s.x[i]);
-      }
-    }
-    widen(x_lo, x_hi, 0.5);
-    widen(y_lo, y_hi, 5e-7);
-    const double pad = 0.05 * (y_hi - y_lo);
-    y_lo -= pad, y_hi += pad;
-    auto px = [&](double v) { return ox + (v - x_lo) / (x_hi - x_lo) * w; };
-    auto py = [&](double v) { return oy + h - (v - y_lo) / (y_hi - y_lo) * h; };
-
-    canvas.font(13, true);
-    canvas.text(panel.title, ox + w / 2, oy - 10, 0.5);
-    canvas.font(10);
-    cairo_set_line_width(cr, 1);
-    for (double t : ticks(y_lo, y_hi)) {
-      cairo_set_source_rgb(cr, 0.9, 0.9, 0.9);
-      cairo_move_to(cr, ox, py(t));
-      cairo_line_to(cr, ox + w, py(t));
-      cairo_stroke(cr);
-      canvas.text(format_tick(t), ox - 5, py(t) + 3.5, 1.0);
-    }
-    for (double t : ticks(x_lo, x_hi, integer_x)) {
-      cairo_set_source_rgb(cr, 0.9, 0.9, 0.9);
-      cairo_move_to(cr, px(t), oy);
-      cairo_line_to(cr, px(t), oy + h);
-      cairo_stroke(cr);
-      canvas.text(format_tick(t), px(t), oy + h + 14, 0.5);
-    }
-    cairo_set_source_rgb(cr, 0, 0, 0);
-    cairo_rectangle(cr, ox, oy, w, h);
-    cairo_stroke(cr);
-    canvas.font(kFontSize);
-    canvas.text(panel.x_label, ox + w / 2, oy + h + 32, 0.5);
-    cairo_save(cr);
-    cairo_move_to(cr, ox - 48, oy + h / 2);
-    cairo_rotate(cr, -M_PI / 2);
-    cairo_text_extents_t ext;
-    cairo_text_extents(cr, panel.y_label.c_str(), &ext);
-    cairo_rel_move_to(cr, -ext.x_advance / 2, 0);
-    cairo_show_text(cr, panel.y_label.c_str());
-    cairo_restore(cr);
-
-    // The legend goes in the top or bottom corner, away from where the series end.
-    double end_sum = 0;
-    int ends = 0;
-    for (const auto& s : panel.series) {
-      if (!s.y.empty() && std::isfinite(s.y.back())) end_sum += s.y.back(), ++ends;
-    }
-    const bool legend_top = ends == 0 || end_sum / ends < (y_lo + y_hi) / 2;
-    for (size_t k = 0; k < panel.series.size(); ++k) {
-      const auto& s = panel.series[k];
-      const auto* c = kColors[k % 5];
-      cairo_set_source_rgb(cr, c[0], c[1], c[2]);
-      cairo_set_line_width(cr, 2);
-      bool pen_down = false; // a gap where a point is not drawn
-      for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
-        if (!drawn(s.x[i], s.y[i])) {
-          pen_down = false;
-          continue;
-        }
-        if (!pen_down) cairo_move_to(cr, px(s.x[i]), py(s.y[i]));
-        else cairo_line_to(cr, px(s.x[i]), py(s.y[i]));
-        pen_down = true;
-      }
-      cairo_stroke(cr);
-      for (size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
-        if (!drawn(s.x[i], s.y[i])) continue;
-        cairo_arc(cr, px(s.x[i]), py(s.y[i]), 3, 0, 2 * M_PI);
-        cairo_fill(cr);
-      }
-      // Legend, top right inside the axes.
-      const double ly = legend_top ? oy + 16 + 16 * k
-                                   : oy + h - 8 - 16 * (panel.series.size() - 1 - k);
-      cairo_move_to(cr, ox + w - 110, ly - 4);
-      cairo_line_to(cr, ox + w - 90, ly - 4);
-      cairo_stroke(cr);
-      canvas.text(s.name, ox + w - 85, ly);
-    }
+    const auto frame = frame_of(panels[p], kMargin + p * panel_w + left, kMargin + title_h + top,
+                                panel_w - left - right, panel_h - top - bottom);
+    draw_axes(canvas, panels[p], frame);
+    draw_series(canvas, panels[p], frame);
   }
   canvas.save(path);
 }
@@ -390,22 +423,16 @@ void write_confusion_png(const std::string& path, const std::string& title,
 std::vector<Panel> training_curves(std::istream& metrics, const std::string& source) {
   Series train_loss{"train", {}, {}}, test_loss{"test", {}, {}};
   Series train_acc{"train", {}, {}}, test_acc{"test", {}, {}};
-  std::string line;
-  int64_t line_number = 0;
-  while (std::getline(metrics, line)) {
-    ++line_number;
-    if (line.empty()) continue;
-    try {
-      const auto row = nlohmann::json::parse(line);
-      const double epoch = row.at("epoch").get<double>();
-      train_loss.x.push_back(epoch), train_loss.y.push_back(row.at("train_loss").get<double>());
-      test_loss.x.push_back(epoch), test_loss.y.push_back(row.at("test_loss").get<double>());
-      train_acc.x.push_back(epoch), train_acc.y.push_back(100 * row.at("train_accuracy").get<double>());
-      test_acc.x.push_back(epoch), test_acc.y.push_back(100 * row.at("test_accuracy").get<double>());
-    } catch (const nlohmann::json::exception& e) {
-      throw std::invalid_argument(source + ":" + std::to_string(line_number) +
-                                  ": not a metrics row (" + e.what() + ")");
+  for (const auto& row : read_epoch_records(metrics, source)) {
+    if (!row.evaluated) {
+      throw std::invalid_argument(source + ": epoch " + std::to_string(row.epoch) +
+                                  " has no test evaluation to plot");
     }
+    const double epoch = static_cast<double>(row.epoch);
+    train_loss.x.push_back(epoch), train_loss.y.push_back(row.train_loss);
+    test_loss.x.push_back(epoch), test_loss.y.push_back(row.test_loss);
+    train_acc.x.push_back(epoch), train_acc.y.push_back(100 * row.train_accuracy);
+    test_acc.x.push_back(epoch), test_acc.y.push_back(100 * row.test_accuracy);
   }
   if (train_loss.x.empty()) {
     throw std::invalid_argument(source + ": no epochs recorded yet; plot after the first epoch");

@@ -1,5 +1,6 @@
 #pragma once
 
+#include "capsnet/engine/models.h"
 #include "capsnet/engine/options.h"
 #include "capsnet/model/capsnet.h"
 
@@ -34,26 +35,35 @@ struct TrainingState {
   std::string data;
 };
 
-/// Writes model, optimizer (may be null), options and state to `path`
-/// atomically: a temporary file beside it, then a rename. `model` is the
-/// network options.model_kind names.
+/// Writes model, optimizer (may be null), options, the data's shape and state
+/// to `path` atomically: a temporary file beside it, then a rename. `model` is
+/// the network options.model_name names, built for `shape`.
 void save_checkpoint(const std::string& path, torch::nn::Module& model,
                      torch::optim::Adam* optimizer, const TrainOptions& options,
-                     const TrainingState& state);
+                     const DataShape& shape, const TrainingState& state);
+
+/// The same for a CapsNet, built for images of its configuration's size,
+/// channels and classes with one label each.
 void save_checkpoint(const std::string& path, CapsNet& model, torch::optim::Adam* optimizer,
                      const TrainOptions& options, const TrainingState& state);
 
+/// A checkpoint's network, built through its model's registry entry.
 struct LoadedCheckpoint {
-  CapsNet model{nullptr};          ///< set for a CapsNet checkpoint
-  BaselineCnn baseline{nullptr};   ///< set for a baseline-cnn checkpoint
+  const ModelInfo* info = nullptr; ///< the registry entry of options.model_name
+  ModulePtr network;               ///< on the CPU as loaded
   TrainOptions options;
+  DataShape shape; ///< what the network was built for
   TrainingState state;
-  /// The network, whichever it is.
-  torch::nn::Module& module() {
-    return model ? static_cast<torch::nn::Module&>(*model) : *baseline;
-  }
-  /// Throws CheckpointError unless this is a CapsNet's: `what` needs capsules.
-  CapsNet& capsnet(const std::string& what);
+
+  torch::nn::Module& module() { return *network; }
+  /// The network with its objective as `with` describe (evaluation, training).
+  std::unique_ptr<Task> task(const TrainOptions& with) const { return info->task(network, with); }
+  std::unique_ptr<Task> task() const { return task(options); }
+  /// Throws CheckpointError unless the model offers `capability`, which `what`
+  /// (a command) needs; the message names the model and the capability.
+  void require(Capability capability, const std::string& what) const;
+  /// The CapsNet, for commands that need its capsules: require(kCapsules, what).
+  CapsNet capsnet(const std::string& what) const;
 };
 
 /// Reads a checkpoint written by save_checkpoint and builds its model.

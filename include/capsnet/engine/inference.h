@@ -1,10 +1,12 @@
 #pragma once
 
 #include "capsnet/data/dataset.h"
+#include "capsnet/engine/models.h"
 #include "capsnet/engine/options.h"
 #include "capsnet/model/capsnet.h"
 
 #include <string>
+#include <vector>
 
 namespace capsnet {
 
@@ -20,8 +22,11 @@ struct Classification {
 /// with pixels in [0, 1], ink bright (as MNIST); see load_digit_image (viz/image.h) for files.
 class Predictor {
  public:
-  /// Reads a checkpoint written by `capsnet train` (throws CheckpointError).
-  static Predictor load(const std::string& checkpoint);
+  /// Reads a checkpoint written by `capsnet train`. Throws CheckpointError for
+  /// a bad file, or one whose model lacks capsules or any of `needs`, naming
+  /// the model and `what` (the command: "capsnet reconstruct").
+  static Predictor load(const std::string& checkpoint, const std::string& what = "prediction",
+                        const std::vector<Capability>& needs = {});
   Predictor(CapsNet model, TrainOptions options);
 
   /// Runs in chunks of `batch_size` images.

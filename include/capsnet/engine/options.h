@@ -20,15 +20,6 @@ enum class DecoderMask {
 CAPSNET_ENUM_NAMES(DecoderMask, "decoder mask",
                    {{DecoderMask::kLabel, "label"}, {DecoderMask::kPrediction, "prediction"}})
 
-/// Which network a run trains.
-enum class ModelKind {
-  kCapsNet,     ///< the paper's CapsNet (`model`), with the margin and reconstruction losses
-  kBaselineCnn, ///< Table 1's baseline CNN (`baseline`), with cross-entropy
-};
-
-CAPSNET_ENUM_NAMES(ModelKind, "model", {{ModelKind::kCapsNet, "capsnet"},
-                                        {ModelKind::kBaselineCnn, "baseline-cnn"}})
-
 /// Everything that determines a training run. Defaults are the paper's.
 struct TrainOptions {
   std::string preset = "paper";
@@ -58,9 +49,11 @@ struct TrainOptions {
   Precision precision = Precision::kFp32;
   /// "auto" (a CUDA GPU when there is one), "cpu" or "cuda[:N]".
   std::string device = "auto";
-  ModelKind model_kind = ModelKind::kCapsNet;
-  CapsNetConfig model;        ///< the CapsNet's architecture (model_kind capsnet)
-  BaselineCnnConfig baseline; ///< the baseline's (model_kind baseline-cnn)
+  /// The network: a name in the model registry (engine/models.h). Options
+  /// written before the registry call it "model_kind" (the same names).
+  std::string model_name = "capsnet";
+  CapsNetConfig model;        ///< the CapsNet's architecture (model_name capsnet)
+  BaselineCnnConfig baseline; ///< the baseline's (model_name baseline-cnn)
 
   /// The training objective these options describe (margin, recon_weight, recon_loss).
   CapsNetObjective objective() const { return {margin, recon_weight, recon_loss}; }
@@ -80,7 +73,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainOptions, preset, dataset, d
                                                 batch_size, lr, lr_decay, shift, recon_weight,
                                                 recon_loss, mask, normalize, margin, seed, threads,
                                                 limit, test_limit, eval_batch_size, routing,
-                                                precision, device, model_kind, model, baseline)
+                                                precision, device, model_name, model, baseline)
 
 /// Reads options written as JSON (config.json, checkpoints), including those
 /// of runs from before the margin options were nested, and validates them.

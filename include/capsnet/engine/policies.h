@@ -7,6 +7,7 @@
 
 #include "capsnet/data/batch.h"
 #include "capsnet/engine/checkpoint.h"
+#include "capsnet/engine/epoch_record.h"
 #include "capsnet/engine/evaluate.h"
 #include "capsnet/engine/progress.h"
 
@@ -59,6 +60,9 @@ struct EpochSummary {
   const EvalResult* eval = nullptr; ///< null when no evaluation ran
   /// Other figures of the epoch (Replicas::take_epoch_stats: the all-reduce's).
   std::vector<std::pair<std::string, double>> extra;
+
+  /// The row metrics.jsonl gets.
+  EpochRecord record() const;
 };
 
 /// What the trainer reports as it goes; the base class is silent.

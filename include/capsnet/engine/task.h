@@ -27,6 +27,10 @@ class Task {
   /// Loss and class scores of `batch`; `training` selects the training-time
   /// behaviour (for a CapsNet: the decoder masked by the true labels).
   virtual TaskOutput forward(const Batch& batch, bool training) = 0;
+  /// How the network computes (the module keeps it): the routing
+  /// implementation and the precision, for models with routing or a bf16
+  /// path (Capability::kBf16); others ignore them.
+  virtual void set_execution(RoutingImpl routing, Precision precision) {}
 };
 
 /// A CapsNet and the paper's objective. In training the decoder is masked by
@@ -39,6 +43,10 @@ class CapsNetTask : public Task {
   CapsNetTask(CapsNet model, const TrainOptions& options);
   torch::nn::Module& module() override { return *model_; }
   TaskOutput forward(const Batch& batch, bool training) override;
+  void set_execution(RoutingImpl routing, Precision precision) override {
+    model_->set_routing_impl(routing);
+    model_->set_precision(precision);
+  }
   CapsNet& model() { return model_; }
 
  private:

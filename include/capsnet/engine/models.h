@@ -1,0 +1,95 @@
+#pragma once
+
+// The model registry: the one list of the networks capsnet trains, beside
+// the data-set registry (data/registry.h). To add a model, add an entry in
+// models.cpp, or call register_model() from your own program (README,
+// "Adding a model").
+
+#include "capsnet/data/registry.h"
+#include "capsnet/engine/options.h"
+#include "capsnet/engine/task.h"
+
+#include <nlohmann/json.hpp>
+#include <torch/nn/module.h>
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace capsnet {
+
+/// What a model is built for: the data set's description.
+struct DataShape {
+  int64_t image_size = 28; ///< square images
+  int64_t channels = 1;
+  int64_t classes = 10;
+  int64_t labels_per_image = 1; ///< MultiMNIST: 2
+
+  bool operator==(const DataShape& o) const {
+    return image_size == o.image_size && channels == o.channels && classes == o.classes &&
+           labels_per_image == o.labels_per_image;
+  }
+};
+
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DataShape, image_size, channels, classes,
+                                                labels_per_image)
+
+/// The shape of the examples a data set's batches hold: `train` is its loaded
+/// training split (generated data sets make images of their own size).
+DataShape data_shape(const DatasetInfo& info, const Dataset& train);
+
+/// What a model offers beyond training and evaluation; the commands that need
+/// one ask the model's entry and refuse a model without it.
+enum class Capability {
+  kCapsules, ///< capsule lengths and poses (predict, serve)
+  kDecoder,  ///< a decoder from capsules to images (reconstruct, perturb)
+  kExport,   ///< `capsnet export --format pytorch`
+  kBf16,     ///< a bf16 path for --precision bf16
+};
+
+CAPSNET_ENUM_NAMES(Capability, "capability",
+                   {{Capability::kCapsules, "capsule lengths and poses"},
+                    {Capability::kDecoder, "a decoder for reconstructions"},
+                    {Capability::kExport, "a PyTorch export"},
+                    {Capability::kBf16, "a bf16 path"}})
+
+using ModulePtr = std::shared_ptr<torch::nn::Module>;
+
+/// One registered model.
+struct ModelInfo {
+  std::string name;        ///< what --model takes and checkpoints record: "capsnet"
+  std::string description; ///< one line for help texts
+  std::vector<Capability> capabilities;
+  /// A freshly initialised network for data of `shape` as `options` describe
+  /// it (the caller seeds torch's generator). Throws TrainingError naming the
+  /// mismatch when the options do not fit the shape.
+  std::function<ModulePtr(const DataShape& shape, const TrainOptions& options)> build;
+  /// The network `build` made (or a checkpoint's) with its objective.
+  std::function<std::unique_ptr<Task>(const ModulePtr& module, const TrainOptions& options)> task;
+  /// What the training log says of it after "batch N, T threads, ".
+  std::function<std::string(const TrainOptions& options)> summary;
+  /// Throws std::invalid_argument naming the first inconsistent setting of the
+  /// model's own (validate(TrainOptions) calls it); may be empty.
+  std::function<void(const TrainOptions& options)> validate;
+
+  bool offers(Capability capability) const;
+  /// Throws std::invalid_argument unless the model offers `capability`:
+  /// "`what` needs ..., which model 'NAME' does not offer".
+  void require(Capability capability, const std::string& what) const;
+};
+
+/// Every registered model, in the order help texts list them (a deque:
+/// references to entries stay valid when models are added).
+const std::deque<ModelInfo>& registered_models();
+/// The names, for the command line and messages.
+std::vector<std::string> model_names();
+/// The entry called `name`; throws std::invalid_argument listing the known names.
+const ModelInfo& model_info(const std::string& name);
+/// Adds a model (a program's own, a test's); throws std::invalid_argument when
+/// the name is taken or a function is missing. Call it before anything reads
+/// the registry on another thread (before parsing options).
+void register_model(ModelInfo info);
+
+} // namespace capsnet

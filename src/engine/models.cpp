@@ -1,0 +1,142 @@
+#include "capsnet/engine/models.h"
+
+#include "capsnet/engine/step.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace capsnet {
+
+DataShape data_shape(const DatasetInfo& info, const Dataset& train) {
+  DataShape shape;
+  // Generated data sets make images of their own size from the files'.
+  shape.image_size = info.source ? info.image_size : train.images.size(2);
+  shape.channels = info.source ? info.channels : train.images.size(1);
+  shape.classes = train.num_classes;
+  shape.labels_per_image = info.labels_per_image;
+  return shape;
+}
+
+namespace {
+
+// The architecture's input and output against the data's.
+void check_sizes(const std::string& model, int64_t image_size, int64_t channels, int64_t classes,
+                 const DataShape& shape) {
+  if (image_size != shape.image_size) {
+    throw TrainingError("the data set's images are " + std::to_string(shape.image_size) +
+                        " pixels wide but the " + model + " expects " +
+                        std::to_string(image_size));
+  }
+  if (channels != shape.channels) {
+    throw TrainingError("the data set's images have " + std::to_string(shape.channels) +
+                        " channels but the " + model + " expects " + std::to_string(channels));
+  }
+  if (classes != shape.classes) {
+    throw TrainingError("the data set has " + std::to_string(shape.classes) +
+                        " classes but the " + model + " has " + std::to_string(classes));
+  }
+}
+
+ModelInfo capsnet_entry() {
+  ModelInfo info;
+  info.name = "capsnet";
+  info.description = "the paper's CapsNet: conv, primary capsules, digit capsules with dynamic "
+                     "routing, decoder; margin and reconstruction losses";
+  info.capabilities = {Capability::kCapsules, Capability::kDecoder, Capability::kExport,
+                       Capability::kBf16};
+  info.build = [](const DataShape& shape, const TrainOptions& options) -> ModulePtr {
+    const auto& c = options.model;
+    check_sizes("model", c.image_size, c.in_channels, c.num_classes, shape);
+    return CapsNet(c).ptr();
+  };
+  info.task = [](const ModulePtr& module, const TrainOptions& options) -> std::unique_ptr<Task> {
+    return std::make_unique<CapsNetTask>(CapsNet(std::dynamic_pointer_cast<CapsNetImpl>(module)),
+                                         options);
+  };
+  info.summary = [](const TrainOptions& options) {
+    return "preset " + options.preset + ", " + enum_name(options.routing) + " routing";
+  };
+  return info;
+}
+
+ModelInfo baseline_entry() {
+  ModelInfo info;
+  info.name = "baseline-cnn";
+  info.description = "Table 1's baseline CNN: three 5x5 convolutions of 256, 256, 128, FC 328 "
+                     "and 192, dropout; cross-entropy";
+  info.build = [](const DataShape& shape, const TrainOptions& options) -> ModulePtr {
+    const auto& c = options.baseline;
+    check_sizes("baseline CNN", c.image_size, c.in_channels, c.num_classes, shape);
+    return BaselineCnn(c).ptr();
+  };
+  info.task = [](const ModulePtr& module, const TrainOptions&) -> std::unique_ptr<Task> {
+    return std::make_unique<BaselineCnnTask>(
+        BaselineCnn(std::dynamic_pointer_cast<BaselineCnnImpl>(module)));
+  };
+  info.summary = [](const TrainOptions& options) {
+    return "baseline CNN (" + std::to_string(options.baseline.parameter_count()) + " parameters)";
+  };
+  info.validate = [](const TrainOptions& options) { options.baseline.validate(); };
+  return info;
+}
+
+std::deque<ModelInfo>& models() {
+  static std::deque<ModelInfo> entries = {capsnet_entry(), baseline_entry()};
+  return entries;
+}
+
+std::string known_names() {
+  const auto names = model_names();
+  std::string out;
+  for (size_t k = 0; k < names.size(); ++k) {
+    out += (k == 0 ? "" : k + 1 == names.size() ? " or " : ", ") + names[k];
+  }
+  return out;
+}
+
+} // namespace
+
+bool ModelInfo::offers(Capability capability) const {
+  return std::find(capabilities.begin(), capabilities.end(), capability) != capabilities.end();
+}
+
+void ModelInfo::require(Capability capability, const std::string& what) const {
+  if (offers(capability)) return;
+  std::string others;
+  for (const auto& model : registered_models()) {
+    if (model.offers(capability)) others += (others.empty() ? "" : ", ") + model.name;
+  }
+  throw std::invalid_argument(what + " needs " + enum_name(capability) + ", which model '" +
+                              name + "' does not offer; use a checkpoint of " +
+                              (others.empty() ? "a model that does" : others));
+}
+
+const std::deque<ModelInfo>& registered_models() { return models(); }
+
+std::vector<std::string> model_names() {
+  std::vector<std::string> names;
+  for (const auto& info : models()) names.push_back(info.name);
+  return names;
+}
+
+const ModelInfo& model_info(const std::string& name) {
+  for (const auto& info : models()) {
+    if (info.name == name) return info;
+  }
+  throw std::invalid_argument("'" + name + "' is not a known model; expected " + known_names());
+}
+
+void register_model(ModelInfo info) {
+  if (info.name.empty() || !info.build || !info.task || !info.summary) {
+    throw std::invalid_argument("register_model: a model needs a name, build, task and summary");
+  }
+  for (const auto& known : models()) {
+    if (known.name == info.name) {
+      throw std::invalid_argument("register_model: a model called '" + info.name +
+                                  "' is already registered");
+    }
+  }
+  models().push_back(std::move(info));
+}
+
+} // namespace capsnet
