@@ -59,7 +59,8 @@ test-sanitize: deps data
 	  ctest --output-on-failure --timeout 1800
 
 # make fuzz: libFuzzer targets (clang-16) for the IDX reader, image loading
-# and preprocessing, metrics.jsonl parsing and plotting, and the options JSON;
+# and preprocessing, metrics.jsonl parsing and plotting, the options JSON and
+# the command line (parsing only);
 # each runs FUZZ_SECONDS from a seed corpus of real files (fuzz/README.md).
 FUZZ_SECONDS ?= 60
 fuzz: deps data

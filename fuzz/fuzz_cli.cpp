@@ -13,8 +13,9 @@
 // like a crash or a sanitizer report.
 //
 // One App parses every input: building it takes ~8 ms under the sanitizers
-// (CLI11 checks each new option's names against all before it), 40 times the
-// parse. CLI11 clears the App's parse results before each parse; what stays
+// (CLI11 checks each new option's names against all before it), and a fresh
+// App per input ran ~100 inputs/s where this runs ~2,500 (one core).
+// CLI11 clears the App's parse results before each parse; what stays
 // from one input to the next is only the values bound variables hold, which
 // only the runners read. A finding is then run alone, on a fresh App
 // (fuzz_cli FILE), to be sure it is the input's.
