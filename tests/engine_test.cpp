@@ -281,6 +281,16 @@ TEST(EpochRecord, RoundTripsAndNamesBadRows) {
   const auto rows = read_epoch_records(again, "m.jsonl", /*skip_bad=*/true);
   ASSERT_EQ(rows.size(), 1u);
   EXPECT_EQ(rows[0].epoch, 3);
+  // Plots need the evaluation: a row without it is named by its line.
+  std::istringstream unevaluated(j.dump() + "\n" + plain.dump());
+  try {
+    read_evaluated_epoch_records(unevaluated, "m.jsonl");
+    FAIL() << "a row without an evaluation was plotted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("m.jsonl:2: not a metrics row (no test evaluation)"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 } // namespace

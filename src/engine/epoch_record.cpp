@@ -65,23 +65,43 @@ void from_json(const nlohmann::json& j, EpochRecord& r) {
   }
 }
 
-std::vector<EpochRecord> read_epoch_records(std::istream& in, const std::string& source,
-                                            bool skip_bad) {
+namespace {
+
+std::vector<EpochRecord> read_rows(std::istream& in, const std::string& source, bool skip_bad,
+                                   bool need_test) {
   std::vector<EpochRecord> rows;
   std::string line;
   int64_t line_number = 0;
   while (std::getline(in, line)) {
     ++line_number;
     if (line.empty()) continue;
+    std::string why;
     try {
       rows.push_back(nlohmann::json::parse(line).get<EpochRecord>());
+      if (need_test && !rows.back().evaluated) {
+        rows.pop_back();
+        why = "no test evaluation";
+      }
     } catch (const nlohmann::json::exception& e) {
-      if (skip_bad) continue;
+      why = e.what();
+    }
+    if (!why.empty() && !skip_bad) {
       throw std::invalid_argument(source + ":" + std::to_string(line_number) +
-                                  ": not a metrics row (" + e.what() + ")");
+                                  ": not a metrics row (" + why + ")");
     }
   }
   return rows;
+}
+
+} // namespace
+
+std::vector<EpochRecord> read_epoch_records(std::istream& in, const std::string& source,
+                                            bool skip_bad) {
+  return read_rows(in, source, skip_bad, /*need_test=*/false);
+}
+
+std::vector<EpochRecord> read_evaluated_epoch_records(std::istream& in, const std::string& source) {
+  return read_rows(in, source, /*skip_bad=*/false, /*need_test=*/true);
 }
 
 std::vector<EpochRecord> read_epoch_records(const std::string& path, bool skip_bad) {

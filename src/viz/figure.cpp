@@ -423,11 +423,7 @@ void write_confusion_png(const std::string& path, const std::string& title,
 std::vector<Panel> training_curves(std::istream& metrics, const std::string& source) {
   Series train_loss{"train", {}, {}}, test_loss{"test", {}, {}};
   Series train_acc{"train", {}, {}}, test_acc{"test", {}, {}};
-  for (const auto& row : read_epoch_records(metrics, source)) {
-    if (!row.evaluated) {
-      throw std::invalid_argument(source + ": epoch " + std::to_string(row.epoch) +
-                                  " has no test evaluation to plot");
-    }
+  for (const auto& row : read_evaluated_epoch_records(metrics, source)) {
     const double epoch = static_cast<double>(row.epoch);
     train_loss.x.push_back(epoch), train_loss.y.push_back(row.train_loss);
     test_loss.x.push_back(epoch), test_loss.y.push_back(row.test_loss);

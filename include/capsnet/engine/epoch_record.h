@@ -47,6 +47,9 @@ void from_json(const nlohmann::json& j, EpochRecord& r);
 /// unless `skip_bad` (a torn last line after a crash), when it is left out.
 std::vector<EpochRecord> read_epoch_records(std::istream& in, const std::string& source,
                                             bool skip_bad = false);
+/// The same, for readers that need the test evaluation (plots): a row
+/// without one is not a row either, and the error names source and line.
+std::vector<EpochRecord> read_evaluated_epoch_records(std::istream& in, const std::string& source);
 /// The same for a file; a missing file has no rows.
 std::vector<EpochRecord> read_epoch_records(const std::string& path, bool skip_bad = false);
 
