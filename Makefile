@@ -31,7 +31,7 @@ test: build data
 # compiler (scripts/gpu-run.sh's, without CUDA here): the header-only
 # dependencies, GoogleTest's sources and MNIST from the folder that
 # scripts/pack-device-deps.sh makes, no figures, no serve, no Gloo. Its tests
-# run (but cli and cli_time_limit, which the full build ran on the same code),
+# run (but cli, cli_time_limit and cli_folder, which the full build ran on the same code),
 # and check-minimal-build.sh shows that no header or library came from the
 # system's packages instead of the folder.
 MINIMAL_BUILD ?= build-minimal
@@ -42,7 +42,7 @@ test-minimal: deps data
 	  -DCAPSNET_WITH_FIGURES=OFF -DCAPSNET_WITH_SERVE=OFF -DCAPSNET_WITH_GLOO=OFF
 	cmake --build $(MINIMAL_BUILD) -j $(JOBS)
 	bash scripts/check-minimal-build.sh $(MINIMAL_BUILD)
-	cd $(MINIMAL_BUILD) && ctest --output-on-failure --timeout 900 -LE as_avx2 -E '^(cli|cli_time_limit)$$'
+	cd $(MINIMAL_BUILD) && ctest --output-on-failure --timeout 900 -LE as_avx2 -E '^(cli|cli_time_limit|cli_folder)$$'
 
 # make test-sanitize: the whole suite (unit tests, both ISAs, and the CLI
 # tests) on a build with AddressSanitizer and UndefinedBehaviorSanitizer, in

@@ -133,6 +133,20 @@ row "train: --force, and --time-limit stops mid-epoch" 0 \
   'grep -q "time limit of 0.001 s reached: stopped mid-epoch" "$out" && test -s "$work/forced/last.pt"' \
   train "${S[@]}" --epochs 2 --batch-size 8 --out "$work/forced" --force --time-limit 0.001
 
+# Folders of pictures: framed digits written as one (JPEG, 40x40), then
+# trained on as a flat DIR/CLASS tree with every folder option.
+row "data export-folder: expanded MNIST as JPEG, limits, --force" 0 \
+  'test "$(ls "$work/digits/train/"*/*.jpg | wc -l)" -eq 60 && test "$(ls "$work/digits/test/"*/*.jpg | wc -l)" -eq 20' \
+  data export-folder --dataset expanded-mnist --data "$mnist" --out "$work/digits" --limit 60 \
+  --test-limit 20 --format jpeg --force
+row "train: a folder of pictures, every folder option" 0 \
+  'config_is "$work/fold" dataset=folder folder.test_fraction=0.34 folder.channels=3 folder.image_size=32 \
+     folder.crop=28 folder.augment=true folder.cache_mb=1 folder.strict=true model.primary_types=4 \
+     model.in_channels=3 model.image_size=28 data_shape.resize=32 train_size=39 test_size=21' \
+  train --dataset folder --data "$work/digits/train" --test-fraction 0.34 --channels 3 --image-size 32 \
+  --crop 28 --augment --cache-mb 1 --strict --primary-types 4 --epochs 1 --batch-size 8 --threads 1 \
+  --out "$work/fold"
+
 # Data-parallel training: two ranks by flags, two machines by launch, two
 # processes by launch. Without Gloo each must fail, naming it.
 if [ "$gloo" = ON ]; then

@@ -26,6 +26,15 @@
 namespace capsnet {
 namespace {
 
+DataShape shape_of(int64_t side, int64_t channels, int64_t classes, int64_t labels) {
+  DataShape shape;
+  shape.image_size = side;
+  shape.channels = channels;
+  shape.classes = classes;
+  shape.labels_per_image = labels;
+  return shape;
+}
+
 namespace fs = std::filesystem;
 
 // Logistic regression on the pixels: the smallest model a registry entry can hold.
@@ -130,7 +139,7 @@ TEST_F(ModelRegistry, AToyModelTrainsResumesAndEvaluatesThroughTheCommandLine) {
   ASSERT_EQ(run_cli(first), 0);
   auto loaded = load_checkpoint(run + "/last.pt");
   EXPECT_EQ(loaded.info->name, "toy-linear");
-  EXPECT_EQ(loaded.shape, (DataShape{28, 1, 10, 1}));
+  EXPECT_EQ(loaded.shape, (shape_of(28, 1, 10, 1)));
   EXPECT_EQ(loaded.state.epoch, 1);
   ASSERT_TRUE(std::dynamic_pointer_cast<ToyLinearImpl>(loaded.network));
 
@@ -202,7 +211,7 @@ TEST_F(ModelRegistry, CheckpointsFromBeforeTheRegistryLoad) {
     auto loaded = load_checkpoint(path);
     EXPECT_EQ(loaded.info->name, "capsnet");
     EXPECT_EQ(loaded.options.model_name, "capsnet");
-    EXPECT_EQ(loaded.shape, (DataShape{28, 1, 10, 1}));
+    EXPECT_EQ(loaded.shape, (shape_of(28, 1, 10, 1)));
     EXPECT_EQ(loaded.state.epoch, 4);
     const auto a = model->parameters(), b = loaded.module().parameters();
     ASSERT_EQ(a.size(), b.size());

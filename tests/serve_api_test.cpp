@@ -1,5 +1,6 @@
-// capsnet serve's API without HTTP: request bodies, their refusals, and the
-// batching inference thread against the Predictor it wraps.
+// capsnet serve's API without HTTP: request bodies, their refusals, the
+// replies, and the batching inference thread against the Predictor it wraps;
+// for a grey digit model and for a colour model with named classes.
 #include "capsnet/serve/api.h"
 #include "capsnet/viz/image.h"
 #include "test_util.h"
@@ -7,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <stb_image_write.h>
 
+#include <array>
 #include <fstream>
 #include <thread>
 
@@ -22,24 +24,80 @@ int status_of(const std::function<void()>& call) {
   return 0;
 }
 
+// An untrained model of `config` with the MNIST data shape (a digit model).
+Predictor digit_predictor(CapsNetConfig config) {
+  torch::manual_seed(4);
+  CapsNet model(config);
+  TrainOptions options;
+  options.model = config;
+  return Predictor(model, options);
+}
+
+// An untrained colour model of a folder data set: 3 named classes, pictures
+// resized to 32 and centre-cropped to the network's 24.
+Predictor colour_predictor() {
+  auto config = testing::tiny_config();
+  config.image_size = 24;
+  config.in_channels = 3;
+  config.num_classes = 3;
+  torch::manual_seed(5);
+  CapsNet model(config);
+  TrainOptions options;
+  options.model = config;
+  DataShape shape;
+  shape.image_size = 24;
+  shape.channels = 3;
+  shape.classes = 3;
+  shape.class_names = {"cat", "dog", "fox"};
+  shape.preparation = Preparation::kResize;
+  shape.resize = 32;
+  return Predictor(model, options, shape);
+}
+
+// A width x height RGB picture whose pixel (x, y) is colour(x, y).
+Picture rgb_picture(int width, int height,
+                    const std::function<std::array<uint8_t, 3>(int, int)>& colour) {
+  Picture picture{width, height, 3, {}};
+  for (int y = 0; y < height; ++y) {
+    for (int x = 0; x < width; ++x) {
+      for (const auto v : colour(x, y)) picture.pixels.push_back(v);
+    }
+  }
+  return picture;
+}
+
+void append_bytes(void* out, void* data, int size) {
+  static_cast<std::string*>(out)->append(static_cast<char*>(data), size);
+}
+
 TEST(ServeApi, PredictBodyAsJsonPixels) {
+  const auto predictor = digit_predictor(testing::tiny_config()); // 1 x 12 x 12
+  auto parse = [&](const std::string& body, const std::string& type) {
+    return parse_predict_body(body, type, predictor);
+  };
   std::vector<float> pixels(144);
   for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = float(i % 7) / 6.0f;
-  const auto image = parse_predict_body(nlohmann::json(pixels).dump(), "application/json", 12);
+  const auto image = parse(nlohmann::json(pixels).dump(), "application/json");
   ASSERT_EQ(image.sizes(), (std::vector<int64_t>{1, 1, 12, 12}));
   EXPECT_TRUE(image.flatten().equal(at::tensor(pixels)));
-  const auto wrapped = parse_predict_body(nlohmann::json{{"pixels", pixels}}.dump(),
-                                          "Application/JSON; charset=utf-8", 12);
+  const auto wrapped =
+      parse(nlohmann::json{{"pixels", pixels}}.dump(), "Application/JSON; charset=utf-8");
   EXPECT_TRUE(wrapped.equal(image));
 
   pixels[5] = 1.5f;
-  EXPECT_EQ(status_of([&] { parse_predict_body(nlohmann::json(pixels).dump(), "application/json", 12); }), 400);
+  EXPECT_EQ(status_of([&] { parse(nlohmann::json(pixels).dump(), "application/json"); }), 400);
   pixels.pop_back();
-  EXPECT_EQ(status_of([&] { parse_predict_body(nlohmann::json(pixels).dump(), "application/json", 12); }), 400);
-  EXPECT_EQ(status_of([] { parse_predict_body("[0.5,", "application/json", 12); }), 400);
-  EXPECT_EQ(status_of([] { parse_predict_body("[]", "text/plain", 12); }), 415);
-  EXPECT_EQ(status_of([] { parse_predict_body("GIF89a", "image/png", 12); }), 400);
-  EXPECT_EQ(status_of([] { parse_predict_body("", "image/jpeg", 12); }), 400);
+  EXPECT_EQ(status_of([&] { parse(nlohmann::json(pixels).dump(), "application/json"); }), 400);
+  EXPECT_EQ(status_of([&] { parse("[0.5,", "application/json"); }), 400);
+  EXPECT_EQ(status_of([&] { parse("[]", "text/plain"); }), 415);
+  EXPECT_EQ(status_of([&] { parse("[]", "image/webp"); }), 415);
+  EXPECT_EQ(status_of([&] { parse("GIF89a", "image/png"); }), 400);
+  EXPECT_EQ(status_of([&] { parse("not a picture", "image/gif"); }), 400);
+  EXPECT_EQ(status_of([&] { parse("", "image/jpeg"); }), 400);
+  // Three channels' worth is the wrong count for a grey model.
+  EXPECT_EQ(status_of([&] { parse(nlohmann::json(std::vector<float>(3 * 144, 0.5f)).dump(),
+                                  "application/json"); }),
+            400);
 }
 
 TEST(ServeApi, PngUploadPreparedExactlyAsPredictPreparesAFile) {
@@ -48,27 +106,36 @@ TEST(ServeApi, PngUploadPreparedExactlyAsPredictPreparesAFile) {
   for (int y = 8; y < 32; ++y) {
     for (int x = 25; x < 33; ++x) picture.at(x, y) = 0.05f;
   }
+  auto config = testing::tiny_config();
+  config.image_size = 28;
+  const auto predictor = digit_predictor(config);
   const auto bytes = encode_png(picture);
   const auto dir = testing::temp_dir("serve_png");
   std::ofstream(dir + "/bar.png", std::ios::binary) << bytes;
   const auto from_file = load_digit_image(dir + "/bar.png", 28);
-  const auto from_body = parse_predict_body(bytes, "image/png", 28);
+  const auto from_body = parse_predict_body(bytes, "image/png", predictor);
   EXPECT_TRUE(from_body.equal(from_file));
   EXPECT_GT(from_body.max().item<float>(), 0.9f); // inverted: ink bright
   // The same picture as a JPEG, from its file and as an upload.
   std::vector<unsigned char> gray(picture.pixels.size());
   for (size_t i = 0; i < gray.size(); ++i) gray[i] = static_cast<unsigned char>(picture.pixels[i] * 255);
   std::string jpeg;
-  ASSERT_TRUE(stbi_write_jpg_to_func(
-      [](void* out, void* data, int size) { static_cast<std::string*>(out)->append(static_cast<char*>(data), size); },
-      &jpeg, picture.width, picture.height, 1, gray.data(), 90));
+  ASSERT_TRUE(stbi_write_jpg_to_func(append_bytes, &jpeg, picture.width, picture.height, 1,
+                                     gray.data(), 90));
   std::ofstream(dir + "/bar.jpg", std::ios::binary) << jpeg;
-  const auto jpeg_body = parse_predict_body(jpeg, "image/jpeg", 28);
+  const auto jpeg_body = parse_predict_body(jpeg, "image/jpeg", predictor);
   EXPECT_TRUE(jpeg_body.equal(load_digit_image(dir + "/bar.jpg", 28)));
-  EXPECT_EQ(parse_predict_body(jpeg, "application/octet-stream", 28).sizes(), jpeg_body.sizes());
+  EXPECT_TRUE(parse_predict_body(jpeg, "application/octet-stream", predictor).equal(jpeg_body));
+  // The same picture as a BMP, labelled as such: as its file.
+  std::string bmp;
+  ASSERT_TRUE(stbi_write_bmp_to_func(append_bytes, &bmp, picture.width, picture.height, 1,
+                                     gray.data()));
+  std::ofstream(dir + "/bar.bmp", std::ios::binary) << bmp;
+  EXPECT_TRUE(parse_predict_body(bmp, "image/bmp", predictor)
+                  .equal(load_digit_image(dir + "/bar.bmp", 28)));
   // Cut short: the decoder's refusal, as a 400 naming the upload.
   try {
-    parse_predict_body(bytes.substr(0, bytes.size() / 2), "image/png", 28);
+    parse_predict_body(bytes.substr(0, bytes.size() / 2), "image/png", predictor);
     ADD_FAILURE() << "a truncated PNG was accepted";
   } catch (const ApiError& e) {
     EXPECT_EQ(e.status, 400);
@@ -144,16 +211,190 @@ TEST(ServeApi, RepliesCarryWhatThePageDraws) {
   c.capsules = at::rand({1, 10, 16});
   c.lengths = c.capsules.norm(2, -1);
   c.predictions = c.lengths.argmax(1);
+  c.predictions = at::full({1}, 7, at::kLong);
   const auto input = at::rand({1, 1, 28, 28});
-  const auto reply = predict_reply(c, input);
-  EXPECT_EQ(reply["class"].get<int64_t>(), c.predictions[0].item<int64_t>());
+  const auto reply = predict_reply(c, input, DataShape{}); // MNIST's: no class names
+  EXPECT_EQ(reply["class"].get<int64_t>(), 7);
+  EXPECT_EQ(reply["class_name"], "7");
   EXPECT_EQ(reply["lengths"].size(), 10u);
+  EXPECT_FLOAT_EQ(reply["lengths"][4].get<float>(), c.lengths[0][4].item<float>());
   EXPECT_EQ(reply["capsules"].size(), 10u);
   EXPECT_EQ(reply["capsules"][0].size(), 16u);
   EXPECT_EQ(reply["input"].size(), 784u);
+  EXPECT_EQ(reply["channels"], 1);
+  EXPECT_EQ(reply["side"], 28);
   EXPECT_FLOAT_EQ(reply["input"][30].get<float>(), input.flatten()[30].item<float>());
-  EXPECT_EQ(reconstruct_reply(3, at::zeros({1, 1, 28, 28}))["pixels"].size(), 784u);
+  const auto recon = reconstruct_reply(3, at::zeros({1, 1, 28, 28}));
+  EXPECT_EQ(recon["pixels"].size(), 784u);
+  EXPECT_EQ(recon["channels"], 1);
   EXPECT_EQ(error_reply(413, "too large")["status"], 413);
+
+  // A colour model's: the named class, and every channel of the input.
+  DataShape named;
+  named.class_names = {"cat", "dog", "fox"};
+  Classification three;
+  three.capsules = at::rand({1, 3, 4});
+  three.lengths = three.capsules.norm(2, -1);
+  three.predictions = at::full({1}, 2, at::kLong);
+  const auto colour = at::rand({1, 3, 24, 24});
+  const auto named_reply = predict_reply(three, colour, named);
+  EXPECT_EQ(named_reply["class"], 2);
+  EXPECT_EQ(named_reply["class_name"], "fox");
+  EXPECT_EQ(named_reply["channels"], 3);
+  EXPECT_EQ(named_reply["side"], 24);
+  ASSERT_EQ(named_reply["input"].size(), 3u * 24 * 24);
+  // Channel after channel: element 1 * 576 + 5 * 24 + 7 is channel 1's (row 5, column 7).
+  EXPECT_FLOAT_EQ(named_reply["input"][576 + 5 * 24 + 7].get<float>(),
+                  colour[0][1][5][7].item<float>());
+}
+
+TEST(ServeApi, ModelInfoNamesEveryClass) {
+  const auto digits = model_info(digit_predictor(testing::tiny_config()));
+  EXPECT_EQ(digits["class_names"],
+            nlohmann::json({"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}));
+  EXPECT_EQ(digits["channels"], 1);
+  EXPECT_EQ(digits["image_size"], 12);
+  EXPECT_EQ(digits["side"], 12);
+  EXPECT_EQ(digits["classes"], 10);
+  EXPECT_EQ(digits["capsule_dim"], 4);
+  EXPECT_EQ(digits["preparation"], "digit");
+  const auto colour = model_info(colour_predictor());
+  EXPECT_EQ(colour["class_names"], nlohmann::json({"cat", "dog", "fox"}));
+  EXPECT_EQ(colour["channels"], 3);
+  EXPECT_EQ(colour["image_size"], 24);
+  EXPECT_EQ(colour["classes"], 3);
+  EXPECT_EQ(colour["preparation"], "resize");
+}
+
+TEST(ServeApi, ColourModelTakesPicturesResizedAndCentreCropped) {
+  const auto predictor = colour_predictor();
+  auto parse = [&](const std::string& body, const std::string& type) {
+    return parse_predict_body(body, type, predictor);
+  };
+  // 32 x 32, the stored size: only the centre 24 x 24 crop, from (4, 4).
+  const auto gradient = rgb_picture(32, 32, [](int x, int y) {
+    return std::array<uint8_t, 3>{uint8_t(7 * x), uint8_t(5 * y), 90};
+  });
+  const auto png = encode_png(gradient);
+  const auto image = parse(png, "image/png");
+  ASSERT_EQ(image.sizes(), (std::vector<int64_t>{1, 3, 24, 24}));
+  auto expected = at::empty({1, 3, 24, 24});
+  for (int64_t i = 0; i < 24; ++i) {
+    for (int64_t j = 0; j < 24; ++j) {
+      expected[0][0][i][j] = 7.0 * (j + 4) / 255;
+      expected[0][1][i][j] = 5.0 * (i + 4) / 255;
+      expected[0][2][i][j] = 90.0 / 255;
+    }
+  }
+  EXPECT_TRUE(at::allclose(image, expected, 0, 1e-6)) << (image - expected).abs().max();
+  EXPECT_TRUE(image.equal(predictor.prepare_picture(png, "gradient")));
+  // The same pixels as a BMP, a PPM, and a PNG labelled as bytes.
+  std::string bmp;
+  ASSERT_TRUE(stbi_write_bmp_to_func(append_bytes, &bmp, 32, 32, 3, gradient.pixels.data()));
+  EXPECT_TRUE(parse(bmp, "image/bmp").equal(image));
+  const auto ppm =
+      "P6\n32 32\n255\n" + std::string(gradient.pixels.begin(), gradient.pixels.end());
+  EXPECT_TRUE(parse(ppm, "image/x-portable-pixmap").equal(image));
+  EXPECT_TRUE(parse(png, "application/octet-stream").equal(image));
+
+  // 96 x 48, red | green | blue in thirds of 24, 48, 24 columns: shorter side
+  // to 32 (64 x 32), then the centre 24 x 24 is all the green middle.
+  const auto bands = rgb_picture(96, 48, [](int x, int) {
+    return x < 24 ? std::array<uint8_t, 3>{255, 0, 0}
+                  : x < 72 ? std::array<uint8_t, 3>{0, 255, 0} : std::array<uint8_t, 3>{0, 0, 255};
+  });
+  const auto green = parse(encode_png(bands), "image/png");
+  EXPECT_EQ(green[0][1].min().item<float>(), 1.0f);
+  EXPECT_EQ(green[0][0].max().item<float>(), 0.0f);
+  EXPECT_EQ(green[0][2].max().item<float>(), 0.0f);
+
+  // A one-pixel GIF of palette colour (200, 40, 10): enlarged, every pixel that colour.
+  static const char kGif[] = "GIF89a\x01\x00\x01\x00\x80\x00\x00\xc8\x28\x0a\x00\x00\x00"
+                             ",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02\x44\x01\x00;";
+  const std::string gif(kGif, sizeof kGif - 1);
+  const auto dot = parse(gif, "image/gif");
+  ASSERT_EQ(dot.sizes(), (std::vector<int64_t>{1, 3, 24, 24}));
+  EXPECT_NEAR(dot[0][0].min().item<float>(), 200.0 / 255, 1e-6);
+  EXPECT_NEAR(dot[0][1].max().item<float>(), 40.0 / 255, 1e-6);
+  EXPECT_NEAR(dot[0][2].max().item<float>(), 10.0 / 255, 1e-6);
+
+  // A grey picture for a colour model: the grey in every channel.
+  GrayImage ramp(32, 32);
+  for (int y = 0; y < 32; ++y) {
+    for (int x = 0; x < 32; ++x) ramp.at(x, y) = float(x + y) / 62;
+  }
+  const auto grey = parse(encode_png(ramp), "image/png");
+  EXPECT_TRUE(grey[0][0].equal(grey[0][1]));
+  EXPECT_TRUE(grey[0][0].equal(grey[0][2]));
+  EXPECT_GT((grey[0][0].max() - grey[0][0].min()).item<float>(), 0.5f);
+
+  EXPECT_EQ(status_of([&] { parse(png.substr(0, png.size() / 2), "image/png"); }), 400);
+  EXPECT_EQ(status_of([&] { parse("", "image/gif"); }), 400);
+  EXPECT_EQ(status_of([&] { parse(png, "text/plain"); }), 415);
+}
+
+TEST(ServeApi, ColourModelTakesJsonPixelsChannelAfterChannel) {
+  const auto predictor = colour_predictor();
+  std::vector<float> pixels(3 * 24 * 24);
+  for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = float(i % 11) / 10.0f;
+  const auto image =
+      parse_predict_body(nlohmann::json(pixels).dump(), "application/json", predictor);
+  ASSERT_EQ(image.sizes(), (std::vector<int64_t>{1, 3, 24, 24}));
+  EXPECT_TRUE(image.flatten().equal(at::tensor(pixels)));
+  EXPECT_FLOAT_EQ(image[0][2][3][4].item<float>(), pixels[2 * 576 + 3 * 24 + 4]);
+  const auto wrapped =
+      parse_predict_body(nlohmann::json{{"pixels", pixels}}.dump(), "application/json", predictor);
+  EXPECT_TRUE(wrapped.equal(image));
+  // One channel's worth is refused, naming the count wanted.
+  try {
+    parse_predict_body(nlohmann::json(std::vector<float>(576, 0.5f)).dump(), "application/json",
+                       predictor);
+    ADD_FAILURE() << "576 values were taken for a 3-channel model";
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.status, 400);
+    EXPECT_NE(std::string(e.what()).find("1728 numbers (3 channels of 24x24"), std::string::npos)
+        << e.what();
+  }
+  pixels[1000] = -0.1f;
+  EXPECT_EQ(status_of([&] {
+              parse_predict_body(nlohmann::json(pixels).dump(), "application/json", predictor);
+            }),
+            400);
+}
+
+TEST(ServeApi, ColourModelAnswersAndReconstructsInColour) {
+  auto predictor = colour_predictor();
+  const auto picture = rgb_picture(40, 30, [](int x, int y) {
+    return std::array<uint8_t, 3>{uint8_t(6 * x), uint8_t(255 - 8 * y), uint8_t(3 * (x + y))};
+  });
+  const auto input = parse_predict_body(encode_png(picture), "image/png", predictor);
+  BatchingPredictor batcher(predictor, 4);
+  const auto result = batcher.classify(input);
+  const auto reply = predict_reply(result, input, batcher.predictor().shape());
+  const auto k = reply["class"].get<int64_t>();
+  ASSERT_TRUE(k >= 0 && k < 3) << k;
+  EXPECT_EQ(reply["class_name"], std::vector<std::string>({"cat", "dog", "fox"})[size_t(k)]);
+  EXPECT_EQ(reply["lengths"].size(), 3u);
+  EXPECT_EQ(reply["input"].size(), 3u * 24 * 24);
+  // The JSON form of what the network saw gives the same answer.
+  const auto again = parse_predict_body(reply["input"].dump(), "application/json", predictor);
+  EXPECT_TRUE(again.equal(input));
+
+  const auto image = batcher.reconstruct(result.capsules, k);
+  ASSERT_EQ(image.sizes(), (std::vector<int64_t>{1, 3, 24, 24}));
+  const auto recon = reconstruct_reply(k, image);
+  EXPECT_EQ(recon["channels"], 3);
+  EXPECT_EQ(recon["side"], 24);
+  ASSERT_EQ(recon["pixels"].size(), 3u * 24 * 24);
+  EXPECT_FLOAT_EQ(recon["pixels"][2 * 576 + 100].get<float>(), image[0][2][4][4].item<float>());
+  // As a PNG: RGB, each pixel the reconstruction's, rounded to 8 bits.
+  const auto png = reconstruct_png(image);
+  const auto info = picture_info(png, "reconstruction");
+  EXPECT_TRUE(info.colour);
+  EXPECT_EQ(info.width, 24);
+  const auto decoded = picture_tensor(decode_picture(png, "reconstruction", 3));
+  EXPECT_TRUE(decoded.equal(image[0].mul(255).round().to(at::kByte)));
+  EXPECT_FALSE(picture_info(reconstruct_png(at::full({1, 1, 12, 12}, 0.5)), "grey").colour);
 }
 
 } // namespace

@@ -2,8 +2,12 @@
 """capsnet serve's JSON API, good and bad requests, from a client's side.
 
 Usage: serve_client.py PORT PID MNIST_DIR PREDICT_JSON
+       serve_client.py --colour PORT FOLDER
   PREDICT_JSON: `capsnet predict --json` of the first test images (an IDX
   file of them), the independent answer the API must give.
+  --colour: the server runs a colour model trained on FOLDER (CLASS/*.png,
+  one class red, one green, one blue): class names, pictures and 3-channel
+  pixels in, colour out.
 Standard library only. Prints one line per check; exit status 1 if any failed.
 """
 import http.client
@@ -16,7 +20,7 @@ import threading
 import time
 import zlib
 
-port, pid, mnist, predict_json = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+port = int(sys.argv[2] if sys.argv[1] == "--colour" else sys.argv[1])
 failures = 0
 
 
@@ -36,24 +40,117 @@ def request(method, path, body=None, content_type=None, timeout=30):
     return reply.status, reply.getheader("Content-Type", ""), data
 
 
-def png(pixels, width, height):
-    """8-bit grayscale PNG of rows of 0-255 values."""
-    raw = b"".join(b"\0" + bytes(pixels[y * width:(y + 1) * width]) for y in range(height))
+def png(pixels, width, height, channels=1):
+    """8-bit PNG, grey or RGB, of rows of 0-255 values (RGB interleaved)."""
+    row = width * channels
+    raw = b"".join(b"\0" + bytes(pixels[y * row:(y + 1) * row]) for y in range(height))
     chunk = lambda kind, body: (struct.pack(">I", len(body)) + kind + body +
                                 struct.pack(">I", zlib.crc32(kind + body)))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)) +
+    colour_type = 2 if channels == 3 else 0
+    return (b"\x89PNG\r\n\x1a\n" +
+            chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)) +
             chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def bmp(pixels, width, height, channels=1):
+    """24-bit BMP of the same rows as png(): bottom-up, BGR, rows padded to 4 bytes."""
+    rgb = lambda i: [pixels[i * channels + (c if channels == 3 else 0)] for c in range(3)]
+    pad = (4 - 3 * width % 4) % 4
+    rows = b"".join(bytes(v for x in range(width) for v in reversed(rgb(y * width + x))) + b"\0" * pad
+                    for y in reversed(range(height)))
+    return (b"BM" + struct.pack("<IHHI", 54 + len(rows), 0, 0, 54) +
+            struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, len(rows), 2835, 2835, 0, 0) + rows)
+
+
+def healthy():
+    status, _, data = request("GET", "/healthz")
+    return status == 200 and json.loads(data)["status"] == "ok"
+
+
+def refused(name, status_wanted, method, path, body=None, content_type=None, words=""):
+    """A 4xx with a JSON error containing `words`, and the server keeps serving."""
+    status, ctype, data = request(method, path, body, content_type)
+    try:
+        error = json.loads(data)["error"]
+    except Exception:
+        error = None
+    check(f"{name}: {status_wanted}", status == status_wanted and ctype.startswith("application/json") and
+          error is not None and words in error and healthy(), f"{status} {data[:100]!r}")
+
+
+def colour_model(folder):
+    """The API of a 3-channel model with named classes."""
+    status, _, data = request("GET", "/healthz")
+    health = json.loads(data)
+    classes = sorted(os.listdir(folder))
+    check("GET /healthz names the folder's classes", status == 200 and health["class_names"] == classes,
+          f"{health.get('class_names')} for folders {classes}")
+    side = health["image_size"]
+    check("... and says 3 channels", health["channels"] == 3 and health["classes"] == len(classes),
+          f"{health['channels']} channels, {side}x{side}")
+    count = 3 * side * side
+    replies = {}
+    for name in classes:
+        path = os.path.join(folder, name, sorted(os.listdir(os.path.join(folder, name)))[0])
+        status, _, data = request("POST", "/api/predict", open(path, "rb").read(), "image/png")
+        reply = json.loads(data)
+        replies[name] = reply
+        check(f"a {name} picture as image/png: a class and its name",
+              status == 200 and reply["class_name"] == health["class_names"][reply["class"]] and
+              reply["channels"] == 3 and len(reply["input"]) == count and len(reply["lengths"]) == 3,
+              f"status {status}, {reply.get('class_name')!r}")
+    # The folders' pictures are mostly red, green and blue in class order: the
+    # input the network saw keeps the colour (not grey).
+    for c, name in enumerate(classes):
+        plane = side * side
+        means = [sum(replies[name]["input"][k * plane:(k + 1) * plane]) / plane for k in range(3)]
+        check(f"the {name} picture reaches the network in colour (channel {c} brightest)",
+              max(range(3), key=lambda k: means[k]) == c and max(means) - min(means) > 0.3,
+              "channel means " + ", ".join(f"{m:.2f}" for m in means))
+    reply = replies[classes[0]]
+    status, _, data = request("POST", "/api/predict", json.dumps(reply["input"]), "application/json")
+    again = json.loads(data)
+    check(f"the input sent back as {count} JSON values gives the same answer",
+          status == 200 and again["class"] == reply["class"] and
+          max(abs(a - b) for a, b in zip(again["lengths"], reply["lengths"])) < 1e-5)
+    # A BMP of a red picture of the model's own size: used as it is.
+    red = [v for _ in range(side * side) for v in (230, 20, 10)]
+    status, _, data = request("POST", "/api/predict", bmp(red, side, side, 3), "image/bmp")
+    seen = json.loads(data).get("input", [])
+    check("a BMP upload: its pixels, channel after channel", status == 200 and len(seen) == count and
+          abs(seen[0] - 230 / 255) < 1e-6 and abs(seen[side * side] - 20 / 255) < 1e-6 and
+          abs(seen[-1] - 10 / 255) < 1e-6, f"status {status}")
+    k = reply["class"]
+    status, _, data = request("POST", "/api/reconstruct", json.dumps({"capsule": k, "vector": reply["capsules"][k]}),
+                              "application/json")
+    recon = json.loads(data)
+    check(f"POST /api/reconstruct gives 3 channels, {count} pixels in [0, 1]",
+          status == 200 and recon["channels"] == 3 and len(recon["pixels"]) == count and
+          0 <= min(recon["pixels"]) and max(recon["pixels"]) <= 1)
+    status, ctype, data = request("POST", "/api/reconstruct",
+                                  json.dumps({"capsule": k, "vector": reply["capsules"][k], "format": "png"}),
+                                  "application/json")
+    check(f"... or a {side}x{side} RGB PNG", status == 200 and ctype == "image/png" and
+          struct.unpack(">II", data[16:24]) == (side, side) and data[25] == 2)
+    refused("one channel's pixels", 400, "POST", "/api/predict", json.dumps([0.5] * (side * side)),
+            "application/json", f"{count} numbers (3 channels of {side}x{side}")
+    refused("capsule 3 of 3", 422, "POST", "/api/reconstruct", json.dumps({"capsule": 3, "vector": [0] * health["capsule_dim"]}),
+            "application/json", "capsules 0 to 2")
+    refused("image/webp", 415, "POST", "/api/predict", b"RIFF", "image/webp", "not accepted")
+    print(f"serve api (colour): {failures} failed")
+    sys.exit(1 if failures else 0)
+
+
+if sys.argv[1] == "--colour":
+    colour_model(sys.argv[3])
+
+pid, mnist, predict_json = int(sys.argv[2]), sys.argv[3], sys.argv[4]
 
 
 def rss_mb():
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
-
-
-def healthy():
-    status, _, data = request("GET", "/healthz")
-    return status == 200 and json.loads(data)["status"] == "ok"
 
 
 images = open(f"{mnist}/t10k-images-idx3-ubyte", "rb").read()
@@ -68,8 +165,12 @@ status, ctype, data = request("GET", "/healthz")
 health = json.loads(data)
 check("GET /healthz", status == 200 and ctype.startswith("application/json") and health["side"] == 28,
       data.decode()[:80])
+check("/healthz: 1 channel of 28x28, classes named by their digits",
+      health["channels"] == 1 and health["image_size"] == 28 and
+      health["class_names"] == [str(k) for k in range(10)], str(health.get("class_names")))
 status, ctype, page = request("GET", "/")
-check("GET / is the page", status == 200 and ctype.startswith("text/html") and b"<canvas id=\"draw\"" in page)
+check("GET / is the page, to draw or upload", status == 200 and ctype.startswith("text/html") and
+      b"<canvas id=\"draw\"" in page and b"type=\"file\"" in page)
 
 worst = 0.0
 same_class = True
@@ -83,27 +184,36 @@ check(f"POST /api/predict (784 values) equals capsnet predict on {n} test images
 status, _, data = request("POST", "/api/predict", json.dumps({"pixels": [v / 255 for v in digit(0)]}), "application/json")
 reply = json.loads(data)
 check("{\"pixels\": [...]} works too", status == 200 and reply["class"] == expected[0]["class"])
-check("the reply has 10 lengths, 10 capsules of 16, the 784-pixel input",
+check("the reply has 10 lengths, 10 capsules of 16, the 784-pixel input of 1 channel",
       len(reply["lengths"]) == 10 and len(reply["capsules"]) == 10 and
-      all(len(c) == 16 for c in reply["capsules"]) and len(reply["input"]) == 784)
+      all(len(c) == 16 for c in reply["capsules"]) and len(reply["input"]) == 784 and
+      reply["channels"] == 1 and reply["side"] == 28)
+check("the class's name is its digit", reply["class_name"] == str(reply["class"]), repr(reply["class_name"]))
 length0 = sum(v * v for v in reply["capsules"][reply["class"]]) ** 0.5
 check("a capsule's length is its class's length", abs(length0 - reply["lengths"][reply["class"]]) < 1e-5)
 
 # A PNG upload goes through the same preprocessing as capsnet predict of a file.
 picture = png([255 - v for v in digit(0)], 28, 28)  # dark ink on white, as drawn
 status, _, data = request("POST", "/api/predict", picture, "image/png")
-check("POST /api/predict with a PNG", status == 200 and json.loads(data)["class"] == labels[8],
+from_png = json.loads(data)
+check("POST /api/predict with a PNG", status == 200 and from_png["class"] == labels[8],
       f"status {status}")
+status, _, data = request("POST", "/api/predict", bmp([255 - v for v in digit(0)], 28, 28), "image/bmp")
+check("... a BMP of the same pixels gives the same input", status == 200 and
+      json.loads(data)["input"] == from_png["input"], f"status {status}")
+status, _, data = request("POST", "/api/predict", picture, "application/octet-stream")
+check("... and so does the PNG as application/octet-stream", status == 200 and
+      json.loads(data)["input"] == from_png["input"], f"status {status}")
 
 k = reply["class"]
 body = json.dumps({"capsule": k, "vector": reply["capsules"][k]})
 status, _, data = request("POST", "/api/reconstruct", body, "application/json")
 recon = json.loads(data)
-check("POST /api/reconstruct gives 784 pixels in [0, 1]",
-      status == 200 and len(recon["pixels"]) == 784 and 0 <= min(recon["pixels"]) and max(recon["pixels"]) <= 1)
+check("POST /api/reconstruct gives 784 pixels of 1 channel in [0, 1]",
+      status == 200 and len(recon["pixels"]) == 784 and recon["channels"] == 1 and 0 <= min(recon["pixels"]) and max(recon["pixels"]) <= 1)
 status, ctype, data = request("POST", "/api/reconstruct", json.dumps({"capsule": k, "vector": reply["capsules"][k], "format": "png"}), "application/json")
-check("... or a 28x28 PNG", status == 200 and ctype == "image/png" and data[:8] == b"\x89PNG\r\n\x1a\n" and
-      struct.unpack(">II", data[16:24]) == (28, 28))
+check("... or a 28x28 grey PNG", status == 200 and ctype == "image/png" and data[:8] == b"\x89PNG\r\n\x1a\n" and
+      struct.unpack(">II", data[16:24]) == (28, 28) and data[25] == 0)
 moved = list(reply["capsules"][k])
 moved[0] += 0.25
 status, _, data = request("POST", "/api/reconstruct", json.dumps({"capsule": k, "vector": moved}), "application/json")
@@ -111,23 +221,15 @@ change = max(abs(a - b) for a, b in zip(json.loads(data)["pixels"], recon["pixel
 check("moving one dimension by 0.25 changes the reconstruction", change > 0.01, f"largest pixel change {change:.3f}")
 
 # --- bad requests: a 4xx with a JSON error, and the server keeps serving ----
-def refused(name, status_wanted, method, path, body=None, content_type=None, words=""):
-    status, ctype, data = request(method, path, body, content_type)
-    try:
-        error = json.loads(data)["error"]
-    except Exception:
-        error = None
-    check(f"{name}: {status_wanted}", status == status_wanted and ctype.startswith("application/json") and
-          error is not None and words in error and healthy(), f"{status} {data[:100]!r}")
-
-
 refused("bad JSON", 400, "POST", "/api/predict", "{\"pixels\": [0.1,", "application/json", "not valid JSON")
 refused("783 values", 400, "POST", "/api/predict", json.dumps([0.0] * 783), "application/json", "784 numbers")
+refused("three channels' pixels", 400, "POST", "/api/predict", json.dumps([0.0] * 3 * 784), "application/json", "784 numbers")
 refused("a pixel of 3", 400, "POST", "/api/predict", json.dumps([0.0] * 783 + [3]), "application/json", "in [0, 1]")
 refused("a pixel that is a string", 400, "POST", "/api/predict", json.dumps(["a"] * 784), "application/json", "not a number")
 refused("text/plain", 415, "POST", "/api/predict", "hello", "text/plain", "not accepted")
 refused("no content type", 415, "POST", "/api/predict", "hello", None, "not accepted")
-refused("text labelled image/png", 400, "POST", "/api/predict", "this is not a picture", "image/png", "not a PNG or JPEG")
+refused("text labelled image/png", 400, "POST", "/api/predict", "this is not a picture", "image/png", "not an image this program reads")
+refused("image/webp", 415, "POST", "/api/predict", b"RIFF", "image/webp", "not accepted")
 refused("a truncated PNG", 400, "POST", "/api/predict", picture[:60], "image/png", "uploaded image")
 refused("a blank picture", 400, "POST", "/api/predict", png([255] * 784, 28, 28), "image/png", "blank")
 huge = png([0] * 64, 8, 8)[:16] + struct.pack(">II", 60000, 60000) + png([0] * 64, 8, 8)[24:]

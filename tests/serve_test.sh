@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # capsnet serve end to end: a model trained here, its JSON API from a client
 # (serve_client.py: good and bad requests, 200 concurrent requests, memory),
-# the page in headless chromium (browser_test.py), Ctrl-C and SIGTERM, and
-# bad options.
+# the page in headless chromium (browser_test.py: drawing and uploads), Ctrl-C
+# and SIGTERM, a colour model of a folder with named classes (API and page),
+# and bad options.
 # Usage: serve_test.sh CAPSNET MNIST_DIR
 set -uo pipefail
 capsnet=$1
@@ -26,8 +27,8 @@ open(sys.argv[2], "wb").write(struct.pack(">IIII", 0x803, 40, 28, 28) + d[16:16 
 PY
 "$capsnet" predict --checkpoint "$ckpt" --threads 1 --json "$work/first.idx" >"$work/predict.json"
 
-start_server() { # start_server ARGS...: sets $pid and $port, or fails
-  "$capsnet" serve --checkpoint "$ckpt" --port 0 "$@" >"$work/serve.out" 2>"$work/serve.err" &
+start_server() { # start_server ARGS...: serves $serving; sets $pid and $port, or fails
+  "$capsnet" serve --checkpoint "$serving" --port 0 "$@" >"$work/serve.out" 2>"$work/serve.err" &
   pid=$!
   port=""
   for _ in $(seq 1 150); do
@@ -44,6 +45,7 @@ start_server() { # start_server ARGS...: sets $pid and $port, or fails
 # (keep_freed_memory), so a batch larger than any before raises RSS without a
 # leak, and the client's check that memory stays flat would measure the load
 # of the machine (how many requests queue up) instead of leaks.
+serving=$ckpt
 start_server --threads 1 --timeout 3 --max-batch 8
 check "serve prints its URL" test -n "$port" || cat "$work/serve.err" >&2
 python3 "$here/serve_client.py" "$port" "$pid" "$data" "$work/predict.json"
@@ -67,6 +69,42 @@ kill -TERM "$pid"
 status=0
 wait "$pid" || status=$?
 check "SIGTERM stops it cleanly (exit $status)" test "$status" -eq 0
+
+# A colour model: a folder of 40x32 pictures in three named classes (cat
+# mostly red, dog green, fox blue), resized to 32 and centre-cropped to 24.
+# Its API and page: class names, colour pictures in, colour out.
+python3 - "$work/pets" <<'PY'
+import os, random, struct, sys, zlib
+random.seed(5)
+def png(pixels, width, height):
+    raw = b"".join(b"\0" + bytes(pixels[y * width * 3:(y + 1) * width * 3]) for y in range(height))
+    chunk = lambda kind, body: (struct.pack(">I", len(body)) + kind + body +
+                                struct.pack(">I", zlib.crc32(kind + body)))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) +
+            chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+for c, name in enumerate(["cat", "dog", "fox"]):
+    os.makedirs(f"{sys.argv[1]}/{name}")
+    for i in range(20):
+        pixels = [random.randrange(170, 256) if k == c else random.randrange(0, 70)
+                  for _ in range(40 * 32) for k in range(3)]
+        open(f"{sys.argv[1]}/{name}/{i:02d}.png", "wb").write(png(pixels, 40, 32))
+PY
+"$capsnet" train --dataset folder --data "$work/pets" --image-size 32 --crop 24 --epochs 1 \
+  --batch-size 16 --threads 2 --seed 3 --out "$work/pets-run" >"$work/pets-train.out" 2>&1
+check "a colour model of a folder" test -s "$work/pets-run/best.pt" || tail -3 "$work/pets-train.out" >&2
+if [ -s "$work/pets-run/best.pt" ]; then
+  serving=$work/pets-run/best.pt
+  start_server --threads 1
+  check "serve prints its URL for the colour model" test -n "$port" || cat "$work/serve.err" >&2
+  check "and says it takes 3 channels" grep -q "24x24 inputs of 3 channels" "$work/serve.out"
+  python3 "$here/serve_client.py" --colour "$port" "$work/pets"
+  check "the colour model's API from a client (serve_client.py --colour)" test $? -eq 0
+  /usr/bin/python3 "$here/browser_test.py" "http://127.0.0.1:$port/" --colour "$work/pets"
+  check "the colour model's page in headless chromium (browser_test.py --colour)" test $? -eq 0
+  kill -TERM "$pid"
+  wait "$pid"
+fi
+serving=$ckpt
 
 # Bad options and a bad checkpoint: a message, a non-zero exit, no server.
 start_server --threads 1

@@ -101,7 +101,10 @@ TEST(Options, JsonRoundTripAndRunsFromBeforeTheMarginWasNested) {
 
 TEST(Registry, OneListOfDataSets) {
   EXPECT_EQ(dataset_names(), (std::vector<std::string>{"mnist", "fashion-mnist", "multimnist",
-                                                       "expanded-mnist", "affine-mnist"}));
+                                                       "expanded-mnist", "affine-mnist",
+                                                       "folder"}));
+  EXPECT_TRUE(dataset_info("folder").folder);
+  EXPECT_EQ(dataset_info("fashion-mnist").class_names.at(9), "Ankle boot");
   EXPECT_EQ(dataset_info("mnist").default_dir, "data/mnist");
   EXPECT_EQ(dataset_info("fashion-mnist").num_classes, 10);
   // Generated from MNIST's files, at their own sizes.

@@ -30,6 +30,7 @@ Commands add_commands(CLI::App& app) {
   run["export"] = add_export_command(app);
   run["launch"] = add_launch_command(app);
   run["experiment"] = add_experiment_command(app);
+  run["data"] = add_data_command(app);
 #ifdef CAPSNET_WITH_SERVE
   run["serve"] = add_serve_command(app);
 #else

@@ -13,6 +13,7 @@
 namespace capsnet {
 struct Batch;
 struct Dataset;
+struct DataShape;
 struct TrainOptions;
 } // namespace capsnet
 
@@ -33,6 +34,7 @@ Runner add_export_command(CLI::App& app);
 Runner add_launch_command(CLI::App& app);
 Runner add_experiment_command(CLI::App& app);
 Runner add_serve_command(CLI::App& app);
+Runner add_data_command(CLI::App& app);
 /// A subcommand that this build left out (`how`: the CMake option that did):
 /// it takes any arguments and fails, saying so.
 Runner add_missing_command(CLI::App& app, const std::string& name, const std::string& how);
@@ -83,9 +85,12 @@ CLI::Option* add_checkpoint_option(CLI::App* cmd, std::string& path);
 
 /// The test split a checkpoint is evaluated on: --data when given, else the
 /// default directory of --dataset when given, else the run's own data.
-/// `options.dataset` becomes `dataset` when that is not empty.
+/// `options.dataset` becomes `dataset` when that is not empty. `trained`: the
+/// checkpoint's data shape (a folder's size, channels and recorded split).
+/// A folder's listing is summarised on stderr.
 Dataset load_test_split(TrainOptions& options, const std::string& data_dir,
-                        const std::string& dataset, int64_t limit);
+                        const std::string& dataset, int64_t limit,
+                        const DataShape& trained);
 
 /// The first `limit` (0: all) examples of a loaded test split as a model
 /// sees them, before any standardisation: images float [N, C, S, S] in [0, 1]
@@ -93,10 +98,12 @@ Dataset load_test_split(TrainOptions& options, const std::string& data_dir,
 /// transformed digits), labels [N] or [N, P], the decoder's targets. Throws
 /// std::invalid_argument when S is not `model_side`, the model's input size.
 Batch test_examples(const TrainOptions& options, const Dataset& data, int64_t limit,
-                    int64_t model_side);
+                    const DataShape& trained);
 
-/// A label or a prediction as text: "7", or "2,7" for a pair (any shape).
+/// A label or a prediction as text: "7", or "2,7" for a pair (any shape);
+/// with `shape`, by the classes' names ("cat").
 std::string classes_text(const at::Tensor& classes);
+std::string classes_text(const at::Tensor& classes, const DataShape& shape);
 
 /// The directory load_test_split reads.
 std::string test_data_dir(const TrainOptions& options, const std::string& data_dir,

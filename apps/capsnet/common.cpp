@@ -3,6 +3,7 @@
 
 #include "capsnet/data/batch.h"
 #include "capsnet/data/registry.h"
+#include "capsnet/engine/models.h"
 #include "capsnet/engine/options.h"
 #include "capsnet/engine/runtime.h"
 #include "capsnet/io/atomic_file.h"
@@ -93,18 +94,28 @@ std::string test_data_dir(const TrainOptions& options, const std::string& data_d
 }
 
 Dataset load_test_split(TrainOptions& options, const std::string& data_dir,
-                        const std::string& dataset, int64_t limit) {
+                        const std::string& dataset, int64_t limit, const DataShape& trained) {
   const auto dir = test_data_dir(options, data_dir, dataset);
+  const bool same_data = dataset.empty() || dataset == options.dataset;
   if (!dataset.empty()) options.dataset = dataset;
-  return load_dataset(dir, Split::kTest, options.dataset, limit);
+  auto request = data_request(options, Split::kTest, dir, same_data ? &trained : nullptr);
+  request.limit = limit;
+  if (!same_data) { // a folder read as the model's input: its channels and size
+    request.folder.image_size =
+        trained.preparation == Preparation::kResize ? trained.resize : trained.image_size;
+    request.folder.channels = trained.channels;
+  }
+  request.log = &std::cerr;
+  return load_dataset(options.dataset, request);
 }
 
 Batch test_examples(const TrainOptions& options, const Dataset& data, int64_t limit,
-                    int64_t model_side) {
+                    const DataShape& trained) {
   const auto& info = dataset_info(options.dataset);
-  require_image_size(info, data, model_side);
-  const auto source =
-      make_source(info, data, Split::kTest, 0, /*normalize=*/false, c10::Device(c10::kCPU));
+  auto prepared = source_options(options, trained);
+  if (prepared.crop == 0) require_image_size(info, data, trained.image_size);
+  prepared.normalize = false; // what the model sees, before standardisation
+  const auto source = make_source(info, data, Split::kTest, prepared, c10::Device(c10::kCPU));
   const int64_t n = limit > 0 ? std::min(limit, source->size()) : source->size();
   return source->get(at::arange(n, at::kLong), nullptr);
 }
@@ -114,6 +125,15 @@ std::string classes_text(const at::Tensor& classes) {
   const auto flat = classes.flatten();
   for (int64_t k = 0; k < flat.numel(); ++k) {
     text += (k ? "," : "") + std::to_string(flat[k].item<int64_t>());
+  }
+  return text;
+}
+
+std::string classes_text(const at::Tensor& classes, const DataShape& shape) {
+  std::string text;
+  const auto flat = classes.flatten();
+  for (int64_t k = 0; k < flat.numel(); ++k) {
+    text += (k ? "," : "") + shape.class_name(flat[k].item<int64_t>());
   }
   return text;
 }

@@ -41,7 +41,7 @@ struct EvalFlags {
 // labels, MultiMNIST's: the pairs whose two longest capsules are not their
 // two classes, by the shorter of those two capsules).
 void write_worst(const std::string& path, int64_t count, const Batch& examples,
-                 const EvalResult& result) {
+                 const EvalResult& result, const DataShape& shape) {
   const auto& labels = examples.labels;
   const bool pairs = labels.dim() == 2;
   const auto predictions = predicted_classes(result.scores, labels);
@@ -65,8 +65,8 @@ void write_worst(const std::string& path, int64_t count, const Batch& examples,
     const int64_t i = wrong[order[k].item<int64_t>()].item<int64_t>();
     if (k % 8 == 0) rows.emplace_back();
     char caption[64];
-    std::snprintf(caption, sizeof caption, "%s as %s, %.2f", classes_text(labels[i]).c_str(),
-                  classes_text(predictions[i]).c_str(), confidence[i].item<double>());
+    std::snprintf(caption, sizeof caption, "%s as %s, %.2f", classes_text(labels[i], shape).c_str(),
+                  classes_text(predictions[i], shape).c_str(), confidence[i].item<double>());
     rows.back().cells.push_back({to_gray_image(examples.images[i]), caption, {}});
   }
   viz::write_grid_png(path, figure);
@@ -97,6 +97,7 @@ void print_json(const EvalFlags& f, const LoadedCheckpoint& loaded, const TrainO
   nlohmann::json per_class = nlohmann::json::array();
   for (size_t k = 0; k < result.class_total.size(); ++k) {
     per_class.push_back({{"class", k},
+                         {"name", loaded.shape.class_name(int64_t(k))},
                          {"correct", result.class_correct[k]},
                          {"total", result.class_total[k]},
                          {"accuracy", result.class_total[k]
@@ -129,7 +130,9 @@ void print_text(const EvalFlags& f, const LoadedCheckpoint& loaded, const TrainO
               enum_name(precision).c_str());
   std::printf("per-class accuracy:\n");
   for (size_t k = 0; k < result.class_total.size(); ++k) {
-    std::printf("  %zu  %6.2f%%  (%ld/%ld)\n", k,
+    const auto named = loaded.shape.class_name(int64_t(k));
+    const auto name = named == std::to_string(k) ? named : std::to_string(k) + " " + named;
+    std::printf("  %-16s  %6.2f%%  (%ld/%ld)\n", name.c_str(),
                 result.class_total[k] ? 100.0 * result.class_correct[k] / result.class_total[k]
                                       : 0.0,
                 static_cast<long>(result.class_correct[k]),
@@ -167,7 +170,7 @@ int run_eval(const EvalFlags& f) {
   validate(options); // the library's bound of the batch size
   loaded.module().to(device);
   loaded.task()->set_execution(f.routing, precision); // on the shared network
-  const auto data = load_test_split(options, f.data_dir, f.dataset, f.limit);
+  const auto data = load_test_split(options, f.data_dir, f.dataset, f.limit, loaded.shape);
   const auto& info = dataset_info(options.dataset);
   if (!f.confusion_png.empty() && info.labels_per_image != 1) {
     throw std::invalid_argument("--confusion: a confusion matrix needs one label per image, and " +
@@ -186,7 +189,7 @@ int run_eval(const EvalFlags& f) {
   }
   if (worst_count > 0) {
     write_worst(f.worst[1], worst_count,
-                test_examples(options, data, 0, loaded.shape.image_size), result);
+                test_examples(options, data, 0, loaded.shape), result, loaded.shape);
   }
 #endif
   if (f.json) {

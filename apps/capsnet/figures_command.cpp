@@ -103,9 +103,9 @@ viz::GridSection reconstruction_section(const Predictor& predictor, const Classi
   for (int64_t start = 0; start < shown; start += per_row) {
     viz::GridRow inputs{"input", {}}, outputs{"reconstruction", {}};
     for (int64_t i = start; i < std::min(shown, start + per_row); ++i) {
-      inputs.cells.push_back(cell(images[i], (pairs ? "L:" : "label ") + classes_text(labels[i])));
+      inputs.cells.push_back(cell(images[i], (pairs ? "L:" : "label ") + classes_text(labels[i], predictor.shape())));
       outputs.cells.push_back(
-          recon_cell(recon[i], (pairs ? "R:" : "pred ") + classes_text(chosen[i])));
+          recon_cell(recon[i], (pairs ? "R:" : "pred ") + classes_text(chosen[i], predictor.shape())));
     }
     section.rows.push_back(inputs);
     section.rows.push_back(outputs);
@@ -143,8 +143,8 @@ viz::GridSection errors_section(const Predictor& predictor, const Classified& c,
     viz::GridRow row{"", {}};
     for (int64_t j = 0; j < k; ++j) {
       const int64_t i = idx[j].item<int64_t>();
-      const auto truth = classes_text(truth_classes[i]);
-      const auto pred = classes_text(predicted[i]);
+      const auto truth = classes_text(truth_classes[i], predictor.shape());
+      const auto pred = classes_text(predicted[i], predictor.shape());
       row.cells.push_back(cell(images[i], "#" + std::to_string(i) + " (" + truth + ")"));
       row.cells.push_back(recon_cell(from_pred[j], "as " + pred));
       row.cells.push_back(recon_cell(from_true[j], "as " + truth));
@@ -185,8 +185,8 @@ Runner add_reconstruct_command(CLI::App& app) {
     check_outputs({f->out}, checkpoint_and_data(*f, options));
     const int64_t wanted = *errors > 0 ? *search : *n;
     // All of the base split, so that a generated example is the one the full test set has.
-    const auto data = load_test_split(options, f->data_dir, f->dataset, 0);
-    const auto examples = test_examples(options, data, wanted, predictor.model()->config.image_size);
+    const auto data = load_test_split(options, f->data_dir, f->dataset, 0, predictor.shape());
+    const auto examples = test_examples(options, data, wanted, predictor.shape());
     const int64_t shown = std::min(*n, examples.size());
     const auto scanned = *errors > 0 ? examples.size() : shown;
     const auto images = examples.images.narrow(0, 0, scanned);
@@ -244,15 +244,15 @@ Runner add_perturb_command(CLI::App& app) {
     auto predictor = Predictor::load(f->checkpoint, "capsnet perturb", {Capability::kDecoder});
     auto options = predictor.options();
     check_outputs({f->out}, checkpoint_and_data(*f, options));
-    const auto data = load_test_split(options, f->data_dir, f->dataset, 0);
+    const auto data = load_test_split(options, f->data_dir, f->dataset, 0, predictor.shape());
     const auto examples =
-        test_examples(options, data, *index + 1, predictor.model()->config.image_size);
+        test_examples(options, data, *index + 1, predictor.shape());
     if (*index >= examples.size()) {
       throw std::invalid_argument("--index " + std::to_string(*index) + " is past the end of the " +
                                   std::to_string(examples.size()) + " test images");
     }
     const auto image = examples.images.narrow(0, *index, 1);
-    const auto label = classes_text(examples.labels[*index]);
+    const auto label = classes_text(examples.labels[*index], predictor.shape());
     const auto out = predictor.classify(image);
     const int64_t predicted = out.predictions[0].item<int64_t>();
     const auto& config = predictor.model()->config;

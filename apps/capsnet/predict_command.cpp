@@ -33,8 +33,12 @@ struct Input {
 };
 
 std::vector<Input> read_inputs(const std::string& path, const Predictor& predictor) {
-  if (!looks_like_idx(path)) return {{path, load_digit_image(path, predictor.model()->config.image_size)}};
+  if (!looks_like_idx(path)) return {{path, predictor.prepare_picture(read_image_bytes(path), path)}};
   const auto side = predictor.model()->config.image_size;
+  if (predictor.model()->config.in_channels != 1) {
+    throw DataError(path + ": an IDX file holds grey images, and the model takes " +
+                    std::to_string(predictor.model()->config.in_channels) + " channels");
+  }
   auto array = read_idx(path, 3);
   if (array.dims[1] != side || array.dims[2] != side) {
     throw DataError(path + ": IDX images are " + std::to_string(array.dims[1]) + "x" +
@@ -62,14 +66,15 @@ std::string safe_name(const std::string& name) {
 
 Runner add_predict_command(CLI::App& app) {
   auto* cmd = app.add_subcommand(
-      "predict", "Classify your own images: PNG, JPEG, PGM (any size; preprocessed as MNIST "
-                 "was made) or IDX files of 28x28 images");
+      "predict", "Classify your own images: PNG, JPEG, BMP, GIF, PGM/PPM (any size; prepared "
+                 "as the model's data was: digits as MNIST was made, a folder data set's "
+                 "pictures resized and cropped) or IDX files of the model's image size");
   auto flags = std::make_shared<PredictFlags>();
   add_checkpoint_option(cmd, flags->checkpoint);
   cmd->add_option("images", flags->files, "image files (PNG, JPEG, PGM, BMP, GIF) or IDX files")
       ->required();
   cmd->add_option("--save-preprocessed", flags->save_dir,
-                  "write each 28x28 image the network saw to this directory as PNG");
+                  "write each image the network saw to this directory as PNG");
   flags->compute.add_to(cmd);
   cmd->add_flag("--json", flags->json, "print one JSON array, one object per image");
 
@@ -102,6 +107,7 @@ Runner add_predict_command(CLI::App& app) {
         std::vector<double> values(lengths.data_ptr<float>(),
                                    lengths.data_ptr<float>() + lengths.numel());
         nlohmann::json row = {{"file", inputs[k].name}, {"prediction", predicted},
+                              {"class_name", predictor.class_name(predicted)},
                               {"lengths", values}};
         if (!flags->save_dir.empty()) {
           // N-NAME.png, N counting the images: two inputs of one name never collide.
@@ -112,13 +118,15 @@ Runner add_predict_command(CLI::App& app) {
           auto inputs_read = flags->files;
           inputs_read.push_back(flags->checkpoint);
           check_not_an_input(path, inputs_read);
-          write_png(path, to_gray_image(inputs[k].image[0]));
+          write_png(path, tensor_picture(inputs[k].image[0]));
           row["preprocessed"] = path;
         }
         if (!flags->json) {
-          std::printf("%s: %ld (length %.3f)\n  lengths:", inputs[k].name.c_str(),
-                      static_cast<long>(predicted), values[predicted]);
-          for (size_t j = 0; j < values.size(); ++j) std::printf(" %zu:%.3f", j, values[j]);
+          std::printf("%s: %s (length %.3f)\n  lengths:", inputs[k].name.c_str(),
+                      predictor.class_name(predicted).c_str(), values[predicted]);
+          for (size_t j = 0; j < values.size(); ++j) {
+            std::printf(" %s:%.3f", predictor.class_name(int64_t(j)).c_str(), values[j]);
+          }
           std::printf("\n");
         }
         results.push_back(row);

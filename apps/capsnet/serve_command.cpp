@@ -1,6 +1,7 @@
-// capsnet serve: a web page where you draw a digit and steer its capsule,
-// and the JSON API behind it, over cpp-httplib. The API's parsing, replies
-// and batching are in src/serve/api.cpp; this file is the HTTP around them.
+// capsnet serve: a web page where you draw a digit or upload a picture and
+// steer its capsule, and the JSON API behind it, over cpp-httplib. The API's
+// parsing, replies and batching are in src/serve/api.cpp; this file is the
+// HTTP around them.
 
 #include "commands.h"
 #include "process.h"
@@ -8,7 +9,6 @@
 #include "capsnet/engine/inference.h"
 #include "capsnet/engine/runtime.h"
 #include "capsnet/serve/api.h"
-#include "capsnet/viz/image.h"
 
 #include "capsnet_page.h"
 
@@ -70,11 +70,12 @@ const char* reason(int status) {
   }
 }
 
-// What the routes answer with: the model's sizes and the server's counters.
+// What the routes answer with: the model (through the batcher) and the
+// server's counters.
 struct ServeState {
   const ServeFlags& flags;
   serve::BatchingPredictor& batcher;
-  int64_t side, classes, dim;
+  int64_t classes, dim;
   Precision precision;
   c10::Device device;
   std::atomic<int64_t> answered{0};
@@ -107,24 +108,23 @@ void add_routes(httplib::Server& server, ServeState& st) {
   });
   server.Get("/healthz", guarded([&st](const httplib::Request&, httplib::Response& res) {
                const auto stats = st.batcher.stats();
-               send_json(res, 200,
-                         {{"status", "ok"},
-                          {"checkpoint", st.flags.checkpoint},
-                          {"side", st.side},
-                          {"classes", st.classes},
-                          {"capsule_dim", st.dim},
-                          {"precision", enum_name(st.precision)},
-                          {"device", st.device.str()},
-                          {"answered", st.answered.load()},
-                          {"batches", stats.batches},
-                          {"batched_images", stats.images},
-                          {"largest_batch", stats.largest}});
+               auto health = serve::model_info(st.batcher.predictor());
+               health.update({{"status", "ok"},
+                              {"checkpoint", st.flags.checkpoint},
+                              {"precision", enum_name(st.precision)},
+                              {"device", st.device.str()},
+                              {"answered", st.answered.load()},
+                              {"batches", stats.batches},
+                              {"batched_images", stats.images},
+                              {"largest_batch", stats.largest}});
+               send_json(res, 200, health);
              }));
   server.Post("/api/predict", guarded([&st](const httplib::Request& req, httplib::Response& res) {
+                const auto& predictor = st.batcher.predictor();
                 const auto input = serve::parse_predict_body(
-                    req.body, req.get_header_value("Content-Type"), st.side);
+                    req.body, req.get_header_value("Content-Type"), predictor);
                 const auto result = st.batcher.classify(input);
-                send_json(res, 200, serve::predict_reply(result, input));
+                send_json(res, 200, serve::predict_reply(result, input, predictor.shape()));
                 ++st.answered;
               }));
   server.Post("/api/reconstruct",
@@ -135,7 +135,7 @@ void add_routes(httplib::Server& server, ServeState& st) {
                 capsules[0][request.capsule].copy_(at::tensor(request.vector));
                 const auto image = st.batcher.reconstruct(capsules, request.capsule);
                 if (request.png) {
-                  res.set_content(encode_png(to_gray_image(image[0])), "image/png");
+                  res.set_content(serve::reconstruct_png(image), "image/png");
                 } else {
                   send_json(res, 200, serve::reconstruct_reply(request.capsule, image));
                 }
@@ -171,8 +171,7 @@ int run_serve(const ServeFlags& flags) {
   predictor.model()->set_precision(precision);
   const auto& config = predictor.model()->config;
   serve::BatchingPredictor batcher(predictor, flags.max_batch);
-  ServeState st{flags, batcher, config.image_size, config.num_classes, config.digit_dim,
-                precision, device};
+  ServeState st{flags, batcher, config.num_classes, config.digit_dim, precision, device};
   httplib::Server server;
   configure(server, flags);
   add_routes(server, st);
@@ -190,10 +189,12 @@ int run_serve(const ServeFlags& flags) {
     }
   });
   const auto host = flags.host.find(':') != std::string::npos ? "[" + flags.host + "]" : flags.host;
-  std::printf("capsnet serve: listening on http://%s:%d/ (%s, %ldx%ld inputs, %s on %s); "
-              "Ctrl-C stops\n",
-              host.c_str(), port, flags.checkpoint.c_str(), static_cast<long>(st.side),
-              static_cast<long>(st.side), enum_name(precision).c_str(), device.str().c_str());
+  std::printf("capsnet serve: listening on http://%s:%d/ (%s, %ldx%ld inputs of %ld channel%s, "
+              "%s on %s); Ctrl-C stops\n",
+              host.c_str(), port, flags.checkpoint.c_str(), static_cast<long>(config.image_size),
+              static_cast<long>(config.image_size), static_cast<long>(config.in_channels),
+              config.in_channels == 1 ? "" : "s", enum_name(precision).c_str(),
+              device.str().c_str());
   std::fflush(stdout);
   const bool ok = server.listen_after_bind();
   done = true;
@@ -206,8 +207,8 @@ int run_serve(const ServeFlags& flags) {
 
 Runner add_serve_command(CLI::App& app) {
   auto* cmd = app.add_subcommand(
-      "serve", "A web page to draw a digit and steer its capsule, and a JSON API "
-               "(POST /api/predict, POST /api/reconstruct, GET /healthz)");
+      "serve", "A web page to draw a digit or upload a picture and steer its capsule, and a "
+               "JSON API (POST /api/predict, POST /api/reconstruct, GET /healthz)");
   auto f = std::make_shared<ServeFlags>();
   add_checkpoint_option(cmd, f->checkpoint);
   cmd->add_option("--host", f->host, "address to listen on (0.0.0.0: every interface)")

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <ctime>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -111,6 +112,9 @@ void add_model_options(CLI::App* cmd, Flags& f) {
   f.add<double>(cmd, "--m-minus", FIELD(double, margin.m_minus), "margin loss m-");
   f.add<double>(cmd, "--margin-lambda", FIELD(double, margin.lambda),
                 "down-weighting of absent classes in the margin loss");
+  f.add<int64_t>(cmd, "--primary-types", FIELD(int64_t, model.primary_types),
+                 "primary capsule types (channels of 8D capsules; the paper: 32 for MNIST, 64 "
+                 "for CIFAR-10)");
   f.add<double>(cmd, "--w-init-std", FIELD(double, model.w_init_std),
                 "standard deviation of the normal init of W_ij (seed: 1)");
   f.add<bool>(cmd, "--digit-bias", FIELD(bool, model.digit_bias),
@@ -120,8 +124,8 @@ void add_model_options(CLI::App* cmd, Flags& f) {
 // What the run trains on, for how long, and how it computes.
 void add_run_options(CLI::App* cmd, Flags& f) {
   f.bind(add_data_option(cmd, f.given.data_dir,
-                         "data directory with the IDX files (default: the data set's own, "
-                         "e.g. data/mnist)"),
+                         "data directory: the IDX files (default: the data set's own, e.g. "
+                         "data/mnist), or the folder of pictures of --dataset folder"),
          FIELD(std::string, data_dir));
   f.bind(add_dataset_option(cmd, f.given.dataset, "data set to train on")->capture_default_str(),
          FIELD(std::string, dataset));
@@ -141,6 +145,46 @@ void add_run_options(CLI::App* cmd, Flags& f) {
                  "evaluate on the first N test images (0: all)");
   f.add<int64_t>(cmd, "--eval-batch-size", FIELD(int64_t, eval_batch_size),
                  "batch size of the per-epoch evaluation");
+}
+
+// --dataset folder: how the user's pictures are read, split and augmented.
+void add_folder_options(CLI::App* cmd, Flags& f) {
+  const std::string group = "Your own pictures (--dataset folder --data DIR; README, \"Your own images\")";
+  f.add<double>(cmd, "--test-fraction", FIELD(double, folder.test_fraction),
+                "share of each class held out for testing when DIR has no train/ and test/ "
+                "(stratified, drawn from --seed, recorded in the checkpoint)")
+      ->group(group);
+  const CLI::Validator channels = CLI::CheckedTransformer(
+      std::map<std::string, int64_t>{{"auto", 0}, {"1", 1}, {"3", 3}});
+  f.bind(cmd->add_option("--channels", f.given.folder.channels,
+                         "auto (3 when any training picture is in colour), 1 or 3")
+             ->transform(channels)
+             ->type_name("auto|1|3")
+             ->default_str("auto")
+             ->group(group),
+         FIELD(int64_t, folder.channels));
+  f.add<int64_t>(cmd, "--image-size", FIELD(int64_t, folder.image_size),
+                 "side pictures are resized to (shorter side, then a centre crop); 0: the "
+                 "median shorter side of the training pictures")
+      ->group(group);
+  f.add<int64_t>(cmd, "--crop", FIELD(int64_t, folder.crop),
+                 "the network's input side: a random crop in training with --augment, the "
+                 "centre otherwise and in testing (0: the image size)")
+      ->group(group);
+  f.bind(cmd->add_flag("--augment", f.given.folder.augment,
+                       "random crops (with --crop) and horizontal flips in training, for "
+                       "natural pictures (digits keep --shift)")
+             ->group(group),
+         FIELD(bool, folder.augment));
+  f.add<int64_t>(cmd, "--cache-mb", FIELD(int64_t, folder.cache_mb),
+                 "decoded pictures held in memory per split, MiB; the rest are decoded for each "
+                 "batch by worker threads, ahead of time")
+      ->group(group);
+  f.bind(cmd->add_flag("--strict", f.given.folder.strict,
+                       "an unreadable, corrupt or non-picture file is an error (default: "
+                       "skipped, counted and listed)")
+             ->group(group),
+         FIELD(bool, folder.strict));
 }
 
 // torchrun's contract; the flags win over the environment variables. Their
@@ -195,7 +239,7 @@ TrainOptions options_of_run(const TrainFlags& t, const dist::DistOptions& distri
     auto options = load_checkpoint(last_checkpoint_path(run_dir)).options;
     const std::vector<std::string> may_change = {"--epochs", "--threads", "--data",
                                                  "--eval-batch-size", "--routing",
-                                                 "--precision", "--device"};
+                                                 "--precision", "--device", "--cache-mb"};
     for (const auto& [option, apply] : t.flags.bound) {
       if (option->count() == 0) continue;
       const auto name = option->get_name();
@@ -286,11 +330,14 @@ Runner add_train_command(CLI::App& app) {
   cmd->add_option("--preset", t->preset,
                   "paper: the paper's settings (default). seed: the seed program's departures "
                   "(normalised input, unsquared margin loss, prediction mask, MSE, no shift, "
-                  "batch 64, no lr decay, routing softmax over children, W ~ N(0,1)); options "
-                  "given explicitly override the preset")
-      ->check(CLI::IsMember({"paper", "seed"}))
+                  "batch 64, no lr decay, routing softmax over children, W ~ N(0,1)). cifar10: "
+                  "the paper's CIFAR-10 network on a folder of pictures (--dataset folder, "
+                  "32x32 colour, random 24x24 crops and flips, 64 primary capsule types); "
+                  "options given explicitly override the preset")
+      ->check(CLI::IsMember(preset_names()))
       ->capture_default_str();
   add_run_options(cmd, t->flags);
+  add_folder_options(cmd, t->flags);
   add_model_options(cmd, t->flags);
   cmd->add_option("--out", t->out, "run directory (default: runs/DATASET-PRESET-TIMESTAMP)");
   auto* resume_opt = cmd->add_option("--resume", t->resume,

@@ -1,5 +1,8 @@
 #include "capsnet/data/batch.h"
 
+#include "capsnet/data/folder.h"
+#include "capsnet/data/registry.h"
+
 #include <c10/util/Exception.h>
 
 #include <algorithm>
@@ -27,18 +30,60 @@ at::Tensor multi_hot(const at::Tensor& labels, int64_t num_classes) {
       .scatter_(1, rows, 1.0);
 }
 
-DatasetSource::DatasetSource(Dataset data, int64_t max_shift, bool normalize, c10::Device device)
-    : data_(std::move(data)), max_shift_(max_shift), normalize_(normalize), device_(device) {
-  data_.images = data_.images.to(device_);
+DatasetSource::DatasetSource(Dataset data, const SourceOptions& options, c10::Device device)
+    : data_(std::move(data)), max_shift_(options.shift), crop_(options.crop),
+      normalize_(options.normalize), augment_(options.augment), mean_(options.mean),
+      std_(options.std), device_(device) {
+  if (data_.images.defined()) data_.images = data_.images.to(device_);
   data_.labels = data_.labels.to(device_);
+  TORCH_CHECK(crop_ <= data_.side(), "a crop of ", crop_, " from images of ", data_.side());
+}
+
+DatasetSource::DatasetSource(Dataset data, int64_t max_shift, bool normalize, c10::Device device)
+    : DatasetSource(std::move(data), SourceOptions{max_shift, normalize, {}, {}, 0, false}, device) {}
+
+at::Tensor crop_images(const at::Tensor& images, int64_t side, std::mt19937_64* rng) {
+  const auto height = images.size(2), width = images.size(3);
+  if (side == height && side == width) return images;
+  if (!rng) {
+    return images.narrow(2, (height - side) / 2, side).narrow(3, (width - side) / 2, side);
+  }
+  std::uniform_int_distribution<int64_t> top(0, height - side), left(0, width - side);
+  std::vector<at::Tensor> crops;
+  for (int64_t b = 0; b < images.size(0); ++b) {
+    const auto y = top(*rng), x = left(*rng);
+    crops.push_back(images[b].narrow(1, y, side).narrow(2, x, side));
+  }
+  return at::stack(crops);
+}
+
+at::Tensor random_flip(const at::Tensor& images, std::mt19937_64& rng) {
+  std::vector<int64_t> flipped;
+  for (int64_t b = 0; b < images.size(0); ++b) {
+    if (rng() & 1) flipped.push_back(b);
+  }
+  if (flipped.empty()) return images;
+  auto out = images.clone();
+  const auto which = at::tensor(flipped, at::TensorOptions(images.device()).dtype(at::kLong));
+  out.index_copy_(0, which, images.index_select(0, which).flip({3}));
+  return out;
+}
+
+void DatasetSource::prefetch(const at::Tensor& indices) const {
+  if (!data_.images.defined() && data_.folder && data_.folder->files) {
+    data_.folder->files->prefetch(indices);
+  }
 }
 
 Batch DatasetSource::get(const at::Tensor& indices, std::mt19937_64* rng) const {
   const auto index = indices.to(device_);
   Batch batch;
-  std::mt19937_64 unused(0);
-  batch.images = prepare_batch(data_.images.index_select(0, index), rng ? max_shift_ : 0,
-                               normalize_, rng ? *rng : unused);
+  auto x = data_.pixels(indices).to(device_).to(at::kFloat).div_(255.0);
+  if (crop_ > 0) x = crop_images(x, crop_, rng && augment_ ? rng : nullptr);
+  if (rng && augment_) x = random_flip(x, *rng);
+  if (rng && max_shift_ > 0) x = random_shift(x, max_shift_, *rng);
+  if (normalize_) x = standardize(x, mean_, std_);
+  batch.images = x;
   batch.labels = data_.labels.index_select(0, index);
   batch.targets = multi_hot(batch.labels, data_.num_classes);
   batch.recon_targets = batch.images;

@@ -1,5 +1,6 @@
 #include "capsnet/data/dataset.h"
 
+#include "capsnet/data/folder.h"
 #include "capsnet/data/idx_reader.h"
 #include "capsnet/data/registry.h"
 
@@ -16,8 +17,11 @@ namespace fs = std::filesystem;
 
 Dataset load_dataset(const std::string& dir, Split split, const std::string& name,
                      int64_t limit) {
-  const auto& info = dataset_info(name);
-  return info.load(dir.empty() ? info.default_dir : dir, split, limit);
+  DataRequest request;
+  request.dir = dir;
+  request.split = split;
+  request.limit = limit;
+  return load_dataset(name, request);
 }
 
 namespace {
@@ -86,7 +90,20 @@ uint32_t crc32_of(const void* bytes, size_t size) {
       crc32_add(crc32(0L, Z_NULL, 0), static_cast<const uint8_t*>(bytes), size));
 }
 
+int64_t Dataset::side() const { return folder && !images.defined() ? folder->side : images.size(2); }
+
+int64_t Dataset::channels() const {
+  return folder && !images.defined() ? folder->channels : images.size(1);
+}
+
+at::Tensor Dataset::pixels(const at::Tensor& indices) const {
+  if (images.defined()) return images.index_select(0, indices.to(images.device()));
+  TORCH_CHECK(folder && folder->files, "a data set without images");
+  return folder->files->load(indices.to(at::kCPU));
+}
+
 std::string data_identity(const Dataset& data) {
+  if (data.folder) return data.folder->identity;
   const auto images = data.images.to(at::kCPU).contiguous();
   const auto labels = data.labels.to(at::kCPU, at::kByte).contiguous();
   uLong crc = crc32(0L, Z_NULL, 0);
@@ -137,6 +154,18 @@ at::Tensor prepare_batch(const at::Tensor& images, int64_t max_shift, bool norma
 
 at::Tensor standardize(const at::Tensor& unit_pixels) {
   return (unit_pixels - kMnistMean) / kMnistStd;
+}
+
+at::Tensor standardize(const at::Tensor& unit_pixels, const std::vector<double>& mean,
+                       const std::vector<double>& std) {
+  if (mean.empty() || std.empty()) return standardize(unit_pixels);
+  const auto channels = unit_pixels.size(1);
+  TORCH_CHECK(int64_t(mean.size()) == channels && int64_t(std.size()) == channels,
+              "standardize: statistics of ", mean.size(), " channels for images of ", channels);
+  const auto opts = at::TensorOptions(unit_pixels.device()).dtype(at::kDouble);
+  const auto m = at::tensor(mean, opts).to(unit_pixels.scalar_type()).view({1, channels, 1, 1});
+  const auto s = at::tensor(std, opts).to(unit_pixels.scalar_type()).view({1, channels, 1, 1});
+  return (unit_pixels - m) / s;
 }
 
 } // namespace capsnet

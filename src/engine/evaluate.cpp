@@ -1,4 +1,5 @@
 #include "capsnet/engine/evaluate.h"
+#include "capsnet/engine/models.h"
 
 #include "capsnet/engine/checkpoint.h"
 
@@ -131,10 +132,16 @@ EvalResult evaluate(Task& task, const BatchSource& source, int64_t batch_size,
 namespace {
 
 EvalResult evaluate_on(Task& task, int64_t image_size, c10::Device device, const Dataset& data,
-                       const TrainOptions& options) {
+                       const TrainOptions& options, const DataShape& shape = {}) {
   const auto& info = dataset_info(options.dataset);
-  require_image_size(info, data, image_size);
-  const auto source = make_source(info, data, Split::kTest, 0, options.normalize, device);
+  const auto prepared = source_options(options, shape);
+  if (prepared.crop == 0) require_image_size(info, data, image_size);
+  if (!info.source && data.channels() != shape.channels) {
+    throw std::invalid_argument("the model takes images of " + std::to_string(shape.channels) +
+                                " channels but " + info.name + "'s have " +
+                                std::to_string(data.channels()));
+  }
+  const auto source = make_source(info, data, Split::kTest, prepared, device);
   return evaluate(task, *source, options.eval_batch_size);
 }
 
@@ -142,20 +149,24 @@ EvalResult evaluate_on(Task& task, int64_t image_size, c10::Device device, const
 
 EvalResult evaluate(CapsNet& model, const Dataset& data, const TrainOptions& options) {
   CapsNetTask task(model, options);
+  DataShape shape;
+  shape.channels = model->config.in_channels;
   return evaluate_on(task, model->config.image_size, model->parameters().front().device(), data,
-                     options);
+                     options, shape);
 }
 
 EvalResult evaluate(BaselineCnn& model, const Dataset& data, const TrainOptions& options) {
   BaselineCnnTask task(model);
+  DataShape shape;
+  shape.channels = model->config.in_channels;
   return evaluate_on(task, model->config.image_size, model->parameters().front().device(), data,
-                     options);
+                     options, shape);
 }
 
 EvalResult evaluate(LoadedCheckpoint& loaded, const Dataset& data, const TrainOptions& options) {
   auto task = loaded.task(options);
   return evaluate_on(*task, loaded.shape.image_size, loaded.module().parameters().front().device(),
-                     data, options);
+                     data, options, loaded.shape);
 }
 
 } // namespace capsnet

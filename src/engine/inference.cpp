@@ -1,6 +1,7 @@
 #include "capsnet/engine/inference.h"
 
 #include "capsnet/engine/checkpoint.h"
+#include "capsnet/viz/image.h"
 
 #include <torch/csrc/autograd/grad_mode.h>
 
@@ -10,12 +11,28 @@ Predictor Predictor::load(const std::string& checkpoint, const std::string& what
                           const std::vector<Capability>& needs) {
   auto loaded = load_checkpoint(checkpoint);
   for (const auto capability : needs) loaded.require(capability, what);
-  return Predictor(loaded.capsnet(what), loaded.options);
+  return Predictor(loaded.capsnet(what), loaded.options, loaded.shape);
 }
 
-Predictor::Predictor(CapsNet model, TrainOptions options)
-    : model_(std::move(model)), options_(std::move(options)) {
+Predictor::Predictor(CapsNet model, TrainOptions options, DataShape shape)
+    : model_(std::move(model)), options_(std::move(options)), shape_(std::move(shape)) {
   model_->eval();
+}
+
+at::Tensor Predictor::prepare_picture(const std::string& bytes, const std::string& name) const {
+  const auto side = model_->config.image_size;
+  if (shape_.preparation == Preparation::kDigit) {
+    if (model_->config.in_channels != 1) {
+      throw ImageError(name + ": the model takes " + std::to_string(model_->config.in_channels) +
+                       "-channel digit images; this program prepares grey ones only");
+    }
+    return prepare_digit_image(decode_image(bytes, name), side);
+  }
+  const auto stored = shape_.resize > 0 ? shape_.resize : side;
+  auto picture = resize_and_crop(
+      decode_picture(bytes, name, static_cast<int>(model_->config.in_channels)), static_cast<int>(stored));
+  picture = centre_crop(picture, static_cast<int>(side));
+  return picture_tensor(picture).unsqueeze(0).to(at::kFloat).div_(255.0);
 }
 
 void Predictor::to(const c10::Device& device) {
@@ -35,7 +52,7 @@ Classification Predictor::classify(const at::Tensor& images) const {
   for (int64_t start = 0; start < images.size(0); start += batch_size) {
     auto x = images.narrow(0, start, std::min(batch_size, images.size(0) - start))
                  .to(device_, at::kFloat);
-    if (options_.normalize) x = standardize(x);
+    if (options_.normalize) x = standardize(x, shape_.mean, shape_.std);
     parts.push_back(model_->capsules(x).cpu());
   }
   Classification out;

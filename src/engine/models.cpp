@@ -1,5 +1,6 @@
 #include "capsnet/engine/models.h"
 
+#include "capsnet/data/folder.h"
 #include "capsnet/engine/step.h"
 
 #include <algorithm>
@@ -7,14 +8,56 @@
 
 namespace capsnet {
 
-DataShape data_shape(const DatasetInfo& info, const Dataset& train) {
+DataShape data_shape(const DatasetInfo& info, const Dataset& train, int64_t crop) {
   DataShape shape;
   // Generated data sets make images of their own size from the files'.
-  shape.image_size = info.source ? info.image_size : train.images.size(2);
-  shape.channels = info.source ? info.channels : train.images.size(1);
+  shape.image_size = info.source ? info.image_size : train.side();
+  shape.channels = info.source ? info.channels : train.channels();
   shape.classes = train.num_classes;
   shape.labels_per_image = info.labels_per_image;
+  shape.class_names = train.class_names;
+  if (train.folder) {
+    shape.preparation = Preparation::kResize;
+    shape.resize = train.folder->side;
+    if (crop > 0) shape.image_size = crop;
+    shape.mean = train.folder->mean;
+    shape.std = train.folder->std;
+    shape.test_files = train.folder->test_files;
+  }
   return shape;
+}
+
+DataRequest data_request(const TrainOptions& options, Split split, const std::string& dir,
+                         const DataShape* trained) {
+  DataRequest request;
+  request.dir = !dir.empty() ? dir : options.data_dir;
+  request.split = split;
+  request.limit = split == Split::kTrain ? options.limit : options.test_limit;
+  request.folder = options.folder;
+  request.seed = options.seed;
+  if (trained && trained->preparation == Preparation::kResize) {
+    request.folder.image_size = trained->resize;
+    request.folder.channels = trained->channels;
+    if (request.dir == options.data_dir) request.test_files = trained->test_files;
+  }
+  return request;
+}
+
+SourceOptions source_options(const TrainOptions& options, const DataShape& shape) {
+  SourceOptions source;
+  source.shift = options.shift;
+  source.normalize = options.normalize;
+  source.mean = shape.mean;
+  source.std = shape.std;
+  source.augment = options.folder.augment;
+  if (shape.preparation == Preparation::kResize && shape.resize > shape.image_size) {
+    source.crop = shape.image_size;
+  }
+  return source;
+}
+
+std::string DataShape::class_name(int64_t k) const {
+  return k >= 0 && k < static_cast<int64_t>(class_names.size()) ? class_names[k] : std::to_string(k);
 }
 
 namespace {
@@ -56,6 +99,11 @@ ModelInfo capsnet_entry() {
   info.summary = [](const TrainOptions& options) {
     return "preset " + options.preset + ", " + enum_name(options.routing) + " routing";
   };
+  info.fit = [](TrainOptions& options, const DataShape& shape) {
+    options.model.image_size = shape.image_size;
+    options.model.in_channels = shape.channels;
+    options.model.num_classes = shape.classes;
+  };
   return info;
 }
 
@@ -77,6 +125,11 @@ ModelInfo baseline_entry() {
     return "baseline CNN (" + std::to_string(options.baseline.parameter_count()) + " parameters)";
   };
   info.validate = [](const TrainOptions& options) { options.baseline.validate(); };
+  info.fit = [](TrainOptions& options, const DataShape& shape) {
+    options.baseline.image_size = shape.image_size;
+    options.baseline.in_channels = shape.channels;
+    options.baseline.num_classes = shape.classes;
+  };
   return info;
 }
 
@@ -95,6 +148,14 @@ std::string known_names() {
 }
 
 } // namespace
+
+TrainOptions fitted_to(const TrainOptions& options, const DataShape& shape) {
+  auto fitted = options;
+  const auto& entry = model_info(options.model_name);
+  if (entry.fit) entry.fit(fitted, shape);
+  validate(fitted);
+  return fitted;
+}
 
 bool ModelInfo::offers(Capability capability) const {
   return std::find(capabilities.begin(), capabilities.end(), capability) != capabilities.end();

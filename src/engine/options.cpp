@@ -12,12 +12,35 @@
 
 namespace capsnet {
 
+std::vector<std::string> preset_names() { return {"paper", "seed", "cifar10"}; }
+
+namespace {
+
+std::string preset_names_text() {
+  std::string text;
+  for (const auto& name : preset_names()) text += (text.empty() ? "'" : ", '") + name + "'";
+  return text;
+}
+
+} // namespace
+
 TrainOptions preset_options(const std::string& name) {
   TrainOptions options;
   options.preset = name;
   if (name == "paper") return options;
+  if (name == "cifar10") {
+    // Section 7: 24x24 patches of the 32x32 images, 64 primary capsule types.
+    options.dataset = "folder";
+    options.folder.image_size = 32;
+    options.folder.crop = 24;
+    options.folder.channels = 3;
+    options.folder.augment = true;
+    options.shift = 0;
+    options.model.primary_types = 64;
+    return options;
+  }
   if (name != "seed") {
-    throw std::invalid_argument("unknown preset '" + name + "': expected 'paper' or 'seed'");
+    throw std::invalid_argument("unknown preset '" + name + "': expected " + preset_names_text());
   }
   options.lr_decay = 1.0;
   options.shift = 0;
@@ -77,6 +100,12 @@ void validate(const TrainOptions& o) {
                                       std::to_string(o.recon_weight));
   require(o.limit >= 0, "--limit must be >= 0, got " + std::to_string(o.limit));
   require(o.test_limit >= 0, "--test-limit must be >= 0, got " + std::to_string(o.test_limit));
+  o.folder.validate();
+  require(o.dataset != "folder" || !o.data_dir.empty(),
+          "--dataset folder needs --data DIR, the folder of your pictures (one sub-folder per "
+          "class)");
+  require(o.dataset == "folder" || (o.folder.crop == 0 && !o.folder.augment),
+          "--crop and --augment apply to --dataset folder; digits take --shift");
   o.model.validate();
 }
 

@@ -83,6 +83,9 @@ bool Trainer::train_step(TrainingState& state, int64_t epochs, FitCall& call) {
   // this rank trains on its slice.
   auto rng = sampler_.step_rng(state.epoch, step);
   const auto global = data_.get(sampler_.global_indices(state.epoch, step), &rng);
+  // A source reading files starts on the next step's while this one trains.
+  data_.prefetch(step + 1 < steps ? sampler_.global_indices(state.epoch, step + 1)
+                                  : sampler_.global_indices(state.epoch + 1, 0));
   const auto [first, count] = sampler_.shard(global.size());
   const auto batch = global.narrow(first, count);
   const bool stopping = !alone && stop_requested(call.steps);

@@ -124,15 +124,27 @@ struct RunData {
   DataShape shape;
 };
 
-RunData load_run_data(const TrainOptions& options) {
+// `trained`: the shape a resumed run's checkpoint recorded (a folder's
+// size, channels and test split are kept).
+RunData load_run_data(const TrainOptions& options, const DataShape* trained, std::ostream& log) {
   RunData data;
   data.info = &dataset_info(options.dataset);
   data.dir = options.data_dir.empty() ? data.info->default_dir : options.data_dir;
-  data.train = load_dataset(data.dir, Split::kTrain, options.dataset, options.limit);
-  data.test = load_dataset(data.dir, Split::kTest, options.dataset, options.test_limit);
+  auto request = data_request(options, Split::kTrain, "", trained);
+  request.log = &log;
+  data.train = load_dataset(options.dataset, request);
+  data.shape = data_shape(*data.info, data.train, options.folder.crop);
+  request = data_request(options, Split::kTest, "", trained ? trained : &data.shape);
+  request.log = &log;
+  data.test = load_dataset(options.dataset, request);
   data.identity = data_of(data.train, data.test);
-  data.shape = data_shape(*data.info, data.train);
   return data;
+}
+
+std::string shape_text(const DataShape& shape) {
+  return nlohmann::json{{"image_size", shape.image_size}, {"channels", shape.channels},
+                        {"classes", shape.classes}, {"labels_per_image", shape.labels_per_image}}
+      .dump();
 }
 
 // What a run starts from: a checkpoint's network and state, or fresh ones.
@@ -143,12 +155,11 @@ struct RunStart {
 };
 
 RunStart resume_run(const TrainOptions& options, const std::string& run_dir,
-                    const TrainControl& control, const RunData& data, bool speaks) {
-  if (!fs::is_directory(run_dir)) throw TrainingError(run_dir + ": no such run directory");
+                    const TrainControl& control, const RunData& data, bool speaks,
+                    const LoadedCheckpoint& loaded) {
   RunStart start;
   if (speaks) start.lock = std::make_unique<RunLock>(run_dir);
   const auto last_path = last_checkpoint_path(run_dir);
-  auto loaded = load_checkpoint(last_path);
   if (loaded.options.model_name != options.model_name || loaded.options.model != options.model ||
       nlohmann::json(loaded.options.baseline) != nlohmann::json(options.baseline)) {
     throw TrainingError(last_path + ": the checkpoint's architecture differs from the options "
@@ -156,8 +167,12 @@ RunStart resume_run(const TrainOptions& options, const std::string& run_dir,
   }
   if (!(loaded.shape == data.shape)) {
     throw TrainingError(data.dir + ": " + options.dataset + " examples are " +
-                        nlohmann::json(data.shape).dump() + " but " + last_path +
-                        " was built for " + nlohmann::json(loaded.shape).dump());
+                        shape_text(data.shape) + " but " + last_path + " was built for " +
+                        shape_text(loaded.shape));
+  }
+  if (!loaded.shape.class_names.empty() && loaded.shape.class_names != data.shape.class_names) {
+    throw TrainingError(data.dir + ": the classes are not those " + last_path +
+                        " was trained on; resume with the run's own data");
   }
   if (!loaded.state.data.empty() && loaded.state.data != data.identity && !control.force) {
     throw TrainingError(last_path + ": the run trained on other data (" + loaded.state.data +
@@ -213,7 +228,9 @@ RunStart start_run(const TrainOptions& options, const std::string& run_dir,
     config["world_size"] = world;
     config["train_size"] = data.train.size();
     config["test_size"] = data.test.size();
-    config["data_shape"] = data.shape;
+    auto shape = nlohmann::json(data.shape);
+    shape.erase("test_files"); // in the checkpoints; config.json stays readable
+    config["data_shape"] = shape;
     write_file_atomically((fs::path(run_dir) / "config.json").string(), config.dump(2) + "\n");
   }
   return start;
@@ -254,7 +271,7 @@ Precision run_precision(const ModelInfo& model, const TrainOptions& options, std
 
 // The run in run_dir as rank `group->rank()` of a data-parallel job, or
 // alone when `group` is null.
-TrainReport train_in_group(const TrainOptions& options, const std::string& run_dir,
+TrainReport train_in_group(const TrainOptions& given, const std::string& run_dir,
                            const TrainControl& control, c10::Device device,
                            dist::ProcessGroup* group) {
   const int64_t rank = group ? group->rank() : 0;
@@ -263,9 +280,18 @@ TrainReport train_in_group(const TrainOptions& options, const std::string& run_d
   std::ostream null_stream(nullptr);
   std::ostream& out = control.log && speaks ? *control.log : null_stream;
 
-  auto data = load_run_data(options);
-  auto start = control.resume ? resume_run(options, run_dir, control, data, speaks)
-                              : start_run(options, run_dir, control, data, speaks, world);
+  std::unique_ptr<LoadedCheckpoint> loaded;
+  if (control.resume) {
+    if (!fs::is_directory(run_dir)) throw TrainingError(run_dir + ": no such run directory");
+    loaded = std::make_unique<LoadedCheckpoint>(load_checkpoint(last_checkpoint_path(run_dir)));
+  }
+  auto data = load_run_data(given, loaded ? &loaded->shape : nullptr, out);
+  // The network takes the data's size, channels and classes; a resumed run
+  // keeps the checkpoint's preparation (statistics, split).
+  const auto options = loaded ? given : fitted_to(given, data.shape);
+  const auto& shape = loaded ? loaded->shape : data.shape;
+  auto start = loaded ? resume_run(options, run_dir, control, data, speaks, *loaded)
+                      : start_run(options, run_dir, control, data, speaks, world);
   TrainReport report;
   report.state = start.state;
   if (group) {
@@ -286,10 +312,11 @@ TrainReport train_in_group(const TrainOptions& options, const std::string& run_d
     group->broadcast_parameters();
   }
 
-  const auto train_source = make_source(*data.info, std::move(data.train), Split::kTrain,
-                                        options.shift, options.normalize, device);
-  const auto test_source = make_source(*data.info, std::move(data.test), Split::kTest,
-                                       options.shift, options.normalize, device);
+  const auto prepared = source_options(options, shape);
+  const auto train_source =
+      make_source(*data.info, std::move(data.train), Split::kTrain, prepared, device);
+  const auto test_source =
+      make_source(*data.info, std::move(data.test), Split::kTest, prepared, device);
   const ShardedSampler sampler(train_source->size(), options.batch_size, options.seed, rank, world);
   Trainer trainer(*task, *train_source, sampler, optimizer, group);
   trainer.schedule = {options.lr, options.lr_decay};
@@ -297,7 +324,7 @@ TrainReport train_in_group(const TrainOptions& options, const std::string& run_d
   if (speaks) {
     trainer.checkpoints = {last_path, best_checkpoint_path(run_dir),
                            [&](const std::string& path, const TrainingState& at) {
-                             save_checkpoint(path, net, &optimizer, options, data.shape, at);
+                             save_checkpoint(path, net, &optimizer, options, shape, at);
                            }};
   }
   RunLogger logger(out, control.terminal,

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <iterator>
 
 namespace capsnet::serve {
 
@@ -35,37 +36,54 @@ std::vector<float> to_floats(const at::Tensor& t) {
 
 } // namespace
 
-at::Tensor parse_predict_body(const std::string& body, const std::string& content_type,
-                              int64_t side) {
+bool is_picture_type(const std::string& content_type) {
+  // What browsers and curl send for the formats prepare_picture reads; the
+  // bytes themselves decide the format (decode_picture checks them).
+  static const char* const kTypes[] = {"image/png",
+                                       "image/jpeg",
+                                       "image/bmp",
+                                       "image/x-ms-bmp",
+                                       "image/gif",
+                                       "image/x-portable-graymap",
+                                       "image/x-portable-pixmap",
+                                       "image/x-portable-anymap",
+                                       "application/octet-stream"};
   const auto type = media_type(content_type);
-  if (type == "image/png" || type == "image/jpeg" || type == "application/octet-stream") {
-    if (body.empty()) throw ApiError(400, "the body is empty; send a PNG or JPEG picture");
-    const bool png = body.rfind("\x89PNG\r\n\x1a\n", 0) == 0;
-    const bool jpeg = body.size() >= 3 && static_cast<unsigned char>(body[0]) == 0xff &&
-                      static_cast<unsigned char>(body[1]) == 0xd8 &&
-                      static_cast<unsigned char>(body[2]) == 0xff;
-    if (!png && !jpeg) {
-      throw ApiError(400, "the body is not a PNG or JPEG image (" + type +
-                              "); send the picture's file as it is");
+  return std::any_of(std::begin(kTypes), std::end(kTypes),
+                     [&](const char* t) { return type == t; });
+}
+
+at::Tensor parse_predict_body(const std::string& body, const std::string& content_type,
+                              const Predictor& predictor) {
+  const auto& config = predictor.model()->config;
+  const int64_t channels = config.in_channels, side = config.image_size;
+  if (is_picture_type(content_type)) {
+    if (body.empty()) {
+      throw ApiError(400, "the body is empty; send a PNG, JPEG, BMP or GIF picture");
     }
     try {
-      return prepare_digit_image(decode_image(body, "the uploaded image"), side);
+      return predictor.prepare_picture(body, "the uploaded image");
     } catch (const ImageError& e) {
       throw ApiError(400, e.what());
     }
   }
-  if (type != "application/json") {
+  if (media_type(content_type) != "application/json") {
     throw ApiError(415, "Content-Type '" + content_type +
-                            "' is not accepted; send image/png, image/jpeg or application/json");
+                            "' is not accepted; send a picture (image/png, image/jpeg, "
+                            "image/bmp, image/gif) or application/json");
   }
   auto j = parse_json(body);
   if (j.is_object() && j.contains("pixels")) j = j.at("pixels");
-  const auto count = side * side;
+  const auto count = channels * side * side;
   if (!j.is_array() || int64_t(j.size()) != count) {
-    throw ApiError(400, "expected a JSON array of " + std::to_string(count) +
-                            " numbers (a " + std::to_string(side) + "x" + std::to_string(side) +
-                            " image, row-major, in [0, 1]) or {\"pixels\": [...]}");
+    const auto square = std::to_string(side) + "x" + std::to_string(side);
+    throw ApiError(400, "expected a JSON array of " + std::to_string(count) + " numbers (" +
+                            (channels == 1 ? "a " + square + " image, row-major"
+                                           : std::to_string(channels) + " channels of " + square +
+                                                 ", one after the other, each row-major") +
+                            ", in [0, 1]) or {\"pixels\": [...]}");
   }
+  const bool digits = predictor.shape().preparation == Preparation::kDigit;
   std::vector<float> pixels(static_cast<size_t>(count));
   for (int64_t i = 0; i < count; ++i) {
     const auto& v = j[size_t(i)];
@@ -75,11 +93,11 @@ at::Tensor parse_predict_body(const std::string& body, const std::string& conten
     const double x = v.get<double>();
     if (!(x >= 0.0 && x <= 1.0)) {
       throw ApiError(400, "pixel " + std::to_string(i) + " is " + v.dump() +
-                              "; pixels are in [0, 1] (ink bright)");
+                              "; pixels are in [0, 1]" + (digits ? " (ink bright)" : ""));
     }
     pixels[size_t(i)] = static_cast<float>(x);
   }
-  return at::tensor(pixels).view({1, 1, side, side});
+  return at::tensor(pixels).view({1, channels, side, side});
 }
 
 ReconstructRequest parse_reconstruct_body(const std::string& body, const std::string& content_type,
@@ -128,20 +146,50 @@ ReconstructRequest parse_reconstruct_body(const std::string& body, const std::st
   return request;
 }
 
-nlohmann::json predict_reply(const Classification& result, const at::Tensor& input) {
+nlohmann::json model_info(const Predictor& predictor) {
+  const auto& config = predictor.model()->config;
+  std::vector<std::string> names;
+  for (int64_t k = 0; k < config.num_classes; ++k) names.push_back(predictor.class_name(k));
+  return {{"side", config.image_size},
+          {"image_size", config.image_size},
+          {"channels", config.in_channels},
+          {"classes", config.num_classes},
+          {"capsule_dim", config.digit_dim},
+          {"class_names", names},
+          {"preparation", predictor.shape().preparation}};
+}
+
+nlohmann::json predict_reply(const Classification& result, const at::Tensor& input,
+                             const DataShape& shape) {
+  TORCH_CHECK(input.dim() == 4 && input.size(0) == 1,
+              "expected one input image [1, C, S, S], got ", input.sizes());
   const auto lengths = to_floats(result.lengths[0]);
   const auto caps = result.capsules[0];
   nlohmann::json capsules = nlohmann::json::array();
   for (int64_t k = 0; k < caps.size(0); ++k) capsules.push_back(to_floats(caps[k]));
-  return {{"class", result.predictions[0].item<int64_t>()},
+  const auto predicted = result.predictions[0].item<int64_t>();
+  return {{"class", predicted},
+          {"class_name", shape.class_name(predicted)},
           {"lengths", lengths},
           {"capsules", capsules},
+          {"channels", input.size(1)},
           {"side", input.size(-1)},
           {"input", to_floats(input)}};
 }
 
 nlohmann::json reconstruct_reply(int64_t capsule, const at::Tensor& image) {
-  return {{"capsule", capsule}, {"side", image.size(-1)}, {"pixels", to_floats(image)}};
+  TORCH_CHECK(image.dim() == 4 && image.size(0) == 1,
+              "expected one reconstruction [1, C, S, S], got ", image.sizes());
+  return {{"capsule", capsule},
+          {"channels", image.size(1)},
+          {"side", image.size(-1)},
+          {"pixels", to_floats(image)}};
+}
+
+std::string reconstruct_png(const at::Tensor& image) {
+  TORCH_CHECK(image.dim() == 4 && image.size(0) == 1,
+              "expected one reconstruction [1, C, S, S], got ", image.sizes());
+  return encode_png(tensor_picture(image[0].clamp(0, 1)));
 }
 
 nlohmann::json error_reply(int status, const std::string& message) {

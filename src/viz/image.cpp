@@ -5,6 +5,8 @@
 #include <stb_image.h>
 #include <stb_image_write.h>
 
+#include <c10/util/Exception.h>
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -32,7 +34,7 @@ bool promised_format(const std::string& bytes) {
 
 } // namespace
 
-GrayImage read_image(const std::string& path) {
+std::string read_image_bytes(const std::string& path, size_t max_bytes) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) throw ImageError(path + ": no such file");
   if (!std::filesystem::is_regular_file(path, ec)) {
@@ -40,16 +42,24 @@ GrayImage read_image(const std::string& path) {
   }
   const auto size = std::filesystem::file_size(path, ec);
   if (ec) throw ImageError(path + ": cannot be read: " + ec.message());
+  if (size == 0) throw ImageError(path + ": the file is empty");
   // A compressed image of kMaxImagePixels is far smaller than this.
   if (size > (uint64_t(1) << 30)) throw ImageError(path + ": the file is over 1 GiB");
+  const auto wanted = max_bytes > 0 ? std::min<uint64_t>(size, max_bytes) : size;
   std::ifstream in(path, std::ios::binary);
-  std::string bytes(size, '\0');
-  in.read(bytes.data(), static_cast<std::streamsize>(size));
+  std::string bytes(wanted, '\0');
+  in.read(bytes.data(), static_cast<std::streamsize>(wanted));
   if (!in) throw ImageError(path + ": cannot be read");
-  return decode_image(bytes, path);
+  return bytes;
 }
 
-GrayImage decode_image(const std::string& bytes, const std::string& name) {
+GrayImage read_image(const std::string& path) { return decode_image(read_image_bytes(path), path); }
+
+namespace {
+
+// The checks every decoder makes before stb sees the pixels; the header's
+// size and channels.
+PictureInfo checked_header(const std::string& bytes, const std::string& name, int* channels) {
   if (bytes.empty()) throw ImageError(name + ": the file is empty");
   if (!promised_format(bytes)) {
     throw ImageError(name + ": not an image this program reads: PNG, JPEG, PGM/PPM, BMP or GIF");
@@ -62,8 +72,8 @@ GrayImage decode_image(const std::string& bytes, const std::string& name) {
   if (stbi_is_16_bit_from_memory(data, length)) {
     throw ImageError(name + ": 16-bit images are not supported; save it with 8 bits per channel");
   }
-  int w = 0, h = 0, channels = 0;
-  if (!stbi_info_from_memory(data, length, &w, &h, &channels)) {
+  int w = 0, h = 0;
+  if (!stbi_info_from_memory(data, length, &w, &h, channels)) {
     throw ImageError(name + ": not an image this program reads (PNG, JPEG, PGM/PPM, BMP, GIF): " +
                      stbi_failure_reason());
   }
@@ -75,6 +85,44 @@ GrayImage decode_image(const std::string& bytes, const std::string& name) {
                      " pixels is too large (at most " + std::to_string(kMaxImagePixels) +
                      " pixels); scale it down first");
   }
+  return {w, h, *channels >= 3};
+}
+
+} // namespace
+
+PictureInfo picture_info(const std::string& bytes, const std::string& name) {
+  int channels = 0;
+  return checked_header(bytes, name, &channels);
+}
+
+Picture decode_picture(const std::string& bytes, const std::string& name, int channels) {
+  TORCH_CHECK(channels == 1 || channels == 3, "decode_picture: channels must be 1 or 3");
+  int w = 0, h = 0, stored = 0;
+  checked_header(bytes, name, &stored);
+  const int with_alpha = channels + 1;
+  std::unique_ptr<unsigned char, void (*)(void*)> pixels(
+      stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()),
+                            static_cast<int>(bytes.size()), &w, &h, &stored, with_alpha),
+      stbi_image_free);
+  if (!pixels) throw ImageError(name + ": cannot decode the image: " + stbi_failure_reason());
+  Picture out{w, h, channels, std::vector<uint8_t>(size_t(w) * h * channels)};
+  const unsigned char* in = pixels.get();
+  for (size_t i = 0; i < size_t(w) * h; ++i) {
+    const int alpha = in[i * with_alpha + channels];
+    for (int c = 0; c < channels; ++c) {
+      // value * alpha + 255 * (1 - alpha), rounded, in integers
+      const int v = in[i * with_alpha + c];
+      out.pixels[i * channels + c] = static_cast<uint8_t>((v * alpha + 255 * (255 - alpha) + 127) / 255);
+    }
+  }
+  return out;
+}
+
+GrayImage decode_image(const std::string& bytes, const std::string& name) {
+  int w = 0, h = 0, channels = 0;
+  checked_header(bytes, name, &channels);
+  const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
+  const int length = static_cast<int>(bytes.size());
   std::unique_ptr<unsigned char, void (*)(void*)> pixels(
       stbi_load_from_memory(data, length, &w, &h, &channels, 2), stbi_image_free);
   if (!pixels) throw ImageError(name + ": cannot decode the image: " + stbi_failure_reason());
@@ -233,6 +281,7 @@ at::Tensor load_digit_image(const std::string& path, int64_t side) {
 
 GrayImage to_gray_image(const at::Tensor& image) {
   auto t = image.detach().to(at::kFloat).contiguous();
+  if (t.dim() == 3 && t.size(0) == 3) t = t.mean(0); // a colour image drawn in grey
   if (t.dim() == 3) t = t.squeeze(0);
   TORCH_CHECK(t.dim() == 2, "expected an image of shape [H, W] or [1, H, W], got ", image.sizes());
   GrayImage out(int(t.size(1)), int(t.size(0)));
@@ -244,6 +293,107 @@ at::Tensor to_tensor(const GrayImage& image) {
   return at::from_blob(const_cast<float*>(image.pixels.data()), {image.height, image.width},
                        at::kFloat)
       .clone();
+}
+
+namespace {
+
+// Area-averaging resampling of an interleaved 8-bit picture to w x h.
+Picture resample_picture(const Picture& src, int w, int h) {
+  Picture out{w, h, src.channels, std::vector<uint8_t>(size_t(w) * h * src.channels)};
+  const double sx = double(src.width) / w, sy = double(src.height) / h;
+  std::vector<double> sum(src.channels);
+  for (int y = 0; y < h; ++y) {
+    const double y0 = y * sy, y1 = (y + 1) * sy;
+    for (int x = 0; x < w; ++x) {
+      const double x0 = x * sx, x1 = (x + 1) * sx;
+      std::fill(sum.begin(), sum.end(), 0.0);
+      for (int v = int(y0); v < std::min(src.height, int(std::ceil(y1))); ++v) {
+        const double wy = std::min(y1, v + 1.0) - std::max(y0, double(v));
+        for (int u = int(x0); u < std::min(src.width, int(std::ceil(x1))); ++u) {
+          const double wx = std::min(x1, u + 1.0) - std::max(x0, double(u));
+          const uint8_t* p = &src.pixels[(size_t(v) * src.width + u) * src.channels];
+          for (int c = 0; c < src.channels; ++c) sum[c] += wx * wy * p[c];
+        }
+      }
+      for (int c = 0; c < src.channels; ++c) {
+        out.pixels[(size_t(y) * w + x) * src.channels + c] =
+            static_cast<uint8_t>(std::clamp(std::lround(sum[c] / (sx * sy)), 0L, 255L));
+      }
+    }
+  }
+  return out;
+}
+
+} // namespace
+
+Picture centre_crop(const Picture& picture, int side) {
+  TORCH_CHECK(picture.width >= side && picture.height >= side, "centre_crop: a ", picture.width,
+              "x", picture.height, " picture has no ", side, "x", side, " centre");
+  if (picture.width == side && picture.height == side) return picture;
+  const int left = (picture.width - side) / 2, top = (picture.height - side) / 2;
+  Picture out{side, side, picture.channels, std::vector<uint8_t>(size_t(side) * side * picture.channels)};
+  const size_t row = size_t(side) * picture.channels;
+  for (int y = 0; y < side; ++y) {
+    std::copy_n(&picture.pixels[((size_t(top) + y) * picture.width + left) * picture.channels], row,
+                &out.pixels[size_t(y) * row]);
+  }
+  return out;
+}
+
+Picture resize_and_crop(const Picture& picture, int side) {
+  TORCH_CHECK(side > 0, "resize_and_crop: side must be positive");
+  if (picture.width == side && picture.height == side) return picture;
+  const double scale = double(side) / std::min(picture.width, picture.height);
+  const int w = std::max(side, int(std::lround(picture.width * scale)));
+  const int h = std::max(side, int(std::lround(picture.height * scale)));
+  return centre_crop(resample_picture(picture, w, h), side);
+}
+
+at::Tensor picture_tensor(const Picture& picture) {
+  return at::from_blob(const_cast<uint8_t*>(picture.pixels.data()),
+                       {picture.height, picture.width, picture.channels}, at::kByte)
+      .permute({2, 0, 1})
+      .clone(at::MemoryFormat::Contiguous); // a copy: the picture's memory may go first
+}
+
+Picture tensor_picture(const at::Tensor& image) {
+  TORCH_CHECK(image.dim() == 3 && (image.size(0) == 1 || image.size(0) == 3),
+              "expected an image [1 or 3, H, W], got ", image.sizes());
+  auto bytes = image.detach().cpu();
+  if (bytes.scalar_type() != at::kByte) bytes = bytes.to(at::kFloat).mul(255).round().clamp(0, 255).to(at::kByte);
+  bytes = bytes.permute({1, 2, 0}).contiguous();
+  Picture out{int(image.size(2)), int(image.size(1)), int(image.size(0)), {}};
+  out.pixels.assign(bytes.data_ptr<uint8_t>(), bytes.data_ptr<uint8_t>() + bytes.numel());
+  return out;
+}
+
+std::string encode_png(const Picture& picture) {
+  std::string out;
+  if (!stbi_write_png_to_func(append_to_string, &out, picture.width, picture.height,
+                              picture.channels, picture.pixels.data(),
+                              picture.width * picture.channels)) {
+    throw ImageError("cannot encode a " + std::to_string(picture.width) + "x" +
+                     std::to_string(picture.height) + " PNG");
+  }
+  return out;
+}
+
+void write_png(const std::string& path, const Picture& picture) {
+  write_file_atomically(path, encode_png(picture));
+}
+
+std::string encode_jpeg(const Picture& picture, int quality) {
+  std::string out;
+  if (!stbi_write_jpg_to_func(append_to_string, &out, picture.width, picture.height,
+                              picture.channels, picture.pixels.data(), quality)) {
+    throw ImageError("cannot encode a " + std::to_string(picture.width) + "x" +
+                     std::to_string(picture.height) + " JPEG");
+  }
+  return out;
+}
+
+void write_jpeg(const std::string& path, const Picture& picture, int quality) {
+  write_file_atomically(path, encode_jpeg(picture, quality));
 }
 
 } // namespace capsnet

@@ -46,28 +46,48 @@ class BatchSource {
   /// The examples `indices` (int64 [B], on any device) as one batch.
   /// `rng` drives augmentation; null means none (evaluation).
   virtual Batch get(const at::Tensor& indices, std::mt19937_64* rng) const = 0;
+  /// A hint that get() of `indices` comes next: a source that reads files
+  /// starts on them now. The default does nothing.
+  virtual void prefetch(const at::Tensor& indices) const {}
 };
 
-/// An in-memory image classification data set (MNIST, Fashion-MNIST): pixels
-/// scaled to [0, 1], shifted at random by up to `max_shift` pixels when
-/// augmenting (the paper's only augmentation), standardised when `normalize`
-/// (the seed). The decoder's target is the image as the model sees it.
+struct SourceOptions;
+
+/// An image classification data set (MNIST, Fashion-MNIST, a folder): pixels
+/// scaled to [0, 1], cropped to SourceOptions::crop (at random with augment
+/// when training, else the centre), flipped left-right at random (augment),
+/// shifted at random by up to `shift` pixels when training (the paper's only
+/// augmentation), standardised when `normalize`. The decoder's target is the
+/// image as the model sees it.
 class DatasetSource : public BatchSource {
  public:
-  /// Moves the data to `device` once (MNIST is 55 MB as bytes).
+  /// Moves the data to `device` once (MNIST is 55 MB as bytes); a folder too
+  /// large for its cache stays on its files. `options` apply as given (the
+  /// caller turns the augmentation off for test splits).
+  DatasetSource(Dataset data, const SourceOptions& options,
+                c10::Device device = c10::Device(c10::kCPU));
   DatasetSource(Dataset data, int64_t max_shift, bool normalize,
                 c10::Device device = c10::Device(c10::kCPU));
   int64_t size() const override { return data_.size(); }
   int64_t num_classes() const override { return data_.num_classes; }
   Batch get(const at::Tensor& indices, std::mt19937_64* rng) const override;
+  void prefetch(const at::Tensor& indices) const override;
   const Dataset& data() const { return data_; }
 
  private:
   Dataset data_;
-  int64_t max_shift_;
-  bool normalize_;
+  int64_t max_shift_, crop_;
+  bool normalize_, augment_;
+  std::vector<double> mean_, std_;
   c10::Device device_;
 };
+
+/// Crops images float [B, C, S, S] to [B, C, side, side]: at offsets drawn
+/// from `rng` when given, else the centre.
+at::Tensor crop_images(const at::Tensor& images, int64_t side, std::mt19937_64* rng);
+
+/// Mirrors each image left-right with probability 1/2, drawn from `rng`.
+at::Tensor random_flip(const at::Tensor& images, std::mt19937_64& rng);
 
 /// Which examples form each step: one permutation of the data per epoch and
 /// one random stream per step, both derived from (seed, epoch, step) alone,

@@ -4,18 +4,31 @@
 
 #include <cstdint>
 #include <random>
+#include <memory>
 #include <string>
+#include <vector>
 
 namespace capsnet {
 
 enum class Split { kTrain, kTest };
 
-/// An image classification data set held in memory.
+struct FolderSplit;
+
+/// An image classification data set, its images held in memory (or, for a
+/// folder too large for its cache, read from files on demand).
 struct Dataset {
-  at::Tensor images; ///< uint8 [N, 1, H, W]
+  at::Tensor images; ///< uint8 [N, C, H, W]; undefined when folder->files streams them
   at::Tensor labels; ///< int64 [N]
   int64_t num_classes = 10;
+  std::vector<std::string> class_names; ///< empty: the class indices
+  /// A folder data set's split (data/folder.h): files, statistics, identity.
+  std::shared_ptr<const FolderSplit> folder;
   int64_t size() const { return labels.size(0); }
+  /// The images' side and channels (held or streamed).
+  int64_t side() const;
+  int64_t channels() const;
+  /// uint8 [B, C, H, W] of the examples `indices` (int64 [B]).
+  at::Tensor pixels(const at::Tensor& indices) const;
 };
 
 /// Loads one split of the registered data set `name` (data/registry.h) from
@@ -53,6 +66,10 @@ at::Tensor prepare_batch(const at::Tensor& images, int64_t max_shift, bool norma
 /// (x - kMnistMean) / kMnistStd: the seed's input convention, applied to
 /// float pixels in [0, 1], in training, evaluation and inference alike.
 at::Tensor standardize(const at::Tensor& unit_pixels);
+/// (x - mean[c]) / std[c] for each channel c of float [B, C, H, W]; empty
+/// vectors mean MNIST's (the overload above).
+at::Tensor standardize(const at::Tensor& unit_pixels, const std::vector<double>& mean,
+                       const std::vector<double>& std);
 
 /// Translates each image by its own (dy, dx), drawn uniformly from
 /// [-max_shift, max_shift]; pixels shifted in are zero.

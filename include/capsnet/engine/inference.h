@@ -27,7 +27,16 @@ class Predictor {
   /// the model and `what` (the command: "capsnet reconstruct").
   static Predictor load(const std::string& checkpoint, const std::string& what = "prediction",
                         const std::vector<Capability>& needs = {});
-  Predictor(CapsNet model, TrainOptions options);
+  /// `shape`: what the model was trained on (its class names, statistics and
+  /// preparation); the default is MNIST's.
+  Predictor(CapsNet model, TrainOptions options, DataShape shape = {});
+
+  /// A picture file's bytes (PNG, JPEG, PGM/PPM, BMP, GIF) prepared as the
+  /// model's training data was: float [1, C, S, S] in [0, 1]. Digit models
+  /// (Preparation::kDigit): as MNIST was made (prepare_digit_image); others:
+  /// converted to the model's channels, resized and centre-cropped. Throws
+  /// ImageError naming `name`.
+  at::Tensor prepare_picture(const std::string& bytes, const std::string& name) const;
 
   /// Runs in chunks of `batch_size` images.
   Classification classify(const at::Tensor& images) const;
@@ -40,11 +49,15 @@ class Predictor {
   CapsNet& model() { return model_; }
   const CapsNet& model() const { return model_; }
   const TrainOptions& options() const { return options_; }
+  const DataShape& shape() const { return shape_; }
+  /// The name of class k (DataShape::class_name).
+  std::string class_name(int64_t k) const { return shape_.class_name(k); }
   int64_t batch_size = 500;
 
  private:
   mutable CapsNet model_; // inference changes no state; forward is not const
   TrainOptions options_;
+  DataShape shape_;
   c10::Device device_{c10::kCPU};
 };
 

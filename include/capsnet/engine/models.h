@@ -6,6 +6,7 @@
 // "Adding a model").
 
 #include "capsnet/data/registry.h"
+#include "capsnet/data/shape.h"
 #include "capsnet/engine/options.h"
 #include "capsnet/engine/task.h"
 
@@ -20,25 +21,22 @@
 
 namespace capsnet {
 
-/// What a model is built for: the data set's description.
-struct DataShape {
-  int64_t image_size = 28; ///< square images
-  int64_t channels = 1;
-  int64_t classes = 10;
-  int64_t labels_per_image = 1; ///< MultiMNIST: 2
+/// The shape of the examples a data set's batches hold and how they were
+/// prepared: `train` is its loaded training split (generated data sets make
+/// images of their own size; a folder's are cropped to `crop` when > 0), with
+/// its class names, and a folder's statistics and recorded test split.
+DataShape data_shape(const DatasetInfo& info, const Dataset& train, int64_t crop = 0);
 
-  bool operator==(const DataShape& o) const {
-    return image_size == o.image_size && channels == o.channels && classes == o.classes &&
-           labels_per_image == o.labels_per_image;
-  }
-};
+/// What to load for `split` of the data `options` name, from `dir` (empty:
+/// options.data_dir, else the data set's default). `trained`: the shape a
+/// checkpoint recorded, whose folder size, channels and test split (when
+/// `dir` is the run's own folder) the load keeps.
+DataRequest data_request(const TrainOptions& options, Split split, const std::string& dir = "",
+                         const DataShape* trained = nullptr);
 
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DataShape, image_size, channels, classes,
-                                                labels_per_image)
-
-/// The shape of the examples a data set's batches hold: `train` is its loaded
-/// training split (generated data sets make images of their own size).
-DataShape data_shape(const DatasetInfo& info, const Dataset& train);
+/// How the examples are prepared for a model trained with `options` on data
+/// of `shape` (shift, augmentation, crop, standardisation and its statistics).
+SourceOptions source_options(const TrainOptions& options, const DataShape& shape);
 
 /// What a model offers beyond training and evaluation; the commands that need
 /// one ask the model's entry and refuse a model without it.
@@ -73,12 +71,21 @@ struct ModelInfo {
   /// Throws std::invalid_argument naming the first inconsistent setting of the
   /// model's own (validate(TrainOptions) calls it); may be empty.
   std::function<void(const TrainOptions& options)> validate;
+  /// Sets the model's input size, channels and classes in `options` to the
+  /// data's, so that `build` makes a network for it; may be empty (the
+  /// options must then fit the data as given).
+  std::function<void(TrainOptions& options, const DataShape& shape)> fit;
 
   bool offers(Capability capability) const;
   /// Throws std::invalid_argument unless the model offers `capability`:
   /// "`what` needs ..., which model 'NAME' does not offer".
   void require(Capability capability, const std::string& what) const;
 };
+
+/// `options` with the model's architecture fitted to data of `shape`
+/// (ModelInfo::fit), validated; throws std::invalid_argument when the data
+/// cannot feed the network (images too small for its convolutions).
+TrainOptions fitted_to(const TrainOptions& options, const DataShape& shape);
 
 /// Every registered model, in the order help texts list them (a deque:
 /// references to entries stay valid when models are added).

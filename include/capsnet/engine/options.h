@@ -1,5 +1,6 @@
 #pragma once
 
+#include "capsnet/data/folder.h"
 #include "capsnet/losses/objective.h"
 #include "capsnet/model/baseline_cnn.h"
 #include "capsnet/model/capsnet.h"
@@ -8,6 +9,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace capsnet {
 
@@ -54,17 +56,24 @@ struct TrainOptions {
   std::string model_name = "capsnet";
   CapsNetConfig model;        ///< the CapsNet's architecture (model_name capsnet)
   BaselineCnnConfig baseline; ///< the baseline's (model_name baseline-cnn)
+  /// How a folder data set (dataset "folder") is read, split and augmented.
+  FolderOptions folder;
 
   /// The training objective these options describe (margin, recon_weight, recon_loss).
   CapsNetObjective objective() const { return {margin, recon_weight, recon_loss}; }
 };
 
-/// The options of a named preset: "paper" (the defaults above) or "seed" (the
+/// The options of a named preset: "paper" (the defaults above), "seed" (the
 /// seed program: normalised input, unsquared margin loss, decoder masked by the
 /// prediction, mean squared error, no shift, no lr decay, routing softmax over
-/// the child capsules, W ~ N(0, 1); batch 64 like the paper default).
+/// the child capsules, W ~ N(0, 1); batch 64 like the paper default) or
+/// "cifar10" (the paper's CIFAR-10 network on a folder of 32x32 colour
+/// pictures: random 24x24 crops and flips in training, the centre crop in
+/// testing, 64 primary capsule types).
 /// Throws std::invalid_argument for another name.
 TrainOptions preset_options(const std::string& name);
+/// The presets' names.
+std::vector<std::string> preset_names();
 
 /// Throws std::invalid_argument naming the first out-of-range option.
 void validate(const TrainOptions& options);
@@ -73,7 +82,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainOptions, preset, dataset, d
                                                 batch_size, lr, lr_decay, shift, recon_weight,
                                                 recon_loss, mask, normalize, margin, seed, threads,
                                                 limit, test_limit, eval_batch_size, routing,
-                                                precision, device, model_name, model, baseline)
+                                                precision, device, model_name, model, baseline,
+                                                folder)
 
 /// Reads options written as JSON (config.json, checkpoints), including those
 /// of runs from before the margin options were nested, and validates them.

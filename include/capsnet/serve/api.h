@@ -36,17 +36,24 @@ constexpr size_t kMaxBodyBytes = size_t(4) << 20;
 /// than 1 (squash), and the page's sliders move it by at most 0.25.
 constexpr double kMaxCapsuleComponent = 2.0;
 
-/// The image of a POST /api/predict body as float [1, 1, side, side] in [0, 1]:
-/// - image/png or image/jpeg (or application/octet-stream holding either): a
-///   picture of a digit, prepared as `capsnet predict` prepares files
-///   (prepare_digit_image);
-/// - application/json: side * side numbers in [0, 1], row-major, ink bright,
-///   used as they are (as `capsnet predict` uses IDX images), either as an
-///   array or as {"pixels": [...]}.
+/// The Content-Types of picture bodies: image/png, image/jpeg, image/bmp,
+/// image/gif, the PNM types, and application/octet-stream holding one of them.
+bool is_picture_type(const std::string& content_type);
+
+/// The image of a POST /api/predict body for `predictor`'s model, float
+/// [1, C, S, S] in [0, 1]:
+/// - a picture (is_picture_type): PNG, JPEG, BMP, GIF or PGM/PPM bytes,
+///   prepared as the model's data was (Predictor::prepare_picture, as
+///   `capsnet predict` prepares a file: digits as MNIST was made, other
+///   models' pictures converted to C channels, resized and centre-cropped);
+/// - application/json: C * S * S numbers in [0, 1], channel after channel,
+///   each row-major (the tensor's own order; one channel: ink bright for a
+///   digit model), used as they are (as `capsnet predict` uses IDX images),
+///   either as an array or as {"pixels": [...]}.
 /// Throws ApiError: 415 for another content type, 400 for a body that is not
 /// what its type says or has the wrong number or range of values.
 at::Tensor parse_predict_body(const std::string& body, const std::string& content_type,
-                              int64_t side);
+                              const Predictor& predictor);
 
 /// A POST /api/reconstruct body: {"capsule": k, "vector": [D numbers]} and
 /// optionally "format": "pixels" (the default: JSON) or "png".
@@ -63,13 +70,26 @@ struct ReconstructRequest {
 ReconstructRequest parse_reconstruct_body(const std::string& body, const std::string& content_type,
                                           int64_t classes, int64_t dim);
 
-/// The reply of /api/predict for one image: {"class", "lengths": [K],
-/// "capsules": [K][D], "input": [side * side] (the preprocessed image, what
-/// the network saw), "side"}.
-nlohmann::json predict_reply(const Classification& result, const at::Tensor& input);
+/// What the page and clients learn of the model (GET /healthz): {"side" and
+/// "image_size" (S), "channels" (C), "classes" (K), "capsule_dim" (D),
+/// "class_names": [K] (indices as text when the data set named none),
+/// "preparation": "digit" or "resize"}.
+nlohmann::json model_info(const Predictor& predictor);
 
-/// The reply of /api/reconstruct as JSON: {"capsule", "side", "pixels": [side * side]}.
+/// The reply of /api/predict for one image (`input` [1, C, S, S]): {"class",
+/// "class_name", "lengths": [K], "capsules": [K][D], "input": [C * S * S] (the
+/// preprocessed image, what the network saw, in parse_predict_body's order),
+/// "channels", "side"}.
+nlohmann::json predict_reply(const Classification& result, const at::Tensor& input,
+                             const DataShape& shape);
+
+/// The reply of /api/reconstruct as JSON (`image` [1, C, S, S]): {"capsule",
+/// "channels", "side", "pixels": [C * S * S]}.
 nlohmann::json reconstruct_reply(int64_t capsule, const at::Tensor& image);
+
+/// The reconstruction `image` [1, C, S, S] in [0, 1] as the bytes of an
+/// S x S PNG, grey for one channel, RGB for three.
+std::string reconstruct_png(const at::Tensor& image);
 
 /// {"error": message, "status": status}.
 nlohmann::json error_reply(int status, const std::string& message);
@@ -89,6 +109,8 @@ class BatchingPredictor {
   Classification classify(const at::Tensor& image);
   /// capsules float [1, K, D], class -> reconstruction [1, C, S, S].
   at::Tensor reconstruct(const at::Tensor& capsules, int64_t capsule);
+  /// The predictor it runs (its model's sizes, class names and preparation).
+  const Predictor& predictor() const { return predictor_; }
 
   struct Stats {
     int64_t batches = 0, images = 0, largest = 0;

@@ -1,10 +1,13 @@
 #pragma once
 
-// Reading, writing and MNIST-style preprocessing of single grayscale images
-// (stb), and their conversion to tensors. Part of the capsnet_viz library.
+// Reading, writing and preprocessing of single images (stb): grayscale ones
+// prepared as MNIST was made, and grey or colour pictures resized for the
+// models of folder data sets; their conversion to tensors. Part of the core
+// library (the folder data sets decode with it).
 
 #include <ATen/ATen.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -58,7 +61,59 @@ void write_png(const std::string& path, const GrayImage& image);
 /// Throws ImageError("... blank ...") when no digit stands out.
 GrayImage mnist_preprocess(const GrayImage& image, int side = 28, int box = 20);
 
-/// float [H, W] or [1, H, W] in [0, 1] <-> GrayImage.
+/// A picture with 8-bit channels, 1 (grey) or 3 (RGB), row-major and interleaved.
+struct Picture {
+  int width = 0;
+  int height = 0;
+  int channels = 1;
+  std::vector<uint8_t> pixels; ///< width * height * channels
+};
+
+/// What a picture file's header says, read without decoding the pixels.
+struct PictureInfo {
+  int width = 0;
+  int height = 0;
+  bool colour = false; ///< stored as RGB or with a palette (not grey)
+};
+
+/// The bytes of a file for the image readers: refuses what is not a regular
+/// file, an empty file and files over 1 GiB; `max_bytes` > 0 reads at most that
+/// many (a header). Throws ImageError naming `path`.
+std::string read_image_bytes(const std::string& path, size_t max_bytes = 0);
+
+/// The header of a PNG, JPEG, PGM/PPM, BMP or GIF file already in memory (all
+/// of it or its first bytes). Throws ImageError like decode_image.
+PictureInfo picture_info(const std::string& bytes, const std::string& name);
+
+/// Decodes a PNG, JPEG, PGM/PPM, BMP or GIF file already in memory (the same
+/// checks as decode_image) as `channels` (1 or 3) channels: colour converted
+/// to grey by stb's luma weights, grey repeated in each channel, transparent
+/// pixels composited over white. Throws ImageError naming `name`.
+Picture decode_picture(const std::string& bytes, const std::string& name, int channels);
+
+/// Resizes `picture` so that its shorter side is `side` (area averaging, so
+/// that no pixel is dropped when shrinking), then crops the centre `side` x
+/// `side`. A picture already `side` x `side` is returned as it is.
+Picture resize_and_crop(const Picture& picture, int side);
+
+/// The centre `side` x `side` of a picture at least that large.
+Picture centre_crop(const Picture& picture, int side);
+
+/// Picture <-> uint8 [C, H, W]; a float tensor is taken as [0, 1] and rounded.
+at::Tensor picture_tensor(const Picture& picture);
+Picture tensor_picture(const at::Tensor& image);
+
+/// `picture` as the bytes of an 8-bit PNG file (grey or RGB).
+std::string encode_png(const Picture& picture);
+/// Writes `picture` as an 8-bit PNG (atomically); throws ImageError on failure.
+void write_png(const std::string& path, const Picture& picture);
+/// `picture` as the bytes of a JPEG file of `quality` (1-100).
+std::string encode_jpeg(const Picture& picture, int quality = 90);
+/// Writes `picture` as a JPEG of `quality` (atomically); throws ImageError on failure.
+void write_jpeg(const std::string& path, const Picture& picture, int quality = 90);
+
+/// float [H, W] or [1, H, W] in [0, 1] <-> GrayImage ([3, H, W]: the
+/// channels' mean, for figures of colour models).
 GrayImage to_gray_image(const at::Tensor& image);
 at::Tensor to_tensor(const GrayImage& image);
 
