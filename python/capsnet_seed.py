@@ -99,7 +99,11 @@ def prepare(images, config):
     """uint8 or [0, 1] float images [B, C, H, W] -> the model's input."""
     x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
     if config.get('normalize'):
-        x = (x - config['mnist_mean']) / config['mnist_std']
+        if 'channel_mean' in config:  # per channel (a folder model's statistics)
+            shape = (1, -1, 1, 1)
+            x = (x - torch.tensor(config['channel_mean']).view(shape)) / torch.tensor(config['channel_std']).view(shape)
+        else:  # exports from before the per-channel statistics
+            x = (x - config['mnist_mean']) / config['mnist_std']
     return x
 
 

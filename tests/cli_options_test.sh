@@ -141,10 +141,12 @@ row "data export-folder: expanded MNIST as JPEG, limits, --force" 0 \
   --test-limit 20 --format jpeg --force
 row "train: a folder of pictures, every folder option" 0 \
   'config_is "$work/fold" dataset=folder folder.test_fraction=0.34 folder.channels=3 folder.image_size=32 \
-     folder.crop=28 folder.augment=true folder.cache_mb=1 folder.strict=true model.primary_types=4 \
+     folder.crop=28 folder.augment=true folder.cache_mb=1 folder.loader_threads=1 folder.strict=true \
+     model.primary_types=4 \
      model.in_channels=3 model.image_size=28 data_shape.resize=32 train_size=39 test_size=21' \
   train --dataset folder --data "$work/digits/train" --test-fraction 0.34 --channels 3 --image-size 32 \
-  --crop 28 --augment --cache-mb 1 --strict --primary-types 4 --epochs 1 --batch-size 8 --threads 1 \
+  --crop 28 --augment --cache-mb 1 --loader-threads 1 --strict --primary-types 4 --epochs 1 \
+  --batch-size 8 --threads 1 \
   --out "$work/fold"
 
 # Data-parallel training: two ranks by flags, two machines by launch, two
@@ -234,10 +236,10 @@ if in_build serve; then
   bg_done "serve: stops on SIGTERM" 0 'grep -q "stopped after" "$out"'
 fi
 
-row "experiment table1: one trial of each row" 0 \
-  'test "$(grep -c "^| .* | 1 | 0\." "$work/t1/table1.md")" -eq 5 && config_is "$work/t1/capsnet-r1-norecon/trial-1" epochs=1 batch_size=8 train_size=16 test_size=8 threads=1 precision=bf16' \
+row "experiment table1: one trial of each row, on a folder" 0 \
+  'test "$(grep -c "^| .* | 1 | 0\." "$work/t1/table1.md")" -eq 5 && config_is "$work/t1/capsnet-r1-norecon/trial-1" epochs=1 batch_size=8 train_size=16 test_size=8 threads=1 precision=bf16 dataset=folder' \
   experiment table1 --trials 1 --epochs 1 --batch-size 8 --limit 16 --test-limit 8 \
-  --data "$mnist" --threads 1 --precision bf16 --out "$work/t1"
+  --dataset folder --data "$work/digits/train" --threads 1 --precision bf16 --out "$work/t1"
 row "experiment affine: one epoch each" 0 \
   'test -s "$work/af/affine.md" && test "$(lines "$work/af/baseline-affine.jsonl")" -eq 1 && config_is "$work/af/capsnet" epochs=1 batch_size=8 train_size=16 test_size=8 threads=1 precision=bf16' \
   experiment affine --epochs 1 --batch-size 8 --limit 16 --test-limit 8 --data "$mnist" \

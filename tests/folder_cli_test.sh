@@ -114,6 +114,20 @@ expect_fail "resume on changed data is refused" "pass --force" train --resume "$
 "$capsnet" train --resume "$work/colour" --epochs 3 --force >"$work/forced.log" 2>&1
 check "resume --force goes on" grep -q "epoch 3/3" "$work/forced.log"
 
+# The paper's CIFAR-10 network shape on 32x32 colour pictures.
+python3 "$png_tool" shapes "$work/cifar-like" 8 32 9
+"$capsnet" train --preset cifar10 --data "$work/cifar-like" --epochs 1 --batch-size 8 --threads 2 \
+  --out "$work/cifar" >"$work/cifar.log" 2>&1
+check "--preset cifar10 trains" test $? -eq 0
+check "--preset cifar10: 24x24 crops of 32x32 colour pictures, 64 primary capsule types" \
+  python3 -c "
+import json, sys
+c = json.load(open(sys.argv[1]))
+m, f = c['model'], c['folder']
+sys.exit(not (c['dataset'] == 'folder' and m['primary_types'] == 64 and m['image_size'] == 24 and
+              m['in_channels'] == 3 and f['image_size'] == 32 and f['crop'] == 24 and f['augment']
+              and c['shift'] == 0 and c['data_shape']['resize'] == 32))" "$work/cifar/config.json"
+
 # Bad data: each case named.
 expect_fail "--dataset folder needs --data" "needs --data DIR" train --dataset folder
 expect_fail "a missing folder" "no such folder" train --dataset folder --data "$work/none"

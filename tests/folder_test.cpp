@@ -1,7 +1,7 @@
 // Folder data sets (data/folder.h): listing, splitting, decoding, caching and
 // streaming, bad data, and the preparation of pictures (viz/image.h).
-#include "capsnet/data/batch.h"
 #include "capsnet/data/folder.h"
+#include "capsnet/data/batch.h"
 #include "capsnet/data/registry.h"
 #include "capsnet/engine/inference.h"
 #include "capsnet/engine/models.h"
@@ -27,7 +27,8 @@ Picture pattern(int w, int h, int channels, int seed) {
   for (int y = 0; y < h; ++y) {
     for (int x = 0; x < w; ++x) {
       for (int c = 0; c < channels; ++c) {
-        p.pixels[(size_t(y) * w + x) * channels + c] = uint8_t((x * 7 + y * 13 + c * 50 + seed) % 256);
+        p.pixels[(size_t(y) * w + x) * channels + c] =
+            uint8_t((x * 7 + y * 13 + c * 50 + seed) % 256);
       }
     }
   }
@@ -40,8 +41,8 @@ void write_bytes(const fs::path& path, const std::string& bytes) {
 }
 
 // DIR/CLASS/k.png for each class, `per_class` pictures of side x side.
-std::string make_tree(const std::string& tag, const std::vector<std::string>& classes, int per_class,
-                      int side = 12, int channels = 1) {
+std::string make_tree(const std::string& tag, const std::vector<std::string>& classes,
+                      int per_class, int side = 12, int channels = 1) {
   const auto dir = testing::temp_dir(tag);
   for (size_t c = 0; c < classes.size(); ++c) {
     for (int k = 0; k < per_class; ++k) {
@@ -66,7 +67,8 @@ TEST(FolderListing, ClassesSortedAndSplitStratifiedFromTheSeed) {
   const auto dir = make_tree("folder_split", {"zebra", "ant", "cat"}, 20);
   // 7 more ants: classes of different sizes, each held out in proportion.
   for (int k = 20; k < 27; ++k) {
-    write_bytes(fs::path(dir) / "ant" / (std::to_string(k) + ".png"), encode_png(pattern(12, 12, 1, k)));
+    write_bytes(fs::path(dir) / "ant" / (std::to_string(k) + ".png"),
+                encode_png(pattern(12, 12, 1, k)));
   }
   const auto listing = list_image_folder(dir, 0.2, 5);
   EXPECT_EQ(listing.classes, (std::vector<std::string>{"ant", "cat", "zebra"}));
@@ -74,7 +76,7 @@ TEST(FolderListing, ClassesSortedAndSplitStratifiedFromTheSeed) {
   std::map<int64_t, int> test_count, train_count;
   for (const auto& f : listing.test) ++test_count[f.label];
   for (const auto& f : listing.train) ++train_count[f.label];
-  EXPECT_EQ(test_count[0], 5); // round(0.2 * 27)
+  EXPECT_EQ(test_count[0], 5);  // round(0.2 * 27)
   EXPECT_EQ(train_count[0], 22);
   EXPECT_EQ(test_count[1], 4);
   EXPECT_EQ(test_count[2], 4);
@@ -116,8 +118,9 @@ TEST(FolderListing, TrainAndTestFolders) {
 }
 
 TEST(FolderListing, BadLayoutsAreNamed) {
-  EXPECT_NE(error_of([] { list_image_folder("/nonexistent/pictures", 0.1, 1); })
-                .find("/nonexistent/pictures: no such folder"),
+  EXPECT_NE(error_of([] {
+              list_image_folder("/nonexistent/pictures", 0.1, 1);
+            }).find("/nonexistent/pictures: no such folder"),
             std::string::npos);
   const auto one = make_tree("folder_one", {"only"}, 4);
   EXPECT_NE(error_of([&] { list_image_folder(one, 0.1, 1); }).find("only one class folder (only)"),
@@ -134,8 +137,7 @@ TEST(FolderListing, BadLayoutsAreNamed) {
     write_bytes(fs::path(tt) / "test" / klass / "0.png", encode_png(pattern(10, 10, 1, 0)));
   }
   write_bytes(fs::path(tt) / "test" / "stray" / "0.png", encode_png(pattern(10, 10, 1, 0)));
-  EXPECT_NE(error_of([&] { list_image_folder(tt, 0.1, 1); })
-                .find("class 'stray' is not in train/"),
+  EXPECT_NE(error_of([&] { list_image_folder(tt, 0.1, 1); }).find("class 'stray' is not in train/"),
             std::string::npos);
   fs::remove_all(fs::path(tt) / "test" / "stray");
   fs::remove_all(fs::path(tt) / "test" / "b");
@@ -145,8 +147,9 @@ TEST(FolderListing, BadLayoutsAreNamed) {
   EXPECT_NE(error_of([&] { list_image_folder(tt, 0.1, 1); }).find("/test: missing"),
             std::string::npos);
   const auto flat = make_tree("folder_flat", {"a", "b"}, 3);
-  EXPECT_NE(error_of([&] { list_image_folder(flat, 0.1, 1, {"a/0.png", "gone/9.png"}); })
-                .find("test files the checkpoint recorded are gone (gone/9.png)"),
+  EXPECT_NE(error_of([&] {
+              list_image_folder(flat, 0.1, 1, {"a/0.png", "gone/9.png"});
+            }).find("test files the checkpoint recorded are gone (gone/9.png)"),
             std::string::npos);
 }
 
@@ -155,12 +158,12 @@ TEST(FolderListing, OddFilesAreSkippedAndListed) {
   const fs::path a = fs::path(dir) / "a";
   write_bytes(a / "readme.txt", "text");
   write_bytes(a / "empty.png", "");
-  write_bytes(a / ".DS_Store", "mac"); // hidden: passed over silently
-  fs::create_directories(a / "folder.png"); // a directory named like a picture: listed into
+  write_bytes(a / ".DS_Store", "mac");       // hidden: passed over silently
+  fs::create_directories(a / "folder.png");  // a directory named like a picture: listed into
   write_bytes(a / "folder.png" / "inner.png", encode_png(pattern(12, 12, 1, 9)));
   write_bytes(a / "naïve name with spaces.png", encode_png(pattern(12, 12, 1, 8)));
-  fs::create_directory_symlink(a, a / "loop");          // a link back into the tree
-  fs::create_symlink(a / "missing.png", a / "broken.png"); // a broken link
+  fs::create_directory_symlink(a, a / "loop");              // a link back into the tree
+  fs::create_symlink(a / "missing.png", a / "broken.png");  // a broken link
   write_bytes(a / "corrupt.png", std::string("\x89PNG\r\n\x1a\n", 8) + "garbage");
   const auto listing = list_image_folder(dir, 0.3, 1);
   std::string skipped;
@@ -175,7 +178,7 @@ TEST(FolderListing, OddFilesAreSkippedAndListed) {
   for (const auto& f : listing.test) listed.insert(f.path);
   EXPECT_TRUE(listed.count("a/folder.png/inner.png"));
   EXPECT_TRUE(listed.count("a/naïve name with spaces.png"));
-  EXPECT_TRUE(listed.count("a/corrupt.png")); // found only when decoded
+  EXPECT_TRUE(listed.count("a/corrupt.png"));  // found only when decoded
 
   FolderRequest request;
   request.options.test_fraction = 0.3;
@@ -183,7 +186,7 @@ TEST(FolderListing, OddFilesAreSkippedAndListed) {
   request.log = &log;
   const auto train = load_folder(dir, Split::kTrain, request);
   const auto test = load_folder(dir, Split::kTest, request);
-  EXPECT_EQ(train.size() + test.size(), 8); // a: 3 + 2 more, b: 3; not the corrupt one
+  EXPECT_EQ(train.size() + test.size(), 8);  // a: 3 + 2 more, b: 3; not the corrupt one
   std::string all;
   for (const auto& s : train.folder->skipped) all += s + "\n";
   for (const auto& s : test.folder->skipped) all += s + "\n";
@@ -200,10 +203,11 @@ TEST(FolderListing, OddFilesAreSkippedAndListed) {
 TEST(FolderLoad, MixedSizesAndColoursAreResizedAndConverted) {
   const auto dir = testing::temp_dir("folder_mixed");
   // Shorter sides 10, 12, 12, 14, 16, 30 over the training files: median 13.
-  const std::vector<std::pair<int, int>> sizes = {{10, 20}, {12, 12}, {40, 12}, {14, 14}, {16, 16}, {30, 31}};
+  const std::vector<std::pair<int, int>> sizes = {{10, 20}, {12, 12}, {40, 12},
+                                                  {14, 14}, {16, 16}, {30, 31}};
   for (size_t k = 0; k < sizes.size(); ++k) {
     const auto klass = k % 2 ? "b" : "a";
-    const int channels = k == 3 ? 3 : 1; // one colour file
+    const int channels = k == 3 ? 3 : 1;  // one colour file
     write_bytes(fs::path(dir) / "train" / klass / (std::to_string(k) + ".png"),
                 encode_png(pattern(sizes[k].first, sizes[k].second, channels, int(k))));
   }
@@ -270,7 +274,8 @@ TEST(FolderLoad, IdentityFollowsTheFilesList) {
   // Rewritten with other contents of another size: its size changes the identity.
   write_bytes(fs::path(dir) / "a" / "0.png", encode_png(pattern(20, 20, 1, 77)));
   const auto after = list_image_folder(dir, 0.25, 1);
-  EXPECT_NE(after.train_identity + after.test_identity, before.train_identity + before.test_identity);
+  EXPECT_NE(after.train_identity + after.test_identity,
+            before.train_identity + before.test_identity);
 }
 
 TEST(PicturePreparation, ResizeAveragesAreasAndCropsTheCentre) {
@@ -295,7 +300,8 @@ TEST(PicturePreparation, ResizeAveragesAreasAndCropsTheCentre) {
   EXPECT_EQ(back.pixels, same.pixels);
   // Grey from colour by stb's weights: (77 r + 150 g + 29 b) >> 8.
   Picture rgb{1, 1, 3, {200, 100, 50}};
-  EXPECT_EQ(decode_picture(encode_png(rgb), "rgb.png", 1).pixels[0], (77 * 200 + 150 * 100 + 29 * 50) >> 8);
+  EXPECT_EQ(decode_picture(encode_png(rgb), "rgb.png", 1).pixels[0],
+            (77 * 200 + 150 * 100 + 29 * 50) >> 8);
 }
 
 TEST(PicturePreparation, CropsAndFlipsDrawnFromTheStream) {
@@ -309,7 +315,8 @@ TEST(PicturePreparation, CropsAndFlipsDrawnFromTheStream) {
   for (int64_t k = 0; k < 2; ++k) {
     bool found = false;
     for (int y = 0; y <= 2; ++y) {
-      for (int x = 0; x <= 2; ++x) found |= at::equal(a[k], images[k].narrow(1, y, 2).narrow(2, x, 2));
+      for (int x = 0; x <= 2; ++x)
+        found |= at::equal(a[k], images[k].narrow(1, y, 2).narrow(2, x, 2));
     }
     EXPECT_TRUE(found);
   }
@@ -322,7 +329,7 @@ TEST(PicturePreparation, CropsAndFlipsDrawnFromTheStream) {
     EXPECT_TRUE(same_row || at::equal(flipped[k], many[k].flip({2})));
     mirrored += !same_row;
   }
-  EXPECT_GT(mirrored, 16); // about half of 64
+  EXPECT_GT(mirrored, 16);  // about half of 64
   EXPECT_LT(mirrored, 48);
 }
 
@@ -331,7 +338,7 @@ TEST(PicturePreparation, PredictorPreparesAsTheModelsDataWas) {
   config.in_channels = 3;
   config.num_classes = 3;
   DataShape shape;
-  shape.image_size = config.image_size; // 12
+  shape.image_size = config.image_size;  // 12
   shape.channels = 3;
   shape.classes = 3;
   shape.class_names = {"cat", "dog", "fox"};
@@ -343,7 +350,8 @@ TEST(PicturePreparation, PredictorPreparesAsTheModelsDataWas) {
   const auto picture = pattern(32, 40, 3, 2);
   const auto x = predictor.prepare_picture(encode_png(picture), "p.png");
   EXPECT_EQ(x.sizes(), (at::IntArrayRef{1, 3, 12, 12}));
-  const auto expected = picture_tensor(centre_crop(resize_and_crop(picture, 16), 12)).to(at::kFloat) / 255.0;
+  const auto expected =
+      picture_tensor(centre_crop(resize_and_crop(picture, 16), 12)).to(at::kFloat) / 255.0;
   EXPECT_TRUE(at::allclose(x[0], expected));
   EXPECT_EQ(predictor.classify(x).lengths.sizes(), (at::IntArrayRef{1, 3}));
 }
@@ -361,7 +369,7 @@ TEST(FolderRegistry, DataShapeRecordsTheFolder) {
   EXPECT_EQ(shape.resize, 16);
   EXPECT_EQ(shape.channels, 3);
   EXPECT_EQ(shape.class_names, (std::vector<std::string>{"cat", "dog"}));
-  ASSERT_EQ(shape.test_files.size(), 2u); // one of each class's five
+  ASSERT_EQ(shape.test_files.size(), 2u);  // one of each class's five
   EXPECT_EQ(shape.test_files[0].substr(0, 4), "cat/");
   EXPECT_EQ(shape.test_files[1].substr(0, 4), "dog/");
   EXPECT_EQ(shape.mean.size(), 3u);
@@ -383,5 +391,5 @@ TEST(FolderRegistry, DataShapeRecordsTheFolder) {
   EXPECT_EQ(prepared.crop, 12);
 }
 
-} // namespace
-} // namespace capsnet
+}  // namespace
+}  // namespace capsnet

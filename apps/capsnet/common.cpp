@@ -100,7 +100,7 @@ Dataset load_test_split(TrainOptions& options, const std::string& data_dir,
   if (!dataset.empty()) options.dataset = dataset;
   auto request = data_request(options, Split::kTest, dir, same_data ? &trained : nullptr);
   request.limit = limit;
-  if (!same_data) { // a folder read as the model's input: its channels and size
+  if (!same_data) {  // a folder read as the model's input: its channels and size
     request.folder.image_size =
         trained.preparation == Preparation::kResize ? trained.resize : trained.image_size;
     request.folder.channels = trained.channels;
@@ -114,7 +114,7 @@ Batch test_examples(const TrainOptions& options, const Dataset& data, int64_t li
   const auto& info = dataset_info(options.dataset);
   auto prepared = source_options(options, trained);
   if (prepared.crop == 0) require_image_size(info, data, trained.image_size);
-  prepared.normalize = false; // what the model sees, before standardisation
+  prepared.normalize = false;  // what the model sees, before standardisation
   const auto source = make_source(info, data, Split::kTest, prepared, c10::Device(c10::kCPU));
   const int64_t n = limit > 0 ? std::min(limit, source->size()) : source->size();
   return source->get(at::arange(n, at::kLong), nullptr);

@@ -6,6 +6,8 @@
 #include "capsnet/io/atomic_file.h"
 #include "capsnet/viz/image.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -29,8 +31,8 @@ struct ExportFlags {
 
 // The folder a class's pictures go to: its name, made safe for a file system.
 std::string folder_name(const DatasetInfo& info, int64_t k) {
-  std::string name = k < static_cast<int64_t>(info.class_names.size()) ? info.class_names[k]
-                                                                        : std::to_string(k);
+  std::string name =
+      k < static_cast<int64_t>(info.class_names.size()) ? info.class_names[k] : std::to_string(k);
   for (auto& c : name) {
     if (c == '/' || c == '\0') c = '-';
   }
@@ -41,12 +43,15 @@ std::string folder_name(const DatasetInfo& info, int64_t k) {
 // the split (so that a file names the IDX image it came from).
 int64_t export_split(const DatasetInfo& info, const ExportFlags& f, Split split) {
   const auto name = split == Split::kTrain ? "train" : "test";
-  auto data = load_dataset(f.data_dir, split, info.name, split == Split::kTrain ? f.limit : f.test_limit);
+  auto data =
+      load_dataset(f.data_dir, split, info.name, split == Split::kTrain ? f.limit : f.test_limit);
   const auto source = make_source(info, data, split, 0, false, c10::Device(c10::kCPU));
   const int64_t n = source->size(), chunk = 1000;
+  const bool terminal = ::isatty(STDOUT_FILENO); // progress rewritten in place
   int64_t written = 0;
   for (int64_t begin = 0; begin < n; begin += chunk) {
-    const auto batch = source->get(at::arange(begin, std::min(n, begin + chunk), at::kLong), nullptr);
+    const auto batch =
+        source->get(at::arange(begin, std::min(n, begin + chunk), at::kLong), nullptr);
     for (int64_t b = 0; b < batch.size(); ++b) {
       const auto dir = fs::path(f.out) / name / folder_name(info, batch.labels[b].item<int64_t>());
       fs::create_directories(dir);
@@ -62,18 +67,19 @@ int64_t export_split(const DatasetInfo& info, const ExportFlags& f, Split split)
       if (!stream) throw WriteError((dir / file).string() + ": cannot be written");
       ++written;
     }
-    std::cout << "\r" << name << ": " << written << "/" << n << std::flush;
+    if (terminal) std::cout << "\r" << name << ": " << written << "/" << n << std::flush;
   }
-  std::cout << "\r" << name << ": " << written << " pictures in " << (fs::path(f.out) / name).string()
-            << std::endl;
+  std::cout << (terminal ? "\r" : "") << name << ": " << written << " pictures in "
+            << (fs::path(f.out) / name).string() << std::endl;
   return written;
 }
 
 int run_export(const ExportFlags& f) {
   const auto& info = dataset_info(f.dataset);
   if (info.folder) {
-    throw std::invalid_argument("--dataset folder is a folder already; export-folder writes the "
-                                "other data sets as folders");
+    throw std::invalid_argument(
+        "--dataset folder is a folder already; export-folder writes the "
+        "other data sets as folders");
   }
   if (info.labels_per_image != 1) {
     throw std::invalid_argument(info.name + " has " + std::to_string(info.labels_per_image) +
@@ -81,9 +87,11 @@ int run_export(const ExportFlags& f) {
                                 "picture; export another data set");
   }
   std::error_code ec;
-  if (fs::exists(f.out, ec) && (!fs::is_directory(f.out, ec) || !fs::is_empty(f.out, ec)) && !f.force) {
-    throw std::invalid_argument(f.out + " exists and is not an empty folder; choose another "
-                                        "--out, or pass --force to write into it");
+  if (fs::exists(f.out, ec) && (!fs::is_directory(f.out, ec) || !fs::is_empty(f.out, ec)) &&
+      !f.force) {
+    throw std::invalid_argument(f.out +
+                                " exists and is not an empty folder; choose another "
+                                "--out, or pass --force to write into it");
   }
   fs::create_directories(f.out);
   export_split(info, f, Split::kTrain);
@@ -92,15 +100,16 @@ int run_export(const ExportFlags& f) {
   return 0;
 }
 
-} // namespace
+}  // namespace
 
 Runner add_data_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("data", "Work with data sets");
   cmd->require_subcommand(1);
   auto* exp = cmd->add_subcommand(
-      "export-folder", "Write a registered data set as a folder tree, OUT/train/CLASS/NNNNN.png "
-                       "and OUT/test/CLASS/NNNNN.png (NNNNN: the index in the split), the layout "
-                       "--dataset folder reads");
+      "export-folder",
+      "Write a registered data set as a folder tree, OUT/train/CLASS/NNNNN.png "
+      "and OUT/test/CLASS/NNNNN.png (NNNNN: the index in the split), the layout "
+      "--dataset folder reads");
   auto f = std::make_shared<ExportFlags>();
   std::vector<std::string> exportable;
   for (const auto& info : registered_datasets()) {
@@ -122,4 +131,4 @@ Runner add_data_command(CLI::App& app) {
   return [f]() { return run_export(*f); };
 }
 
-} // namespace capsnet::cli
+}  // namespace capsnet::cli

@@ -96,13 +96,13 @@ void print_json(const EvalFlags& f, const LoadedCheckpoint& loaded, const TrainO
                 const EvalResult& result, Precision precision) {
   nlohmann::json per_class = nlohmann::json::array();
   for (size_t k = 0; k < result.class_total.size(); ++k) {
-    per_class.push_back({{"class", k},
-                         {"name", loaded.shape.class_name(int64_t(k))},
-                         {"correct", result.class_correct[k]},
-                         {"total", result.class_total[k]},
-                         {"accuracy", result.class_total[k]
-                                          ? double(result.class_correct[k]) / result.class_total[k]
-                                          : 0.0}});
+    per_class.push_back(
+        {{"class", k},
+         {"name", loaded.shape.class_name(int64_t(k))},
+         {"correct", result.class_correct[k]},
+         {"total", result.class_total[k]},
+         {"accuracy",
+          result.class_total[k] ? double(result.class_correct[k]) / result.class_total[k] : 0.0}});
   }
   std::cout << nlohmann::json{{"checkpoint", f.checkpoint},
                               {"dataset", options.dataset},
@@ -132,11 +132,10 @@ void print_text(const EvalFlags& f, const LoadedCheckpoint& loaded, const TrainO
   for (size_t k = 0; k < result.class_total.size(); ++k) {
     const auto named = loaded.shape.class_name(int64_t(k));
     const auto name = named == std::to_string(k) ? named : std::to_string(k) + " " + named;
-    std::printf("  %-16s  %6.2f%%  (%ld/%ld)\n", name.c_str(),
-                result.class_total[k] ? 100.0 * result.class_correct[k] / result.class_total[k]
-                                      : 0.0,
-                static_cast<long>(result.class_correct[k]),
-                static_cast<long>(result.class_total[k]));
+    std::printf(
+        "  %-16s  %6.2f%%  (%ld/%ld)\n", name.c_str(),
+        result.class_total[k] ? 100.0 * result.class_correct[k] / result.class_total[k] : 0.0,
+        static_cast<long>(result.class_correct[k]), static_cast<long>(result.class_total[k]));
   }
   std::printf("confusion matrix (rows: true class, columns: predicted):\n     ");
   for (size_t j = 0; j < result.confusion.size(); ++j) std::printf(" %5zu", j);
@@ -188,8 +187,8 @@ int run_eval(const EvalFlags& f) {
                              result.confusion);
   }
   if (worst_count > 0) {
-    write_worst(f.worst[1], worst_count,
-                test_examples(options, data, 0, loaded.shape), result, loaded.shape);
+    write_worst(f.worst[1], worst_count, test_examples(options, data, 0, loaded.shape), result,
+                loaded.shape);
   }
 #endif
   if (f.json) {

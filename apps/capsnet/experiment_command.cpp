@@ -47,7 +47,9 @@ void add_budget_options(CLI::App* cmd, ExperimentBudget& b, const std::string& e
   cmd->add_option("--batch-size", b.batch_size, "training batch")->capture_default_str();
   cmd->add_option("--limit", b.limit, "train on the first N images (0: all)");
   cmd->add_option("--test-limit", b.test_limit, "test on the first N images (0: all)");
-  add_data_option(cmd, b.data_dir, "MNIST's directory (default data/mnist)");
+  add_data_option(cmd, b.data_dir,
+                  "the data's directory (default: the data set's own, data/mnist; a folder of "
+                  "pictures with table1 --dataset folder)");
   add_threads_option(cmd, b.threads);
   add_precision_option(cmd, b.precision);
   cmd->add_option("--out", b.out, out_help)->capture_default_str();
@@ -67,6 +69,11 @@ Runner add_experiment_command(CLI::App& app) {
       ->capture_default_str();
   add_budget_options(t1, table1->budget, "epochs per training",
                      "directory of the trials' runs and table1.md");
+  add_dataset_option(t1, table1->budget.dataset,
+                     "data set of the table: mnist (the paper's), another registered one, or "
+                     "folder with --data DIR (your pictures; the paper's figures beside the "
+                     "table are MNIST's)")
+      ->capture_default_str();
   auto* af = cmd->add_subcommand(
       "affine", "Section 5.2: CapsNet and the baseline CNN trained on expanded MNIST, each epoch "
                 "tested on expanded and on affinely transformed digits, compared at matched "

@@ -35,7 +35,7 @@ Runner add_export_command(CLI::App& app) {
     auto loaded = load_checkpoint(*checkpoint);
     loaded.require(Capability::kExport, "capsnet export");
     auto model = loaded.capsnet("capsnet export");
-    const auto config_path = export_pytorch(model, loaded.options, *out);
+    const auto config_path = export_pytorch(model, loaded.options, *out, loaded.shape);
     const auto params = seed_state_dict(model);
     std::printf("wrote %s (%zu tensors) and %s\n", out->c_str(), params.size(),
                 config_path.c_str());

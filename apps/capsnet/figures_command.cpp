@@ -103,9 +103,10 @@ viz::GridSection reconstruction_section(const Predictor& predictor, const Classi
   for (int64_t start = 0; start < shown; start += per_row) {
     viz::GridRow inputs{"input", {}}, outputs{"reconstruction", {}};
     for (int64_t i = start; i < std::min(shown, start + per_row); ++i) {
-      inputs.cells.push_back(cell(images[i], (pairs ? "L:" : "label ") + classes_text(labels[i], predictor.shape())));
-      outputs.cells.push_back(
-          recon_cell(recon[i], (pairs ? "R:" : "pred ") + classes_text(chosen[i], predictor.shape())));
+      inputs.cells.push_back(
+          cell(images[i], (pairs ? "L:" : "label ") + classes_text(labels[i], predictor.shape())));
+      outputs.cells.push_back(recon_cell(
+          recon[i], (pairs ? "R:" : "pred ") + classes_text(chosen[i], predictor.shape())));
     }
     section.rows.push_back(inputs);
     section.rows.push_back(outputs);
@@ -245,8 +246,7 @@ Runner add_perturb_command(CLI::App& app) {
     auto options = predictor.options();
     check_outputs({f->out}, checkpoint_and_data(*f, options));
     const auto data = load_test_split(options, f->data_dir, f->dataset, 0, predictor.shape());
-    const auto examples =
-        test_examples(options, data, *index + 1, predictor.shape());
+    const auto examples = test_examples(options, data, *index + 1, predictor.shape());
     if (*index >= examples.size()) {
       throw std::invalid_argument("--index " + std::to_string(*index) + " is past the end of the " +
                                   std::to_string(examples.size()) + " test images");

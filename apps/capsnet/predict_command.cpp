@@ -33,7 +33,8 @@ struct Input {
 };
 
 std::vector<Input> read_inputs(const std::string& path, const Predictor& predictor) {
-  if (!looks_like_idx(path)) return {{path, predictor.prepare_picture(read_image_bytes(path), path)}};
+  if (!looks_like_idx(path))
+    return {{path, predictor.prepare_picture(read_image_bytes(path), path)}};
   const auto side = predictor.model()->config.image_size;
   if (predictor.model()->config.in_channels != 1) {
     throw DataError(path + ": an IDX file holds grey images, and the model takes " +
@@ -66,9 +67,10 @@ std::string safe_name(const std::string& name) {
 
 Runner add_predict_command(CLI::App& app) {
   auto* cmd = app.add_subcommand(
-      "predict", "Classify your own images: PNG, JPEG, BMP, GIF, PGM/PPM (any size; prepared "
-                 "as the model's data was: digits as MNIST was made, a folder data set's "
-                 "pictures resized and cropped) or IDX files of the model's image size");
+      "predict",
+      "Classify your own images: PNG, JPEG, BMP, GIF, PGM/PPM (any size; prepared "
+      "as the model's data was: digits as MNIST was made, a folder data set's "
+      "pictures resized and cropped) or IDX files of the model's image size");
   auto flags = std::make_shared<PredictFlags>();
   add_checkpoint_option(cmd, flags->checkpoint);
   cmd->add_option("images", flags->files, "image files (PNG, JPEG, PGM, BMP, GIF) or IDX files")
@@ -106,7 +108,8 @@ Runner add_predict_command(CLI::App& app) {
         const auto lengths = out.lengths[k];
         std::vector<double> values(lengths.data_ptr<float>(),
                                    lengths.data_ptr<float>() + lengths.numel());
-        nlohmann::json row = {{"file", inputs[k].name}, {"prediction", predicted},
+        nlohmann::json row = {{"file", inputs[k].name},
+                              {"prediction", predicted},
                               {"class_name", predictor.class_name(predicted)},
                               {"lengths", values}};
         if (!flags->save_dir.empty()) {

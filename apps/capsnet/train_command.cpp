@@ -149,13 +149,14 @@ void add_run_options(CLI::App* cmd, Flags& f) {
 
 // --dataset folder: how the user's pictures are read, split and augmented.
 void add_folder_options(CLI::App* cmd, Flags& f) {
-  const std::string group = "Your own pictures (--dataset folder --data DIR; README, \"Your own images\")";
+  const std::string group =
+      "Your own pictures (--dataset folder --data DIR; README, \"Your own images\")";
   f.add<double>(cmd, "--test-fraction", FIELD(double, folder.test_fraction),
                 "share of each class held out for testing when DIR has no train/ and test/ "
                 "(stratified, drawn from --seed, recorded in the checkpoint)")
       ->group(group);
-  const CLI::Validator channels = CLI::CheckedTransformer(
-      std::map<std::string, int64_t>{{"auto", 0}, {"1", 1}, {"3", 3}});
+  const CLI::Validator channels =
+      CLI::CheckedTransformer(std::map<std::string, int64_t>{{"auto", 0}, {"1", 1}, {"3", 3}});
   f.bind(cmd->add_option("--channels", f.given.folder.channels,
                          "auto (3 when any training picture is in colour), 1 or 3")
              ->transform(channels)
@@ -179,6 +180,10 @@ void add_folder_options(CLI::App* cmd, Flags& f) {
   f.add<int64_t>(cmd, "--cache-mb", FIELD(int64_t, folder.cache_mb),
                  "decoded pictures held in memory per split, MiB; the rest are decoded for each "
                  "batch by worker threads, ahead of time")
+      ->group(group);
+  f.add<int64_t>(cmd, "--loader-threads", FIELD(int64_t, folder.loader_threads),
+                 "beyond the cache: threads decoding the next batch while one trains (0: "
+                 "decode each batch when it is needed)")
       ->group(group);
   f.bind(cmd->add_flag("--strict", f.given.folder.strict,
                        "an unreadable, corrupt or non-picture file is an error (default: "
@@ -237,9 +242,10 @@ TrainOptions options_of_run(const TrainFlags& t, const dist::DistOptions& distri
   if (!t.resume.empty()) {
     run_dir = t.resume;
     auto options = load_checkpoint(last_checkpoint_path(run_dir)).options;
-    const std::vector<std::string> may_change = {"--epochs", "--threads", "--data",
-                                                 "--eval-batch-size", "--routing",
-                                                 "--precision", "--device", "--cache-mb"};
+    const std::vector<std::string> may_change = {"--epochs",          "--threads", "--data",
+                                                 "--eval-batch-size", "--routing", "--precision",
+                                                 "--device",          "--cache-mb",
+                                                 "--loader-threads"};
     for (const auto& [option, apply] : t.flags.bound) {
       if (option->count() == 0) continue;
       const auto name = option->get_name();

@@ -31,16 +31,22 @@ at::Tensor multi_hot(const at::Tensor& labels, int64_t num_classes) {
 }
 
 DatasetSource::DatasetSource(Dataset data, const SourceOptions& options, c10::Device device)
-    : data_(std::move(data)), max_shift_(options.shift), crop_(options.crop),
-      normalize_(options.normalize), augment_(options.augment), mean_(options.mean),
-      std_(options.std), device_(device) {
+    : data_(std::move(data)),
+      max_shift_(options.shift),
+      crop_(options.crop),
+      normalize_(options.normalize),
+      augment_(options.augment),
+      mean_(options.mean),
+      std_(options.std),
+      device_(device) {
   if (data_.images.defined()) data_.images = data_.images.to(device_);
   data_.labels = data_.labels.to(device_);
   TORCH_CHECK(crop_ <= data_.side(), "a crop of ", crop_, " from images of ", data_.side());
 }
 
 DatasetSource::DatasetSource(Dataset data, int64_t max_shift, bool normalize, c10::Device device)
-    : DatasetSource(std::move(data), SourceOptions{max_shift, normalize, {}, {}, 0, false}, device) {}
+    : DatasetSource(std::move(data), SourceOptions{max_shift, normalize, {}, {}, 0, false},
+                    device) {}
 
 at::Tensor crop_images(const at::Tensor& images, int64_t side, std::mt19937_64* rng) {
   const auto height = images.size(2), width = images.size(3);

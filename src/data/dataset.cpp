@@ -90,7 +90,9 @@ uint32_t crc32_of(const void* bytes, size_t size) {
       crc32_add(crc32(0L, Z_NULL, 0), static_cast<const uint8_t*>(bytes), size));
 }
 
-int64_t Dataset::side() const { return folder && !images.defined() ? folder->side : images.size(2); }
+int64_t Dataset::side() const {
+  return folder && !images.defined() ? folder->side : images.size(2);
+}
 
 int64_t Dataset::channels() const {
   return folder && !images.defined() ? folder->channels : images.size(1);

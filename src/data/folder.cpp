@@ -35,31 +35,38 @@ void FolderOptions::validate() const {
           "--image-size must be in [8, 1024] (0: auto), got " + std::to_string(image_size));
   require(crop >= 0 && (crop == 0 || crop >= 8),
           "--crop must be at least 8 (0: the image size), got " + std::to_string(crop));
-  require(image_size == 0 || crop <= image_size,
-          "--crop " + std::to_string(crop) + " is larger than --image-size " +
-              std::to_string(image_size));
+  require(image_size == 0 || crop <= image_size, "--crop " + std::to_string(crop) +
+                                                     " is larger than --image-size " +
+                                                     std::to_string(image_size));
+  require(loader_threads >= 0 && loader_threads <= 64,
+          "--loader-threads must be in [0, 64], got " + std::to_string(loader_threads));
   require(cache_mb >= 0 && cache_mb <= (int64_t(1) << 20),
           "--cache-mb must be in [0, 1048576], got " + std::to_string(cache_mb));
 }
 
 bool has_picture_extension(const std::string& name) {
   auto ext = fs::path(name).extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-  static const std::set<std::string> known = {".png", ".jpg", ".jpeg", ".bmp", ".gif",
-                                              ".pgm", ".ppm", ".pnm"};
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  static const std::set<std::string> known = {".png", ".jpg", ".jpeg", ".bmp",
+                                              ".gif", ".pgm", ".ppm",  ".pnm"};
   return known.count(ext) > 0;
 }
 
 namespace {
 
-bool hidden(const fs::path& path) { return path.filename().string().rfind('.', 0) == 0; }
+bool hidden(const fs::path& path) {
+  return path.filename().string().rfind('.', 0) == 0;
+}
 
 // The sub-folders of `dir` (links to folders included), sorted by name.
 std::vector<std::string> class_folders(const fs::path& dir) {
   std::vector<std::string> names;
   std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(dir, fs::directory_options::skip_permission_denied, ec)) {
-    if (!hidden(entry.path()) && entry.is_directory(ec)) names.push_back(entry.path().filename().string());
+  for (const auto& entry :
+       fs::directory_iterator(dir, fs::directory_options::skip_permission_denied, ec)) {
+    if (!hidden(entry.path()) && entry.is_directory(ec))
+      names.push_back(entry.path().filename().string());
   }
   if (ec) throw DataError(dir.string() + ": cannot be listed: " + ec.message());
   std::sort(names.begin(), names.end());
@@ -67,7 +74,7 @@ std::vector<std::string> class_folders(const fs::path& dir) {
 }
 
 struct Listed {
-  std::string path; // relative to the root
+  std::string path;  // relative to the root
   uint64_t bytes = 0;
   int64_t mtime = 0;
 };
@@ -76,17 +83,21 @@ struct Listed {
 // (a link back into the tree is passed over). Sorted by path.
 class TreeWalker {
  public:
-  TreeWalker(const fs::path& root, std::vector<std::string>& skipped) : root_(root), skipped_(skipped) {}
+  TreeWalker(const fs::path& root, std::vector<std::string>& skipped)
+      : root_(root), skipped_(skipped) {}
 
   std::vector<Listed> walk(const fs::path& dir) {
     std::vector<Listed> files;
     visit(dir, files);
-    std::sort(files.begin(), files.end(), [](const Listed& a, const Listed& b) { return a.path < b.path; });
+    std::sort(files.begin(), files.end(),
+              [](const Listed& a, const Listed& b) { return a.path < b.path; });
     return files;
   }
 
  private:
-  std::string relative(const fs::path& path) const { return path.lexically_relative(root_).string(); }
+  std::string relative(const fs::path& path) const {
+    return path.lexically_relative(root_).string();
+  }
 
   void visit(const fs::path& dir, std::vector<Listed>& files) {
     struct stat st {};
@@ -96,9 +107,10 @@ class TreeWalker {
       return;
     }
     std::error_code ec;
-    for (const auto& entry : fs::directory_iterator(dir, fs::directory_options::skip_permission_denied, ec)) {
+    for (const auto& entry :
+         fs::directory_iterator(dir, fs::directory_options::skip_permission_denied, ec)) {
       const auto& path = entry.path();
-      if (hidden(path)) continue; // .DS_Store, .git, editors' files
+      if (hidden(path)) continue;  // .DS_Store, .git, editors' files
       std::error_code type_ec;
       if (entry.is_directory(type_ec)) {
         visit(path, files);
@@ -113,7 +125,8 @@ class TreeWalker {
         continue;
       }
       if (!has_picture_extension(path.string())) {
-        skipped_.push_back(relative(path) + ": not a picture by its name (PNG, JPEG, BMP, GIF, PGM/PPM)");
+        skipped_.push_back(relative(path) +
+                           ": not a picture by its name (PNG, JPEG, BMP, GIF, PGM/PPM)");
         continue;
       }
       Listed file{relative(path), entry.file_size(type_ec), 0};
@@ -160,9 +173,10 @@ std::string join_first(const std::vector<std::string>& items, size_t count) {
 
 void require_classes(const fs::path& dir, const std::vector<std::string>& classes) {
   if (classes.empty()) {
-    throw DataError(dir.string() + ": no class folders; --dataset folder takes one sub-folder per "
-                                   "class (DIR/CLASS/picture.png, or DIR/train/CLASS/... and "
-                                   "DIR/test/CLASS/...)");
+    throw DataError(dir.string() +
+                    ": no class folders; --dataset folder takes one sub-folder per "
+                    "class (DIR/CLASS/picture.png, or DIR/train/CLASS/... and "
+                    "DIR/test/CLASS/...)");
   }
   if (classes.size() == 1) {
     throw DataError(dir.string() + ": only one class folder (" + classes[0] +
@@ -210,22 +224,25 @@ void add_split(FolderListing& listing, const std::vector<ClassFiles>& per_class)
   listing.test_identity = identity_of(listing.root, listing.classes, test, test_labels);
 }
 
-} // namespace
+}  // namespace
 
 FolderListing list_image_folder(const std::string& dir, double test_fraction, uint64_t seed,
                                 const std::vector<std::string>& test_files) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) {
-    throw DataError(dir + ": no such folder; --dataset folder --data DIR takes a folder with one "
-                          "sub-folder of pictures per class");
+    throw DataError(dir +
+                    ": no such folder; --dataset folder --data DIR takes a folder with one "
+                    "sub-folder of pictures per class");
   }
   FolderListing listing;
   listing.root = dir;
   const fs::path root(dir);
-  const bool has_train = fs::is_directory(root / "train", ec), has_test = fs::is_directory(root / "test", ec);
+  const bool has_train = fs::is_directory(root / "train", ec),
+             has_test = fs::is_directory(root / "test", ec);
   if (has_train != has_test) {
     throw DataError((root / (has_train ? "test" : "train")).string() + ": missing; a folder with " +
-                    (has_train ? "train/" : "test/") + " needs " + (has_train ? "test/" : "train/") +
+                    (has_train ? "train/" : "test/") + " needs " +
+                    (has_train ? "test/" : "train/") +
                     " beside it (or neither: DIR/CLASS/... split by --test-fraction)");
   }
   TreeWalker walker(root, listing.skipped);
@@ -260,8 +277,9 @@ FolderListing list_image_folder(const std::string& dir, double test_fraction, ui
     require_classes(root, listing.classes);
     const std::set<std::string> recorded(test_files.begin(), test_files.end());
     std::ostringstream how;
-    how << (recorded.empty() ? "" : "as the checkpoint recorded: ") << std::llround(test_fraction * 100)
-        << "% of each class held out for testing (seed " << seed << ")";
+    how << (recorded.empty() ? "" : "as the checkpoint recorded: ")
+        << std::llround(test_fraction * 100) << "% of each class held out for testing (seed "
+        << seed << ")";
     listing.split = how.str();
     for (size_t label = 0; label < listing.classes.size(); ++label) {
       const auto& name = listing.classes[label];
@@ -288,8 +306,11 @@ FolderListing list_image_folder(const std::string& dir, double test_fraction, ui
           if (!fs::exists(root / path, ec)) gone.push_back(path);
         }
         throw DataError(dir + ": " + std::to_string(recorded.size() - found) + " of the " +
-                        std::to_string(recorded.size()) + " test files the checkpoint recorded are "
-                        "gone (" + join_first(gone, 3) + "); evaluate on the folder the model "
+                        std::to_string(recorded.size()) +
+                        " test files the checkpoint recorded are "
+                        "gone (" +
+                        join_first(gone, 3) +
+                        "); evaluate on the folder the model "
                         "was trained on");
       }
     }
@@ -300,8 +321,11 @@ FolderListing list_image_folder(const std::string& dir, double test_fraction, ui
 
 ImageFiles::ImageFiles(std::vector<std::string> paths, at::Tensor cache, int64_t channels,
                        int64_t side, int workers)
-    : paths_(std::move(paths)), cache_(std::move(cache)), channels_(channels), side_(side),
-      workers_(std::max(1, workers)) {}
+    : paths_(std::move(paths)),
+      cache_(std::move(cache)),
+      channels_(channels),
+      side_(side),
+      workers_(std::max(0, workers)) {}
 
 ImageFiles::~ImageFiles() {
   std::lock_guard<std::mutex> lock(mutex_);
@@ -312,12 +336,13 @@ namespace {
 
 // One picture file decoded as the folder's images are stored.
 at::Tensor decode_file(const std::string& path, int64_t channels, int64_t side) {
-  const auto picture = resize_and_crop(
-      decode_picture(read_image_bytes(path), path, static_cast<int>(channels)), static_cast<int>(side));
+  const auto picture =
+      resize_and_crop(decode_picture(read_image_bytes(path), path, static_cast<int>(channels)),
+                      static_cast<int>(side));
   return picture_tensor(picture);
 }
 
-} // namespace
+}  // namespace
 
 at::Tensor ImageFiles::decode(const std::vector<int64_t>& indices) const {
   const auto n = static_cast<int64_t>(indices.size());
@@ -333,12 +358,13 @@ at::Tensor ImageFiles::decode(const std::vector<int64_t>& indices) const {
       try {
         out[b].copy_(decode_file(paths_[k], channels_, side_));
       } catch (const ImageError& e) {
-        throw DataError(std::string(e.what()) + " (it was readable when the run started; the "
+        throw DataError(std::string(e.what()) +
+                        " (it was readable when the run started; the "
                         "folder changed during training)");
       }
     }
   };
-  const int64_t parts = std::min<int64_t>(workers_, std::max<int64_t>(n, 1));
+  const int64_t parts = std::clamp<int64_t>(std::min<int64_t>(workers_, n), 1, 64);
   std::vector<std::future<void>> running;
   for (int64_t p = 1; p < parts; ++p) {
     running.push_back(std::async(std::launch::async, slice, n * p / parts, n * (p + 1) / parts));
@@ -364,6 +390,7 @@ at::Tensor ImageFiles::load(const at::Tensor& indices) const {
 void ImageFiles::prefetch(const at::Tensor& indices) const {
   const auto cpu = indices.to(at::kCPU, at::kLong).contiguous();
   std::vector<int64_t> wanted(cpu.data_ptr<int64_t>(), cpu.data_ptr<int64_t>() + cpu.numel());
+  if (workers_ == 0) return;
   std::lock_guard<std::mutex> lock(mutex_);
   if (pending_.valid()) pending_.wait();
   pending_indices_ = wanted;
@@ -412,7 +439,7 @@ void resolve_automatic(FolderOptions& options, const FolderListing& listing) {
         PictureInfo info;
         try {
           info = picture_info(read_image_bytes(path, 64 << 10), path);
-        } catch (const ImageError&) { // a header beyond the first 64 KiB (JPEG's EXIF)
+        } catch (const ImageError&) {  // a header beyond the first 64 KiB (JPEG's EXIF)
           info = picture_info(read_image_bytes(path), path);
         }
         sides[k] = std::min(info.width, info.height);
@@ -445,7 +472,7 @@ void resolve_automatic(FolderOptions& options, const FolderListing& listing) {
 // Every file decoded once, in parallel: kept in `cache` up to its size,
 // counted into the per-channel sums, or listed as skipped.
 struct DecodePass {
-  at::Tensor cache; // uint8 [K, C, S, S]
+  at::Tensor cache;  // uint8 [K, C, S, S]
   std::vector<char> ok;
   std::vector<std::string> failed;
   std::vector<double> sum, sum_squares;
@@ -470,8 +497,8 @@ DecodePass decode_all(const FolderListing& listing, const std::vector<ImageFile>
       at::Tensor image;
       try {
         image = picture_tensor(resize_and_crop(
-            decode_picture(read_image_bytes((fs::path(listing.root) / relative).string()),
-                           relative, static_cast<int>(channels)),
+            decode_picture(read_image_bytes((fs::path(listing.root) / relative).string()), relative,
+                           static_cast<int>(channels)),
             static_cast<int>(side)));
       } catch (const ImageError& e) {
         std::string why = e.what();
@@ -502,21 +529,22 @@ std::string classes_text(const std::vector<std::string>& classes) {
   return join_first(classes, 6);
 }
 
-} // namespace
+}  // namespace
 
 Dataset load_folder(const std::string& dir, Split split, const FolderRequest& request) {
   request.options.validate();
-  const auto listing = list_image_folder(dir, request.options.test_fraction, request.seed,
-                                         request.test_files);
+  const auto listing =
+      list_image_folder(dir, request.options.test_fraction, request.seed, request.test_files);
   auto options = request.options;
   resolve_automatic(options, listing);
   if (options.crop > options.image_size) {
     throw DataError(dir + ": --crop " + std::to_string(options.crop) + " is larger than the " +
                     "images' size " + std::to_string(options.image_size));
   }
-  auto files = limited(split == Split::kTrain ? listing.train : listing.test, request.limit,
-                       request.seed);
-  const auto pass = decode_all(listing, files, options.channels, options.image_size, options.cache_mb);
+  auto files =
+      limited(split == Split::kTrain ? listing.train : listing.test, request.limit, request.seed);
+  const auto pass =
+      decode_all(listing, files, options.channels, options.image_size, options.cache_mb);
 
   auto info = std::make_shared<FolderSplit>();
   info->root = dir;
@@ -525,7 +553,7 @@ Dataset load_folder(const std::string& dir, Split split, const FolderRequest& re
   if (!listing.split_folders) {
     for (const auto& file : listing.test) info->test_files.push_back(file.path);
   }
-  if (split == Split::kTrain) info->skipped = listing.skipped; // the listing's, said once
+  if (split == Split::kTrain) info->skipped = listing.skipped;  // the listing's, said once
   info->skipped.insert(info->skipped.end(), pass.failed.begin(), pass.failed.end());
   info->side = options.image_size;
   info->channels = options.channels;
@@ -564,8 +592,8 @@ Dataset load_folder(const std::string& dir, Split split, const FolderRequest& re
   } else {
     const auto cached = index.lt(capacity);
     info->files = std::make_shared<ImageFiles>(
-        std::move(paths), pass.cache.index_select(0, index.masked_select(cached)),
-        options.channels, options.image_size);
+        std::move(paths), pass.cache.index_select(0, index.masked_select(cached)), options.channels,
+        options.image_size, static_cast<int>(options.loader_threads));
   }
   data.folder = info;
   if (request.log) {
@@ -583,11 +611,12 @@ Dataset load_folder(const std::string& dir, Split split, const FolderRequest& re
       log << "all held in memory (" << size << ")\n";
     }
     if (!info->skipped.empty()) {
-      log << "skipped " << info->skipped.size() << " files that are not usable pictures: "
-          << join_first(info->skipped, 5) << " (--strict makes this an error)\n";
+      log << "skipped " << info->skipped.size()
+          << " files that are not usable pictures: " << join_first(info->skipped, 5)
+          << " (--strict makes this an error)\n";
     }
   }
   return data;
 }
 
-} // namespace capsnet
+}  // namespace capsnet

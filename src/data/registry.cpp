@@ -92,9 +92,10 @@ namespace {
 DatasetInfo folder_dataset() {
   DatasetInfo info;
   info.name = "folder";
-  info.description = "your own pictures: --data DIR with one sub-folder per class (DIR/CLASS/*, "
-                     "or DIR/train/CLASS/* and DIR/test/CLASS/*); PNG, JPEG, BMP, GIF, PGM/PPM, "
-                     "grey or colour, any size";
+  info.description =
+      "your own pictures: --data DIR with one sub-folder per class (DIR/CLASS/*, "
+      "or DIR/train/CLASS/* and DIR/test/CLASS/*); PNG, JPEG, BMP, GIF, PGM/PPM, "
+      "grey or colour, any size";
   info.fetch_hint = "pass the folder of your pictures with --data DIR";
   info.folder = true;
   info.load = [](const DataRequest& request) {
@@ -109,7 +110,7 @@ DatasetInfo folder_dataset() {
   return info;
 }
 
-} // namespace
+}  // namespace
 
 const std::vector<DatasetInfo>& registered_datasets() {
   static const std::vector<DatasetInfo> datasets = [] {
@@ -124,35 +125,37 @@ const std::vector<DatasetInfo>& registered_datasets() {
     fashion.class_names = {"T-shirt-top", "Trouser", "Pullover", "Dress", "Coat",
                            "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
     return std::vector<DatasetInfo>{
-      mnist, fashion,
-      from_mnist("multimnist",
-                 "MultiMNIST (Section 6): pairs of MNIST digits of different classes, each "
-                 "shifted up to 4 px, overlaid in 36x36; generated from MNIST's files",
-                 36,
-                 [](Dataset data, Split split, int64_t, bool) -> std::unique_ptr<BatchSource> {
-                   return std::make_unique<MultiMnistSource>(
-                       std::move(data), MultiMnistOptions{36, 4, 1, test_seed(split, 6)});
-                 },
-                 2),
-      from_mnist("expanded-mnist",
-                 "MNIST digits at random positions in a 40x40 frame (Section 5.2's training "
-                 "set; the test set placed at random too, fixed)",
-                 40,
-                 [](Dataset data, Split split, int64_t, bool) -> std::unique_ptr<BatchSource> {
-                   return std::make_unique<FramedSource>(
-                       std::move(data), FramedOptions{40, false, {}, test_seed(split, 52)});
-                 }),
-      from_mnist("affine-mnist",
-                 "Section 5.2's test of affine robustness: trains on expanded-mnist, tests on "
-                 "MNIST's test digits in 40x40, rotated up to 20 deg, sheared up to 0.2, "
-                 "scaled 0.8-1.2 and moved (affNIST's ranges; generated, fixed)",
-                 40,
-                 [](Dataset data, Split split, int64_t, bool) -> std::unique_ptr<BatchSource> {
-                   return std::make_unique<FramedSource>(
-                       std::move(data),
-                       FramedOptions{40, split == Split::kTest, {}, test_seed(split, 53)});
-                 }),
-      folder_dataset(),
+        mnist,
+        fashion,
+        from_mnist(
+            "multimnist",
+            "MultiMNIST (Section 6): pairs of MNIST digits of different classes, each "
+            "shifted up to 4 px, overlaid in 36x36; generated from MNIST's files",
+            36,
+            [](Dataset data, Split split, int64_t, bool) -> std::unique_ptr<BatchSource> {
+              return std::make_unique<MultiMnistSource>(
+                  std::move(data), MultiMnistOptions{36, 4, 1, test_seed(split, 6)});
+            },
+            2),
+        from_mnist("expanded-mnist",
+                   "MNIST digits at random positions in a 40x40 frame (Section 5.2's training "
+                   "set; the test set placed at random too, fixed)",
+                   40,
+                   [](Dataset data, Split split, int64_t, bool) -> std::unique_ptr<BatchSource> {
+                     return std::make_unique<FramedSource>(
+                         std::move(data), FramedOptions{40, false, {}, test_seed(split, 52)});
+                   }),
+        from_mnist("affine-mnist",
+                   "Section 5.2's test of affine robustness: trains on expanded-mnist, tests on "
+                   "MNIST's test digits in 40x40, rotated up to 20 deg, sheared up to 0.2, "
+                   "scaled 0.8-1.2 and moved (affNIST's ranges; generated, fixed)",
+                   40,
+                   [](Dataset data, Split split, int64_t, bool) -> std::unique_ptr<BatchSource> {
+                     return std::make_unique<FramedSource>(
+                         std::move(data),
+                         FramedOptions{40, split == Split::kTest, {}, test_seed(split, 53)});
+                   }),
+        folder_dataset(),
     };
   }();
   return datasets;

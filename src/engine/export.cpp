@@ -27,19 +27,29 @@ std::vector<std::pair<std::string, at::Tensor>> seed_state_dict(CapsNet& model) 
   return out;
 }
 
-nlohmann::json export_config(const TrainOptions& options) {
+nlohmann::json export_config(const TrainOptions& options, const DataShape& shape) {
+  std::vector<std::string> names;
+  for (int64_t k = 0; k < options.model.num_classes; ++k) names.push_back(shape.class_name(k));
+  const auto channels = static_cast<size_t>(options.model.in_channels);
   return {{"format", "capsnet-pytorch-export-v1"},
           {"model", options.model},
           {"dataset", options.dataset},
           {"normalize", options.normalize},
           {"mnist_mean", kMnistMean},
           {"mnist_std", kMnistStd},
-          {"note", "input: float [B, 1, H, W] in [0, 1], standardised with mnist_mean/std when "
-                   "normalize; routing softmax over 'parents' is dim 2 of the [B, N_in, N_out] "
-                   "logits, over 'children' dim 1"}};
+          {"channel_mean", shape.mean.empty() ? std::vector<double>(channels, kMnistMean) : shape.mean},
+          {"channel_std", shape.std.empty() ? std::vector<double>(channels, kMnistStd) : shape.std},
+          {"class_names", names},
+          {"preparation", shape.preparation},
+          {"resize", shape.resize},
+          {"note", "input: float [B, C, H, W] in [0, 1], standardised per channel with "
+                   "channel_mean/std when normalize (mnist_mean/std: the same for digit models); "
+                   "routing softmax over 'parents' is dim 2 of the [B, N_in, N_out] logits, over "
+                   "'children' dim 1"}};
 }
 
-std::string export_pytorch(CapsNet& model, const TrainOptions& options, const std::string& path) {
+std::string export_pytorch(CapsNet& model, const TrainOptions& options, const std::string& path,
+                           const DataShape& shape) {
   const fs::path config_path = fs::path(path).replace_extension(".json");
   if (config_path == fs::path(path)) {
     throw std::invalid_argument(path + ": the weights file needs another extension than .json "
@@ -49,7 +59,7 @@ std::string export_pytorch(CapsNet& model, const TrainOptions& options, const st
   for (const auto& [name, tensor] : seed_state_dict(model)) dict.insert(name, tensor);
   const auto bytes = torch::pickle_save(c10::IValue(dict));
   write_file_atomically(path, std::string_view(bytes.data(), bytes.size()));
-  write_file_atomically(config_path.string(), export_config(options).dump(2) + "\n");
+  write_file_atomically(config_path.string(), export_config(options, shape).dump(2) + "\n");
   return config_path.string();
 }
 

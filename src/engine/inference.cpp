@@ -29,8 +29,9 @@ at::Tensor Predictor::prepare_picture(const std::string& bytes, const std::strin
     return prepare_digit_image(decode_image(bytes, name), side);
   }
   const auto stored = shape_.resize > 0 ? shape_.resize : side;
-  auto picture = resize_and_crop(
-      decode_picture(bytes, name, static_cast<int>(model_->config.in_channels)), static_cast<int>(stored));
+  auto picture =
+      resize_and_crop(decode_picture(bytes, name, static_cast<int>(model_->config.in_channels)),
+                      static_cast<int>(stored));
   picture = centre_crop(picture, static_cast<int>(side));
   return picture_tensor(picture).unsqueeze(0).to(at::kFloat).div_(255.0);
 }

@@ -57,7 +57,8 @@ SourceOptions source_options(const TrainOptions& options, const DataShape& shape
 }
 
 std::string DataShape::class_name(int64_t k) const {
-  return k >= 0 && k < static_cast<int64_t>(class_names.size()) ? class_names[k] : std::to_string(k);
+  return k >= 0 && k < static_cast<int64_t>(class_names.size()) ? class_names[k]
+                                                                : std::to_string(k);
 }
 
 namespace {

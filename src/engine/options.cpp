@@ -12,7 +12,9 @@
 
 namespace capsnet {
 
-std::vector<std::string> preset_names() { return {"paper", "seed", "cifar10"}; }
+std::vector<std::string> preset_names() {
+  return {"paper", "seed", "cifar10"};
+}
 
 namespace {
 
@@ -22,7 +24,7 @@ std::string preset_names_text() {
   return text;
 }
 
-} // namespace
+}  // namespace
 
 TrainOptions preset_options(const std::string& name) {
   TrainOptions options;

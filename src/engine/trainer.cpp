@@ -86,6 +86,7 @@ bool Trainer::train_step(TrainingState& state, int64_t epochs, FitCall& call) {
   // A source reading files starts on the next step's while this one trains.
   data_.prefetch(step + 1 < steps ? sampler_.global_indices(state.epoch, step + 1)
                                   : sampler_.global_indices(state.epoch + 1, 0));
+  data_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const auto [first, count] = sampler_.shard(global.size());
   const auto batch = global.narrow(first, count);
   const bool stopping = !alone && stop_requested(call.steps);
@@ -155,6 +156,8 @@ void Trainer::end_epoch(TrainingState& state, int64_t epochs, FitResult& result,
   summary.seconds = state.epoch_seconds;
   summary.images_per_second = state.epoch_seen / state.epoch_seconds;
   summary.extra = replicas_.take_epoch_stats();
+  summary.extra.emplace_back("data_seconds", data_seconds_);
+  data_seconds_ = 0;
   bool best = false;
   if (evaluate_epoch(state, result)) {
     summary.eval = &result.last_eval;

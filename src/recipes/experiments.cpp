@@ -119,6 +119,7 @@ TrainOptions experiment_options(const ExperimentBudget& budget, uint64_t seed) {
   fresh.limit = budget.limit;
   fresh.test_limit = budget.test_limit;
   fresh.data_dir = budget.data_dir;
+  fresh.dataset = budget.dataset;
   fresh.seed = seed;
   fresh.lr_decay = 0.9905;
   fresh.precision = budget.precision;

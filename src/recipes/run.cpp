@@ -103,6 +103,8 @@ uint32_t run_digest(const TrainOptions& options, const std::string& data,
                     const TrainingState& state) {
   nlohmann::json j = options;
   for (const char* local : {"threads", "data_dir", "device", "eval_batch_size"}) j.erase(local);
+  j["folder"].erase("cache_mb"); // how a rank holds the data, not what it is
+  j["folder"].erase("loader_threads");
   j["data"] = data;
   j["epoch"] = state.epoch;
   j["step"] = state.step_in_epoch;
@@ -142,8 +144,10 @@ RunData load_run_data(const TrainOptions& options, const DataShape* trained, std
 }
 
 std::string shape_text(const DataShape& shape) {
-  return nlohmann::json{{"image_size", shape.image_size}, {"channels", shape.channels},
-                        {"classes", shape.classes}, {"labels_per_image", shape.labels_per_image}}
+  return nlohmann::json{{"image_size", shape.image_size},
+                        {"channels", shape.channels},
+                        {"classes", shape.classes},
+                        {"labels_per_image", shape.labels_per_image}}
       .dump();
 }
 
@@ -229,7 +233,7 @@ RunStart start_run(const TrainOptions& options, const std::string& run_dir,
     config["train_size"] = data.train.size();
     config["test_size"] = data.test.size();
     auto shape = nlohmann::json(data.shape);
-    shape.erase("test_files"); // in the checkpoints; config.json stays readable
+    shape.erase("test_files");  // in the checkpoints; config.json stays readable
     config["data_shape"] = shape;
     write_file_atomically((fs::path(run_dir) / "config.json").string(), config.dump(2) + "\n");
   }

@@ -53,7 +53,9 @@ std::string read_image_bytes(const std::string& path, size_t max_bytes) {
   return bytes;
 }
 
-GrayImage read_image(const std::string& path) { return decode_image(read_image_bytes(path), path); }
+GrayImage read_image(const std::string& path) {
+  return decode_image(read_image_bytes(path), path);
+}
 
 namespace {
 
@@ -88,7 +90,7 @@ PictureInfo checked_header(const std::string& bytes, const std::string& name, in
   return {w, h, *channels >= 3};
 }
 
-} // namespace
+}  // namespace
 
 PictureInfo picture_info(const std::string& bytes, const std::string& name) {
   int channels = 0;
@@ -112,7 +114,8 @@ Picture decode_picture(const std::string& bytes, const std::string& name, int ch
     for (int c = 0; c < channels; ++c) {
       // value * alpha + 255 * (1 - alpha), rounded, in integers
       const int v = in[i * with_alpha + c];
-      out.pixels[i * channels + c] = static_cast<uint8_t>((v * alpha + 255 * (255 - alpha) + 127) / 255);
+      out.pixels[i * channels + c] =
+          static_cast<uint8_t>((v * alpha + 255 * (255 - alpha) + 127) / 255);
     }
   }
   return out;
@@ -281,7 +284,7 @@ at::Tensor load_digit_image(const std::string& path, int64_t side) {
 
 GrayImage to_gray_image(const at::Tensor& image) {
   auto t = image.detach().to(at::kFloat).contiguous();
-  if (t.dim() == 3 && t.size(0) == 3) t = t.mean(0); // a colour image drawn in grey
+  if (t.dim() == 3 && t.size(0) == 3) t = t.mean(0);  // a colour image drawn in grey
   if (t.dim() == 3) t = t.squeeze(0);
   TORCH_CHECK(t.dim() == 2, "expected an image of shape [H, W] or [1, H, W], got ", image.sizes());
   GrayImage out(int(t.size(1)), int(t.size(0)));
@@ -324,14 +327,15 @@ Picture resample_picture(const Picture& src, int w, int h) {
   return out;
 }
 
-} // namespace
+}  // namespace
 
 Picture centre_crop(const Picture& picture, int side) {
   TORCH_CHECK(picture.width >= side && picture.height >= side, "centre_crop: a ", picture.width,
               "x", picture.height, " picture has no ", side, "x", side, " centre");
   if (picture.width == side && picture.height == side) return picture;
   const int left = (picture.width - side) / 2, top = (picture.height - side) / 2;
-  Picture out{side, side, picture.channels, std::vector<uint8_t>(size_t(side) * side * picture.channels)};
+  Picture out{side, side, picture.channels,
+              std::vector<uint8_t>(size_t(side) * side * picture.channels)};
   const size_t row = size_t(side) * picture.channels;
   for (int y = 0; y < side; ++y) {
     std::copy_n(&picture.pixels[((size_t(top) + y) * picture.width + left) * picture.channels], row,
@@ -353,14 +357,15 @@ at::Tensor picture_tensor(const Picture& picture) {
   return at::from_blob(const_cast<uint8_t*>(picture.pixels.data()),
                        {picture.height, picture.width, picture.channels}, at::kByte)
       .permute({2, 0, 1})
-      .clone(at::MemoryFormat::Contiguous); // a copy: the picture's memory may go first
+      .clone(at::MemoryFormat::Contiguous);  // a copy: the picture's memory may go first
 }
 
 Picture tensor_picture(const at::Tensor& image) {
   TORCH_CHECK(image.dim() == 3 && (image.size(0) == 1 || image.size(0) == 3),
               "expected an image [1 or 3, H, W], got ", image.sizes());
   auto bytes = image.detach().cpu();
-  if (bytes.scalar_type() != at::kByte) bytes = bytes.to(at::kFloat).mul(255).round().clamp(0, 255).to(at::kByte);
+  if (bytes.scalar_type() != at::kByte)
+    bytes = bytes.to(at::kFloat).mul(255).round().clamp(0, 255).to(at::kByte);
   bytes = bytes.permute({1, 2, 0}).contiguous();
   Picture out{int(image.size(2)), int(image.size(1)), int(image.size(0)), {}};
   out.pixels.assign(bytes.data_ptr<uint8_t>(), bytes.data_ptr<uint8_t>() + bytes.numel());

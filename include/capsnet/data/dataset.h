@@ -3,8 +3,8 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
-#include <random>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -17,10 +17,10 @@ struct FolderSplit;
 /// An image classification data set, its images held in memory (or, for a
 /// folder too large for its cache, read from files on demand).
 struct Dataset {
-  at::Tensor images; ///< uint8 [N, C, H, W]; undefined when folder->files streams them
+  at::Tensor images;  ///< uint8 [N, C, H, W]; undefined when folder->files streams them
   at::Tensor labels; ///< int64 [N]
   int64_t num_classes = 10;
-  std::vector<std::string> class_names; ///< empty: the class indices
+  std::vector<std::string> class_names;  ///< empty: the class indices
   /// A folder data set's split (data/folder.h): files, statistics, identity.
   std::shared_ptr<const FolderSplit> folder;
   int64_t size() const { return labels.size(0); }

@@ -27,15 +27,18 @@ struct FolderOptions {
   /// 1 or 3; 0 (auto): 3 when any training picture shows colour (a channel
   /// differing from another by more than 4 levels in some pixel)
   int64_t channels = 0;
-  int64_t image_size = 0; ///< side pictures are resized to; 0 (auto): the median shorter side
+  int64_t image_size = 0;  ///< side pictures are resized to; 0 (auto): the median shorter side
   /// The network's input side: training takes a random crop of this size
   /// (with augment; the centre otherwise), testing the centre. 0: image_size.
   int64_t crop = 0;
-  bool augment = false; ///< random crops and horizontal flips in training
+  bool augment = false;  ///< random crops and horizontal flips in training
   /// Decoded images held in memory (uint8) per split, in MiB; the rest are
   /// decoded from their files for each batch by worker threads, ahead of time.
   int64_t cache_mb = 2048;
-  bool strict = false; ///< an unreadable file is an error rather than skipped
+  bool strict = false;  ///< an unreadable file is an error rather than skipped
+  /// Beyond the cache: threads decoding the next batch while one trains; 0:
+  /// each batch decoded when it is needed, on the training thread.
+  int64_t loader_threads = 2;
 
   /// The network's side: crop, or image_size when 0.
   int64_t input_side() const { return crop > 0 ? crop : image_size; }
@@ -43,15 +46,15 @@ struct FolderOptions {
   void validate() const;
 };
 
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(FolderOptions, test_fraction, channels,
-                                                image_size, crop, augment, cache_mb, strict)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(FolderOptions, test_fraction, channels, image_size,
+                                                crop, augment, cache_mb, strict, loader_threads)
 
 /// The file names this reader takes as pictures (lower-cased extensions).
 bool has_picture_extension(const std::string& name);
 
 /// One picture of a folder data set.
 struct ImageFile {
-  std::string path; ///< relative to the folder: "train/cat/1.png" or "cat/1.png"
+  std::string path;  ///< relative to the folder: "train/cat/1.png" or "cat/1.png"
   int64_t label = 0;
 };
 
@@ -59,10 +62,10 @@ struct ImageFile {
 /// tree once (names, types, sizes and times; no file is opened).
 struct FolderListing {
   std::string root;
-  std::vector<std::string> classes; ///< the class folders' names, sorted
+  std::vector<std::string> classes;  ///< the class folders' names, sorted
   std::vector<ImageFile> train, test;
-  bool split_folders = false; ///< DIR/train and DIR/test; else DIR/CLASS split by the fraction
-  std::string split;          ///< how the test split was made, for logs
+  bool split_folders = false;  ///< DIR/train and DIR/test; else DIR/CLASS split by the fraction
+  std::string split;           ///< how the test split was made, for logs
   /// Files passed over while listing, each "path: why" (not a picture by its
   /// name, empty, a broken link, a link back into the tree).
   std::vector<std::string> skipped;
@@ -86,7 +89,8 @@ FolderListing list_image_folder(const std::string& dir, double test_fraction, ui
 /// threads, the next batch's while the current one trains (prefetch).
 class ImageFiles {
  public:
-  /// `paths` absolute; `cache` uint8 [K, C, side, side] holds the first K.
+  /// `paths` absolute; `cache` uint8 [K, C, side, side] holds the first K;
+  /// `workers` threads decode ahead (0: load() decodes, prefetch() does nothing).
   ImageFiles(std::vector<std::string> paths, at::Tensor cache, int64_t channels, int64_t side,
              int workers = 2);
   ~ImageFiles();
@@ -113,22 +117,22 @@ class ImageFiles {
 /// What a folder split is, besides its images and labels (Dataset::folder).
 struct FolderSplit {
   std::string root;
-  std::string identity;                ///< the listing's identity of the split
-  std::string split;                   ///< how the test split was made
-  std::vector<std::string> test_files; ///< the held-out files of a fraction split
-  std::vector<std::string> skipped;    ///< "path: why", listing and decoding together
-  int64_t side = 0, channels = 0;      ///< the stored images' (before any crop)
-  std::vector<double> mean, std;       ///< per channel, pixels in [0, 1]
-  std::shared_ptr<const ImageFiles> files; ///< set when the split outgrew the cache
+  std::string identity;                     ///< the listing's identity of the split
+  std::string split;                        ///< how the test split was made
+  std::vector<std::string> test_files;      ///< the held-out files of a fraction split
+  std::vector<std::string> skipped;         ///< "path: why", listing and decoding together
+  int64_t side = 0, channels = 0;           ///< the stored images' (before any crop)
+  std::vector<double> mean, std;            ///< per channel, pixels in [0, 1]
+  std::shared_ptr<const ImageFiles> files;  ///< set when the split outgrew the cache
 };
 
 /// How a folder split is loaded.
 struct FolderRequest {
   FolderOptions options;
-  uint64_t seed = 1;     ///< the split's draw
-  int64_t limit = 0;     ///< > 0: this many files, drawn across the classes from the seed
-  std::vector<std::string> test_files; ///< a recorded split (see list_image_folder)
-  std::ostream* log = nullptr; ///< the listing's summary and the skipped files
+  uint64_t seed = 1;  ///< the split's draw
+  int64_t limit = 0;  ///< > 0: this many files, drawn across the classes from the seed
+  std::vector<std::string> test_files;  ///< a recorded split (see list_image_folder)
+  std::ostream* log = nullptr;          ///< the listing's summary and the skipped files
 };
 
 /// Loads `split` of the folder `dir`: lists it, resolves the automatic
@@ -138,4 +142,4 @@ struct FolderRequest {
 /// request.log (an error with options.strict). Throws DataError.
 Dataset load_folder(const std::string& dir, Split split, const FolderRequest& request);
 
-} // namespace capsnet
+}  // namespace capsnet

@@ -15,21 +15,22 @@ namespace capsnet {
 
 /// What a load of one split asks for.
 struct DataRequest {
-  std::string dir; ///< empty: the data set's default directory
+  std::string dir;  ///< empty: the data set's default directory
   Split split = Split::kTrain;
-  int64_t limit = 0; ///< > 0: the first `limit` examples (a folder: drawn across its classes)
-  FolderOptions folder; ///< how a folder data set is read
-  uint64_t seed = 1;    ///< a folder's test split is drawn from it
-  std::vector<std::string> test_files; ///< a folder's recorded test split
-  std::ostream* log = nullptr;         ///< what a folder's listing found
+  int64_t limit = 0;     ///< > 0: the first `limit` examples (a folder: drawn across its classes)
+  FolderOptions folder;  ///< how a folder data set is read
+  uint64_t seed = 1;     ///< a folder's test split is drawn from it
+  std::vector<std::string> test_files;  ///< a folder's recorded test split
+  std::ostream* log = nullptr;          ///< what a folder's listing found
 };
 
 /// How a split's examples are prepared for the model.
 struct SourceOptions {
-  int64_t shift = 0;     ///< random translation in training, up to this many pixels
-  bool normalize = false; ///< standardise with mean and std
-  std::vector<double> mean, std; ///< per channel; empty: MNIST's
-  int64_t crop = 0;      ///< > 0: the model's side; random crops in training with augment, else the centre
+  int64_t shift = 0;              ///< random translation in training, up to this many pixels
+  bool normalize = false;         ///< standardise with mean and std
+  std::vector<double> mean, std;  ///< per channel; empty: MNIST's
+  int64_t crop =
+      0;  ///< > 0: the model's side; random crops in training with augment, else the centre
   bool augment = false;  ///< random crops and horizontal flips in training
 };
 
@@ -44,8 +45,8 @@ struct DatasetInfo {
   int64_t channels = 1;
   int64_t num_classes = 10;
   int64_t labels_per_image = 1; ///< MultiMNIST: 2
-  std::vector<std::string> class_names; ///< empty: the class indices (or the folder's names)
-  bool folder = false; ///< a user's folder: its size, channels and classes come from the files
+  std::vector<std::string> class_names;  ///< empty: the class indices (or the folder's names)
+  bool folder = false;  ///< a user's folder: its size, channels and classes come from the files
   /// Loads request.split from request.dir (never empty here).
   std::function<Dataset(const DataRequest& request)> load;
   /// Makes the batches of a loaded split (image_size x image_size); empty: a

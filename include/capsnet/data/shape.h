@@ -10,20 +10,20 @@ namespace capsnet {
 
 /// How a picture becomes a model's input (predict, serve).
 enum class Preparation {
-  kDigit,  ///< as MNIST was made: grey, ink bright, fitted in a box, centred by mass
-  kResize, ///< shorter side to `resize`, centre crop, then the centre image_size crop
+  kDigit,   ///< as MNIST was made: grey, ink bright, fitted in a box, centred by mass
+  kResize,  ///< shorter side to `resize`, centre crop, then the centre image_size crop
 };
 
-NLOHMANN_JSON_SERIALIZE_ENUM(Preparation, {{Preparation::kDigit, "digit"},
-                                           {Preparation::kResize, "resize"}})
+NLOHMANN_JSON_SERIALIZE_ENUM(Preparation,
+                             {{Preparation::kDigit, "digit"}, {Preparation::kResize, "resize"}})
 
 /// What a model is built for and how its data was prepared: the data set's
 /// description, recorded in checkpoints.
 struct DataShape {
-  int64_t image_size = 28; ///< square images, as the network takes them
+  int64_t image_size = 28;  ///< square images, as the network takes them
   int64_t channels = 1;
   int64_t classes = 10;
-  int64_t labels_per_image = 1; ///< MultiMNIST: 2
+  int64_t labels_per_image = 1;  ///< MultiMNIST: 2
   /// The classes' names (a folder data set's folder names, sorted); empty:
   /// the class indices.
   std::vector<std::string> class_names;
@@ -51,4 +51,4 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DataShape, image_size, channels,
                                                 labels_per_image, class_names, mean, std,
                                                 preparation, resize, test_files)
 
-} // namespace capsnet
+}  // namespace capsnet

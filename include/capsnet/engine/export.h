@@ -1,5 +1,6 @@
 #pragma once
 
+#include "capsnet/data/shape.h"
 #include "capsnet/engine/options.h"
 #include "capsnet/model/capsnet.h"
 
@@ -19,12 +20,15 @@ std::vector<std::pair<std::string, at::Tensor>> seed_state_dict(CapsNet& model);
 
 /// What a PyTorch user needs besides the weights: the architecture, the
 /// input convention (normalised or [0, 1] pixels) and the routing softmax.
-nlohmann::json export_config(const TrainOptions& options);
+/// `shape`: what the model was trained on (class names, per-channel
+/// statistics, the picture preparation); the default is MNIST's.
+nlohmann::json export_config(const TrainOptions& options, const DataShape& shape = {});
 
 /// Writes seed_state_dict(model) as a file that Python's torch.load reads (a
 /// dict of name -> tensor), atomically, and export_config beside it with the
 /// extension .json. Returns the config's path.
-std::string export_pytorch(CapsNet& model, const TrainOptions& options, const std::string& path);
+std::string export_pytorch(CapsNet& model, const TrainOptions& options, const std::string& path,
+                           const DataShape& shape = {});
 
 /// Reads a file written by export_pytorch (or torch.save of a dict of
 /// tensors in Python) back: name -> tensor, in the file's order.

@@ -113,6 +113,9 @@ class Trainer {
   Replicas& replicas_;
   TrainStep step_;
   TrainLogger silent_;
+  /// Seconds of this epoch the steps waited for their batches (the source's
+  /// get(), and the hint for the next one): metrics.jsonl's "data_seconds".
+  double data_seconds_ = 0;
 };
 
 } // namespace capsnet

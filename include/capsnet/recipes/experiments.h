@@ -41,6 +41,9 @@ struct ExperimentBudget {
   int threads = 0;
   Precision precision = Precision::kFp32;
   std::string out; ///< directory of the runs and the report (created)
+  /// What Table 1 trains on (the affine experiment always takes MNIST's
+  /// framed digits): a registered data set, "folder" with data_dir.
+  std::string dataset = "mnist";
 };
 
 /// Throws std::invalid_argument naming the first out-of-range setting: the

@@ -66,14 +66,14 @@ struct Picture {
   int width = 0;
   int height = 0;
   int channels = 1;
-  std::vector<uint8_t> pixels; ///< width * height * channels
+  std::vector<uint8_t> pixels;  ///< width * height * channels
 };
 
 /// What a picture file's header says, read without decoding the pixels.
 struct PictureInfo {
   int width = 0;
   int height = 0;
-  bool colour = false; ///< stored as RGB or with a palette (not grey)
+  bool colour = false;  ///< stored as RGB or with a palette (not grey)
 };
 
 /// The bytes of a file for the image readers: refuses what is not a regular
