@@ -120,14 +120,7 @@ Batch test_examples(const TrainOptions& options, const Dataset& data, int64_t li
   return source->get(at::arange(n, at::kLong), nullptr);
 }
 
-std::string classes_text(const at::Tensor& classes) {
-  std::string text;
-  const auto flat = classes.flatten();
-  for (int64_t k = 0; k < flat.numel(); ++k) {
-    text += (k ? "," : "") + std::to_string(flat[k].item<int64_t>());
-  }
-  return text;
-}
+std::string classes_text(const at::Tensor& classes) { return classes_text(classes, DataShape{}); }
 
 std::string classes_text(const at::Tensor& classes, const DataShape& shape) {
   std::string text;

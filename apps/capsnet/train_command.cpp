@@ -65,6 +65,12 @@ struct Flags {
     T& storage = field(given);
     return bind(cmd->add_option(name, storage, help)->capture_default_str(), field);
   }
+  /// A flag (no value) setting a bool field.
+  template <typename Field>
+  CLI::Option* add_flag(CLI::App* cmd, const std::string& name, Field field,
+                        const std::string& help) {
+    return bind(cmd->add_flag(name, field(given), help), field);
+  }
   template <typename E, typename Field>
   CLI::Option* add_enum(CLI::App* cmd, const std::string& name, Field field,
                         const std::string& help) {
@@ -172,11 +178,10 @@ void add_folder_options(CLI::App* cmd, Flags& f) {
                  "the network's input side: a random crop in training with --augment, the "
                  "centre otherwise and in testing (0: the image size)")
       ->group(group);
-  f.bind(cmd->add_flag("--augment", f.given.folder.augment,
-                       "random crops (with --crop) and horizontal flips in training, for "
-                       "natural pictures (digits keep --shift)")
-             ->group(group),
-         FIELD(bool, folder.augment));
+  f.add_flag(cmd, "--augment", FIELD(bool, folder.augment),
+             "random crops (with --crop) and horizontal flips in training, for natural "
+             "pictures (digits keep --shift)")
+      ->group(group);
   f.add<int64_t>(cmd, "--cache-mb", FIELD(int64_t, folder.cache_mb),
                  "decoded pictures held in memory per split, MiB; the rest are decoded for each "
                  "batch by worker threads, ahead of time")
@@ -185,11 +190,10 @@ void add_folder_options(CLI::App* cmd, Flags& f) {
                  "beyond the cache: threads decoding the next batch while one trains (0: "
                  "decode each batch when it is needed)")
       ->group(group);
-  f.bind(cmd->add_flag("--strict", f.given.folder.strict,
-                       "an unreadable, corrupt or non-picture file is an error (default: "
-                       "skipped, counted and listed)")
-             ->group(group),
-         FIELD(bool, folder.strict));
+  f.add_flag(cmd, "--strict", FIELD(bool, folder.strict),
+             "an unreadable, corrupt or non-picture file is an error (default: skipped, "
+             "counted and listed)")
+      ->group(group);
 }
 
 // torchrun's contract; the flags win over the environment variables. Their

@@ -84,7 +84,7 @@ void DatasetSource::prefetch(const at::Tensor& indices) const {
 Batch DatasetSource::get(const at::Tensor& indices, std::mt19937_64* rng) const {
   const auto index = indices.to(device_);
   Batch batch;
-  auto x = data_.pixels(indices).to(device_).to(at::kFloat).div_(255.0);
+  auto x = data_.pixels(index).to(device_).to(at::kFloat).div_(255.0);
   if (crop_ > 0) x = crop_images(x, crop_, rng && augment_ ? rng : nullptr);
   if (rng && augment_) x = random_flip(x, *rng);
   if (rng && max_shift_ > 0) x = random_shift(x, max_shift_, *rng);

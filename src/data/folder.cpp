@@ -334,12 +334,19 @@ ImageFiles::~ImageFiles() {
 
 namespace {
 
-// One picture file decoded as the folder's images are stored.
-at::Tensor decode_file(const std::string& path, int64_t channels, int64_t side) {
+// One picture file decoded as the folder's images are stored, uint8
+// [C, side, side]; decoding errors name it `name`.
+at::Tensor decode_file(const std::string& path, int64_t channels, int64_t side,
+                       const std::string& name) {
   const auto picture =
-      resize_and_crop(decode_picture(read_image_bytes(path), path, static_cast<int>(channels)),
+      resize_and_crop(decode_picture(read_image_bytes(path), name, static_cast<int>(channels)),
                       static_cast<int>(side));
   return picture_tensor(picture);
+}
+
+std::vector<int64_t> index_list(const at::Tensor& indices) {
+  const auto cpu = indices.to(at::kCPU, at::kLong).contiguous();
+  return {cpu.data_ptr<int64_t>(), cpu.data_ptr<int64_t>() + cpu.numel()};
 }
 
 }  // namespace
@@ -356,7 +363,7 @@ at::Tensor ImageFiles::decode(const std::vector<int64_t>& indices) const {
         continue;
       }
       try {
-        out[b].copy_(decode_file(paths_[k], channels_, side_));
+        out[b].copy_(decode_file(paths_[k], channels_, side_, paths_[k]));
       } catch (const ImageError& e) {
         throw DataError(std::string(e.what()) +
                         " (it was readable when the run started; the "
@@ -375,8 +382,7 @@ at::Tensor ImageFiles::decode(const std::vector<int64_t>& indices) const {
 }
 
 at::Tensor ImageFiles::load(const at::Tensor& indices) const {
-  const auto cpu = indices.to(at::kCPU, at::kLong).contiguous();
-  std::vector<int64_t> wanted(cpu.data_ptr<int64_t>(), cpu.data_ptr<int64_t>() + cpu.numel());
+  const auto wanted = index_list(indices);
   std::shared_future<at::Tensor> ready;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -388,9 +394,8 @@ at::Tensor ImageFiles::load(const at::Tensor& indices) const {
 }
 
 void ImageFiles::prefetch(const at::Tensor& indices) const {
-  const auto cpu = indices.to(at::kCPU, at::kLong).contiguous();
-  std::vector<int64_t> wanted(cpu.data_ptr<int64_t>(), cpu.data_ptr<int64_t>() + cpu.numel());
   if (workers_ == 0) return;
+  auto wanted = index_list(indices);
   std::lock_guard<std::mutex> lock(mutex_);
   if (pending_.valid()) pending_.wait();
   pending_indices_ = wanted;
@@ -496,10 +501,7 @@ DecodePass decode_all(const FolderListing& listing, const std::vector<ImageFile>
       const auto& relative = files[k].path;
       at::Tensor image;
       try {
-        image = picture_tensor(resize_and_crop(
-            decode_picture(read_image_bytes((fs::path(listing.root) / relative).string()), relative,
-                           static_cast<int>(channels)),
-            static_cast<int>(side)));
+        image = decode_file((fs::path(listing.root) / relative).string(), channels, side, relative);
       } catch (const ImageError& e) {
         std::string why = e.what();
         const auto full = (fs::path(listing.root) / relative).string();
