@@ -345,7 +345,7 @@ TEST(PicturePreparation, PredictorPreparesAsTheModelsDataWas) {
   shape.preparation = Preparation::kResize;
   shape.resize = 16;
   TrainOptions options;
-  Predictor predictor(CapsNet(config), options, shape);
+  Predictor predictor(CapsNet(config).ptr(), options, shape);
   EXPECT_EQ(predictor.class_name(1), "dog");
   const auto picture = pattern(32, 40, 3, 2);
   const auto x = predictor.prepare_picture(encode_png(picture), "p.png");

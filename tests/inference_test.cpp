@@ -24,7 +24,7 @@ TEST(Predictor, ClassifiesLikeTheModelInChunks) {
   CapsNet model(testing::tiny_config());
   auto options = tiny_options();
   options.normalize = true;
-  Predictor predictor(model, options);
+  Predictor predictor(model.ptr(), options);
   predictor.batch_size = 3; // 7 images: chunks of 3, 3, 1
   auto images = at::rand({7, 1, 12, 12});
   const auto got = predictor.classify(images);
@@ -47,7 +47,7 @@ TEST(Predictor, LoadsCheckpointsAndImageFiles) {
   GrayImage picture(40, 30, 1.0f); // black stroke on white
   for (int y = 5; y < 25; ++y) picture.at(20, y) = 0.0f;
   write_png(dir + "/digit.png", picture);
-  const auto image = load_digit_image(dir + "/digit.png", predictor.model()->config.image_size);
+  const auto image = load_digit_image(dir + "/digit.png", predictor.sizes().image_size);
   EXPECT_EQ(image.sizes(), (at::IntArrayRef{1, 1, 12, 12}));
   EXPECT_FLOAT_EQ(image.max().item<float>(), 1.0f); // inverted: ink bright
   EXPECT_FLOAT_EQ(image[0][0][0][0].item<float>(), 0.0f);
@@ -72,7 +72,7 @@ TEST(Export, SeedNamesShapesAndAnExactReload) {
   CapsNet model(config);
   auto options = tiny_options();
   options.model = config;
-  const auto config_path = export_pytorch(model, options, dir + "/model.pth");
+  const auto config_path = export_pytorch(*model, options, dir + "/model.pth");
   EXPECT_EQ(config_path, dir + "/model.json");
   const auto back = read_pytorch_state_dict(dir + "/model.pth");
   const std::vector<std::string> names = {
@@ -96,7 +96,7 @@ TEST(Export, SeedNamesShapesAndAnExactReload) {
   const auto json = nlohmann::json::parse(in);
   EXPECT_EQ(json.at("model").get<CapsNetConfig>(), config);
   EXPECT_EQ(json.at("normalize").get<bool>(), false);
-  EXPECT_THROW(export_pytorch(model, options, dir + "/model.json"), std::invalid_argument);
+  EXPECT_THROW(export_pytorch(*model, options, dir + "/model.json"), std::invalid_argument);
 }
 
 } // namespace

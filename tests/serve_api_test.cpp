@@ -30,7 +30,7 @@ Predictor digit_predictor(CapsNetConfig config) {
   CapsNet model(config);
   TrainOptions options;
   options.model = config;
-  return Predictor(model, options);
+  return Predictor(model.ptr(), options);
 }
 
 // An untrained colour model of a folder data set: 3 named classes, pictures
@@ -51,7 +51,7 @@ Predictor colour_predictor() {
   shape.class_names = {"cat", "dog", "fox"};
   shape.preparation = Preparation::kResize;
   shape.resize = 32;
-  return Predictor(model, options, shape);
+  return Predictor(model.ptr(), options, shape);
 }
 
 // A width x height RGB picture whose pixel (x, y) is colour(x, y).
@@ -172,7 +172,7 @@ TEST(ServeApi, BatchedAnswersEqualOneByOne) {
   CapsNet model(testing::tiny_config());
   TrainOptions options;
   options.model = model->config;
-  Predictor predictor(model, options);
+  Predictor predictor(model.ptr(), options);
   const int64_t n = 24;
   const auto images = at::rand({n, 1, 12, 12});
   std::vector<Classification> alone;

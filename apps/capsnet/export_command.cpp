@@ -34,9 +34,9 @@ Runner add_export_command(CLI::App& app) {
                        {*checkpoint});
     auto loaded = load_checkpoint(*checkpoint);
     loaded.require(Capability::kExport, "capsnet export");
-    auto model = loaded.capsnet("capsnet export");
+    auto& model = loaded.module();
     const auto config_path = export_pytorch(model, loaded.options, *out, loaded.shape);
-    const auto params = seed_state_dict(model);
+    const auto params = export_state_dict(model);
     std::printf("wrote %s (%zu tensors) and %s\n", out->c_str(), params.size(),
                 config_path.c_str());
     for (const auto& [name, tensor] : params) {

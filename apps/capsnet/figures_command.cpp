@@ -255,7 +255,7 @@ Runner add_perturb_command(CLI::App& app) {
     const auto label = classes_text(examples.labels[*index], predictor.shape());
     const auto out = predictor.classify(image);
     const int64_t predicted = out.predictions[0].item<int64_t>();
-    const auto& config = predictor.model()->config;
+    const auto config = predictor.sizes();
     const int64_t active = *klass >= 0 ? *klass : predicted;
     if (active >= config.num_classes) {
       throw std::invalid_argument("--class " + std::to_string(active) + ": the model has " +
@@ -269,7 +269,7 @@ Runner add_perturb_command(CLI::App& app) {
     const int64_t steps = static_cast<int64_t>(std::llround(*range / *step));
     std::vector<double> deltas;
     for (int64_t s = -steps; s <= steps; ++s) deltas.push_back(s * *step);
-    const int64_t D = config.digit_dim, columns = int64_t(deltas.size());
+    const int64_t D = config.capsule_dim, columns = int64_t(deltas.size());
     // Every (dimension, delta) pair as one batch of perturbed capsules.
     auto caps = out.capsules.repeat({D * columns, 1, 1});
     for (int64_t d = 0; d < D; ++d) {

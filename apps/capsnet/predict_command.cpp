@@ -35,10 +35,10 @@ struct Input {
 std::vector<Input> read_inputs(const std::string& path, const Predictor& predictor) {
   if (!looks_like_idx(path))
     return {{path, predictor.prepare_picture(read_image_bytes(path), path)}};
-  const auto side = predictor.model()->config.image_size;
-  if (predictor.model()->config.in_channels != 1) {
+  const auto side = predictor.sizes().image_size;
+  if (predictor.sizes().in_channels != 1) {
     throw DataError(path + ": an IDX file holds grey images, and the model takes " +
-                    std::to_string(predictor.model()->config.in_channels) + " channels");
+                    std::to_string(predictor.sizes().in_channels) + " channels");
   }
   auto array = read_idx(path, 3);
   if (array.dims[1] != side || array.dims[2] != side) {

@@ -169,9 +169,9 @@ int run_serve(const ServeFlags& flags) {
   auto predictor = Predictor::load(flags.checkpoint, "capsnet serve");
   predictor.to(device);
   predictor.model()->set_precision(precision);
-  const auto& config = predictor.model()->config;
+  const auto config = predictor.sizes();
   serve::BatchingPredictor batcher(predictor, flags.max_batch);
-  ServeState st{flags, batcher, config.num_classes, config.digit_dim, precision, device};
+  ServeState st{flags, batcher, config.num_classes, config.capsule_dim, precision, device};
   httplib::Server server;
   configure(server, flags);
   add_routes(server, st);

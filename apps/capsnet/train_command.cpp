@@ -102,6 +102,9 @@ void add_model_options(CLI::App* cmd, Flags& f) {
   f.bind(add_device_option(cmd, f.given.device), FIELD(std::string, device));
   f.add<int64_t>(cmd, "--shift", FIELD(int64_t, shift),
                  "random translation of training images, up to N pixels each way (0: off)");
+  f.add_flag(cmd, "--digit-augment", FIELD(bool, digit_augment),
+             "Efficient-CapsNet's augmentation of training digits: random rotation, shift "
+             "within the margins, squish and a 4x4 erased patch (its preset's default)");
   f.add<double>(cmd, "--recon-weight", FIELD(double, recon_weight),
                 "weight of the reconstruction loss; 0 trains without reconstruction (Table 1)");
   f.add_enum<ReconstructionLoss>(cmd, "--recon-loss", FIELD(ReconstructionLoss, recon_loss),
@@ -144,6 +147,8 @@ void add_run_options(CLI::App* cmd, Flags& f) {
                 "lr multiplier per epoch, applied smoothly every step (the authors' 0.96 per "
                 "2,000 steps of 128 is 0.9905 per MNIST epoch; seed: 1); in (0, 1], checked "
                 "with the other options by the library (validate)");
+  f.add<double>(cmd, "--lr-min", FIELD(double, lr_min),
+                "floor of the decayed lr (Efficient-CapsNet's recipe: 5e-5; 0: none)");
   f.add<uint64_t>(cmd, "--seed", FIELD(uint64_t, seed), "random seed (init, order, shifts)");
   f.bind(add_threads_option(cmd, f.given.threads), FIELD(int, threads));
   f.add<int64_t>(cmd, "--limit", FIELD(int64_t, limit), "train on the first N images (0: all)");

@@ -1,5 +1,6 @@
 #include "capsnet/data/batch.h"
 
+#include "capsnet/data/digit_augment.h"
 #include "capsnet/data/folder.h"
 #include "capsnet/data/registry.h"
 
@@ -36,6 +37,7 @@ DatasetSource::DatasetSource(Dataset data, const SourceOptions& options, c10::De
       crop_(options.crop),
       normalize_(options.normalize),
       augment_(options.augment),
+      digit_augment_(options.digit_augment),
       mean_(options.mean),
       std_(options.std),
       device_(device) {
@@ -87,6 +89,7 @@ Batch DatasetSource::get(const at::Tensor& indices, std::mt19937_64* rng) const 
   auto x = data_.pixels(index).to(device_).to(at::kFloat).div_(255.0);
   if (crop_ > 0) x = crop_images(x, crop_, rng && augment_ ? rng : nullptr);
   if (rng && augment_) x = random_flip(x, *rng);
+  if (rng && digit_augment_) x = augment_digits(x, *rng);
   if (rng && max_shift_ > 0) x = random_shift(x, max_shift_, *rng);
   if (normalize_) x = standardize(x, mean_, std_);
   batch.images = x;

@@ -90,6 +90,16 @@ CapsNet LoadedCheckpoint::capsnet(const std::string& what) const {
   return CapsNet(model);
 }
 
+CapsuleNetworkPtr LoadedCheckpoint::capsule_network(const std::string& what) const {
+  require(Capability::kCapsules, what);
+  auto model = std::dynamic_pointer_cast<CapsuleNetworkImpl>(network);
+  if (!model) {
+    throw CheckpointError(what + ": model '" + info->name + "' offers capsules but is not a "
+                                 "capsule network");
+  }
+  return model;
+}
+
 void save_checkpoint(const std::string& path, torch::nn::Module& model,
                      torch::optim::Adam* optimizer, const TrainOptions& options,
                      const DataShape& shape, const TrainingState& state) {

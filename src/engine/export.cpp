@@ -27,12 +27,31 @@ std::vector<std::pair<std::string, at::Tensor>> seed_state_dict(CapsNet& model) 
   return out;
 }
 
+std::vector<std::pair<std::string, at::Tensor>> export_state_dict(torch::nn::Module& model) {
+  if (auto* capsnet = dynamic_cast<CapsNetImpl*>(&model)) {
+    CapsNet holder(std::dynamic_pointer_cast<CapsNetImpl>(capsnet->shared_from_this()));
+    return seed_state_dict(holder);
+  }
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& item : model.named_parameters()) {
+    out.emplace_back(item.key(), item.value().detach().clone().contiguous());
+  }
+  for (const auto& item : model.named_buffers()) {
+    out.emplace_back(item.key(), item.value().detach().clone().contiguous());
+  }
+  return out;
+}
+
 nlohmann::json export_config(const TrainOptions& options, const DataShape& shape) {
+  const bool efficient = options.model_name == "efficient-capsnet";
+  const auto classes = efficient ? options.efficient.num_classes : options.model.num_classes;
   std::vector<std::string> names;
-  for (int64_t k = 0; k < options.model.num_classes; ++k) names.push_back(shape.class_name(k));
-  const auto channels = static_cast<size_t>(options.model.in_channels);
+  for (int64_t k = 0; k < classes; ++k) names.push_back(shape.class_name(k));
+  const auto channels =
+      static_cast<size_t>(efficient ? options.efficient.in_channels : options.model.in_channels);
   return {{"format", "capsnet-pytorch-export-v1"},
-          {"model", options.model},
+          {"model_name", options.model_name},
+          {"model", efficient ? nlohmann::json(options.efficient) : nlohmann::json(options.model)},
           {"dataset", options.dataset},
           {"normalize", options.normalize},
           {"mnist_mean", kMnistMean},
@@ -48,15 +67,15 @@ nlohmann::json export_config(const TrainOptions& options, const DataShape& shape
                    "'children' dim 1"}};
 }
 
-std::string export_pytorch(CapsNet& model, const TrainOptions& options, const std::string& path,
-                           const DataShape& shape) {
+std::string export_pytorch(torch::nn::Module& model, const TrainOptions& options,
+                           const std::string& path, const DataShape& shape) {
   const fs::path config_path = fs::path(path).replace_extension(".json");
   if (config_path == fs::path(path)) {
     throw std::invalid_argument(path + ": the weights file needs another extension than .json "
                                        "(the configuration goes to " + config_path.string() + ")");
   }
   c10::Dict<std::string, at::Tensor> dict;
-  for (const auto& [name, tensor] : seed_state_dict(model)) dict.insert(name, tensor);
+  for (const auto& [name, tensor] : export_state_dict(model)) dict.insert(name, tensor);
   const auto bytes = torch::pickle_save(c10::IValue(dict));
   write_file_atomically(path, std::string_view(bytes.data(), bytes.size()));
   write_file_atomically(config_path.string(), export_config(options, shape).dump(2) + "\n");

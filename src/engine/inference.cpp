@@ -11,26 +11,27 @@ Predictor Predictor::load(const std::string& checkpoint, const std::string& what
                           const std::vector<Capability>& needs) {
   auto loaded = load_checkpoint(checkpoint);
   for (const auto capability : needs) loaded.require(capability, what);
-  return Predictor(loaded.capsnet(what), loaded.options, loaded.shape);
+  return Predictor(loaded.capsule_network(what), loaded.options, loaded.shape);
 }
 
-Predictor::Predictor(CapsNet model, TrainOptions options, DataShape shape)
+Predictor::Predictor(CapsuleNetworkPtr model, TrainOptions options, DataShape shape)
     : model_(std::move(model)), options_(std::move(options)), shape_(std::move(shape)) {
   model_->eval();
 }
 
 at::Tensor Predictor::prepare_picture(const std::string& bytes, const std::string& name) const {
-  const auto side = model_->config.image_size;
+  const auto sizes = model_->shape();
+  const auto side = sizes.image_size;
   if (shape_.preparation == Preparation::kDigit) {
-    if (model_->config.in_channels != 1) {
-      throw ImageError(name + ": the model takes " + std::to_string(model_->config.in_channels) +
+    if (sizes.in_channels != 1) {
+      throw ImageError(name + ": the model takes " + std::to_string(sizes.in_channels) +
                        "-channel digit images; this program prepares grey ones only");
     }
     return prepare_digit_image(decode_image(bytes, name), side);
   }
   const auto stored = shape_.resize > 0 ? shape_.resize : side;
   auto picture =
-      resize_and_crop(decode_picture(bytes, name, static_cast<int>(model_->config.in_channels)),
+      resize_and_crop(decode_picture(bytes, name, static_cast<int>(sizes.in_channels)),
                       static_cast<int>(stored));
   picture = centre_crop(picture, static_cast<int>(side));
   return picture_tensor(picture).unsqueeze(0).to(at::kFloat).div_(255.0);
@@ -42,12 +43,11 @@ void Predictor::to(const c10::Device& device) {
 }
 
 Classification Predictor::classify(const at::Tensor& images) const {
-  TORCH_CHECK(images.dim() == 4 && images.size(1) == model_->config.in_channels &&
-                  images.size(2) == model_->config.image_size &&
-                  images.size(3) == model_->config.image_size,
-              "expected images of shape [B, ", model_->config.in_channels, ", ",
-              model_->config.image_size, ", ", model_->config.image_size, "], got ",
-              images.sizes());
+  const auto sizes = model_->shape();
+  TORCH_CHECK(images.dim() == 4 && images.size(1) == sizes.in_channels &&
+                  images.size(2) == sizes.image_size && images.size(3) == sizes.image_size,
+              "expected images of shape [B, ", sizes.in_channels, ", ", sizes.image_size, ", ",
+              sizes.image_size, "], got ", images.sizes());
   torch::NoGradGuard no_grad;
   std::vector<at::Tensor> parts;
   for (int64_t start = 0; start < images.size(0); start += batch_size) {
@@ -57,9 +57,8 @@ Classification Predictor::classify(const at::Tensor& images) const {
     parts.push_back(model_->capsules(x).cpu());
   }
   Classification out;
-  out.capsules = parts.empty() ? at::empty({0, model_->config.num_classes,
-                                            model_->config.digit_dim})
-                               : at::cat(parts);
+  out.capsules =
+      parts.empty() ? at::empty({0, sizes.num_classes, sizes.capsule_dim}) : at::cat(parts);
   out.lengths = out.capsules.norm(2, -1);
   out.predictions = out.lengths.argmax(-1);
   return out;

@@ -50,6 +50,7 @@ SourceOptions source_options(const TrainOptions& options, const DataShape& shape
   source.mean = shape.mean;
   source.std = shape.std;
   source.augment = options.folder.augment;
+  source.digit_augment = options.digit_augment;
   if (shape.preparation == Preparation::kResize && shape.resize > shape.image_size) {
     source.crop = shape.image_size;
   }
@@ -108,6 +109,34 @@ ModelInfo capsnet_entry() {
   return info;
 }
 
+ModelInfo efficient_capsnet_entry() {
+  ModelInfo info;
+  info.name = "efficient-capsnet";
+  info.description = "Efficient-CapsNet (Mazzia et al. 2021): a 4-layer conv stem, depthwise "
+                     "primary capsules, self-attention routing, decoder; 161K parameters";
+  info.capabilities = {Capability::kCapsules, Capability::kDecoder, Capability::kExport};
+  info.build = [](const DataShape& shape, const TrainOptions& options) -> ModulePtr {
+    const auto& c = options.efficient;
+    check_sizes("Efficient-CapsNet", c.image_size, c.in_channels, c.num_classes, shape);
+    return EfficientCapsNet(c).ptr();
+  };
+  info.task = [](const ModulePtr& module, const TrainOptions& options) -> std::unique_ptr<Task> {
+    return std::make_unique<CapsNetTask>(std::dynamic_pointer_cast<EfficientCapsNetImpl>(module),
+                                         options);
+  };
+  info.summary = [](const TrainOptions& options) {
+    return "preset " + options.preset + ", Efficient-CapsNet (" +
+           std::to_string(options.efficient.parameter_count()) + " parameters)";
+  };
+  info.validate = [](const TrainOptions& options) { options.efficient.validate(); };
+  info.fit = [](TrainOptions& options, const DataShape& shape) {
+    options.efficient.image_size = shape.image_size;
+    options.efficient.in_channels = shape.channels;
+    options.efficient.num_classes = shape.classes;
+  };
+  return info;
+}
+
 ModelInfo baseline_entry() {
   ModelInfo info;
   info.name = "baseline-cnn";
@@ -135,7 +164,8 @@ ModelInfo baseline_entry() {
 }
 
 std::deque<ModelInfo>& models() {
-  static std::deque<ModelInfo> entries = {capsnet_entry(), baseline_entry()};
+  static std::deque<ModelInfo> entries = {capsnet_entry(), efficient_capsnet_entry(),
+                                          baseline_entry()};
   return entries;
 }
 

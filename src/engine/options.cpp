@@ -13,7 +13,7 @@
 namespace capsnet {
 
 std::vector<std::string> preset_names() {
-  return {"paper", "seed", "cifar10"};
+  return {"paper", "seed", "cifar10", "efficient-capsnet"};
 }
 
 namespace {
@@ -39,6 +39,21 @@ TrainOptions preset_options(const std::string& name) {
     options.folder.augment = true;
     options.shift = 0;
     options.model.primary_types = 64;
+    return options;
+  }
+  if (name == "efficient-capsnet") {
+    // EscVM/Efficient-CapsNet at 4b337f5: config.json, utils/tools.py
+    // (learn_scheduler, marginLoss), models/model.py (Adam, loss weights).
+    options.model_name = "efficient-capsnet";
+    options.epochs = 150;
+    options.batch_size = 16;
+    options.lr = 5e-4;
+    options.lr_decay = 0.97;
+    options.lr_min = 5e-5;
+    options.shift = 0;
+    options.digit_augment = true;
+    options.recon_loss = ReconstructionLoss::kMeanSquared;
+    options.recon_weight = 0.392; // lmd_gen; 0.392 = 0.0005 * 784: the paper's weight
     return options;
   }
   if (name != "seed") {
@@ -77,6 +92,8 @@ void validate(const TrainOptions& o) {
   require(std::isfinite(o.lr) && o.lr > 0, "--lr must be a positive number, got " + std::to_string(o.lr));
   require(std::isfinite(o.lr_decay) && o.lr_decay > 0 && o.lr_decay <= 1,
           "--lr-decay must be in (0, 1], got " + std::to_string(o.lr_decay));
+  require(std::isfinite(o.lr_min) && o.lr_min >= 0 && o.lr_min <= o.lr,
+          "--lr-min must be in [0, --lr], got " + std::to_string(o.lr_min));
   const auto& entry = model_info(o.model_name);
   if (entry.validate) entry.validate(o);
   require(o.shift >= 0 && o.shift < o.model.image_size,
@@ -106,6 +123,8 @@ void validate(const TrainOptions& o) {
   require(o.dataset != "folder" || !o.data_dir.empty(),
           "--dataset folder needs --data DIR, the folder of your pictures (one sub-folder per "
           "class)");
+  require(!o.digit_augment || o.dataset != "folder",
+          "--digit-augment is for digits; pictures of a folder take --augment");
   require(o.dataset == "folder" || (o.folder.crop == 0 && !o.folder.augment),
           "--crop and --augment apply to --dataset folder; digits take --shift");
   o.model.validate();

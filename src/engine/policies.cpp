@@ -4,13 +4,15 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
 namespace capsnet {
 
 double LearningRateSchedule::at(int64_t global_step, int64_t steps_per_epoch) const {
-  return initial * std::pow(decay_per_epoch, static_cast<double>(global_step) / steps_per_epoch);
+  return std::max(minimum, initial * std::pow(decay_per_epoch,
+                                             static_cast<double>(global_step) / steps_per_epoch));
 }
 
 void LearningRateSchedule::apply(torch::optim::Optimizer& optimizer, double lr) {

@@ -2,10 +2,10 @@
 
 namespace capsnet {
 
-CapsNetTask::CapsNetTask(CapsNet model, CapsNetObjective objective, DecoderMask mask)
+CapsNetTask::CapsNetTask(CapsuleNetworkPtr model, CapsNetObjective objective, DecoderMask mask)
     : model_(std::move(model)), objective_(objective), mask_(mask) {}
 
-CapsNetTask::CapsNetTask(CapsNet model, const TrainOptions& options)
+CapsNetTask::CapsNetTask(CapsuleNetworkPtr model, const TrainOptions& options)
     : CapsNetTask(std::move(model), options.objective(), options.mask) {}
 
 TaskOutput CapsNetTask::forward(const Batch& batch, bool training) {

@@ -117,13 +117,7 @@ CapsNetImpl::CapsNetImpl(const CapsNetConfig& config_) : config(config_) {
 }
 
 at::Tensor CapsNetImpl::capsules(const at::Tensor& images) {
-  TORCH_CHECK(images.dim() == 4 && images.size(1) == config.in_channels &&
-                  images.size(2) == config.image_size && images.size(3) == config.image_size,
-              "expected images of shape [B, ", config.in_channels, ", ", config.image_size, ", ",
-              config.image_size, "], got ", images.sizes());
-  auto stage = [this](const char* name) {
-    if (stage_hook) stage_hook(name);
-  };
+  check_images(images);
   // conv1 runs as the primary capsules' convolution does in fp32 (its weight
   // gradient is oneDNN's slowest part on AVX2: 139 ms of a step, 15 GFLOP/s).
   auto features = torch::relu(conv2d_fp32(images, conv1->weight, conv1->bias, /*stride=*/1,
@@ -138,21 +132,6 @@ at::Tensor CapsNetImpl::capsules(const at::Tensor& images) {
 
 at::Tensor CapsNetImpl::reconstruct(const at::Tensor& capsules, const at::Tensor& classes) {
   return decoder->forward(capsules, classes);
-}
-
-CapsNetOutput CapsNetImpl::forward(const at::Tensor& images, const at::Tensor& mask_classes,
-                                   bool with_reconstruction) {
-  CapsNetOutput out;
-  out.capsules = capsules(images);
-  // at::norm's backward is defined (zero) at a zero vector, unlike sqrt(sum(v^2)).
-  out.lengths = at::norm(out.capsules, 2, {-1});
-  out.predictions = out.lengths.argmax(-1);
-  if (with_reconstruction) {
-    out.reconstruction =
-        reconstruct(out.capsules, mask_classes.defined() ? mask_classes : out.predictions);
-    if (stage_hook) stage_hook("decoder");
-  }
-  return out;
 }
 
 } // namespace capsnet

@@ -323,7 +323,7 @@ TrainReport train_in_group(const TrainOptions& given, const std::string& run_dir
       make_source(*data.info, std::move(data.test), Split::kTest, prepared, device);
   const ShardedSampler sampler(train_source->size(), options.batch_size, options.seed, rank, world);
   Trainer trainer(*task, *train_source, sampler, optimizer, group);
-  trainer.schedule = {options.lr, options.lr_decay};
+  trainer.schedule = {options.lr, options.lr_decay, options.lr_min};
   trainer.evaluation = {test_source.get(), options.eval_batch_size};
   if (speaks) {
     trainer.checkpoints = {last_path, best_checkpoint_path(run_dir),

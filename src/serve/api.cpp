@@ -55,8 +55,8 @@ bool is_picture_type(const std::string& content_type) {
 
 at::Tensor parse_predict_body(const std::string& body, const std::string& content_type,
                               const Predictor& predictor) {
-  const auto& config = predictor.model()->config;
-  const int64_t channels = config.in_channels, side = config.image_size;
+  const auto sizes = predictor.sizes();
+  const int64_t channels = sizes.in_channels, side = sizes.image_size;
   if (is_picture_type(content_type)) {
     if (body.empty()) {
       throw ApiError(400, "the body is empty; send a PNG, JPEG, BMP or GIF picture");
@@ -147,14 +147,14 @@ ReconstructRequest parse_reconstruct_body(const std::string& body, const std::st
 }
 
 nlohmann::json model_info(const Predictor& predictor) {
-  const auto& config = predictor.model()->config;
+  const auto config = predictor.sizes();
   std::vector<std::string> names;
   for (int64_t k = 0; k < config.num_classes; ++k) names.push_back(predictor.class_name(k));
   return {{"side", config.image_size},
           {"image_size", config.image_size},
           {"channels", config.in_channels},
           {"classes", config.num_classes},
-          {"capsule_dim", config.digit_dim},
+          {"capsule_dim", config.capsule_dim},
           {"class_names", names},
           {"preparation", predictor.shape().preparation}};
 }

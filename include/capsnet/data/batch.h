@@ -56,7 +56,8 @@ struct SourceOptions;
 /// An image classification data set (MNIST, Fashion-MNIST, a folder): pixels
 /// scaled to [0, 1], cropped to SourceOptions::crop (at random with augment
 /// when training, else the centre), flipped left-right at random (augment),
-/// shifted at random by up to `shift` pixels when training (the paper's only
+/// augmented as Efficient-CapsNet's digits (digit_augment) and shifted at
+/// random by up to `shift` pixels when training (the paper's only
 /// augmentation), standardised when `normalize`. The decoder's target is the
 /// image as the model sees it.
 class DatasetSource : public BatchSource {
@@ -77,7 +78,7 @@ class DatasetSource : public BatchSource {
  private:
   Dataset data_;
   int64_t max_shift_, crop_;
-  bool normalize_, augment_;
+  bool normalize_, augment_, digit_augment_;
   std::vector<double> mean_, std_;
   c10::Device device_;
 };

@@ -32,6 +32,8 @@ struct SourceOptions {
   int64_t crop =
       0;  ///< > 0: the model's side; random crops in training with augment, else the centre
   bool augment = false;  ///< random crops and horizontal flips in training
+  /// Efficient-CapsNet's rotation, shift, squish and erase in training (data/digit_augment.h).
+  bool digit_augment = false;
 };
 
 /// What capsnet knows about a data set; the one list of them. To add a data

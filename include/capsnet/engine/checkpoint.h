@@ -64,6 +64,9 @@ struct LoadedCheckpoint {
   void require(Capability capability, const std::string& what) const;
   /// The CapsNet, for commands that need its capsules: require(kCapsules, what).
   CapsNet capsnet(const std::string& what) const;
+  /// The network as a capsule network (CapsNet, Efficient-CapsNet); throws
+  /// CheckpointError naming `what` when its model offers no capsules.
+  CapsuleNetworkPtr capsule_network(const std::string& what) const;
 };
 
 /// Reads a checkpoint written by save_checkpoint and builds its model.

@@ -3,7 +3,7 @@
 #include "capsnet/data/dataset.h"
 #include "capsnet/engine/models.h"
 #include "capsnet/engine/options.h"
-#include "capsnet/model/capsnet.h"
+#include "capsnet/model/capsule_network.h"
 
 #include <string>
 #include <vector>
@@ -17,7 +17,7 @@ struct Classification {
   at::Tensor predictions; ///< argmax of lengths, int64 [B]
 };
 
-/// A trained CapsNet ready for inference: no gradients, eval mode, input
+/// A trained capsule network (CapsNet, Efficient-CapsNet) ready for inference: no gradients, eval mode, input
 /// standardised when the model was trained so. Images are float [B, C, H, W]
 /// with pixels in [0, 1], ink bright (as MNIST); see load_digit_image (viz/image.h) for files.
 class Predictor {
@@ -29,7 +29,7 @@ class Predictor {
                         const std::vector<Capability>& needs = {});
   /// `shape`: what the model was trained on (its class names, statistics and
   /// preparation); the default is MNIST's.
-  Predictor(CapsNet model, TrainOptions options, DataShape shape = {});
+  Predictor(CapsuleNetworkPtr model, TrainOptions options, DataShape shape = {});
 
   /// A picture file's bytes (PNG, JPEG, PGM/PPM, BMP, GIF) prepared as the
   /// model's training data was: float [1, C, S, S] in [0, 1]. Digit models
@@ -46,8 +46,9 @@ class Predictor {
   /// Moves the model; inputs follow it and results come back on the CPU.
   void to(const c10::Device& device);
 
-  CapsNet& model() { return model_; }
-  const CapsNet& model() const { return model_; }
+  const CapsuleNetworkPtr& model() const { return model_; }
+  /// The network's input and capsule sizes.
+  CapsuleShape sizes() const { return model_->shape(); }
   const TrainOptions& options() const { return options_; }
   const DataShape& shape() const { return shape_; }
   /// The name of class k (DataShape::class_name).
@@ -55,7 +56,7 @@ class Predictor {
   int64_t batch_size = 500;
 
  private:
-  mutable CapsNet model_; // inference changes no state; forward is not const
+  CapsuleNetworkPtr model_;
   TrainOptions options_;
   DataShape shape_;
   c10::Device device_{c10::kCPU};

@@ -4,6 +4,7 @@
 #include "capsnet/losses/objective.h"
 #include "capsnet/model/baseline_cnn.h"
 #include "capsnet/model/capsnet.h"
+#include "capsnet/model/efficient_capsnet.h"
 
 #include <nlohmann/json.hpp>
 
@@ -34,7 +35,11 @@ struct TrainOptions {
   /// lr(t) = lr * lr_decay^(t / steps_per_epoch). The authors' code multiplies
   /// lr by 0.96 every 2,000 steps of 128 images, 0.9905 per MNIST epoch.
   double lr_decay = 0.99;
+  /// The schedule's floor (Efficient-CapsNet's: 5e-5); 0: none.
+  double lr_min = 0;
   int64_t shift = 2; ///< random translation, in pixels, of training images
+  /// Efficient-CapsNet's rotation, shift, squish and erase of training digits.
+  bool digit_augment = false;
   double recon_weight = 0.0005;
   ReconstructionLoss recon_loss = ReconstructionLoss::kSumSquared;
   DecoderMask mask = DecoderMask::kLabel;
@@ -56,6 +61,7 @@ struct TrainOptions {
   std::string model_name = "capsnet";
   CapsNetConfig model;        ///< the CapsNet's architecture (model_name capsnet)
   BaselineCnnConfig baseline; ///< the baseline's (model_name baseline-cnn)
+  EfficientCapsNetConfig efficient; ///< Efficient-CapsNet's (model_name efficient-capsnet)
   /// How a folder data set (dataset "folder") is read, split and augmented.
   FolderOptions folder;
 
@@ -69,7 +75,11 @@ struct TrainOptions {
 /// the child capsules, W ~ N(0, 1); batch 64 like the paper default) or
 /// "cifar10" (the paper's CIFAR-10 network on a folder of 32x32 colour
 /// pictures: random 24x24 crops and flips in training, the centre crop in
-/// testing, 64 primary capsule types).
+/// testing, 64 primary capsule types) or "efficient-capsnet" (the authors'
+/// recipe for Efficient-CapsNet on MNIST, EscVM/Efficient-CapsNet's
+/// config.json: Adam at 5e-4 times 0.97 per epoch down to 5e-5, batch 16,
+/// their augmentation, margin loss plus 0.392 times the mean squared
+/// reconstruction error, 150 epochs).
 /// Throws std::invalid_argument for another name.
 TrainOptions preset_options(const std::string& name);
 /// The presets' names.
@@ -83,7 +93,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainOptions, preset, dataset, d
                                                 recon_loss, mask, normalize, margin, seed, threads,
                                                 limit, test_limit, eval_batch_size, routing,
                                                 precision, device, model_name, model, baseline,
-                                                folder)
+                                                folder, lr_min, digit_augment, efficient)
 
 /// Reads options written as JSON (config.json, checkpoints), including those
 /// of runs from before the margin options were nested, and validates them.

@@ -22,12 +22,13 @@
 
 namespace capsnet {
 
-/// lr(t) = initial * decay_per_epoch^(t / steps_per_epoch) at global step t,
+/// lr(t) = max(minimum, initial * decay_per_epoch^(t / steps_per_epoch)) at global step t,
 /// set before every step. The authors' code multiplies lr by 0.96 every 2,000
 /// steps of 128 images: 0.9905 per MNIST epoch.
 struct LearningRateSchedule {
   double initial = 1e-3;
   double decay_per_epoch = 1.0;
+  double minimum = 0; ///< the floor lr never goes below
 
   double at(int64_t global_step, int64_t steps_per_epoch) const;
   /// Sets every parameter group's learning rate.

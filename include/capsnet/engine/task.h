@@ -33,24 +33,31 @@ class Task {
   virtual void set_execution(RoutingImpl routing, Precision precision) {}
 };
 
-/// A CapsNet and the paper's objective. In training the decoder is masked by
-/// the true labels (or by the prediction, the seed's choice); in evaluation
-/// always by the prediction: the P longest capsules when images carry P labels.
+/// A capsule network (CapsNet, Efficient-CapsNet) and the paper's objective.
+/// In training the decoder is masked by the true labels (or by the
+/// prediction, the seed's choice); in evaluation always by the prediction:
+/// the P longest capsules when images carry P labels.
 class CapsNetTask : public Task {
  public:
-  CapsNetTask(CapsNet model, CapsNetObjective objective, DecoderMask mask = DecoderMask::kLabel);
+  CapsNetTask(CapsuleNetworkPtr model, CapsNetObjective objective,
+              DecoderMask mask = DecoderMask::kLabel);
   /// The model, objective and mask `options` describe.
-  CapsNetTask(CapsNet model, const TrainOptions& options);
+  CapsNetTask(CapsuleNetworkPtr model, const TrainOptions& options);
+  CapsNetTask(const CapsNet& model, CapsNetObjective objective,
+              DecoderMask mask = DecoderMask::kLabel)
+      : CapsNetTask(CapsuleNetworkPtr(model.ptr()), objective, mask) {}
+  CapsNetTask(const CapsNet& model, const TrainOptions& options)
+      : CapsNetTask(CapsuleNetworkPtr(model.ptr()), options) {}
   torch::nn::Module& module() override { return *model_; }
   TaskOutput forward(const Batch& batch, bool training) override;
   void set_execution(RoutingImpl routing, Precision precision) override {
     model_->set_routing_impl(routing);
     model_->set_precision(precision);
   }
-  CapsNet& model() { return model_; }
+  const CapsuleNetworkPtr& model() { return model_; }
 
  private:
-  CapsNet model_;
+  CapsuleNetworkPtr model_;
   CapsNetObjective objective_;
   DecoderMask mask_;
 };

@@ -2,6 +2,7 @@
 
 #include "capsnet/layers/digit_capsules.h"
 #include "capsnet/layers/primary_capsules.h"
+#include "capsnet/model/capsule_network.h"
 #include "capsnet/model/decoder.h"
 #include "capsnet/ops/dynamic_routing.h"
 
@@ -50,44 +51,27 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CapsNetConfig, image_size, in_ch
                                                 digit_dim, routing_iterations, routing_softmax,
                                                 digit_bias, w_init_std, decoder_hidden)
 
-struct CapsNetOutput {
-  at::Tensor capsules;       ///< digit capsules v_j, [B, K, D]
-  at::Tensor lengths;        ///< |v_j|, the class probabilities, [B, K]
-  at::Tensor predictions;    ///< argmax of lengths, [B] int64
-  /// Decoder output in [0, 1]: [B, C, H, W], or [B, P, C, H, W] when the mask
-  /// names P classes per image; undefined if not asked.
-  at::Tensor reconstruction;
-};
-
 /// The capsule network of Sabour et al. (2017): conv1 -> PrimaryCapsules ->
 /// DigitCapsules with dynamic routing (Procedure 1) -> masked Decoder (Section 4.1).
 /// Parameter names map one-to-one onto the seed's: conv1.*, primary_capsules.conv.*
 /// (the seed's conv2.*), digit_capsules.weight, decoder.{0,2,4}.*.
-struct CapsNetImpl : torch::nn::Module {
+struct CapsNetImpl : CapsuleNetworkImpl {
   explicit CapsNetImpl(const CapsNetConfig& config = {});
 
   /// Shapes: images [B, C, H, W] -> digit capsules [B, K, D].
-  at::Tensor capsules(const at::Tensor& images);
-
-  /// The decoder on the capsules with all but the chosen classes' zeroed.
-  /// Shapes: capsules [B, K, D], classes [B] -> [B, C, H, W], or classes
-  /// [B, P] -> [B, P, C, H, W] (see Decoder).
-  at::Tensor reconstruct(const at::Tensor& capsules, const at::Tensor& classes);
-
-  /// Full forward pass. The decoder is masked by `mask_classes` ([B] or
-  /// [B, P]) when given (the true labels in training), else by the prediction;
-  /// `with_reconstruction` false skips the decoder.
-  CapsNetOutput forward(const at::Tensor& images, const at::Tensor& mask_classes = {},
-                        bool with_reconstruction = true);
-
-  /// Called with a stage's name as each stage of the forward pass ends
-  /// ("conv1", "primary_capsules", "digit_capsules", "decoder"): for profiling.
-  std::function<void(const char*)> stage_hook;
+  at::Tensor capsules(const at::Tensor& images) override;
+  /// The masked decoder (Section 4.1); see CapsuleNetworkImpl::reconstruct.
+  at::Tensor reconstruct(const at::Tensor& capsules, const at::Tensor& classes) override;
+  CapsuleShape shape() const override {
+    return {config.image_size, config.in_channels, config.num_classes, config.digit_dim};
+  }
 
   /// Chooses the routing implementation; not part of the architecture.
-  void set_routing_impl(RoutingImpl impl) { digit_capsules->options.impl(impl); }
+  void set_routing_impl(RoutingImpl impl) override { digit_capsules->options.impl(impl); }
   /// Chooses the primary-capsule convolution's arithmetic; not part of the architecture.
-  void set_precision(Precision precision) { primary_capsules->options.precision(precision); }
+  void set_precision(Precision precision) override {
+    primary_capsules->options.precision(precision);
+  }
   /// Chooses how conv1 and the primary-capsule convolution run in fp32 on the CPU.
   void set_conv_algo(ConvAlgo algo) { primary_capsules->options.conv_algo(algo); }
 

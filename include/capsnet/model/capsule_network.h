@@ -1,0 +1,77 @@
+#pragma once
+
+// What every capsule network in capsnet offers (CapsNet, Efficient-CapsNet):
+// class capsules from images, and a decoder back to images. The task, the
+// predictor, predict, reconstruct, perturb and serve use this interface and
+// know no model by name.
+
+#include "capsnet/ops/fused_routing.h"
+#include "capsnet/ops/im2col_conv.h"
+
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+
+#include <functional>
+#include <memory>
+
+namespace capsnet {
+
+struct CapsNetOutput {
+  at::Tensor capsules;       ///< class capsules v_j, [B, K, D]
+  at::Tensor lengths;        ///< |v_j|, the class probabilities, [B, K]
+  at::Tensor predictions;    ///< argmax of lengths, [B] int64
+  /// Decoder output in [0, 1]: [B, C, H, W], or [B, P, C, H, W] when the mask
+  /// names P classes per image; undefined if not asked.
+  at::Tensor reconstruction;
+};
+
+/// The sizes a capsule network takes and gives.
+struct CapsuleShape {
+  int64_t image_size = 28; ///< square input images
+  int64_t in_channels = 1;
+  int64_t num_classes = 10; ///< K class capsules
+  int64_t capsule_dim = 16; ///< D
+};
+
+struct CapsuleNetworkImpl : torch::nn::Module {
+  /// Shapes: images [B, C, H, W] -> class capsules [B, K, D].
+  virtual at::Tensor capsules(const at::Tensor& images) = 0;
+
+  /// The decoder on the capsules with all but the chosen classes' zeroed.
+  /// Shapes: capsules [B, K, D], classes [B] -> [B, C, H, W], or classes
+  /// [B, P] -> [B, P, C, H, W] (see Decoder).
+  virtual at::Tensor reconstruct(const at::Tensor& capsules, const at::Tensor& classes) = 0;
+
+  virtual CapsuleShape shape() const = 0;
+
+  /// The routing's coupling coefficients for `images`, [B, N_in, K], as the
+  /// network's last forward pass computed them (the figure of attention).
+  /// Networks whose routing has none to show return an undefined tensor.
+  virtual at::Tensor coupling(const at::Tensor& images) { return {}; }
+
+  /// Full forward pass. The decoder is masked by `mask_classes` ([B] or
+  /// [B, P]) when given (the true labels in training), else by the prediction;
+  /// `with_reconstruction` false skips the decoder.
+  CapsNetOutput forward(const at::Tensor& images, const at::Tensor& mask_classes = {},
+                        bool with_reconstruction = true);
+
+  /// How the network computes; not part of its architecture. Networks
+  /// without the choice ignore it.
+  virtual void set_routing_impl(RoutingImpl impl) {}
+  virtual void set_precision(Precision precision) {}
+
+  /// Called with a stage's name as each stage of the forward pass ends
+  /// ("conv1", "primary_capsules", "digit_capsules", "decoder"): for profiling.
+  std::function<void(const char*)> stage_hook;
+
+ protected:
+  void stage(const char* name) const {
+    if (stage_hook) stage_hook(name);
+  }
+  /// Throws c10::Error unless `images` is [B, C, H, W] of the network's size.
+  void check_images(const at::Tensor& images) const;
+};
+
+using CapsuleNetworkPtr = std::shared_ptr<CapsuleNetworkImpl>;
+
+} // namespace capsnet

@@ -1,0 +1,106 @@
+#pragma once
+
+// Efficient-CapsNet (Mazzia, Salvetti and Chiaberge, Scientific Reports 11,
+// 2021) as its authors' code builds it: EscVM/Efficient-CapsNet at 4b337f5,
+// models/efficient_capsnet_graph_mnist.py (the network and the generator)
+// and utils/layers.py (PrimaryCaps, FCCaps, Squash).
+
+#include "capsnet/model/capsule_network.h"
+#include "capsnet/model/decoder.h"
+
+#include <nlohmann/json.hpp>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/pimpl.h>
+
+#include <vector>
+
+namespace capsnet {
+
+/// The architecture; the defaults are the authors' MNIST network.
+struct EfficientCapsNetConfig {
+  int64_t image_size = 28;
+  int64_t in_channels = 1;
+  int64_t num_classes = 10;
+  /// The stem: valid convolutions, each followed by ReLU and batch normalisation.
+  std::vector<int64_t> stem_channels = {32, 64, 64, 128};
+  std::vector<int64_t> stem_kernels = {5, 3, 3, 3};
+  std::vector<int64_t> stem_strides = {1, 1, 1, 2};
+  /// The primary capsules: a depthwise convolution as large as the stem's
+  /// output grid leaves one value per channel, read as capsules of this size
+  /// (128 channels / 8 = 16 capsules).
+  int64_t primary_dim = 8;
+  int64_t capsule_dim = 16; ///< class capsules' size
+  std::vector<int64_t> decoder_hidden = {512, 1024};
+  /// Keras's BatchNormalization defaults: moving averages kept at 0.99.
+  double bn_momentum = 0.01;
+  double bn_eps = 1e-3;
+
+  /// Side of the stem's output (9 for MNIST): the depthwise kernel's size.
+  int64_t stem_grid() const;
+  /// N_in of the routing: stem_channels.back() / primary_dim (16).
+  int64_t num_primary_capsules() const;
+  /// The network's trainable parameters, decoder excluded, from the sizes
+  /// alone (161,824 for MNIST; see the README's derivation).
+  int64_t parameter_count() const;
+  /// Throws std::invalid_argument naming the first inconsistent field.
+  void validate() const;
+  bool operator==(const EfficientCapsNetConfig& other) const;
+  bool operator!=(const EfficientCapsNetConfig& other) const { return !(*this == other); }
+};
+
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(EfficientCapsNetConfig, image_size, in_channels,
+                                                num_classes, stem_channels, stem_kernels,
+                                                stem_strides, primary_dim, capsule_dim,
+                                                decoder_hidden, bn_momentum, bn_eps)
+
+/// Batch normalisation over [B, C, H, W] whose batch statistics can span the
+/// processes of a data-parallel run: with `reduce` set (a sum over ranks that
+/// autograd differentiates), the mean and variance are those of the global
+/// batch, so that N ranks of B images compute what one process of N * B
+/// does. Without it, at::batch_norm. Parameters weight and bias, buffers
+/// running_mean, running_var (unbiased, as PyTorch keeps them).
+struct BatchNormImpl : torch::nn::Module {
+  BatchNormImpl(int64_t channels, double momentum, double eps);
+  at::Tensor forward(const at::Tensor& x);
+
+  double momentum, eps;
+  at::Tensor weight, bias, running_mean, running_var;
+  /// Sums a tensor over the ranks (identity in one process); null: local statistics.
+  std::function<at::Tensor(const at::Tensor&)> reduce;
+};
+TORCH_MODULE(BatchNorm);
+
+/// conv1..conv4 (each ReLU then batch norm bn1..bn4) -> primary_capsules (a
+/// depthwise convolution, squashed) -> the class capsules (u_hat = W u, then
+/// self-attention routing; routing_weight [N_in, K, D_in, D], routing_bias
+/// [N_in, K]: the authors' FCCaps W and b, transposed to N_in first) ->
+/// the decoder (the authors' generator: 512 and 1024 ReLU units, sigmoid).
+struct EfficientCapsNetImpl : CapsuleNetworkImpl {
+  explicit EfficientCapsNetImpl(const EfficientCapsNetConfig& config = {});
+
+  at::Tensor capsules(const at::Tensor& images) override;
+  at::Tensor reconstruct(const at::Tensor& capsules, const at::Tensor& classes) override;
+  CapsuleShape shape() const override {
+    return {config.image_size, config.in_channels, config.num_classes, config.capsule_dim};
+  }
+  /// The self-attention coupling coefficients c [B, N_in, K] (softmax over K).
+  at::Tensor coupling(const at::Tensor& images) override;
+
+  /// Primary capsules [B, N_in, D_in] of `images`.
+  at::Tensor primary(const at::Tensor& images);
+  /// Sets every batch norm's cross-rank sum (null: each process's own batch).
+  void set_batch_reduce(std::function<at::Tensor(const at::Tensor&)> reduce);
+
+  EfficientCapsNetConfig config;
+  std::vector<torch::nn::Conv2d> convs;
+  std::vector<BatchNorm> norms;
+  torch::nn::Conv2d primary_capsules{nullptr};
+  at::Tensor weight, routing_bias;
+  Decoder decoder{nullptr};
+
+ private:
+  at::Tensor routed(const at::Tensor& images, at::Tensor* coupling);
+};
+TORCH_MODULE(EfficientCapsNet);
+
+} // namespace capsnet

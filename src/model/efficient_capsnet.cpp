@@ -1,0 +1,219 @@
+#include "capsnet/model/efficient_capsnet.h"
+
+#include "capsnet/ops/attention_routing.h"
+#include "capsnet/ops/dynamic_routing.h"
+
+#include <torch/csrc/autograd/generated/variable_factories.h>
+#include <torch/nn/init.h>
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+namespace capsnet {
+
+namespace {
+
+void require(bool ok, const std::string& message) {
+  if (!ok) throw std::invalid_argument("efficient-capsnet config: " + message);
+}
+
+// Keras's truncated normal initialisers (he_normal, glorot_normal): N(0, std)
+// redrawn outside two standard deviations, the std corrected for the cut.
+void truncated_normal_(at::Tensor& tensor, double fan) {
+  const double std = std::sqrt(2.0 / fan) / 0.87962566103423978;
+  at::NoGradGuard no_grad;
+  tensor.normal_(0, std);
+  for (auto outside = tensor.abs() > 2 * std; outside.any().item<bool>();
+       outside = tensor.abs() > 2 * std) {
+    tensor.masked_scatter_(outside, at::empty_like(tensor).normal_(0, std).masked_select(outside));
+  }
+}
+
+} // namespace
+
+int64_t EfficientCapsNetConfig::stem_grid() const {
+  int64_t side = image_size;
+  for (size_t k = 0; k < stem_channels.size(); ++k) {
+    side = (side - stem_kernels[k]) / stem_strides[k] + 1;
+  }
+  return side;
+}
+
+int64_t EfficientCapsNetConfig::num_primary_capsules() const {
+  return stem_channels.back() / primary_dim;
+}
+
+int64_t EfficientCapsNetConfig::parameter_count() const {
+  int64_t count = 0, channels = in_channels;
+  for (size_t k = 0; k < stem_channels.size(); ++k) {
+    count += stem_kernels[k] * stem_kernels[k] * channels * stem_channels[k] + stem_channels[k];
+    count += 2 * stem_channels[k]; // batch norm's scale and shift
+    channels = stem_channels[k];
+  }
+  count += stem_grid() * stem_grid() * channels + channels; // depthwise kernel and bias
+  const int64_t n_in = num_primary_capsules();
+  return count + n_in * num_classes * primary_dim * capsule_dim + n_in * num_classes;
+}
+
+void EfficientCapsNetConfig::validate() const {
+  require(image_size >= 1 && image_size <= 1024, "image_size must be in [1, 1024], got " +
+                                                     std::to_string(image_size));
+  require(in_channels >= 1 && in_channels <= 64,
+          "in_channels must be in [1, 64], got " + std::to_string(in_channels));
+  require(num_classes >= 2 && num_classes <= 1000,
+          "num_classes must be in [2, 1000], got " + std::to_string(num_classes));
+  require(!stem_channels.empty() && stem_channels.size() <= 16 &&
+              stem_kernels.size() == stem_channels.size() &&
+              stem_strides.size() == stem_channels.size(),
+          "stem_channels, stem_kernels and stem_strides must list 1 to 16 layers each");
+  int64_t side = image_size;
+  for (size_t k = 0; k < stem_channels.size(); ++k) {
+    require(stem_channels[k] >= 1 && stem_channels[k] <= 4096 && stem_strides[k] >= 1 &&
+                stem_strides[k] <= 8 && stem_kernels[k] >= 1,
+            "stem layer " + std::to_string(k + 1) + " has a size out of range");
+    require(stem_kernels[k] <= side, "the images (" + std::to_string(image_size) +
+                                         " pixels) are too small for the stem: layer " +
+                                         std::to_string(k + 1) + "'s kernel is " +
+                                         std::to_string(stem_kernels[k]) + " wide but its input " +
+                                         std::to_string(side));
+    side = (side - stem_kernels[k]) / stem_strides[k] + 1;
+  }
+  require(primary_dim >= 1 && stem_channels.back() % primary_dim == 0,
+          "primary_dim (" + std::to_string(primary_dim) + ") must divide the stem's last width (" +
+              std::to_string(stem_channels.back()) + ")");
+  require(capsule_dim >= 1 && capsule_dim <= 256,
+          "capsule_dim must be in [1, 256], got " + std::to_string(capsule_dim));
+  for (auto width : decoder_hidden) {
+    require(width >= 1 && width <= 65536, "decoder widths must be in [1, 65536]");
+  }
+  require(bn_momentum > 0 && bn_momentum <= 1 && bn_eps > 0, "bn_momentum must be in (0, 1] "
+                                                             "and bn_eps positive");
+}
+
+bool EfficientCapsNetConfig::operator==(const EfficientCapsNetConfig& o) const {
+  return nlohmann::json(*this) == nlohmann::json(o);
+}
+
+BatchNormImpl::BatchNormImpl(int64_t channels, double momentum_, double eps_)
+    : momentum(momentum_), eps(eps_) {
+  weight = register_parameter("weight", torch::ones({channels}));
+  bias = register_parameter("bias", torch::zeros({channels}));
+  running_mean = register_buffer("running_mean", torch::zeros({channels}));
+  running_var = register_buffer("running_var", torch::ones({channels}));
+}
+
+at::Tensor BatchNormImpl::forward(const at::Tensor& x) {
+  TORCH_CHECK(x.dim() == 4 && x.size(1) == weight.size(0), "expected [B, ", weight.size(0),
+              ", H, W], got ", x.sizes());
+  if (!is_training() || !reduce) {
+    return at::batch_norm(x, weight, bias, running_mean, running_var, is_training(), momentum, eps,
+                          /*cudnn_enabled=*/true);
+  }
+  // The global batch's moments from per-rank sums, differentiated through the sum.
+  const int64_t C = x.size(1);
+  const double local = static_cast<double>(x.numel() / C);
+  auto sums = reduce(at::stack({x.sum({0, 2, 3}), x.pow(2).sum({0, 2, 3}),
+                                at::full({C}, local, x.options())}));
+  const auto count = sums[2];
+  const auto mean = sums[0] / count;
+  const auto var = sums[1] / count - mean.pow(2);
+  {
+    at::NoGradGuard no_grad;
+    const auto n = count[0].item<double>();
+    running_mean.mul_(1 - momentum).add_(mean.detach(), momentum);
+    running_var.mul_(1 - momentum).add_(var.detach() * (n / std::max(n - 1, 1.0)), momentum);
+  }
+  const auto scale = weight / (var + eps).sqrt();
+  return x * scale.view({1, C, 1, 1}) + (bias - mean * scale).view({1, C, 1, 1});
+}
+
+EfficientCapsNetImpl::EfficientCapsNetImpl(const EfficientCapsNetConfig& config_)
+    : config(config_) {
+  config.validate();
+  int64_t channels = config.in_channels;
+  for (size_t k = 0; k < config.stem_channels.size(); ++k) {
+    const auto name = std::to_string(k + 1);
+    auto conv = register_module(
+        "conv" + name,
+        torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, config.stem_channels[k],
+                                                   config.stem_kernels[k])
+                              .stride(config.stem_strides[k])));
+    const double fan_in = static_cast<double>(conv->weight[0].numel());
+    truncated_normal_(conv->weight, fan_in); // he_normal
+    torch::nn::init::zeros_(conv->bias);
+    convs.push_back(conv);
+    norms.push_back(register_module(
+        "bn" + name, BatchNorm(config.stem_channels[k], config.bn_momentum, config.bn_eps)));
+    channels = config.stem_channels[k];
+  }
+  const int64_t grid = config.stem_grid();
+  primary_capsules = register_module(
+      "primary_capsules",
+      torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, channels, grid).groups(channels)));
+  { // Keras's glorot_uniform for a (K, K, 1, F) kernel
+    const double limit = std::sqrt(6.0 / (grid * grid * (1.0 + channels)));
+    torch::nn::init::uniform_(primary_capsules->weight, -limit, limit);
+    torch::nn::init::zeros_(primary_capsules->bias);
+  }
+  const int64_t n_in = config.num_primary_capsules(), K = config.num_classes;
+  weight = register_parameter("routing_weight",
+                              torch::empty({n_in, K, config.primary_dim, config.capsule_dim}));
+  // he_normal of the authors' W [K, N_in, D_in, D]: Keras's fan-in is D_in * K * N_in.
+  truncated_normal_(weight, static_cast<double>(config.primary_dim * K * n_in));
+  routing_bias = register_parameter("routing_bias", torch::zeros({n_in, K}));
+  decoder = register_module(
+      "decoder",
+      Decoder(DecoderOptions(K, config.capsule_dim,
+                             {config.in_channels, config.image_size, config.image_size})
+                  .hidden(config.decoder_hidden)));
+  for (size_t k = 0; k < decoder->layers.size(); ++k) {
+    auto& layer = decoder->layers[k];
+    const bool last = k + 1 == decoder->layers.size();
+    const double fan_in = static_cast<double>(layer->weight.size(1));
+    // he_normal, then glorot_normal for the sigmoid layer
+    truncated_normal_(layer->weight, last ? fan_in + layer->weight.size(0) : fan_in);
+    torch::nn::init::zeros_(layer->bias);
+  }
+}
+
+at::Tensor EfficientCapsNetImpl::primary(const at::Tensor& images) {
+  check_images(images);
+  auto x = images;
+  for (size_t k = 0; k < convs.size(); ++k) x = norms[k]->forward(at::relu(convs[k]->forward(x)));
+  stage("conv1");
+  x = primary_capsules->forward(x); // [B, F, 1, 1]
+  const auto out = efficient_squash(
+      x.reshape({x.size(0), config.num_primary_capsules(), config.primary_dim}));
+  stage("primary_capsules");
+  return out;
+}
+
+at::Tensor EfficientCapsNetImpl::routed(const at::Tensor& images, at::Tensor* coupling) {
+  const auto u = primary(images);
+  const auto v = attention_routing(prediction_vectors(u, weight), routing_bias, coupling);
+  stage("digit_capsules");
+  return v;
+}
+
+at::Tensor EfficientCapsNetImpl::capsules(const at::Tensor& images) {
+  return routed(images, nullptr);
+}
+
+at::Tensor EfficientCapsNetImpl::coupling(const at::Tensor& images) {
+  at::Tensor c;
+  routed(images, &c);
+  return c;
+}
+
+at::Tensor EfficientCapsNetImpl::reconstruct(const at::Tensor& capsules,
+                                             const at::Tensor& classes) {
+  return decoder->forward(capsules, classes);
+}
+
+void EfficientCapsNetImpl::set_batch_reduce(
+    std::function<at::Tensor(const at::Tensor&)> reduce) {
+  for (auto& norm : norms) norm->reduce = reduce;
+}
+
+} // namespace capsnet
