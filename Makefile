@@ -42,7 +42,7 @@ test-minimal: deps data
 	  -DCAPSNET_WITH_FIGURES=OFF -DCAPSNET_WITH_SERVE=OFF -DCAPSNET_WITH_GLOO=OFF
 	cmake --build $(MINIMAL_BUILD) -j $(JOBS)
 	bash scripts/check-minimal-build.sh $(MINIMAL_BUILD)
-	cd $(MINIMAL_BUILD) && ctest --output-on-failure --timeout 900 -LE as_avx2 -E '^(cli|cli_time_limit|cli_folder)$$'
+	cd $(MINIMAL_BUILD) && ctest --output-on-failure --timeout 900 -LE as_avx2 -E '^(cli|cli_time_limit|cli_folder|cli_efficient)$$'
 
 # make test-sanitize: the whole suite (unit tests, both ISAs, and the CLI
 # tests) on a build with AddressSanitizer and UndefinedBehaviorSanitizer, in

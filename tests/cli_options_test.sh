@@ -124,6 +124,11 @@ row "train: MultiMNIST, the seed's departures one by one, bf16" 0 \
   train --dataset multimnist --routing-softmax children --recon-loss mse --mask prediction \
   --normalize 1 --margin-squared 0 --digit-bias 1 --precision bf16 "${S[@]}" --epochs 1 \
   --batch-size 16 --out "$work/multi"
+row "train: Efficient-CapsNet's preset, its augmentation and lr floor" 0 \
+  'config_is "$work/eff" preset=efficient-capsnet model_name=efficient-capsnet digit_augment=true \
+     lr_min=0.0002 lr=0.0005 efficient.image_size=28' \
+  train --preset efficient-capsnet --model efficient-capsnet --digit-augment --lr-min 2e-4 \
+  "${S[@]}" --epochs 1 --out "$work/eff"
 row "train: --resume adds an epoch" 0 'test "$(lines "$work/cnn/metrics.jsonl")" -eq 2' \
   train --resume "$work/cnn" --epochs 2 --threads 1
 mkdir -p "$work/forced" && echo notes >"$work/forced/notes.txt"
@@ -194,6 +199,8 @@ row "bench: im2col, JSON and a trace" 0 \
   --trace "$work/trace.json" --json
 row "bench: reference routing, bf16" 0 'grep -q "reference routing" "$out" && '"$bf16_said" \
   bench --batch-size 4 --steps 1 --warmup 0 --routing reference --precision bf16 --threads 1
+row "bench: Efficient-CapsNet" 0 'grep -q "capsnet bench: efficient-capsnet, batch 4" "$out"' \
+  bench --model efficient-capsnet --batch-size 4 --steps 1 --warmup 0 --threads 1
 python3 - "$mnist" "$work/three.idx" <<'PY'
 import gzip, os, struct, sys
 path = sys.argv[1] + "/t10k-images-idx3-ubyte"
@@ -215,6 +222,10 @@ row "perturb: capsule 5 of image 3, steps of 0.25" 0 \
   'grep -q "wrote $work/perturb.png: 16 dimensions x 5 steps of 0.25 for capsule 5 of test image 3" "$out"' \
   perturb --checkpoint "$ckpt" --out "$work/perturb.png" --data "$mnist" --dataset mnist --scale 1 \
   --threads 1 --index 3 --class 5 --range 0.5 --step 0.25
+row "attention: Efficient-CapsNet's coupling of 3 digits" 0 \
+  'grep -q "wrote $work/attention.png: coupling coefficients of 3 test images (16 primary capsules x 10 classes)" "$out"' \
+  attention --checkpoint "$work/eff/last.pt" --out "$work/attention.png" --data "$mnist" \
+  --dataset mnist --scale 1 --threads 1 --n 3
 row "plot: the resumed run's two epochs" 0 'grep -q "wrote $work/curves.png: 2 epochs" "$out"' \
   plot "$work/cnn" --out "$work/curves.png"
 row "export: --format and --out" 0 \

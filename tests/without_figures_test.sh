@@ -7,7 +7,7 @@ set -uo pipefail
 capsnet=$1
 source "$(dirname "$0")/test_lib.sh"
 
-for command in reconstruct perturb plot; do
+for command in reconstruct perturb attention plot; do
   expect_fail "$command is refused by name" "capsnet $command is not in this build (configured with -DCAPSNET_WITH_FIGURES=OFF" \
     "$command" --checkpoint x.pt --out y.png
 done

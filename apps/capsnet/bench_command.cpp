@@ -20,9 +20,13 @@ struct BenchFlags {
 
 Runner add_bench_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("bench", "Time training and inference steps of the paper's "
-                                          "CapsNet on random data; per-stage breakdown");
+                                          "CapsNet (or Efficient-CapsNet) on random data; "
+                                          "per-stage breakdown");
   auto flags = std::make_shared<BenchFlags>();
   auto& bench = flags->bench;
+  cmd->add_option("--model", bench.model, "the network: capsnet or efficient-capsnet")
+      ->check(CLI::IsMember({"capsnet", "efficient-capsnet"}))
+      ->capture_default_str();
   cmd->add_option("--batch-size", bench.batch_size, "images per step")
       ->check(CLI::Range(int64_t(1), int64_t(65536)))
       ->capture_default_str();

@@ -20,9 +20,10 @@ Commands add_commands(CLI::App& app) {
 #ifdef CAPSNET_WITH_FIGURES
   run["reconstruct"] = add_reconstruct_command(app);
   run["perturb"] = add_perturb_command(app);
+  run["attention"] = add_attention_command(app);
   run["plot"] = add_plot_command(app);
 #else
-  for (const std::string name : {"reconstruct", "perturb", "plot"}) {
+  for (const std::string name : {"reconstruct", "perturb", "attention", "plot"}) {
     run[name] = add_missing_command(app, name, "-DCAPSNET_WITH_FIGURES=OFF, without cairo");
     commands.left_out.push_back(name);
   }

@@ -29,6 +29,7 @@ Runner add_bench_command(CLI::App& app);
 Runner add_predict_command(CLI::App& app);
 Runner add_reconstruct_command(CLI::App& app);
 Runner add_perturb_command(CLI::App& app);
+Runner add_attention_command(CLI::App& app);
 Runner add_plot_command(CLI::App& app);
 Runner add_export_command(CLI::App& app);
 Runner add_launch_command(CLI::App& app);

@@ -1,5 +1,6 @@
 // The paper's figures from a trained model (reconstructions, Fig. 3;
-// capsule-dimension perturbations, Fig. 4) and training curves of a run.
+// capsule-dimension perturbations, Fig. 4), Efficient-CapsNet's attention
+// coefficients, and training curves of a run.
 #include "commands.h"
 
 #include "capsnet/data/batch.h"
@@ -216,6 +217,75 @@ Runner add_reconstruct_command(CLI::App& app) {
                   static_cast<long>(scanned));
     }
     std::printf("\n");
+    return 0;
+  };
+}
+
+Runner add_attention_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "attention", "The routing's coupling coefficients of test images: for Efficient-CapsNet, "
+                   "the self-attention c_ij of each primary capsule i (row) for each class j "
+                   "(column)");
+  auto f = std::make_shared<CheckpointFlags>();
+  auto n = std::make_shared<int64_t>(8);
+  add_checkpoint_flags(cmd, *f, "attention.png");
+  cmd->add_option("--n", *n, "test images shown (the first N of the test set)")
+      ->check(CLI::Range(int64_t(1), int64_t(256)))
+      ->capture_default_str();
+
+  return [f, n]() {
+    set_thread_count(f->threads);
+    auto predictor = Predictor::load(f->checkpoint, "capsnet attention");
+    auto options = predictor.options();
+    check_outputs({f->out}, checkpoint_and_data(*f, options));
+    const auto data = load_test_split(options, f->data_dir, f->dataset, 0, predictor.shape());
+    const auto examples = test_examples(options, data, *n, predictor.shape());
+    const int64_t shown = std::min(*n, examples.size());
+    const auto images = examples.images.narrow(0, 0, shown);
+    const auto coupling = predictor.coupling(images);
+    if (!coupling.defined()) {
+      throw std::invalid_argument(
+          "capsnet attention: model '" + options.model_name +
+          "' has no attention coefficients to show (its routing's coefficients depend on the "
+          "iteration); use a checkpoint of efficient-capsnet");
+    }
+    const auto out = predictor.classify(images);
+    viz::GridFigure figure;
+    figure.scale = f->scale;
+    figure.title = "Self-attention routing: " + f->checkpoint;
+    const int64_t n_in = coupling.size(1), K = coupling.size(2), block = 3;
+    viz::GridSection section{"c_ij: rows are the " + std::to_string(n_in) +
+                                 " primary capsules i, columns the classes j; white is 1",
+                             {}};
+    for (int64_t b = 0; b < shown; ++b) {
+      GrayImage map(static_cast<int>(K * block), static_cast<int>(n_in * block));
+      const auto c = coupling[b].contiguous();
+      for (int64_t i = 0; i < n_in; ++i) {
+        for (int64_t j = 0; j < K; ++j) {
+          const float value = c[i][j].item<float>();
+          for (int64_t y = 0; y < block; ++y) {
+            for (int64_t x = 0; x < block; ++x) {
+              map.at(static_cast<int>(j * block + x), static_cast<int>(i * block + y)) = value;
+            }
+          }
+        }
+      }
+      const auto label = classes_text(examples.labels[b], predictor.shape());
+      const auto predicted = out.predictions[b].item<int64_t>();
+      viz::GridRow row{label + " as " + predictor.class_name(predicted), {}};
+      row.cells.push_back(cell(images[b]));
+      row.cells.push_back({map, "", {}});
+      section.rows.push_back(row);
+    }
+    figure.sections.push_back(section);
+    viz::write_grid_png(f->out, figure);
+    std::printf("wrote %s: coupling coefficients of %ld test images (%ld primary capsules x %ld "
+                "classes); mean coupling to the predicted class %.3f\n",
+                f->out.c_str(), static_cast<long>(shown), static_cast<long>(n_in),
+                static_cast<long>(K),
+                coupling.gather(2, out.predictions.view({-1, 1, 1}).expand({shown, n_in, 1}))
+                    .mean()
+                    .item<double>());
     return 0;
   };
 }

@@ -14,6 +14,7 @@
 #endif
 #include "capsnet/dist/process_group.h"
 
+#include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/autograd/grad_mode.h>
 #include <torch/csrc/distributed/c10d/Backend.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
@@ -443,6 +444,37 @@ void ProcessGroup::sum(std::vector<double>& values) {
   m.wait(work, "an all-reduce of the step's metrics");
   t = t.cpu();
   std::copy(t.data_ptr<double>(), t.data_ptr<double>() + t.numel(), values.begin());
+}
+
+namespace {
+
+// The sum over ranks as an autograd op: the gradient of every rank's input
+// is the sum of the ranks' output gradients (the backward of a broadcast sum).
+struct SumOverRanks : torch::autograd::Function<SumOverRanks> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& input,
+                            ProcessGroup* group) {
+    ctx->saved_data["group"] = reinterpret_cast<int64_t>(group);
+    return group->sum_tensor(input);
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto* group = reinterpret_cast<ProcessGroup*>(ctx->saved_data["group"].toInt());
+    return {group->sum_tensor(grads[0]), at::Tensor()};
+  }
+};
+
+} // namespace
+
+at::Tensor ProcessGroup::sum_tensor(const at::Tensor& tensor) {
+  auto& m = *impl_;
+  auto t = tensor.detach().to(m.device).contiguous().clone();
+  auto work = m.allreduce(t);
+  m.wait(work, "an all-reduce of batch statistics");
+  return t.to(tensor.device());
+}
+
+DifferentiableSum ProcessGroup::differentiable_sum() {
+  return [this](const at::Tensor& tensor) { return SumOverRanks::apply(tensor, this); };
 }
 
 void ProcessGroup::attach(const std::vector<at::Tensor>& parameters) {

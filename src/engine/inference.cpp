@@ -69,6 +69,14 @@ at::Tensor Predictor::reconstruct(const at::Tensor& capsules, const at::Tensor& 
   return model_->reconstruct(capsules.to(device_), classes.to(device_)).cpu();
 }
 
+at::Tensor Predictor::coupling(const at::Tensor& images) const {
+  torch::NoGradGuard no_grad;
+  auto x = images.to(device_, at::kFloat);
+  if (options_.normalize) x = standardize(x, shape_.mean, shape_.std);
+  const auto c = model_->coupling(x);
+  return c.defined() ? c.cpu() : c;
+}
+
 at::Tensor to_unit_float(const at::Tensor& images) { return images.to(at::kFloat).div(255.0); }
 
 } // namespace capsnet

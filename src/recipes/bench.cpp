@@ -4,6 +4,7 @@
 #include "capsnet/engine/runtime.h"
 #include "capsnet/io/atomic_file.h"
 #include "capsnet/model/capsnet.h"
+#include "capsnet/model/efficient_capsnet.h"
 
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/grad_mode.h>
@@ -69,11 +70,11 @@ double matmul_probe_gflops(at::ScalarType dtype, const c10::Device& device) {
   return best;
 }
 
-// What the steps run: the paper's CapsNet, objective and optimiser on one
-// random batch.
+// What the steps run: the network with its preset's objective and the
+// optimiser on one random batch.
 struct Workload {
-  TrainOptions options; // the paper's defaults
-  CapsNet model{nullptr};
+  TrainOptions options; // the paper's defaults, or Efficient-CapsNet's preset
+  CapsuleNetworkPtr model;
   std::unique_ptr<torch::optim::Adam> adam;
   at::Tensor images, labels;
 };
@@ -81,16 +82,26 @@ struct Workload {
 Workload make_workload(const BenchOptions& options, ConvAlgo conv_algo) {
   Workload w;
   torch::manual_seed(0);
-  w.model = CapsNet(w.options.model);
+  if (options.model == "efficient-capsnet") {
+    w.options = preset_options("efficient-capsnet");
+    w.model = EfficientCapsNet(w.options.efficient).ptr();
+  } else if (options.model == "capsnet") {
+    auto capsnet = CapsNet(w.options.model);
+    capsnet->set_conv_algo(conv_algo);
+    w.model = capsnet.ptr();
+  } else {
+    throw std::invalid_argument("bench: model '" + options.model +
+                                "' is not one of capsnet, efficient-capsnet");
+  }
   w.model->set_routing_impl(options.routing);
-  w.model->set_conv_algo(conv_algo);
   w.model->to(options.device);
   w.model->set_precision(options.precision);
   w.adam = std::make_unique<torch::optim::Adam>(w.model->parameters(),
                                                 torch::optim::AdamOptions(w.options.lr));
-  const int64_t side = w.options.model.image_size;
+  const auto sizes = w.model->shape();
+  const int64_t side = sizes.image_size;
   w.images = at::rand({options.batch_size, 1, side, side}).to(options.device);
-  w.labels = at::randint(w.options.model.num_classes, {options.batch_size}, at::kLong)
+  w.labels = at::randint(sizes.num_classes, {options.batch_size}, at::kLong)
                  .to(options.device);
   return w;
 }
@@ -235,7 +246,8 @@ BenchResult run_bench(const BenchOptions& options, std::ostream* log) {
     if (log) *log << "trace of one training step written to " << options.trace << "\n";
   }
   result.inference_seconds = time_inference(workload, options);
-  result.flops = model_flops(workload.options.model);
+  result.flops = options.model == "efficient-capsnet" ? model_flops(workload.options.efficient)
+                                                      : model_flops(workload.options.model);
   result.probe_fp32_gflops = matmul_probe_gflops(at::kFloat, options.device);
   if (result.bf16.available) {
     result.probe_bf16_gflops = matmul_probe_gflops(at::kBFloat16, options.device);
@@ -248,6 +260,7 @@ nlohmann::json bench_json(const BenchResult& r) {
   const auto& o = r.options;
   const double probe = r.probe_gflops();
   nlohmann::json j = {
+      {"model", o.model},
       {"batch_size", o.batch_size},
       {"steps", o.steps},
       {"threads", r.threads},
@@ -291,8 +304,8 @@ std::string bench_text(const BenchResult& r) {
                                                   " GFLOP/s (" + r.bf16.isa + ")"
                                             : "unavailable: " + r.bf16.why_not;
   std::string text =
-      format("capsnet bench: batch %ld, %ld steps after %ld warm-up, %d threads, %s routing, %s\n",
-             static_cast<long>(o.batch_size), static_cast<long>(o.steps),
+      format("capsnet bench: %s, batch %ld, %ld steps after %ld warm-up, %d threads, %s routing, %s\n",
+             o.model.c_str(), static_cast<long>(o.batch_size), static_cast<long>(o.steps),
              static_cast<long>(o.warmup), r.threads, enum_name(o.routing).c_str(), precision.c_str());
   text += format("CPU: %s; capsnet kernels %s\n", r.cpu.describe().c_str(),
                  enum_name(r.kernel_isa).c_str());

@@ -6,6 +6,7 @@
 #include "capsnet/engine/runtime.h"
 #include "capsnet/engine/trainer.h"
 #include "capsnet/io/atomic_file.h"
+#include "capsnet/layers/batch_norm.h"
 
 #include <ATen/Parallel.h>
 #include <nlohmann/json.hpp>
@@ -314,6 +315,9 @@ TrainReport train_in_group(const TrainOptions& given, const std::string& run_dir
   if (group) {
     group->attach(net.parameters());
     group->broadcast_parameters();
+    // Batch norms normalise by the global batch's statistics: N ranks of B
+    // images train as one process of N * B does.
+    set_batch_norm_reduce(net, group->differentiable_sum());
   }
 
   const auto prepared = source_options(options, shape);

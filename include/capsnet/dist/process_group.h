@@ -22,6 +22,7 @@
 #include "capsnet/engine/replicas.h"
 #include "capsnet/engine/step.h"
 #include "capsnet/io/enum_names.h"
+#include "capsnet/layers/batch_norm.h"
 
 #include <ATen/ATen.h>
 #include <c10/core/Device.h>
@@ -114,6 +115,11 @@ class ProcessGroup : public Replicas {
   Backend backend() const;
 
   void sum(std::vector<double>& values) override;
+  /// The element-wise sum of `tensor` over all ranks (blocking; every rank calls it).
+  at::Tensor sum_tensor(const at::Tensor& tensor);
+  /// sum_tensor as an autograd op, for batch statistics over the global
+  /// batch (layers/batch_norm.h). The group must outlive its uses.
+  DifferentiableSum differentiable_sum();
 
   /// The parameters whose gradients begin/finish_gradients average: hooks
   /// are registered on them, and buckets laid out in reverse order (the

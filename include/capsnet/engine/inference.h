@@ -43,6 +43,10 @@ class Predictor {
   /// Decoder output from `capsules` masked to `classes`: [B, C, H, W] in [0, 1].
   at::Tensor reconstruct(const at::Tensor& capsules, const at::Tensor& classes) const;
 
+  /// The routing's coupling coefficients of `images`, [B, N_in, K], or an
+  /// undefined tensor when the network has none to show (CapsuleNetworkImpl::coupling).
+  at::Tensor coupling(const at::Tensor& images) const;
+
   /// Moves the model; inputs follow it and results come back on the CPU.
   void to(const c10::Device& device);
 

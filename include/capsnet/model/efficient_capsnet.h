@@ -5,6 +5,7 @@
 // models/efficient_capsnet_graph_mnist.py (the network and the generator)
 // and utils/layers.py (PrimaryCaps, FCCaps, Squash).
 
+#include "capsnet/layers/batch_norm.h"
 #include "capsnet/model/capsule_network.h"
 #include "capsnet/model/decoder.h"
 
@@ -53,23 +54,6 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(EfficientCapsNetConfig, image_si
                                                 stem_strides, primary_dim, capsule_dim,
                                                 decoder_hidden, bn_momentum, bn_eps)
 
-/// Batch normalisation over [B, C, H, W] whose batch statistics can span the
-/// processes of a data-parallel run: with `reduce` set (a sum over ranks that
-/// autograd differentiates), the mean and variance are those of the global
-/// batch, so that N ranks of B images compute what one process of N * B
-/// does. Without it, at::batch_norm. Parameters weight and bias, buffers
-/// running_mean, running_var (unbiased, as PyTorch keeps them).
-struct BatchNormImpl : torch::nn::Module {
-  BatchNormImpl(int64_t channels, double momentum, double eps);
-  at::Tensor forward(const at::Tensor& x);
-
-  double momentum, eps;
-  at::Tensor weight, bias, running_mean, running_var;
-  /// Sums a tensor over the ranks (identity in one process); null: local statistics.
-  std::function<at::Tensor(const at::Tensor&)> reduce;
-};
-TORCH_MODULE(BatchNorm);
-
 /// conv1..conv4 (each ReLU then batch norm bn1..bn4) -> primary_capsules (a
 /// depthwise convolution, squashed) -> the class capsules (u_hat = W u, then
 /// self-attention routing; routing_weight [N_in, K, D_in, D], routing_bias
@@ -88,8 +72,6 @@ struct EfficientCapsNetImpl : CapsuleNetworkImpl {
 
   /// Primary capsules [B, N_in, D_in] of `images`.
   at::Tensor primary(const at::Tensor& images);
-  /// Sets every batch norm's cross-rank sum (null: each process's own batch).
-  void set_batch_reduce(std::function<at::Tensor(const at::Tensor&)> reduce);
 
   EfficientCapsNetConfig config;
   std::vector<torch::nn::Conv2d> convs;

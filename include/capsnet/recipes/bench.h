@@ -22,6 +22,9 @@
 namespace capsnet {
 
 struct BenchOptions {
+  /// The network: "capsnet" (the paper's defaults) or "efficient-capsnet"
+  /// (its preset's objective); for MNIST's 28x28 digits.
+  std::string model = "capsnet";
   int64_t batch_size = 128; ///< images per step
   int64_t steps = 5;        ///< timed steps
   int64_t warmup = 1;       ///< untimed steps first

@@ -1,0 +1,36 @@
+#pragma once
+
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+
+#include <functional>
+
+namespace capsnet {
+
+/// A sum over the processes of a data-parallel run that autograd
+/// differentiates (its backward sums the gradients the same way).
+using DifferentiableSum = std::function<at::Tensor(const at::Tensor&)>;
+
+/// Batch normalisation over [B, C, H, W] whose batch statistics can span the
+/// processes of a data-parallel run: with `reduce` set (a sum over ranks that
+/// autograd differentiates), the mean and variance are those of the global
+/// batch, so that N ranks of B images compute what one process of N * B
+/// does. Without it, at::batch_norm. Parameters weight and bias, buffers
+/// running_mean, running_var (unbiased, as PyTorch keeps them).
+struct BatchNormImpl : torch::nn::Module {
+  BatchNormImpl(int64_t channels, double momentum, double eps);
+  at::Tensor forward(const at::Tensor& x);
+
+  double momentum, eps;
+  at::Tensor weight, bias, running_mean, running_var;
+  /// Sums a tensor over the ranks (identity in one process); null: local statistics.
+  DifferentiableSum reduce;
+};
+TORCH_MODULE(BatchNorm);
+
+/// Gives every BatchNorm inside `module` the cross-rank sum `reduce` (null:
+/// back to each process's own batch). Returns how many it found.
+int64_t set_batch_norm_reduce(torch::nn::Module& module, const DifferentiableSum& reduce);
+
+} // namespace capsnet
