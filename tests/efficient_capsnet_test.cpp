@@ -1,4 +1,5 @@
 #include "capsnet/data/digit_augment.h"
+#include "capsnet/engine/flops.h"
 #include "capsnet/engine/task.h"
 #include "capsnet/model/efficient_capsnet.h"
 #include "capsnet/ops/attention_routing.h"
@@ -155,6 +156,22 @@ TEST(EfficientCapsNet, MnistNetworkHasThePapersParameterCount) {
   EXPECT_EQ(trainable(*model) - decoder + moving, 162400);
   EXPECT_EQ(config.stem_grid(), 9);
   EXPECT_EQ(config.num_primary_capsules(), 16);
+}
+
+// By hand: the stem 2 * (24^2 * 32 * 25 + 22^2 * 64 * 288 + 20^2 * 64 * 576
+// + 9^2 * 128 * 576) = 60,198,912; depthwise 2 * 128 * 81; u_hat 2 * 16 * 10 * 8
+// * 16; routing 3 * 2 * 16 * 10 * 16; decoder 2 * (160 * 512 + 512 * 1024 + 1024
+// * 784). Training: three forwards less conv1's input gradient (921,600).
+TEST(EfficientCapsNet, FlopsPerImage) {
+  const auto f = model_flops(EfficientCapsNetConfig{});
+  EXPECT_DOUBLE_EQ(f.conv1, 60198912);
+  EXPECT_DOUBLE_EQ(f.first_layer, 921600);
+  EXPECT_DOUBLE_EQ(f.primary, 20736);
+  EXPECT_DOUBLE_EQ(f.prediction, 40960);
+  EXPECT_DOUBLE_EQ(f.routing, 15360);
+  EXPECT_DOUBLE_EQ(f.decoder, 2818048);
+  EXPECT_DOUBLE_EQ(f.forward(), 63094016);
+  EXPECT_DOUBLE_EQ(f.training(), 3 * 63094016.0 - 921600);
 }
 
 TEST(EfficientCapsNet, ParameterCountFollowsOtherSizes) {

@@ -110,17 +110,20 @@ class ModelRegistry : public ::testing::Test {
 
 TEST_F(ModelRegistry, ListsTheBuiltInModels) {
   const auto names = model_names();
-  ASSERT_GE(names.size(), 2u);
+  ASSERT_GE(names.size(), 3u);
   EXPECT_EQ(names[0], "capsnet");
-  EXPECT_EQ(names[1], "baseline-cnn");
+  EXPECT_EQ(names[1], "efficient-capsnet");
+  EXPECT_EQ(names[2], "baseline-cnn");
   EXPECT_TRUE(model_info("capsnet").offers(Capability::kDecoder));
+  EXPECT_TRUE(model_info("efficient-capsnet").offers(Capability::kCapsules));
+  EXPECT_FALSE(model_info("efficient-capsnet").offers(Capability::kBf16));
   EXPECT_FALSE(model_info("baseline-cnn").offers(Capability::kCapsules));
   try {
     model_info("resnet");
     FAIL() << "an unknown model was found";
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("'resnet' is not a known model; expected capsnet, "
-                                         "baseline-cnn"),
+                                         "efficient-capsnet, baseline-cnn"),
               std::string::npos)
         << e.what();
   }

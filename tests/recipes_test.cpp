@@ -237,6 +237,7 @@ BenchResult hand_made_bench() {
   r.routing_path = "fused, capsnet's AVX2 kernels";
   r.flops.conv1 = 0.5e9;       // forward 2 GFLOP,
   r.flops.primary = 1.5e9;     // training 3 * 2 - 0.5 = 5.5
+  r.flops.first_layer = 0.5e9; // (conv1 needs no input gradient)
   r.train_seconds = 2;         // 32 images: 16 images/s, 88 GFLOP/s
   r.inference_seconds = 0.5;   // 64 images/s, 128 GFLOP/s
   r.stage_seconds = {{"backward", 1.5}, {"conv1", 0.5}};
@@ -252,7 +253,8 @@ TEST(BenchRecipe, RendersTheTerminalReport) {
   EXPECT_DOUBLE_EQ(r.train_gflops(), 88);
   EXPECT_DOUBLE_EQ(r.inference_gflops(), 128);
   EXPECT_EQ(bench_text(r),
-            "capsnet bench: batch 8, 4 steps after 1 warm-up, 2 threads, fused routing, fp32\n"
+            "capsnet bench: capsnet, batch 8, 4 steps after 1 warm-up, 2 threads, fused routing, "
+            "fp32\n"
             "CPU: " + r.cpu.describe() + "; capsnet kernels AVX2\n"
             "BLAS core Haswell (OPENBLAS_CORETYPE=unset), LibTorch " TORCH_VERSION "\n"
             "primary-capsule convolution: oneDNN convolution; routing: fused, capsnet's AVX2 "
@@ -271,7 +273,8 @@ TEST(BenchRecipe, RendersOneJsonObject) {
   auto r = hand_made_bench();
   r.openblas_coretype = "Nehalem";
   const auto j = bench_json(r);
-  EXPECT_EQ(j.size(), 29u);
+  EXPECT_EQ(j.size(), 30u);
+  EXPECT_EQ(j.at("model"), "capsnet");
   EXPECT_EQ(j.at("routing"), "fused");
   EXPECT_EQ(j.at("cpu_bf16"), "none");
   EXPECT_EQ(j.at("openblas_coretype_env"), "Nehalem");
@@ -308,7 +311,7 @@ TEST(BenchRecipe, TimesEveryStageOfTheTimedSteps) {
   EXPECT_GT(r.probe_fp32_gflops, 0);
   EXPECT_EQ(r.probe_bf16_gflops > 0, r.bf16.available);
   EXPECT_EQ(r.conv_algo, conv_algo_for(ConvAlgo::kAuto));
-  EXPECT_EQ(bench_text(r).rfind("capsnet bench: batch 2, 2 steps after 0 warm-up, ", 0), 0u);
+  EXPECT_EQ(bench_text(r).rfind("capsnet bench: capsnet, batch 2, 2 steps after 0 warm-up, ", 0), 0u);
 }
 
 } // namespace
