@@ -72,7 +72,7 @@ expect_fail "so does predict" "needs capsule lengths and poses, which model 'bas
   --checkpoint "$work/baseline/last.pt" "$data/t10k-images-idx3-ubyte"
 expect_fail "--model cannot change on resume" "cannot change when resuming" train \
   --resume "$work/baseline" --model capsnet
-expect_fail "an unknown model" "'resnet' is not a known model; expected capsnet or baseline-cnn" \
+expect_fail "an unknown model" "'resnet' is not a known model; expected capsnet, efficient-capsnet or baseline-cnn" \
   train --model resnet --out "$work/y"
 
 # Table 1's five rows, two trials each, on a tiny budget; run again, it trains nothing.
