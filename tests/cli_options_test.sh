@@ -251,10 +251,11 @@ row "experiment table1: one trial of each row, on a folder" 0 \
   'test "$(grep -c "^| .* | 1 | 0\." "$work/t1/table1.md")" -eq 5 && config_is "$work/t1/capsnet-r1-norecon/trial-1" epochs=1 batch_size=8 train_size=16 test_size=8 threads=1 precision=bf16 dataset=folder' \
   experiment table1 --trials 1 --epochs 1 --batch-size 8 --limit 16 --test-limit 8 \
   --dataset folder --data "$work/digits/train" --threads 1 --precision bf16 --out "$work/t1"
-row "experiment affine: one epoch each" 0 \
-  'test -s "$work/af/affine.md" && test "$(lines "$work/af/baseline-affine.jsonl")" -eq 1 && config_is "$work/af/capsnet" epochs=1 batch_size=8 train_size=16 test_size=8 threads=1 precision=bf16' \
+row "experiment affine: one epoch each, Efficient-CapsNet too" 0 \
+  'test -s "$work/af/affine.md" && test "$(lines "$work/af/baseline-affine.jsonl")" -eq 1 && config_is "$work/af/capsnet" epochs=1 batch_size=8 train_size=16 test_size=8 threads=1 precision=bf16 &&
+     test "$(lines "$work/af/efficient-capsnet-affine.jsonl")" -eq 1 && grep -q "| Efficient-CapsNet (" "$work/af/affine.md"' \
   experiment affine --epochs 1 --batch-size 8 --limit 16 --test-limit 8 --data "$mnist" \
-  --threads 1 --precision bf16 --out "$work/af" --baseline-max-epochs 1
+  --threads 1 --precision bf16 --out "$work/af" --baseline-max-epochs 1 --efficient-capsnet
 
 # The coverage check: every option the binary lists, in this build's
 # subcommands, is given by some row, and with a value other than its default.

@@ -87,6 +87,8 @@ Runner add_experiment_command(CLI::App& app) {
   af->add_option("--baseline-max-epochs", affine->baseline_max_epochs,
                  "the baseline trains past --epochs until it matches CapsNet's expanded "
                  "accuracy, up to this many epochs (default: twice --epochs)");
+  af->add_flag("--efficient-capsnet", affine->efficient_capsnet,
+               "also train Efficient-CapsNet for --epochs and report its row");
   return [table1, affine, t1]() {
     return t1->parsed() ? run_table1_command(*table1) : run_affine_command(*affine);
   };

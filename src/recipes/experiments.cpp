@@ -264,7 +264,8 @@ void write_affine_epochs(const std::string& path, const std::vector<AffineEpoch>
 TrainOptions affine_run_options(const ExperimentBudget& budget, const std::string& model_name) {
   TrainOptions fresh = experiment_options(budget, 1);
   fresh.dataset = "expanded-mnist";
-  fresh.model.image_size = fresh.baseline.image_size = dataset_info(fresh.dataset).image_size;
+  fresh.model.image_size = fresh.baseline.image_size = fresh.efficient.image_size =
+      dataset_info(fresh.dataset).image_size;
   // The paper's baseline here has "a similar number of parameters" to
   // CapsNet's. Table 1's, unpooled, would have 69.7M on 40x40 inputs, five
   // times CapsNet's 13.5M; 2x2 pooling after the first convolution (as the
@@ -381,7 +382,15 @@ AffineResult run_affine(const AffineOptions& options, std::ostream* log,
     result.interrupted = true;
     return result;
   }
-  for (auto* model : {&result.capsnet, &result.baseline}) {
+  if (options.efficient_capsnet) {
+    result.efficient = {"efficient-capsnet", "Efficient-CapsNet", "efficient-capsnet", 0, 0, {}, 0};
+    if (!train_affine_model(options, capsnet, result.efficient, log, stop)) {
+      result.interrupted = true;
+      return result;
+    }
+  }
+  for (auto* model : {&result.capsnet, &result.baseline, &result.efficient}) {
+    if (model->epochs.empty()) continue;
     model->parameters = count_parameters((fs::path(budget.out) / model->name).string());
   }
   result.machine = cpu_features().describe();
@@ -419,9 +428,15 @@ std::string affine_report(const AffineOptions& options, const AffineResult& resu
       << paper(result.capsnet) << " |\n"
       << "| " << result.baseline.label << ", the epoch closest in expanded accuracy | "
       << match.epoch << " | " << percent(match.expanded_accuracy) << " | "
-      << percent(match.affine_accuracy) << " | " << paper(result.baseline) << " |\n\n"
-      << "Every epoch:\n\n| model | epoch | expanded (%) | affine (%) |\n|---|---|---|---|\n";
-  for (const auto* model : {&result.capsnet, &result.baseline}) {
+      << percent(match.affine_accuracy) << " | " << paper(result.baseline) << " |\n";
+  if (!result.efficient.epochs.empty()) {
+    const auto& e = result.efficient.epochs.back();
+    doc << "| " << result.efficient.label << " (" << result.efficient.parameters
+        << " parameters) | " << e.epoch << " | " << percent(e.expanded_accuracy) << " | "
+        << percent(e.affine_accuracy) << " | not tested in its paper |\n";
+  }
+  doc << "\nEvery epoch:\n\n| model | epoch | expanded (%) | affine (%) |\n|---|---|---|---|\n";
+  for (const auto* model : {&result.capsnet, &result.baseline, &result.efficient}) {
     for (const auto& e : model->epochs) {
       doc << "| " << model->label << " | " << e.epoch << " | " << percent(e.expanded_accuracy)
           << " | " << percent(e.affine_accuracy) << " |\n";

@@ -109,6 +109,9 @@ struct AffineOptions {
   /// expanded accuracy, up to this many epochs (0: twice budget.epochs).
   int64_t baseline_max_epochs = 0;
   int64_t max_baseline_epochs() const;
+  /// Efficient-CapsNet trains budget.epochs too, after the other two, and
+  /// gets a row of its own (the paper did not test it on affine digits).
+  bool efficient_capsnet = false;
 };
 
 /// One epoch of one model: accuracy (%) on the expanded test set (the run's
@@ -132,6 +135,7 @@ struct AffineModelResult {
 struct AffineResult {
   bool interrupted = false; ///< stopped by `stop`; run the same again to go on
   AffineModelResult capsnet, baseline;
+  AffineModelResult efficient; ///< trained when AffineOptions::efficient_capsnet (else no epochs)
   std::string machine;     ///< cpu_features().describe()
   std::string report_path; ///< OUT/affine.md, written unless interrupted
   /// The baseline's epoch whose expanded accuracy is closest to CapsNet's
