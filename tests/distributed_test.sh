@@ -28,10 +28,6 @@ sys.exit(0 if moved else 1)
 EOF
 }
 
-metric() { # metric RUN_DIR EPOCH FIELD
-  python3 -c "import json,sys; rows=[json.loads(l) for l in open(sys.argv[1])]; print(rows[int(sys.argv[2])-1][sys.argv[3]])" "$1/metrics.jsonl" "$2" "$3"
-}
-
 rank_pid() { # rank_pid LAUNCH_PID RANK: the PID of that rank among launch's children
   local child
   for child in $(pgrep -P "$1"); do

@@ -32,6 +32,10 @@ expect_fail() {
   fi
 }
 
+metric() { # metric RUN_DIR EPOCH FIELD: a field of the run's metrics.jsonl row of that epoch
+  python3 -c "import json,sys; rows=[json.loads(l) for l in open(sys.argv[1])]; print(rows[int(sys.argv[2])-1][sys.argv[3]])" "$1/metrics.jsonl" "$2" "$3"
+}
+
 json_get() { # json_get FILE PYTHON-EXPRESSION-ON-j
   python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)" "$1"
 }
