@@ -31,7 +31,8 @@ test: build data
 # compiler (scripts/gpu-run.sh's, without CUDA here): the header-only
 # dependencies, GoogleTest's sources and MNIST from the folder that
 # scripts/pack-device-deps.sh makes, no figures, no serve, no Gloo. Its tests
-# run (but cli, cli_time_limit and cli_folder, which the full build ran on the same code),
+# run (but cli, cli_time_limit, cli_folder, cli_efficient and python_ops, which the full
+# build ran on the same code),
 # and check-minimal-build.sh shows that no header or library came from the
 # system's packages instead of the folder.
 MINIMAL_BUILD ?= build-minimal
@@ -42,12 +43,14 @@ test-minimal: deps data
 	  -DCAPSNET_WITH_FIGURES=OFF -DCAPSNET_WITH_SERVE=OFF -DCAPSNET_WITH_GLOO=OFF
 	cmake --build $(MINIMAL_BUILD) -j $(JOBS)
 	bash scripts/check-minimal-build.sh $(MINIMAL_BUILD)
-	cd $(MINIMAL_BUILD) && ctest --output-on-failure --timeout 900 -LE as_avx2 -E '^(cli|cli_time_limit|cli_folder|cli_efficient)$$'
+	cd $(MINIMAL_BUILD) && ctest --output-on-failure --timeout 900 -LE as_avx2 -E '^(cli|cli_time_limit|cli_folder|cli_efficient|python_ops)$$'
 
 # make test-sanitize: the whole suite (unit tests, both ISAs, and the CLI
 # tests) on a build with AddressSanitizer and UndefinedBehaviorSanitizer, in
 # build-sanitize/. LibTorch itself is not instrumented; tests/sanitize.supp
 # names the leaks reported inside it (allocations it keeps for the process).
+# python_ops is left out: an instrumented libcapsnet_ops.so cannot be loaded
+# by an uninstrumented Python (the C++ tests run the same operators).
 SANITIZE_BUILD ?= build-sanitize
 SANITIZE_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 test-sanitize: deps data
@@ -56,7 +59,7 @@ test-sanitize: deps data
 	cmake --build $(SANITIZE_BUILD) -j $(JOBS)
 	cd $(SANITIZE_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/sanitize.supp UBSAN_OPTIONS=print_stacktrace=1 \
-	  ctest --output-on-failure --timeout 1800
+	  ctest --output-on-failure --timeout 1800 -E '^python_ops$$'
 
 # make fuzz: libFuzzer targets (clang-16) for the IDX reader, image loading
 # and preprocessing, metrics.jsonl parsing and plotting, the options JSON and

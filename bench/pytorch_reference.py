@@ -5,6 +5,8 @@ Same shapes, batch and step as the C++ benchmark: forward, margin loss plus
 0.0005 x reconstruction loss, backward, Adam. The model and losses are the
 seed's (labml_nn's Router: einsum for u_hat, softmax over dim 1, W ~ N(0, 1);
 unsquared margin loss, MSE); the work per step is the same as the paper's.
+--routing fused puts torch.ops.capsnet.dynamic_routing (python/capsnet, the
+build's libcapsnet_ops.so) in place of the seed's routing; the rest is unchanged.
 Run with Debian's python3-torch:
     /usr/bin/python3 bench/pytorch_reference.py --batch-size 128 --steps 5 --json
 """
@@ -20,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'python'))
-from capsnet_seed import CapsNet, squash  # noqa: E402  the seed's model
+from capsnet.models import CapsNet, SEED_CONFIG  # noqa: E402  the seed's model
 
 
 def loss_of(lengths, recon, data, labels):
@@ -36,6 +38,9 @@ def main():
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--threads', type=int, default=0, help='0: every core')
     parser.add_argument('--device', default='cpu', help='cpu or cuda')
+    parser.add_argument('--routing', choices=['reference', 'fused'], default='reference',
+                        help="the seed's routing (reference) or torch.ops.capsnet's (fused)")
+    parser.add_argument('--no-inference', action='store_true', help='time training only')
     parser.add_argument('--json', action='store_true')
     args = parser.parse_args()
     if args.threads:
@@ -44,7 +49,7 @@ def main():
         torch.set_num_threads(os.cpu_count())
     torch.manual_seed(0)
     device = torch.device(args.device)
-    model = CapsNet().to(device)
+    model = CapsNet(SEED_CONFIG, routing=args.routing).to(device)
     adam = torch.optim.Adam(model.parameters(), lr=1e-3)
     data = torch.rand(args.batch_size, 1, 28, 28).to(device)
     labels = torch.randint(10, (args.batch_size,)).to(device)
@@ -68,23 +73,22 @@ def main():
     infer = 0.0
     model.eval()
     with torch.no_grad():
-        for step in range(args.warmup + args.steps):
+        for step in range(0 if args.no_inference else args.warmup + args.steps):
             start = time.perf_counter()
-            x = F.relu(model.conv1(data))
-            caps = squash(model.conv2(x).view(x.shape[0], 8, 1152).permute(0, 2, 1))
-            model.digit_capsules(caps).norm(dim=-1).argmax(-1).sum().item()
+            model.capsules(data).norm(dim=-1).argmax(-1).sum().item()
             if step >= args.warmup:
                 infer += time.perf_counter() - start
 
     result = {
-        'implementation': 'pytorch',
+        'implementation': 'pytorch' if args.routing == 'reference' else 'pytorch+capsnet-op',
+        'routing': args.routing,
         'torch_version': torch.__version__,
         'threads': torch.get_num_threads(),
         'device': str(device),
         'batch_size': args.batch_size,
         'steps': args.steps,
         'train_images_per_second': args.steps * args.batch_size / train,
-        'inference_images_per_second': args.steps * args.batch_size / infer,
+        'inference_images_per_second': args.steps * args.batch_size / infer if infer else None,
         'peak_rss_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     if args.json:

@@ -16,7 +16,11 @@ packages=(
   libstb-dev              # reading users' images (PNG, JPEG, PGM) and writing PNG
   libcairo2-dev           # figures: text, axes, heat maps
   fonts-dejavu-core       # the figures' font
-  python3-torch           # export round-trip test and make bench's PyTorch baseline
+  python3-torch           # torch.ops.capsnet's tests, export round trip, make bench's PyTorch baseline
+  python3-pytest          # tests/python
+  python3-pip             #   pip install ./python, tested offline
+  python3-setuptools      #   python/setup.py
+  python3-venv            #   the environment the package is installed into
   python3                 # the tests read JSON output with it
   dataset-fashion-mnist   # --dataset fashion-mnist
   libcpp-httplib-dev      # capsnet serve's HTTP server

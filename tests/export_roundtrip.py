@@ -4,7 +4,8 @@
 Usage: export_roundtrip.py MODEL.pth IMAGES.idx PREDICT.json
 PREDICT.json is `capsnet predict --json IMAGES.idx` for the same checkpoint.
 Checks the seed's parameter names and shapes, then that the seed's model in
-PyTorch (python/capsnet_seed.py) gives the C++ capsule lengths and predictions.
+plain PyTorch (python/capsnet's CapsNet with routing='reference': no operator
+library needed) gives the C++ capsule lengths and predictions.
 """
 import json
 import os
@@ -14,7 +15,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'python'))
-import capsnet_seed  # noqa: E402
+import capsnet  # noqa: E402
 
 model_path, idx_path, predict_path = sys.argv[1:4]
 state = torch.load(model_path)
@@ -29,13 +30,13 @@ assert shapes['conv2.weight'] == [256, 256, 9, 9], shapes
 assert shapes['digit_capsules.weight'] == [1152, 10, 8, 16], shapes
 assert shapes['decoder.4.weight'] == [784, 1024], shapes
 
-model, config = capsnet_seed.load_export(model_path)
+model, config = capsnet.load(model_path, routing='reference')
 with open(idx_path, 'rb') as f:
     magic, n, h, w = struct.unpack('>IIII', f.read(16))
     assert magic == 0x803, hex(magic)
     images = torch.frombuffer(bytearray(f.read()), dtype=torch.uint8).view(n, 1, h, w)
 with torch.no_grad():
-    lengths, _ = model(capsnet_seed.prepare(images, config))
+    lengths, _ = model(capsnet.prepare(images, config))
 with open(predict_path) as f:
     cpp = json.load(f)
 assert len(cpp) == n, (len(cpp), n)

@@ -1,6 +1,7 @@
 #include "capsnet/ops/fused_routing.h"
 
 #include "capsnet/ops/squash.h"
+#include "op_kernels.h"
 #include "cpu/routing_kernel.h"
 #ifdef CAPSNET_WITH_CUDA
 #include "cuda/routing_cuda.h"
@@ -8,7 +9,6 @@
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
-#include <torch/csrc/autograd/custom_function.h>
 
 #include <stdexcept>
 #include <vector>
@@ -16,9 +16,6 @@
 namespace capsnet {
 
 namespace {
-
-using torch::autograd::AutogradContext;
-using torch::autograd::variable_list;
 
 cpu::RoutingShape shape_of(const at::Tensor& u, const at::Tensor& weight, int64_t iterations,
                            bool parents) {
@@ -145,74 +142,101 @@ void cuda_backward(const cpu::RoutingShape& shape, const at::Tensor& u, const at
 }
 #endif
 
-struct FusedRouting : torch::autograd::Function<FusedRouting> {
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& u_in,
-                            const at::Tensor& weight_in, const at::Tensor& bias_in,
-                            int64_t iterations, bool parents) {
-    auto u = u_in.contiguous();
-    auto weight = weight_in.contiguous();
-    auto bias = bias_in.numel() > 0 ? bias_in.contiguous() : at::Tensor();
-    const auto shape = shape_of(u, weight, iterations, parents);
-    const int64_t B = u.size(0), I = shape.n_in, J = shape.n_out, M = shape.d_out;
-    const int64_t r = iterations;
-    auto coupling = at::empty({B, r, I, J}, u.options());
-    auto s = at::empty({B, r, J, M}, u.options());
-    auto v = at::empty({B, r, J, M}, u.options());
-    const auto w_rows = weight_rows(weight);
-    if (u.is_cuda()) {
-#ifdef CAPSNET_WITH_CUDA
-      cuda_forward(shape, u, w_rows, bias, coupling, s, v);
-#else
-      TORCH_CHECK(false, "this build has no CUDA kernels for the fused routing op");
-#endif
-    } else {
-      cpu_forward(shape, u, w_rows, bias, coupling, s, v);
-    }
-    ctx->save_for_backward({u, w_rows, coupling, s, v});
-    ctx->saved_data["iterations"] = iterations;
-    ctx->saved_data["parents"] = parents;
-    ctx->saved_data["has_bias"] = bias.defined();
-    ctx->saved_data["n_out"] = J;
-    return v.select(1, r - 1).clone();
-  }
-
-  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    const auto saved = ctx->get_saved_variables();
-    const auto &u = saved[0], &w_rows = saved[1], &coupling = saved[2], &s = saved[3],
-               &v = saved[4];
-    const int64_t iterations = ctx->saved_data["iterations"].toInt();
-    const bool has_bias = ctx->saved_data["has_bias"].toBool();
-    const int64_t I = w_rows.size(0), N = w_rows.size(1), J = ctx->saved_data["n_out"].toInt(),
-                  M = w_rows.size(2) / J;
-    const cpu::RoutingShape shape{I, J, N, M, iterations, ctx->saved_data["parents"].toBool(),
-                                  kSquashEps};
-    auto grad_v = grad_outputs[0].contiguous();
-    auto grad_u = at::empty_like(u);
-    at::Tensor grad_w_rows;
-    // dW and db: one accumulator per CPU thread, summed at the end; one on a GPU.
-    const int64_t threads = u.is_cuda() ? 1 : at::get_num_threads();
-    auto grad_bias_parts = at::zeros({threads, J, M}, u.options());
-    if (u.is_cuda()) {
-#ifdef CAPSNET_WITH_CUDA
-      grad_w_rows = at::empty_like(w_rows);
-      cuda_backward(shape, u, w_rows, coupling, s, v, grad_v, grad_u, grad_w_rows,
-                    grad_bias_parts, has_bias);
-#else
-      TORCH_CHECK(false, "this build has no CUDA kernels for the fused routing op");
-#endif
-    } else {
-      auto grad_w_parts = at::zeros({threads, I, N, J * M}, u.options());
-      cpu_backward(shape, u, w_rows, coupling, s, v, grad_v, grad_u, grad_w_parts,
-                   grad_bias_parts, has_bias);
-      grad_w_rows = threads == 1 ? grad_w_parts[0] : grad_w_parts.sum(0);
-    }
-    auto grad_weight = grad_w_rows.view({I, N, J, M}).permute({0, 2, 1, 3}).contiguous();
-    at::Tensor grad_bias = has_bias ? grad_bias_parts.sum(0) : at::Tensor();
-    return {grad_u, grad_weight, grad_bias, at::Tensor(), at::Tensor()};
-  }
-};
-
 } // namespace
+
+void check_routing_arguments(const at::Tensor& u, const at::Tensor& weight,
+                             const c10::optional<at::Tensor>& bias, int64_t iterations) {
+  TORCH_CHECK(u.dim() == 3, "expected u of shape [B, N_in, D_in], got ", u.sizes());
+  TORCH_CHECK(weight.dim() == 4, "expected weight of shape [N_in, N_out, D_in, D_out], got ",
+              weight.sizes());
+  TORCH_CHECK(u.size(1) == weight.size(0) && u.size(2) == weight.size(2), "u ", u.sizes(),
+              " does not match weight ", weight.sizes());
+  const bool has_bias = bias.has_value() && bias->defined();
+  TORCH_CHECK(!has_bias || (bias->dim() == 2 && bias->size(0) == weight.size(1) &&
+                            bias->size(1) == weight.size(3)),
+              "expected bias of shape [N_out, D_out] = [", weight.size(1), ", ", weight.size(3),
+              "], got ", bias->sizes());
+  TORCH_CHECK(iterations >= 1, "expected at least one routing iteration, got ", iterations);
+  TORCH_CHECK(u.device() == weight.device() && (!has_bias || bias->device() == u.device()),
+              "u, weight and bias must be on one device, got ", u.device(), " and ",
+              weight.device());
+  TORCH_CHECK(u.device().is_cpu() || (u.is_cuda() && fused_routing_supports(u.device())),
+              "the fused routing op has no kernel for ", u.device(),
+              " in this build (configure with -DCAPSNET_USE_CUDA=ON); use the reference routing");
+  TORCH_CHECK(u.scalar_type() == weight.scalar_type() &&
+                  (!has_bias || bias->scalar_type() == u.scalar_type()) &&
+                  (u.scalar_type() == at::kFloat ||
+                   (u.scalar_type() == at::kDouble && u.device().is_cpu())),
+              "the fused routing op takes float (or, on the CPU, double) u, weight and bias of "
+              "one type, got ", u.scalar_type(), " and ", weight.scalar_type(), " on ",
+              u.device());
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> fused_routing_forward(
+    const at::Tensor& u_in, const at::Tensor& weight_in, const c10::optional<at::Tensor>& bias_in,
+    int64_t iterations, bool parents) {
+  check_routing_arguments(u_in, weight_in, bias_in, iterations);
+  const auto u = u_in.contiguous();
+  const auto weight = weight_in.contiguous();
+  const auto bias = bias_in.has_value() && bias_in->defined() ? bias_in->contiguous() : at::Tensor();
+  const auto shape = shape_of(u, weight, iterations, parents);
+  const int64_t B = u.size(0), I = shape.n_in, J = shape.n_out, M = shape.d_out;
+  const int64_t r = iterations;
+  auto coupling = at::empty({B, r, I, J}, u.options());
+  auto s = at::empty({B, r, J, M}, u.options());
+  auto v = at::empty({B, r, J, M}, u.options());
+  const auto w_rows = weight_rows(weight);
+  if (u.is_cuda()) {
+#ifdef CAPSNET_WITH_CUDA
+    cuda_forward(shape, u, w_rows, bias, coupling, s, v);
+#else
+    TORCH_CHECK(false, "this build has no CUDA kernels for the fused routing op");
+#endif
+  } else {
+    cpu_forward(shape, u, w_rows, bias, coupling, s, v);
+  }
+  return {v.select(1, r - 1).clone(), coupling, s, v};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> fused_routing_backward(
+    const at::Tensor& grad_v_in, const at::Tensor& u_in, const at::Tensor& weight_in,
+    const at::Tensor& coupling, const at::Tensor& s, const at::Tensor& v, int64_t iterations,
+    bool parents, bool has_bias) {
+  const auto u = u_in.contiguous();
+  const auto w_rows = weight_rows(weight_in.contiguous());
+  const int64_t I = weight_in.size(0), J = weight_in.size(1), N = weight_in.size(2),
+                M = weight_in.size(3);
+  TORCH_CHECK(coupling.dim() == 4 && coupling.size(0) == u.size(0) &&
+                  coupling.size(1) == iterations && s.sizes() == v.sizes() &&
+                  grad_v_in.dim() == 3 && grad_v_in.size(0) == u.size(0),
+              "fused routing backward: saved tensors do not match u ", u.sizes());
+  const cpu::RoutingShape shape{I, J, N, M, iterations, parents, kSquashEps};
+  const auto grad_v = grad_v_in.contiguous();
+  auto grad_u = at::empty_like(u);
+  at::Tensor grad_w_rows;
+  // dW and db: one accumulator per CPU thread, summed at the end; one on a GPU.
+  const int64_t threads = u.is_cuda() ? 1 : at::get_num_threads();
+  auto grad_bias_parts = at::zeros({threads, J, M}, u.options());
+  if (u.is_cuda()) {
+#ifdef CAPSNET_WITH_CUDA
+    grad_w_rows = at::empty_like(w_rows);
+    cuda_backward(shape, u, w_rows, coupling.contiguous(), s.contiguous(), v.contiguous(), grad_v,
+                  grad_u, grad_w_rows, grad_bias_parts, has_bias);
+#else
+    TORCH_CHECK(false, "this build has no CUDA kernels for the fused routing op");
+#endif
+  } else {
+    auto grad_w_parts = at::zeros({threads, I, N, J * M}, u.options());
+    cpu_backward(shape, u, w_rows, coupling.contiguous(), s.contiguous(), v.contiguous(), grad_v,
+                 grad_u, grad_w_parts, grad_bias_parts, has_bias);
+    grad_w_rows = threads == 1 ? grad_w_parts[0] : grad_w_parts.sum(0);
+  }
+  auto grad_weight = grad_w_rows.view({I, N, J, M}).permute({0, 2, 1, 3}).contiguous();
+  // No bias: an empty tensor (a registered op returns tensors, not None).
+  auto grad_bias = has_bias ? grad_bias_parts.sum(0) : at::empty({0}, u.options());
+  return {grad_u, grad_weight, grad_bias};
+}
+
 
 bool fused_routing_supports(const c10::Device& device) {
   if (device.is_cpu()) return true;
@@ -221,35 +245,6 @@ bool fused_routing_supports(const c10::Device& device) {
 #else
   return false;
 #endif
-}
-
-at::Tensor fused_dynamic_routing(const at::Tensor& u, const at::Tensor& weight,
-                                 const at::Tensor& bias, int64_t iterations,
-                                 RoutingSoftmax softmax) {
-  TORCH_CHECK(u.dim() == 3, "expected u of shape [B, N_in, D_in], got ", u.sizes());
-  TORCH_CHECK(weight.dim() == 4, "expected weight of shape [N_in, N_out, D_in, D_out], got ",
-              weight.sizes());
-  TORCH_CHECK(u.size(1) == weight.size(0) && u.size(2) == weight.size(2), "u ", u.sizes(),
-              " does not match weight ", weight.sizes());
-  TORCH_CHECK(!bias.defined() || (bias.dim() == 2 && bias.size(0) == weight.size(1) &&
-                                  bias.size(1) == weight.size(3)),
-              "expected bias of shape [N_out, D_out], got ", bias.sizes());
-  TORCH_CHECK(iterations >= 1, "expected at least one routing iteration, got ", iterations);
-  TORCH_CHECK(u.device() == weight.device() && (!bias.defined() || bias.device() == u.device()),
-              "u, weight and bias must be on one device, got ", u.device(), " and ",
-              weight.device());
-  TORCH_CHECK(u.device().is_cpu() || (u.is_cuda() && fused_routing_supports(u.device())),
-              "the fused routing op has no kernel for ", u.device(),
-              " in this build (configure with -DCAPSNET_USE_CUDA=ON); use the reference routing");
-  TORCH_CHECK(u.scalar_type() == weight.scalar_type() &&
-                  (u.scalar_type() == at::kFloat ||
-                   (u.scalar_type() == at::kDouble && u.device().is_cpu())),
-              "the fused routing op takes float (or, on the CPU, double) u and weight of one "
-              "type, got ", u.scalar_type(), " and ", weight.scalar_type(), " on ", u.device());
-  // Autograd functions take defined tensors only: an empty bias stands for none.
-  const auto bias_or_empty = bias.defined() ? bias : at::empty({0}, weight.options());
-  return FusedRouting::apply(u, weight, bias_or_empty, iterations,
-                             softmax == RoutingSoftmax::kParents);
 }
 
 } // namespace capsnet
