@@ -208,6 +208,18 @@ else
   skip cuda_tests "the build failed"
 fi
 
+# torch.ops.capsnet from this machine's Python (its torch is the LibTorch
+# built against): tests/python/test_ops.py, whose CUDA test compares the
+# GPU kernels with the CPU's. Needs pytest in that Python.
+if [ "$built" -eq 1 ] && "$py" -c "import pytest" 2>/dev/null; then
+  stage python_ops 90 env CAPSNET_OPS_LIBRARY="$build/libcapsnet_ops.so" \
+    "$py" -m pytest -q -p no:cacheprovider "$root/tests/python/test_ops.py"
+elif [ "$built" -eq 1 ]; then
+  skip python_ops "$py has no pytest"
+else
+  skip python_ops "the build failed"
+fi
+
 # --- 4. capsnet bench against the seed's PyTorch model on the same GPU ----
 bench_args=(--batch-size 128 --steps 20 --warmup 5)
 if [ "$built" -eq 1 ]; then

@@ -1,5 +1,6 @@
 """Finds and loads libcapsnet_ops.so, which registers torch.ops.capsnet."""
 import os
+import re
 
 import torch
 
@@ -23,6 +24,31 @@ def library_path():
     return _loaded or next((p for p in _candidates() if os.path.isfile(p)), None)
 
 
+def built_against(path):
+    """The LibTorch version the library at `path` was built against (its marker), or None."""
+    with open(path, 'rb') as f:
+        found = re.search(rb'capsnet-ops-built-against-libtorch:([0-9]+\.[0-9]+[0-9.]*);', f.read())
+    return found.group(1).decode() if found else None
+
+
+def _minor(version):
+    return '.'.join(version.split('+')[0].split('.')[:2])
+
+
+def check_version(path):
+    """Raises ImportError unless the library was built against this torch's major.minor."""
+    built = built_against(path)
+    if built is None:
+        raise ImportError(f'capsnet: {path} is not a capsnet operator library (no LibTorch '
+                          'version marker); rebuild it with `cmake --build build --target capsnet_ops`')
+    if _minor(built) != _minor(torch.__version__):
+        raise ImportError(
+            f'capsnet: {path} was built against LibTorch {built}, but this Python has torch '
+            f'{torch.__version__}; build capsnet against the LibTorch of this torch (for a pip '
+            'wheel: cmake -DCMAKE_PREFIX_PATH=$(python3 -c "import torch; '
+            'print(torch.utils.cmake_prefix_path)")), or use the Python whose torch matches')
+
+
 def ops():
     """torch.ops.capsnet, loading the library on first use."""
     global _loaded
@@ -34,6 +60,10 @@ def ops():
                 f'capsnet: {_LIBRARY} not found (tried {tried}). Build it with '
                 '`cmake --build build --target capsnet_ops`, install the package with '
                 '`pip install ./python` after building, or set CAPSNET_OPS_LIBRARY to its path.')
-        torch.ops.load_library(path)
+        check_version(path)
+        try:
+            torch.ops.load_library(path)
+        except OSError as e:
+            raise ImportError(f'capsnet: cannot load {path}: {e}') from e
         _loaded = path
     return torch.ops.capsnet

@@ -20,8 +20,16 @@
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
+#include <torch/version.h>
 
 #include <string>
+
+// The LibTorch this library was built against, as a marker that
+// python/capsnet/_ops.py reads from the file before loading it: a library
+// built against another version is refused with both named, rather than
+// failing in the dynamic linker or crashing on a changed ABI.
+extern "C" __attribute__((visibility("default"), used)) const char capsnet_ops_libtorch_version[] =
+    "capsnet-ops-built-against-libtorch:" TORCH_VERSION ";";
 
 namespace capsnet {
 

@@ -5,6 +5,8 @@ of its routing, and errors.
 
 The library is python/capsnet's (CAPSNET_OPS_LIBRARY, which ctest sets to
 the build's libcapsnet_ops.so)."""
+import os
+
 import pytest
 import torch
 
@@ -240,3 +242,40 @@ def test_cuda_matches_cpu():
     assert torch.allclose(vc.cpu(), v, atol=1e-5)
     for cpu, gpu in [(u, uc), (W, Wc), (b, bc)]:
         assert torch.allclose(gpu.grad.cpu(), cpu.grad, atol=1e-4)
+
+
+def test_non_contiguous_inputs_give_the_contiguous_result():
+    u, W, b, r, softmax = routing_inputs(ROUTING_SHAPES[1], torch.double, requires_grad=False)
+    u_t = u.transpose(1, 2).contiguous().transpose(1, 2)      # same values, other strides
+    W_t = W.permute(1, 0, 2, 3).contiguous().permute(1, 0, 2, 3)
+    assert not u_t.is_contiguous() and not W_t.is_contiguous()
+    assert torch.equal(capsnet.dynamic_routing(u_t, W_t, b, r, softmax),
+                       capsnet.dynamic_routing(u, W, b, r, softmax))
+
+
+def test_inputs_on_two_devices_are_refused():
+    u, W = torch.randn(2, 5, 3), torch.randn(5, 4, 3, 2)
+    with pytest.raises(RuntimeError, match='one device'):
+        capsnet.dynamic_routing(u.to('meta'), W)
+
+
+def test_a_library_of_another_libtorch_is_refused(tmp_path):
+    """The library's LibTorch marker changed to 7.77.7: loading it in a fresh
+    Python fails with an ImportError naming both versions, without a crash."""
+    import subprocess
+    import sys
+    path = capsnet.library_path()
+    built = capsnet._ops.built_against(path)
+    assert built and built.split('.')[:2] == torch.__version__.split('+')[0].split('.')[:2]
+    data = open(path, 'rb').read()
+    marker = f'capsnet-ops-built-against-libtorch:{built};'.encode()
+    other = marker.replace(built.encode(), b'7.77.7'[:len(built)].ljust(len(built), b'7'))
+    assert data.count(marker) == 1
+    (tmp_path / 'libcapsnet_ops.so').write_bytes(data.replace(marker, other))
+    code = 'import capsnet, torch; capsnet.squash(torch.ones(2))'
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                            env=dict(os.environ, CAPSNET_OPS_LIBRARY=str(tmp_path / 'libcapsnet_ops.so'),
+                                     PYTHONPATH=os.path.dirname(os.path.dirname(capsnet.__file__))))
+    assert result.returncode == 1, result.stderr
+    assert 'ImportError' in result.stderr and 'built against LibTorch 7.77' in result.stderr
+    assert f'torch {torch.__version__}' in result.stderr
