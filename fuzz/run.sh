@@ -27,18 +27,20 @@ cmake --build "$build" -j "$(nproc)"
 
 corpus=$build/corpus
 rm -rf "$corpus"
-mkdir -p "$corpus"/{idx,image,metrics,options,cli}
+mkdir -p "$corpus"/{idx,image,metrics,options,cli,serve_api}
 cp "$root"/fuzz/corpus/cli/* "$corpus/cli/"
 cp "$root"/fuzz/corpus/image/* "$corpus/image/"
 cp "$root"/fuzz/corpus/metrics/* "$corpus/metrics/"
 cp "$root"/fuzz/corpus/options/* "$corpus/options/"
+cp "$root"/fuzz/corpus/serve_api/* "$corpus/serve_api/"
 ASAN_OPTIONS=detect_leaks=0 "$build/make_seeds" "$mnist" "$corpus"
 
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 # LibTorch keeps allocations for the process
 status=0
 all=0
 printf '%-14s %14s %10s %8s\n' target executions exec/s findings
-for target in idx image metrics options cli; do
+targets=${FUZZ_TARGETS:-idx image metrics options cli serve_api}
+for target in $targets; do
   findings=$build/findings/$target
   max_len=65536
   [ "$target" = cli ] && max_len=4096 # one argument a line, at most 64 of them

@@ -21,6 +21,8 @@ packages=(
   python3-pip             #   pip install ./python, tested offline
   python3-setuptools      #   python/setup.py
   python3-venv            #   the environment the package is installed into
+  libssl-dev              # capsnet serve --tls-cert (cpp-httplib's OpenSSL support)
+  openssl                 #   the tests' self-signed certificates
   python3                 # the tests read JSON output with it
   dataset-fashion-mnist   # --dataset fashion-mnist
   libcpp-httplib-dev      # capsnet serve's HTTP server

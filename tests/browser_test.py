@@ -27,6 +27,7 @@ import struct
 import sys
 import tempfile
 import time
+import ssl
 import urllib.request
 import zlib
 
@@ -82,8 +83,12 @@ def canvas_png(driver, element):
     return base64.b64decode(data.split(",", 1)[1])
 
 
+API_HEADERS = {}  # the Authorization header when the server has a token
+
+
 def api_post(url, path, body, content_type):
-    request = urllib.request.Request(url + path, data=body, headers={"Content-Type": content_type})
+    request = urllib.request.Request(url + path, data=body,
+                                     headers={"Content-Type": content_type, **API_HEADERS})
     with urllib.request.urlopen(request, timeout=30) as reply:
         return json.loads(reply.read())
 
@@ -299,17 +304,29 @@ def main():
     parser.add_argument("--index", type=int, nargs="+", default=[0])
     parser.add_argument("--colour", metavar="FOLDER")
     parser.add_argument("--screenshot")
+    parser.add_argument("--insecure", action="store_true",
+                        help="accept the server's self-signed certificate (HTTPS tests)")
     args = parser.parse_args()
-    url = args.url if args.url.endswith("/") else args.url + "/"
+    # A token in the fragment (#token=...) is for the page; the API calls of
+    # this script carry it as a header.
+    base, _, fragment = args.url.partition("#")
+    url = base if base.endswith("/") else base + "/"
+    token = dict(p.split("=", 1) for p in fragment.split("&") if "=" in p).get("token")
+    if token:
+        API_HEADERS["Authorization"] = "Bearer " + token
+    if args.insecure:
+        ssl._create_default_https_context = ssl._create_unverified_context
 
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--window-size=1400,1000", "--force-device-scale-factor=1"):
         options.add_argument(flag)
+    if args.insecure:
+        options.add_argument("--ignore-certificate-errors")
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
     try:
-        driver.get(url)
+        driver.get(url + ("#" + fragment if fragment else ""))
         wait = WebDriverWait(driver, 30)
         wait.until(lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
         check("the page loads and reads /healthz", True)

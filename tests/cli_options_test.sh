@@ -233,18 +233,26 @@ row "export: --format and --out" 0 \
   export --checkpoint "$ckpt" --format pytorch --out "$work/model.pth"
 
 if in_build serve; then
-  bg_row serve --checkpoint "$ckpt" --host localhost --port 0 --http-threads 2 --max-batch 4 \
-    --timeout 5 --precision bf16 --device cpu --threads 1
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/key.pem" -out "$work/cert.pem" -days 2 \
+    -subj /CN=localhost >/dev/null 2>&1
+  bg_row serve --checkpoint "$ckpt" --host localhost --port 0 --max-batch 4 --max-queue 8 \
+    --max-connections 16 --timeout 5 --precision bf16 --device cpu --threads 1 \
+    --token 0123456789abcdef0123 --insecure-no-token --tls-cert "$work/cert.pem" \
+    --tls-key "$work/key.pem" --access-log "$work/serve-access.log"
   url=""
   for _ in $(seq 300); do
-    url=$(grep -o 'http://localhost:[0-9]*/' "$bg_out" 2>/dev/null)
+    url=$(grep -o 'https://localhost:[0-9]*/' "$bg_out" 2>/dev/null)
     [ -n "$url" ] || ! kill -0 "$bg_pid" 2>/dev/null && break
     sleep 0.2
   done
-  check "serve listens on localhost" test -n "$url"
-  check "serve answers /healthz" python3 -c "import urllib.request, sys; sys.exit(urllib.request.urlopen('${url}healthz', timeout=10).status != 200)"
+  check "serve listens on localhost over HTTPS" test -n "$url"
+  check "serve answers /metrics with the token" python3 -c "
+import ssl, sys, urllib.request
+r = urllib.request.Request('${url}metrics', headers={'Authorization': 'Bearer 0123456789abcdef0123'})
+sys.exit(urllib.request.urlopen(r, timeout=10, context=ssl._create_unverified_context()).status != 200)"
   kill -TERM "$bg_pid"
-  bg_done "serve: stops on SIGTERM" 0 'grep -q "stopped after" "$out"'
+  bg_done "serve: stops on SIGTERM; the access log has the /metrics request" 0 \
+    'grep -q "stopped after" "$out" && grep -q "GET /metrics 200" "$work/serve-access.log"'
 fi
 
 row "experiment table1: one trial of each row, on a folder" 0 \

@@ -2,6 +2,8 @@
 // replies, and the batching inference thread against the Predictor it wraps;
 // for a grey digit model and for a colour model with named classes.
 #include "capsnet/serve/api.h"
+#include "capsnet/serve/guard.h"
+#include "capsnet/serve/metrics.h"
 #include "capsnet/viz/image.h"
 #include "test_util.h"
 
@@ -9,6 +11,7 @@
 #include <stb_image_write.h>
 
 #include <array>
+#include <atomic>
 #include <fstream>
 #include <thread>
 
@@ -395,6 +398,115 @@ TEST(ServeApi, ColourModelAnswersAndReconstructsInColour) {
   const auto decoded = picture_tensor(decode_picture(png, "reconstruction", 3));
   EXPECT_TRUE(decoded.equal(image[0].mul(255).round().to(at::kByte)));
   EXPECT_FALSE(picture_info(reconstruct_png(at::full({1, 1, 12, 12}, 0.5)), "grey").colour);
+}
+
+TEST(ServeGuard, TokensCompareByContentAndLength) {
+  EXPECT_TRUE(tokens_equal("0123456789abcdef", "0123456789abcdef"));
+  EXPECT_FALSE(tokens_equal("0123456789abcdef", "0123456789abcdeF"));
+  EXPECT_FALSE(tokens_equal("0123456789abcdef", "0123456789abcde"));
+  EXPECT_FALSE(tokens_equal("", "x"));
+  EXPECT_TRUE(tokens_equal("", ""));
+  // A prefix padded with NULs is still shorter: the lengths count.
+  EXPECT_FALSE(tokens_equal(std::string("ab\0", 3), "ab"));
+}
+
+TEST(ServeGuard, BearerTokensAreReadStrictly) {
+  EXPECT_EQ(bearer_token("Bearer abc123"), "abc123");
+  EXPECT_EQ(bearer_token("bearer   abc123  "), "abc123");
+  EXPECT_EQ(bearer_token("Basic abc123"), std::nullopt);
+  EXPECT_EQ(bearer_token("Bearer"), std::nullopt);
+  EXPECT_EQ(bearer_token("Bearer "), std::nullopt);
+  EXPECT_EQ(bearer_token("Bearer a b"), std::nullopt);
+  EXPECT_EQ(bearer_token("abc123"), std::nullopt);
+}
+
+TEST(ServeGuard, LoopbackHosts) {
+  for (const char* host : {"127.0.0.1", "127.1.2.3", "::1", "localhost", "::ffff:127.0.0.1"}) {
+    EXPECT_TRUE(is_loopback_host(host)) << host;
+  }
+  for (const char* host : {"0.0.0.0", "::", "192.168.1.2", "10.0.0.1", "example.org", "128.0.0.1"}) {
+    EXPECT_FALSE(is_loopback_host(host)) << host;
+  }
+}
+
+TEST(ServeGuard, ConnectionsAreLimitedPerClientAndInAll) {
+  ConnectionLimiter limiter(3, 2);
+  using V = ConnectionLimiter::Verdict;
+  EXPECT_EQ(limiter.admit("a"), V::kAdmitted);
+  EXPECT_EQ(limiter.admit("a"), V::kAdmitted);
+  EXPECT_EQ(limiter.admit("a"), V::kClientFull);
+  EXPECT_EQ(limiter.admit("b"), V::kAdmitted);
+  EXPECT_EQ(limiter.admit("c"), V::kServerFull);
+  EXPECT_EQ(limiter.open(), 3);
+  limiter.release("a");
+  EXPECT_EQ(limiter.admit("c"), V::kAdmitted);
+  limiter.release("unknown"); // not counted: no effect
+  EXPECT_EQ(limiter.open(), 3);
+}
+
+TEST(ServeMetrics, PrometheusTextHasCountsAndCumulativeBuckets) {
+  ServeMetrics metrics;
+  metrics.request("/api/predict", 200, 0.003);
+  metrics.request("/api/predict", 200, 0.2);
+  metrics.request("/api/predict", 400, 0.0005);
+  metrics.request("other", 400, -1); // unparsed: counted, no latency
+  metrics.batch(3, 0.01);
+  metrics.refused("unauthorized", 2);
+  const auto text = metrics.render({5, 7, 1000});
+  EXPECT_NE(text.find("capsnet_serve_requests_total{path=\"/api/predict\",status=\"200\"} 2\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("capsnet_serve_requests_total{path=\"other\",status=\"400\"} 1\n"),
+            std::string::npos);
+  EXPECT_NE(text.find("capsnet_serve_request_duration_seconds_bucket{path=\"/api/predict\","
+                      "le=\"0.001\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("capsnet_serve_request_duration_seconds_bucket{path=\"/api/predict\","
+                      "le=\"0.005\"} 2\n"), std::string::npos);
+  EXPECT_NE(text.find("capsnet_serve_request_duration_seconds_bucket{path=\"/api/predict\","
+                      "le=\"+Inf\"} 3\n"), std::string::npos);
+  EXPECT_EQ(text.find("capsnet_serve_request_duration_seconds_count{path=\"other\"}"),
+            std::string::npos);
+  EXPECT_NE(text.find("capsnet_serve_batch_size_bucket{le=\"2\"} 0\n"), std::string::npos);
+  EXPECT_NE(text.find("capsnet_serve_batch_size_bucket{le=\"4\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("capsnet_serve_batch_size_sum 3\n"), std::string::npos);
+  EXPECT_NE(text.find("capsnet_serve_refused_total{reason=\"unauthorized\"} 2\n"), std::string::npos);
+  EXPECT_NE(text.find("capsnet_serve_queue_depth 5\n"), std::string::npos);
+  EXPECT_NE(text.find("capsnet_serve_connections 7\n"), std::string::npos);
+  EXPECT_NE(text.find("process_resident_memory_bytes 1000\n"), std::string::npos);
+  EXPECT_EQ(metrics.requests("/api/predict", 200), 2);
+  EXPECT_EQ(metrics_path("/api/predict"), "/api/predict");
+  EXPECT_EQ(metrics_path("/wp-login.php"), "other");
+  EXPECT_GT(resident_bytes(), 1 << 20);
+}
+
+TEST(ServeApi, AFullQueueRefusesAtOnceAndAnswersTheRest) {
+  auto predictor = digit_predictor(testing::tiny_config());
+  ServeMetrics metrics;
+  BatchingPredictor batcher(predictor, /*max_batch=*/1, /*max_queue=*/2, &metrics);
+  const auto side = predictor.sizes().image_size;
+  const auto image = at::rand({1, 1, side, side});
+  const auto expected = predictor.classify(image).lengths;
+  std::atomic<int> refused{0}, answered{0}, wrong{0};
+  std::vector<std::thread> clients;
+  for (int k = 0; k < 32; ++k) {
+    clients.emplace_back([&] {
+      try {
+        int64_t batch = 0;
+        const auto out = batcher.classify(image, &batch);
+        answered += 1;
+        if (batch != 1 || !at::allclose(out.lengths, expected, 1e-5, 1e-6)) wrong += 1;
+      } catch (const ApiError& e) {
+        if (e.status == 503) refused += 1;
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(refused + answered, 32);
+  EXPECT_GE(answered, 1);
+  EXPECT_EQ(wrong, 0);
+  EXPECT_EQ(batcher.queue_depth(), 0);
+  EXPECT_NE(metrics.render({}).find("capsnet_serve_batch_size_count " +
+                                    std::to_string(answered.load()) + "\n"),
+            std::string::npos);
 }
 
 } // namespace

@@ -32,7 +32,7 @@ start_server() { # start_server ARGS...: serves $serving; sets $pid and $port, o
   pid=$!
   port=""
   for _ in $(seq 1 150); do
-    port=$(grep -o 'http://127.0.0.1:[0-9]*/' "$work/serve.out" 2>/dev/null | cut -d: -f3 | tr -d /)
+    port=$(sed -n 's|.*listening on https\{0,1\}://.*:\([0-9]*\)/.*|\1|p' "$work/serve.out" 2>/dev/null)
     [ -n "$port" ] && return 0
     kill -0 "$pid" 2>/dev/null || return 1
     sleep 0.2
@@ -69,6 +69,56 @@ kill -TERM "$pid"
 status=0
 wait "$pid" || status=$?
 check "SIGTERM stops it cleanly (exit $status)" test "$status" -eq 0
+
+# Shared use: a token (from CAPSNET_SERVE_TOKEN, so out of the process list),
+# HTTPS with a certificate made here, the access log and /metrics; then the
+# page over HTTPS with the token in its address's fragment.
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/key.pem" -out "$work/cert.pem" -days 2 \
+  -subj /CN=127.0.0.1 -addext "subjectAltName=IP:127.0.0.1" >/dev/null 2>&1
+check "a self-signed certificate for the test" test -s "$work/cert.pem"
+token=$(python3 -c "import secrets; print(secrets.token_hex(16))")
+CAPSNET_SERVE_TOKEN=$token start_server --threads 1 --max-batch 8 --tls-cert "$work/cert.pem" \
+  --tls-key "$work/key.pem" --access-log "$work/access.log"
+check "serve prints its https address, token elided" grep -q "listening on https://127.0.0.1:$port/#token=\.\.\." "$work/serve.out"
+check "the token appears nowhere in its output" bash -c "! grep -q '$token' '$work/serve.out' '$work/serve.err'"
+python3 -c "print([0] * 784)" >"$work/zeros.json"
+python3 "$here/serve_shared.py" access "https://127.0.0.1:$port" "$pid" "$data" "$work/predict.json" \
+  "$token" "$work/cert.pem" "$work/access.log"
+check "tokens, HTTPS, /metrics and the access log from a client (serve_shared.py access)" test $? -eq 0
+check "curl: HTTPS with the certificate and the token" test "$(curl -s --cacert "$work/cert.pem" \
+  -H "Authorization: Bearer $token" -H "Content-Type: application/json" --data-binary @"$work/zeros.json" \
+  -o /dev/null -w '%{http_code}' "https://127.0.0.1:$port/api/predict")" = 200
+check "curl: 401 without the token" test "$(curl -s --cacert "$work/cert.pem" -o /dev/null \
+  -w '%{http_code}' -X POST "https://127.0.0.1:$port/api/predict")" = 401
+status=0
+curl -s -o /dev/null "https://127.0.0.1:$port/healthz" || status=$?
+check "curl refuses the self-signed certificate without --cacert (exit $status)" test "$status" -eq 60
+/usr/bin/python3 "$here/browser_test.py" "https://127.0.0.1:$port/#token=$token" "$data" --index 0 --insecure
+check "the page over HTTPS with the token (browser_test.py)" test $? -eq 0
+kill -TERM "$pid"
+wait "$pid"
+
+# 256 connections stalled mid-request by an attacker that reconnects when
+# dropped (--timeout 2: dropped during the test): another client is answered
+# within 1 s, memory stays bounded.
+start_server --threads 1 --timeout 2
+python3 "$here/serve_shared.py" stall "http://127.0.0.1:$port" "$pid" "$data" "$work/predict.json"
+check "stalled connections do not starve the server (serve_shared.py stall)" test $? -eq 0
+kill -TERM "$pid"
+wait "$pid"
+
+# Overload: a queue of 2 and batches of 1 under bursts of 40 requests.
+start_server --threads 1 --max-batch 1 --max-queue 2
+python3 "$here/serve_shared.py" overload "http://127.0.0.1:$port" "$pid" "$data" "$work/predict.json"
+check "overload gets 503s and no mixed-up answers (serve_shared.py overload)" test $? -eq 0
+kill -TERM "$pid"
+wait "$pid"
+
+# Beyond this machine only with a token, or when told.
+start_server --threads 1 --host 0.0.0.0 --insecure-no-token
+check "--insecure-no-token serves 0.0.0.0 without a token" test -n "$port"
+kill -TERM "$pid"
+wait "$pid"
 
 # A colour model: a folder of 40x32 pictures in three named classes (cat
 # mostly red, dog green, fox blue), resized to 32 and centre-cropped to 24.
@@ -112,9 +162,13 @@ busy=$port
 expect_fail "a port in use" "cannot listen on 127.0.0.1:$busy" serve --checkpoint "$ckpt" --port "$busy"
 kill -TERM "$pid"
 wait "$pid"
-expect_fail "a host that is not this machine's" "cannot listen on 203.0.113.7" serve --checkpoint "$ckpt" --host 203.0.113.7 --port 0
+expect_fail "a host that is not this machine's" "cannot listen on 203.0.113.7" serve --checkpoint "$ckpt" --host 203.0.113.7 --port 0 --insecure-no-token
+expect_fail "a non-loopback host without a token" "give it a token" serve --checkpoint "$ckpt" --host 0.0.0.0 --port 0
+expect_fail "a short token" "at least 16" serve --checkpoint "$ckpt" --port 0 --token abc
+expect_fail "--tls-cert without --tls-key" "go together" serve --checkpoint "$ckpt" --port 0 --tls-cert "$work/cert.pem"
 expect_fail "port 70000" "--port" serve --checkpoint "$ckpt" --port 70000
 echo "not a checkpoint" >"$work/bad.pt"
+expect_fail "a certificate that is not one" "not a PEM certificate" serve --checkpoint "$ckpt" --port 0 --tls-cert "$work/bad.pt" --tls-key "$work/bad.pt"
 expect_fail "a corrupt checkpoint" "bad.pt" serve --checkpoint "$work/bad.pt" --port 0
 expect_fail "no checkpoint" "--checkpoint is required" serve --port 0
 

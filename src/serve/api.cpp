@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <cmath>
 #include <iterator>
 
@@ -196,8 +197,12 @@ nlohmann::json error_reply(int status, const std::string& message) {
   return {{"error", message}, {"status", status}};
 }
 
-BatchingPredictor::BatchingPredictor(Predictor& predictor, int64_t max_batch)
-    : predictor_(predictor), max_batch_(std::max<int64_t>(1, max_batch)) {
+BatchingPredictor::BatchingPredictor(Predictor& predictor, int64_t max_batch, int64_t max_queue,
+                                     ServeMetrics* metrics)
+    : predictor_(predictor),
+      max_batch_(std::max<int64_t>(1, max_batch)),
+      max_queue_(std::max<int64_t>(0, max_queue)),
+      metrics_(metrics) {
   thread_ = std::thread([this] { run(); });
 }
 
@@ -210,11 +215,15 @@ BatchingPredictor::~BatchingPredictor() {
   thread_.join();
 }
 
-std::vector<at::Tensor> BatchingPredictor::submit(at::Tensor input, int64_t capsule) {
-  std::future<std::vector<at::Tensor>> result;
+BatchingPredictor::Answer BatchingPredictor::submit(at::Tensor input, int64_t capsule) {
+  std::future<Answer> result;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (stopping_) throw std::runtime_error("the server is stopping");
+    if (max_queue_ > 0 && int64_t(queue_.size()) >= max_queue_) {
+      throw ApiError(503, "the server is busy: " + std::to_string(queue_.size()) +
+                              " requests are waiting; try again in a moment");
+    }
     queue_.push_back({std::move(input), capsule, {}});
     result = queue_.back().done.get_future();
   }
@@ -222,13 +231,22 @@ std::vector<at::Tensor> BatchingPredictor::submit(at::Tensor input, int64_t caps
   return result.get();
 }
 
-Classification BatchingPredictor::classify(const at::Tensor& image) {
+Classification BatchingPredictor::classify(const at::Tensor& image, int64_t* batch) {
   const auto out = submit(image, -1);
-  return {out[0], out[1], out[2]};
+  if (batch) *batch = out.batch;
+  return {out.tensors[0], out.tensors[1], out.tensors[2]};
 }
 
-at::Tensor BatchingPredictor::reconstruct(const at::Tensor& capsules, int64_t capsule) {
-  return submit(capsules, capsule)[0];
+at::Tensor BatchingPredictor::reconstruct(const at::Tensor& capsules, int64_t capsule,
+                                          int64_t* batch) {
+  const auto out = submit(capsules, capsule);
+  if (batch) *batch = out.batch;
+  return out.tensors[0];
+}
+
+int64_t BatchingPredictor::queue_depth() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return int64_t(queue_.size());
 }
 
 BatchingPredictor::Stats BatchingPredictor::stats() const {
@@ -258,6 +276,7 @@ void BatchingPredictor::run() {
     auto serve_batch = [this](std::vector<Job>& jobs, bool reconstruct) {
       if (jobs.empty()) return;
       std::vector<std::vector<at::Tensor>> answers;
+      const auto start = std::chrono::steady_clock::now();
       try {
         std::vector<at::Tensor> inputs;
         for (const auto& job : jobs) inputs.push_back(job.input);
@@ -289,7 +308,13 @@ void BatchingPredictor::run() {
         stats_.images += int64_t(jobs.size());
         stats_.largest = std::max(stats_.largest, int64_t(jobs.size()));
       }
-      for (size_t i = 0; i < jobs.size(); ++i) jobs[i].done.set_value(std::move(answers[i]));
+      if (metrics_) {
+        const std::chrono::duration<double> seconds = std::chrono::steady_clock::now() - start;
+        metrics_->batch(int64_t(jobs.size()), seconds.count());
+      }
+      for (size_t i = 0; i < jobs.size(); ++i) {
+        jobs[i].done.set_value({std::move(answers[i]), int64_t(jobs.size())});
+      }
     };
     serve_batch(images, false);
     serve_batch(capsules, true);

@@ -6,6 +6,7 @@
 // (cpp-httplib) is in apps/capsnet/serve_command.cpp.
 
 #include "capsnet/engine/inference.h"
+#include "capsnet/serve/metrics.h"
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
@@ -97,18 +98,24 @@ nlohmann::json error_reply(int status, const std::string& message);
 /// One thread runs every inference. Callers on any thread queue an image or
 /// a capsule and wait; the thread takes everything waiting (up to max_batch
 /// of each kind) and runs it as one batch, so concurrent requests share a
-/// forward pass and nothing waits for a timer.
+/// forward pass and nothing waits for a timer. With max_queue > 0, a request
+/// that finds max_queue others waiting is refused at once (ApiError 503)
+/// rather than queued. `metrics`, when given, gets every batch's size and time.
 class BatchingPredictor {
  public:
-  BatchingPredictor(Predictor& predictor, int64_t max_batch = 64);
+  BatchingPredictor(Predictor& predictor, int64_t max_batch = 64, int64_t max_queue = 0,
+                    ServeMetrics* metrics = nullptr);
   ~BatchingPredictor(); ///< finishes what is queued, then stops the thread
   BatchingPredictor(const BatchingPredictor&) = delete;
   BatchingPredictor& operator=(const BatchingPredictor&) = delete;
 
-  /// image float [1, C, S, S] -> its classification (batch of one).
-  Classification classify(const at::Tensor& image);
+  /// image float [1, C, S, S] -> its classification (batch of one);
+  /// `batch`, when given, receives the size of the batch it ran in.
+  Classification classify(const at::Tensor& image, int64_t* batch = nullptr);
   /// capsules float [1, K, D], class -> reconstruction [1, C, S, S].
-  at::Tensor reconstruct(const at::Tensor& capsules, int64_t capsule);
+  at::Tensor reconstruct(const at::Tensor& capsules, int64_t capsule, int64_t* batch = nullptr);
+  /// Requests waiting now.
+  int64_t queue_depth() const;
   /// The predictor it runs (its model's sizes, class names and preparation).
   const Predictor& predictor() const { return predictor_; }
 
@@ -118,16 +125,21 @@ class BatchingPredictor {
   Stats stats() const;
 
  private:
+  struct Answer {
+    std::vector<at::Tensor> tensors;
+    int64_t batch = 0; // the size of the batch it ran in
+  };
   struct Job {
     at::Tensor input; // image [1, C, S, S] or capsules [1, K, D]
     int64_t capsule = -1; // >= 0: a reconstruction
-    std::promise<std::vector<at::Tensor>> done;
+    std::promise<Answer> done;
   };
-  std::vector<at::Tensor> submit(at::Tensor input, int64_t capsule);
+  Answer submit(at::Tensor input, int64_t capsule);
   void run();
 
   Predictor& predictor_;
-  int64_t max_batch_;
+  int64_t max_batch_, max_queue_;
+  ServeMetrics* metrics_;
   mutable std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<Job> queue_;
