@@ -236,7 +236,7 @@ if in_build serve; then
   openssl req -x509 -newkey rsa:2048 -nodes -keyout "$work/key.pem" -out "$work/cert.pem" -days 2 \
     -subj /CN=localhost >/dev/null 2>&1
   bg_row serve --checkpoint "$ckpt" --host localhost --port 0 --max-batch 4 --max-queue 8 \
-    --max-connections 16 --timeout 5 --precision bf16 --device cpu --threads 1 \
+    --max-connections 16 --max-client-connections 8 --timeout 5 --precision bf16 --device cpu --threads 1 \
     --token 0123456789abcdef0123 --insecure-no-token --tls-cert "$work/cert.pem" \
     --tls-key "$work/key.pem" --access-log "$work/serve-access.log"
   url=""
