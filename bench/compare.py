@@ -50,3 +50,20 @@ if bf16_ran:
     print(f"capsnet bf16 training: {bf16['train_gflops']:.1f} GFLOP/s, "
           f"{100 * bf16['train_fraction_of_probe']:.0f}% of the bf16 matrix-product probe "
           f"({bf16['bf16_matmul_probe_gflops']:.1f} GFLOP/s, {bf16['cpu_bf16']})")
+
+# Where a training step goes, stage by stage (capsnet bench's stage hooks:
+# "X" is its forward, "X (backward)" the gradients that reach its input), in
+# fp32 and, where it ran, bf16.
+stages = ours.get('stage_seconds_per_step', {})
+if stages:
+    print("training step, seconds per stage:")
+    header = f"  {'stage':31}{'fp32':>8}"
+    if bf16_ran:
+        header += f"{'bf16':>8}{'fp32/bf16':>11}"
+    print(header)
+    theirs = bf16.get('stage_seconds_per_step', {}) if bf16_ran else {}
+    for name, seconds in sorted(stages.items(), key=lambda item: -item[1]):
+        row = f"  {name:31}{seconds:8.3f}"
+        if bf16_ran and name in theirs:
+            row += f"{theirs[name]:8.3f}{seconds / max(theirs[name], 1e-9):10.2f}x"
+        print(row)

@@ -197,7 +197,8 @@ TEST(CapsNetCuda, Bf16ModelAgreesWithFp32_CUDA) {
   model->to(at::kCUDA);
   model->set_precision(Precision::kBf16);
   const auto bf16 = model->capsules(images.to(at::kCUDA)).cpu();
-  EXPECT_LT((fp32 - bf16).abs().max().item<double>(), 2e-2 * fp32.abs().max().item<double>());
+  // The bound of Precision.Bf16ModelAgreesWithFp32Model (eight bf16 roundoffs).
+  EXPECT_LT((fp32 - bf16).abs().max().item<double>(), 3.2e-2 * fp32.abs().max().item<double>());
 }
 
 } // namespace

@@ -318,11 +318,12 @@ TEST(Precision, FallsBackToFp32WithAMessageWithoutBf16Hardware) {
   EXPECT_TRUE(quiet.str().empty());
 }
 
-// The model with its primary-capsule convolution in bf16 (set directly, so on
-// a CPU without bf16 it runs the widened path: the same roundings) stays within
-// 2e-2 of the fp32 model's capsules: five bf16 unit roundoffs (2^-8), for the
-// rounding of the operands and of the products, carried through squash and
-// three routing iterations of a small model.
+// The model with its convolutions in bf16 (set directly, so on a CPU without
+// bf16 it runs the widened path: the same roundings) stays within 3.2e-2 of
+// the fp32 model's capsules: eight bf16 unit roundoffs (2^-8), five for the
+// primary capsules' operands and products carried through squash and three
+// routing iterations of a small model, and three for conv1's (its image,
+// weight and output).
 TEST(Precision, Bf16ModelAgreesWithFp32Model) {
   at::manual_seed(5);
   CapsNet model(testing::tiny_config());
@@ -331,7 +332,8 @@ TEST(Precision, Bf16ModelAgreesWithFp32Model) {
   model->set_precision(Precision::kBf16);
   auto bf16 = model->capsules(images).detach();
   EXPECT_FALSE(at::equal(fp32, bf16)); // the bf16 path really ran
-  EXPECT_LT((fp32 - bf16).abs().max().item<double>(), 2e-2 * fp32.abs().max().item<double>());
+  EXPECT_LT((fp32 - bf16).abs().max().item<double>(), 3.2e-2 * fp32.abs().max().item<double>())
+      << "largest capsule value " << fp32.abs().max().item<double>();
 }
 
 } // namespace

@@ -63,7 +63,7 @@ CLI::Option* add_routing_option(CLI::App* cmd, RoutingImpl& routing) {
 
 CLI::Option* add_precision_option(CLI::App* cmd, Precision& precision) {
   return add_enum_option(cmd, "--precision", precision,
-                         "fp32, or bf16: the primary-capsule convolution in bfloat16 on CPUs "
+                         "fp32, or bf16: the convolutions (conv1, primary capsules) in bfloat16 on CPUs "
                          "with AMX or AVX512-BF16 and on GPUs (fp32 master weights and "
                          "optimizer; fp32 with a message elsewhere)");
 }

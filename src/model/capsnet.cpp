@@ -118,15 +118,17 @@ CapsNetImpl::CapsNetImpl(const CapsNetConfig& config_) : config(config_) {
 
 at::Tensor CapsNetImpl::capsules(const at::Tensor& images) {
   check_images(images);
-  // conv1 runs as the primary capsules' convolution does in fp32 (its weight
-  // gradient is oneDNN's slowest part on AVX2: 139 ms of a step, 15 GFLOP/s).
-  auto features = torch::relu(conv2d_fp32(images, conv1->weight, conv1->bias, /*stride=*/1,
-                                          primary_capsules->options.conv_algo()));
-  stage("conv1");
+  // conv1 runs as the primary capsules' convolution does, in its precision
+  // (in fp32, oneDNN's weight gradient was its slowest part on AVX2: 139 ms
+  // of a step, 15 GFLOP/s).
+  const auto& caps = primary_capsules->options;
+  auto features = torch::relu(conv2d_in(caps.precision(), images, conv1->weight, conv1->bias,
+                                        /*stride=*/1, caps.conv_algo()));
+  stage("conv1", features);
   auto primary = primary_capsules->forward(features);
-  stage("primary_capsules");
+  stage("primary_capsules", primary);
   auto digits = digit_capsules->forward(primary);
-  stage("digit_capsules");
+  stage("digit_capsules", digits);
   return digits;
 }
 

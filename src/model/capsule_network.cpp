@@ -22,7 +22,7 @@ CapsNetOutput CapsuleNetworkImpl::forward(const at::Tensor& images, const at::Te
   if (with_reconstruction) {
     out.reconstruction =
         reconstruct(out.capsules, mask_classes.defined() ? mask_classes : out.predictions);
-    stage("decoder");
+    stage("decoder", out.reconstruction);
   }
   return out;
 }

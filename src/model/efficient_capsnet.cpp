@@ -148,18 +148,18 @@ at::Tensor EfficientCapsNetImpl::primary(const at::Tensor& images) {
   check_images(images);
   auto x = images;
   for (size_t k = 0; k < convs.size(); ++k) x = norms[k]->forward(at::relu(convs[k]->forward(x)));
-  stage("conv1");
+  stage("conv1", x);
   x = primary_capsules->forward(x); // [B, F, 1, 1]
   const auto out = efficient_squash(
       x.reshape({x.size(0), config.num_primary_capsules(), config.primary_dim}));
-  stage("primary_capsules");
+  stage("primary_capsules", out);
   return out;
 }
 
 at::Tensor EfficientCapsNetImpl::routed(const at::Tensor& images, at::Tensor* coupling) {
   const auto u = primary(images);
   const auto v = attention_routing(prediction_vectors(u, weight), routing_bias, coupling);
-  stage("digit_capsules");
+  stage("digit_capsules", v);
   return v;
 }
 

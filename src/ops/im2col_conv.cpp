@@ -338,4 +338,12 @@ at::Tensor conv2d_bf16(const at::Tensor& x, const at::Tensor& weight, const at::
   return Bf16Conv::apply(x, weight, bias, stride);
 }
 
+at::Tensor conv2d_in(Precision precision, const at::Tensor& x, const at::Tensor& weight,
+                     const at::Tensor& bias, int64_t stride, ConvAlgo algo) {
+  if (precision == Precision::kFp32) return conv2d_fp32(x, weight, bias, stride, algo);
+  if (x.device().is_cpu()) return conv2d_bf16(x, weight, bias, stride);
+  return at::conv2d(x.to(at::kBFloat16), weight.to(at::kBFloat16), bias.to(at::kBFloat16), stride)
+      .to(at::kFloat);
+}
+
 } // namespace capsnet

@@ -111,24 +111,38 @@ struct StepTiming {
   std::map<std::string, double> stages; ///< empty unless asked for
 };
 
-// One training step; with `stages`, each stage is timed (waiting for the GPU).
+// One training step; with `stages`, each stage is timed (waiting for the GPU),
+// forward and backward: a hook on a stage's output gradient marks where its
+// backward begins, and the losses' backward runs from the start of backward()
+// to the first such hook.
 StepTiming training_step(Workload& w, const c10::Device& device, bool stages) {
   StepTiming timing;
   auto start = Clock::now();
-  auto tick = [&](const char* name) {
+  auto tick = [&](const std::string& name) {
     sync(device);
     timing.stages[name] += seconds_since(start);
     start = Clock::now();
   };
+  std::string in_backward = "losses (backward)";
   const auto step_start = Clock::now();
-  if (stages) w.model->stage_hook = tick;
+  if (stages) {
+    w.model->stage_hook = [&](const char* name, const at::Tensor& output) {
+      tick(name);
+      if (!output.requires_grad()) return;
+      output.register_hook([&, stage = std::string(name)](const at::Tensor& grad) {
+        tick(in_backward);
+        in_backward = stage + " (backward)";
+        return grad;
+      });
+    };
+  }
   auto out = w.model->forward(w.images, w.labels);
   w.model->stage_hook = nullptr;
   auto loss = w.options.objective()(out.lengths, w.labels, out.reconstruction, w.images);
   if (stages) tick("losses");
   w.adam->zero_grad();
   loss.total.backward();
-  if (stages) tick("backward");
+  if (stages) tick(in_backward);
   w.adam->step();
   sync(device);
   if (stages) tick("optimizer");
@@ -324,7 +338,7 @@ std::string bench_text(const BenchResult& r) {
   text += format("peak resident memory %.0f MiB\n", r.peak_rss_mib);
   text += "training step, seconds per stage:\n";
   for (const auto& [name, seconds] : r.stage_seconds) {
-    text += format("  %-20s %7.3f  (%4.1f%%)\n", name.c_str(), seconds / o.steps,
+    text += format("  %-29s %7.3f  (%4.1f%%)\n", name.c_str(), seconds / o.steps,
                    100 * seconds / r.staged_seconds);
   }
   return text;

@@ -60,13 +60,15 @@ struct CapsuleNetworkImpl : torch::nn::Module {
   virtual void set_routing_impl(RoutingImpl impl) {}
   virtual void set_precision(Precision precision) {}
 
-  /// Called with a stage's name as each stage of the forward pass ends
-  /// ("conv1", "primary_capsules", "digit_capsules", "decoder"): for profiling.
-  std::function<void(const char*)> stage_hook;
+  /// Called with a stage's name and output as each stage of the forward pass
+  /// ends ("conv1", "primary_capsules", "digit_capsules", "decoder"): for
+  /// profiling (a hook on the output's gradient marks where the stage's
+  /// backward begins).
+  std::function<void(const char*, const at::Tensor&)> stage_hook;
 
  protected:
-  void stage(const char* name) const {
-    if (stage_hook) stage_hook(name);
+  void stage(const char* name, const at::Tensor& output) const {
+    if (stage_hook) stage_hook(name, output);
   }
   /// Throws c10::Error unless `images` is [B, C, H, W] of the network's size.
   void check_images(const at::Tensor& images) const;

@@ -14,7 +14,7 @@ namespace capsnet {
 /// and routing stay in fp32 either way.
 enum class Precision {
   kFp32,
-  kBf16, ///< the primary-capsule convolution in bfloat16 (conv2d_bf16)
+  kBf16, ///< the convolutions (conv1, primary capsules) in bfloat16 (conv2d_bf16)
 };
 
 CAPSNET_ENUM_NAMES(Precision, "precision", {{Precision::kFp32, "fp32"}, {Precision::kBf16, "bf16"}})
@@ -65,5 +65,11 @@ at::Tensor conv2d_fp32(const at::Tensor& x, const at::Tensor& weight, const at::
 /// Shapes as conv2d_im2col.
 at::Tensor conv2d_bf16(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                        int64_t stride);
+
+/// The convolution in `precision`: conv2d_bf16 on the CPU, cuDNN's bf16
+/// convolution on bf16 copies of the fp32 weights on a GPU (fp32 out), or
+/// conv2d_fp32 by `algo`.
+at::Tensor conv2d_in(Precision precision, const at::Tensor& x, const at::Tensor& weight,
+                     const at::Tensor& bias, int64_t stride, ConvAlgo algo);
 
 } // namespace capsnet

@@ -3,6 +3,7 @@
 #include "isa_dispatch.h"
 
 #include <cstring>
+#include <vector>
 
 namespace capsnet::cpu {
 
@@ -22,13 +23,36 @@ CAPSNET_INLINE float from_bf16(uint16_t value) {
   return out;
 }
 
-CAPSNET_INLINE float convert(float value, float*) { return value; }
-CAPSNET_INLINE uint16_t convert(float value, uint16_t*) { return to_bf16(value); }
 CAPSNET_INLINE float widen(float value) { return value; }
 CAPSNET_INLINE float widen(uint16_t value) { return from_bf16(value); }
 
+// dst[0, n) = src[0, n) in 16-byte moves, the last one overlapping the one
+// before it, for the short runs of a patch row (K elements: 9 in the paper).
 template <typename T>
-CAPSNET_INLINE void im2col_impl(const ConvShape& sh, const float* x, T* col) {
+CAPSNET_INLINE void copy_run(T* dst, const T* src, int64_t n) {
+  constexpr int64_t kLane = 16 / sizeof(T);
+  if (n < kLane) {
+    for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
+    return;
+  }
+  int64_t i = 0;
+  for (; i + kLane <= n; i += kLane) std::memcpy(dst + i, src + i, 16);
+  if (i < n) std::memcpy(dst + n - kLane, src + n - kLane, 16);
+}
+
+// dst[0, n) += widen(src[0, n)), eight lanes at a time.
+template <typename T>
+CAPSNET_INLINE void add_run(float* dst, const T* src, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int64_t j = 0; j < 8; ++j) dst[i + j] += widen(src[i + j]);
+  }
+  for (; i < n; ++i) dst[i] += widen(src[i]);
+}
+
+// Patches from an image of T (float, or bf16 already rounded).
+template <typename T>
+CAPSNET_INLINE void im2col_runs(const ConvShape& sh, const T* x, T* col) {
   const int64_t C = sh.channels, H = sh.height, W = sh.width, K = sh.kernel, S = sh.stride;
   const int64_t OH = sh.out_height(), OW = sh.out_width();
   for (int64_t oy = 0; oy < OH; ++oy) {
@@ -36,30 +60,44 @@ CAPSNET_INLINE void im2col_impl(const ConvShape& sh, const float* x, T* col) {
       T* row = col + (oy * OW + ox) * C * K * K;
       for (int64_t c = 0; c < C; ++c) {
         for (int64_t ky = 0; ky < K; ++ky) {
-          const float* src = x + (c * H + oy * S + ky) * W + ox * S;
-          T* dst = row + (c * K + ky) * K;
-          for (int64_t kx = 0; kx < K; ++kx) dst[kx] = convert(src[kx], dst);
+          copy_run(row + (c * K + ky) * K, x + (c * H + oy * S + ky) * W + ox * S, K);
         }
       }
     }
   }
 }
 
+CAPSNET_INLINE void im2col_impl(const ConvShape& sh, const float* x, float* col) {
+  im2col_runs(sh, x, col);
+}
+
+// bf16 patches: the image is rounded once (each pixel appears in up to
+// (K / S)^2 patches), then copied as 16-bit runs; the same values as
+// rounding every patch element.
+CAPSNET_INLINE void im2col_impl(const ConvShape& sh, const float* x, uint16_t* col) {
+  const int64_t n = sh.channels * sh.height * sh.width;
+  thread_local std::vector<uint16_t> image;
+  if (static_cast<int64_t>(image.size()) < n) image.resize(n);
+  for (int64_t i = 0; i < n; ++i) image[i] = to_bf16(x[i]);
+  im2col_runs(sh, image.data(), col);
+}
+
+// Patch by patch, so that grad_col is read in order (its rows are 41 KB
+// apart for one channel; reading them channel by channel left the loads
+// waiting on memory), into grad_x's channels, which stay in cache.
 template <typename T>
 CAPSNET_INLINE void col2im_impl(const ConvShape& sh, const T* grad_col, int64_t c_begin,
                                 int64_t c_end, float* grad_x) {
   const int64_t C = sh.channels, H = sh.height, W = sh.width, K = sh.kernel, S = sh.stride;
   const int64_t OH = sh.out_height(), OW = sh.out_width();
-  for (int64_t c = c_begin; c < c_end; ++c) {
-    float* out = grad_x + c * H * W;
-    for (int64_t i = 0; i < H * W; ++i) out[i] = 0.0f;
-    for (int64_t oy = 0; oy < OH; ++oy) {
-      for (int64_t ox = 0; ox < OW; ++ox) {
-        const T* src = grad_col + (oy * OW + ox) * C * K * K + c * K * K;
-        for (int64_t ky = 0; ky < K; ++ky) {
-          float* dst = out + (oy * S + ky) * W + ox * S;
-          for (int64_t kx = 0; kx < K; ++kx) dst[kx] += widen(src[ky * K + kx]);
-        }
+  for (int64_t i = c_begin * H * W; i < c_end * H * W; ++i) grad_x[i] = 0.0f;
+  for (int64_t oy = 0; oy < OH; ++oy) {
+    for (int64_t ox = 0; ox < OW; ++ox) {
+      const T* row = grad_col + (oy * OW + ox) * C * K * K;
+      for (int64_t c = c_begin; c < c_end; ++c) {
+        float* out = grad_x + (c * H + oy * S) * W + ox * S;
+        const T* src = row + c * K * K;
+        for (int64_t ky = 0; ky < K; ++ky) add_run(out + ky * W, src + ky * K, K);
       }
     }
   }
