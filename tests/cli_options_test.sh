@@ -131,6 +131,10 @@ row "train: Efficient-CapsNet's preset, its augmentation and lr floor" 0 \
   "${S[@]}" --epochs 1 --out "$work/eff"
 row "train: --resume adds an epoch" 0 'test "$(lines "$work/cnn/metrics.jsonl")" -eq 2' \
   train --resume "$work/cnn" --epochs 2 --threads 1
+row "train: --resume-if-exists, the first run's command again, one epoch more" 0 \
+  'grep -q "resuming .* at epoch 2, step 0" "$out" && test "$(lines "$work/eff/metrics.jsonl")" -eq 2' \
+  train --preset efficient-capsnet --model efficient-capsnet --digit-augment --lr-min 2e-4 \
+  "${S[@]}" --epochs 2 --resume-if-exists --out "$work/eff"
 mkdir -p "$work/forced" && echo notes >"$work/forced/notes.txt"
 row "train: a directory that is not empty needs --force" 1 'grep -q "is not empty" "$out"' \
   train "${S[@]}" --epochs 2 --batch-size 8 --out "$work/forced"
@@ -175,9 +179,9 @@ nodes=(--nnodes 2 --master-port "$port" -- train "${S[@]}" --epochs 1 --batch-si
 bg_row launch --node-rank 1 "${nodes[@]}"
 row "launch: machine 0 of two" "$dist_status" "$dist_nodes" launch --node-rank 0 "${nodes[@]}"
 bg_done "launch: machine 1 of two" "$dist_status" "$dist_rank1"
-row "launch: two processes" "$dist_status" "$dist_nproc" \
-  launch --nproc 2 --master-addr localhost --grace 5 -- train "${S[@]}" --epochs 1 --batch-size 8 \
-  --out "$work/nproc"
+row "launch: two processes, restarts allowed" "$dist_status" "$dist_nproc" \
+  launch --nproc 2 --master-addr localhost --grace 5 --max-restarts 1 -- train "${S[@]}" --epochs 1 \
+  --batch-size 8 --resume-if-exists --out "$work/nproc"
 
 # The commands that read a checkpoint: the first run's.
 row "eval: JSON, reference routing, bf16, batches of 7" 0 \

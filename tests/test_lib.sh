@@ -32,6 +32,39 @@ expect_fail() {
   fi
 }
 
+# weights_close A.pt B.pt RTOL ATOL [ADAM_STEPS]: the checkpoints' weights
+# agree (exported to PyTorch, compared as torch.allclose does); prints the
+# largest difference. ADAM_STEPS: the runs took that many Adam steps apart
+# (lr 1e-3) with sums in another order. Adam divides each gradient by its
+# running RMS, so a weight whose gradient sums to about zero (a decoder column
+# of a class the batches barely hold) moves by up to lr a step in whichever
+# direction rounding gives it: up to 1e-3 of a tensor's weights may then
+# differ by more than RTOL/ATOL, each by at most 2 lr a step (Kingma & Ba,
+# Sec. 2.1: an Adam step is at most about lr).
+weights_close() {
+  "$capsnet" export --checkpoint "$1" --out "$work/a.pth" >/dev/null &&
+    "$capsnet" export --checkpoint "$2" --out "$work/b.pth" >/dev/null &&
+    /usr/bin/python3 - "$work/a.pth" "$work/b.pth" "$3" "$4" "${5:-0}" <<'EOF'
+import sys, torch
+a, b = torch.load(sys.argv[1]), torch.load(sys.argv[2])
+rtol, atol, steps = float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+assert a.keys() == b.keys()
+worst = max((a[k] - b[k]).abs().max().item() for k in a)
+ok, outliers = True, 0
+for k in a:
+    diff = (a[k] - b[k]).abs()
+    out = diff > atol + rtol * b[k].abs()
+    outliers += int(out.sum())
+    if steps == 0:
+        ok &= not bool(out.any())
+    else:
+        ok &= out.float().mean().item() <= 1e-3 and diff.max().item() <= 2e-3 * steps
+print(f"  largest weight difference {worst:.3g} (rtol {rtol}, atol {atol}); "
+      f"{outliers} weights outside")
+sys.exit(0 if ok else 1)
+EOF
+}
+
 metric() { # metric RUN_DIR EPOCH FIELD: a field of the run's metrics.jsonl row of that epoch
   python3 -c "import json,sys; rows=[json.loads(l) for l in open(sys.argv[1])]; print(rows[int(sys.argv[2])-1][sys.argv[3]])" "$1/metrics.jsonl" "$2" "$3"
 }

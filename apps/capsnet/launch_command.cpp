@@ -2,7 +2,8 @@
 // environment (RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR,
 // MASTER_PORT), without Python. Signals are passed on to every process; when
 // one fails, the others get a grace period to stop on their own (they notice
-// within --dist-timeout), then are terminated.
+// within --dist-timeout), then are terminated; with --max-restarts the group
+// is then started again (TORCHELASTIC_RESTART_COUNT counts the restarts).
 
 #include "commands.h"
 #include "process.h"
@@ -12,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -51,6 +53,7 @@ struct LaunchFlags {
   std::string master_addr = "127.0.0.1";
   int master_port = 0;
   double grace = 90;
+  int max_restarts = 0;
   std::vector<std::string> command;
 };
 
@@ -67,19 +70,9 @@ std::string describe(int status) {
   return "exited with status " + std::to_string(exit_code(status));
 }
 
-int run(const LaunchFlags& f) {
-  if (f.command.empty() || f.command[0] != "train") {
-    throw std::invalid_argument("capsnet launch runs 'capsnet train' in each process: write "
-                                "capsnet launch --nproc N -- train [train options]");
-  }
-  if (f.node_rank >= f.nnodes) {
-    throw std::invalid_argument("--node-rank must be below --nnodes");
-  }
-  if (f.nnodes > 1 && f.master_port == 0) {
-    throw std::invalid_argument("a job on several machines needs --master-addr (machine 0's "
-                                "address) and --master-port, the same on every machine");
-  }
-  const int port = f.master_port > 0 ? f.master_port : free_port();
+// One attempt: the local processes of the group, started together and
+// waited for. Returns the first failure's exit code (0 when all succeed).
+int run_group(const LaunchFlags& f, int port, int attempt, StopSignals& signals, bool& stopped) {
   const int world = f.nproc * f.nnodes;
   std::vector<std::string> args{"capsnet"};
   args.insert(args.end(), f.command.begin(), f.command.end());
@@ -87,7 +80,6 @@ int run(const LaunchFlags& f) {
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
 
-  StopSignals signals(StopSignals::Repeat::kForward); // each passed on to the children
   std::vector<pid_t> pids(f.nproc, -1);
   for (int local = 0; local < f.nproc; ++local) {
     const int rank = f.node_rank * f.nproc + local;
@@ -103,6 +95,8 @@ int run(const LaunchFlags& f) {
       ::setenv("GROUP_RANK", std::to_string(f.node_rank).c_str(), 1);
       ::setenv("MASTER_ADDR", f.master_addr.c_str(), 1);
       ::setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
+      ::setenv("TORCHELASTIC_RESTART_COUNT", std::to_string(attempt).c_str(), 1);
+      ::setenv("TORCHELASTIC_MAX_RESTARTS", std::to_string(f.max_restarts).c_str(), 1);
       ::unsetenv("TORCHELASTIC_USE_AGENT_STORE");
       ::execv("/proc/self/exe", argv.data());
       std::fprintf(stderr, "capsnet launch: cannot start %s: %s\n", "/proc/self/exe",
@@ -113,13 +107,20 @@ int run(const LaunchFlags& f) {
   }
   std::cerr << "capsnet launch: " << f.nproc << " processes (ranks " << f.node_rank * f.nproc
             << "-" << f.node_rank * f.nproc + f.nproc - 1 << " of " << world << "), rendezvous at "
-            << f.master_addr << ":" << port << std::endl;
+            << f.master_addr << ":" << port;
+  if (f.max_restarts > 0) std::cerr << ", attempt " << attempt + 1 << " of " << f.max_restarts + 1;
+  std::cerr << std::endl;
 
+  // After a failure the others get --grace seconds to stop on their own
+  // (they notice within --dist-timeout and say why), or none when the group
+  // will be restarted (torchrun's way): then SIGTERM, and SIGKILL 10 s later.
+  const bool restarting = attempt < f.max_restarts;
   int result = 0, running = f.nproc;
   auto failed_at = std::chrono::steady_clock::time_point::max();
   bool terminated = false, killed = false;
   while (running > 0) {
     if (const int signal = signals.take()) {
+      stopped = true;
       for (const pid_t pid : pids) {
         if (pid > 0) ::kill(pid, signal);
       }
@@ -148,15 +149,18 @@ int run(const LaunchFlags& f) {
         failed_at == std::chrono::steady_clock::time_point::max()
             ? -1
             : std::chrono::duration<double>(std::chrono::steady_clock::now() - failed_at).count();
-    if (since_failure > f.grace && !terminated) {
-      std::cerr << "capsnet launch: " << running << " process(es) still running " << f.grace
-                << " s after the first failure; terminating them" << std::endl;
+    const double grace = restarting && !stopped ? 0 : f.grace;
+    if (since_failure >= grace && !terminated) {
+      if (grace > 0) {
+        std::cerr << "capsnet launch: " << running << " process(es) still running " << grace
+                  << " s after the first failure; terminating them" << std::endl;
+      }
       for (const pid_t pid : pids) {
         if (pid > 0) ::kill(pid, SIGTERM);
       }
       terminated = true;
     }
-    if (since_failure > f.grace + 10 && !killed) {
+    if (since_failure > grace + 10 && !killed) {
       for (const pid_t pid : pids) {
         if (pid > 0) ::kill(pid, SIGKILL);
       }
@@ -165,6 +169,42 @@ int run(const LaunchFlags& f) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   return result;
+}
+
+int run(const LaunchFlags& f) {
+  if (f.command.empty() || f.command[0] != "train") {
+    throw std::invalid_argument("capsnet launch runs 'capsnet train' in each process: write "
+                                "capsnet launch --nproc N -- train [train options]");
+  }
+  if (f.node_rank >= f.nnodes) {
+    throw std::invalid_argument("--node-rank must be below --nnodes");
+  }
+  if (f.nnodes > 1 && f.master_port == 0) {
+    throw std::invalid_argument("a job on several machines needs --master-addr (machine 0's "
+                                "address) and --master-port, the same on every machine");
+  }
+  if (f.max_restarts > 0 &&
+      std::find(f.command.begin(), f.command.end(), "--resume-if-exists") == f.command.end()) {
+    std::cerr << "capsnet launch: warning: --max-restarts without train's --resume-if-exists "
+                 "restarts the run from scratch each time (or fails on its non-empty --out)"
+              << std::endl;
+  }
+  const int port = f.master_port > 0 ? f.master_port : free_port();
+  StopSignals signals(StopSignals::Repeat::kForward); // each passed on to the children
+  bool stopped = false;
+  for (int attempt = 0;; ++attempt) {
+    const int result = run_group(f, port, attempt, signals, stopped);
+    if (result == 0 || stopped || attempt >= f.max_restarts) {
+      if (result != 0 && !stopped && f.max_restarts > 0) {
+        std::cerr << "capsnet launch: the group failed " << attempt + 1
+                  << " times; no restarts left (--max-restarts " << f.max_restarts << ")"
+                  << std::endl;
+      }
+      return result;
+    }
+    std::cerr << "capsnet launch: restarting the group (restart " << attempt + 1 << " of "
+              << f.max_restarts << ")" << std::endl;
+  }
 }
 
 } // namespace
@@ -191,6 +231,12 @@ Runner add_launch_command(CLI::App& app) {
   cmd->add_option("--grace", flags->grace,
                   "seconds the other processes get to stop on their own after one fails")
       ->check(finite_range(0, 86400))
+      ->capture_default_str();
+  cmd->add_option("--max-restarts", flags->max_restarts,
+                  "restart the whole group up to N times after a process fails (torchrun's "
+                  "--max_restarts); give train --resume-if-exists so that it resumes from "
+                  "last.pt")
+      ->check(CLI::Range(0, 1000))
       ->capture_default_str();
   cmd->add_option("command", flags->command, "after --: train and its options")->required();
   return [flags]() { return run(*flags); };

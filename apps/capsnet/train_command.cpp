@@ -9,7 +9,10 @@
 
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
+#include <filesystem>
 #include <atomic>
 #include <ctime>
 #include <iostream>
@@ -18,6 +21,8 @@
 #include <vector>
 
 namespace capsnet::cli {
+
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -239,7 +244,7 @@ void add_dist_options(CLI::App* cmd, dist::DistOptions& dist) {
 struct TrainFlags {
   Flags flags;
   std::string preset = "paper", out, resume;
-  bool force = false;
+  bool force = false, resume_if_exists = false;
   double time_limit = 0;
   dist::DistOptions dist;
 };
@@ -248,21 +253,56 @@ struct TrainFlags {
 // or the preset's with the options given.
 TrainOptions options_of_run(const TrainFlags& t, const dist::DistOptions& distributed,
                             std::string& run_dir) {
+  const std::vector<std::string> may_change = {"--epochs",          "--threads", "--data",
+                                               "--eval-batch-size", "--routing", "--precision",
+                                               "--device",          "--cache-mb",
+                                               "--loader-threads"};
+  auto changes = [&](const std::string& name) {
+    return std::find(may_change.begin(), may_change.end(), name) != may_change.end();
+  };
   if (!t.resume.empty()) {
     run_dir = t.resume;
     auto options = load_checkpoint(last_checkpoint_path(run_dir)).options;
-    const std::vector<std::string> may_change = {"--epochs",          "--threads", "--data",
-                                                 "--eval-batch-size", "--routing", "--precision",
-                                                 "--device",          "--cache-mb",
-                                                 "--loader-threads"};
     for (const auto& [option, apply] : t.flags.bound) {
       if (option->count() == 0) continue;
       const auto name = option->get_name();
-      if (std::find(may_change.begin(), may_change.end(), name) == may_change.end()) {
+      if (!changes(name)) {
         throw std::invalid_argument(name + " cannot change when resuming: the run keeps the "
                                            "options in its config.json");
       }
       apply(options);
+    }
+    return options;
+  }
+  if (t.resume_if_exists && fs::exists(last_checkpoint_path(t.out))) {
+    // The same command line as the run's first start: what it gives must be
+    // what the run has, but for the options --resume lets change.
+    run_dir = t.out;
+    auto options = load_checkpoint(last_checkpoint_path(run_dir)).options;
+    if (t.preset != options.preset) {
+      throw std::invalid_argument("--preset is " + t.preset + " but the run in " + run_dir +
+                                  " was started with " + options.preset +
+                                  "; give the run's own options, or choose another --out");
+    }
+    for (const auto& [option, apply] : t.flags.bound) {
+      if (option->count() == 0) continue;
+      const auto name = option->get_name();
+      if (changes(name)) {
+        apply(options);
+        continue;
+      }
+      auto asked = options;
+      apply(asked);
+      if (name == "--batch-size") asked.batch_size *= distributed.world_size; // per process
+      if (nlohmann::json(asked) != nlohmann::json(options)) {
+        throw std::invalid_argument(
+            name + " differs from the run in " + run_dir + " (its config.json" +
+            (name == "--batch-size" ? "; --batch-size is per process, times " +
+                                          std::to_string(distributed.world_size) + " processes"
+                                    : std::string()) +
+            "); --resume-if-exists continues that run with its own options: give the same "
+            "ones, or choose another --out");
+      }
     }
     return options;
   }
@@ -318,7 +358,9 @@ int run_train(const TrainFlags& t) {
   std::string run_dir;
   const auto options = options_of_run(t, distributed, run_dir);
   TrainControl control;
-  control.resume = !t.resume.empty();
+  control.resume = !t.resume.empty() ||
+                   (t.resume_if_exists && fs::exists(last_checkpoint_path(run_dir)));
+  control.replace_unfinished = t.resume_if_exists;
   control.distributed = distributed;
   // --threads 0 means every core, shared among this machine's processes.
   const int threads =
@@ -360,6 +402,13 @@ Runner add_train_command(CLI::App& app) {
                                      "--threads, --data, --eval-batch-size, --routing, "
                                      "--precision and --device may change)");
   resume_opt->excludes(cmd->get_option("--out"))->excludes(cmd->get_option("--preset"));
+  auto* again = cmd->add_flag(
+      "--resume-if-exists", t->resume_if_exists,
+      "resume the run in --out from its last.pt when there is one (its options must match "
+      "those given, as --resume checks), else start it there (replacing what a start that "
+      "died before its first checkpoint left): one command line for every start, for "
+      "torchrun --max_restarts and capsnet launch --max-restarts");
+  again->needs(cmd->get_option("--out"))->excludes(resume_opt);
   add_dist_options(cmd, t->dist);
   cmd->add_option("--time-limit", t->time_limit,
                   "wall-clock budget in seconds (0: none): stop at the last epoch boundary "

@@ -30,6 +30,12 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -68,6 +74,33 @@ int64_t parse_int(const std::string& text, const std::string& name, int64_t low,
                                 std::to_string(low) + ", " + std::to_string(high) + "]");
   }
   return value;
+}
+
+// This machine's address on the route to `host` (the kernel's choice for a
+// datagram socket connected there; nothing is sent), or "" when it has none.
+// Gloo's default device takes the address of the machine's hostname instead,
+// which is 127.0.1.1 on Debian or an interface the other machines may not
+// reach (a second network, a network namespace).
+[[maybe_unused]] std::string address_towards(const std::string& host) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_DGRAM;
+  addrinfo* found = nullptr;
+  if (::getaddrinfo(host.c_str(), "9", &hints, &found) != 0 || !found) return "";
+  std::string address;
+  const int fd = ::socket(found->ai_family, SOCK_DGRAM, 0);
+  sockaddr_storage local{};
+  socklen_t size = sizeof local;
+  char text[INET6_ADDRSTRLEN] = {};
+  if (fd >= 0 && ::connect(fd, found->ai_addr, found->ai_addrlen) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &size) == 0) {
+    const void* raw = local.ss_family == AF_INET6
+                          ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&local)->sin6_addr)
+                          : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&local)->sin_addr);
+    if (::inet_ntop(local.ss_family, raw, text, sizeof text)) address = text;
+  }
+  if (fd >= 0) ::close(fd);
+  ::freeaddrinfo(found);
+  return address;
 }
 
 std::string to_text(const std::vector<uint8_t>& bytes) { return {bytes.begin(), bytes.end()}; }
@@ -182,6 +215,41 @@ struct ProcessGroup::Impl {
                                    ? "/worker/attempt_" + std::to_string(options.restart_count) + "/"
                                    : "";
     return c10::make_intrusive<c10d::PrefixStore>(prefix + "capsnet", s);
+  }
+
+  // This rank's first connection. A rank that a launcher restarted (launch
+  // --max-restarts on another machine) may reach the store of the group that
+  // failed, whose rank 0 has not noticed yet: that store already counts the
+  // whole world in, so the rank leaves it and tries again until a new rank 0
+  // hosts a new one, for twice the timeout (the old rank 0 notices within
+  // one; its launcher then starts the new one).
+  c10::intrusive_ptr<c10d::Store> join(milliseconds timeout) const {
+    if (options.agent_store) return connect(false, timeout, /*join=*/true);
+    if (options.rank == 0) {
+      auto store = connect(true, timeout, /*join=*/true); // returns once every rank connected
+      store->add("joined", 1);
+      return store;
+    }
+    const auto deadline = std::chrono::steady_clock::now() + 2 * timeout;
+    bool stale = false;
+    while (true) {
+      try {
+        auto store = connect(false, timeout, /*join=*/true);
+        if (store->add("joined", 1) <= options.world_size) return store;
+        stale = true;
+      } catch (const std::exception&) {
+        if (std::chrono::steady_clock::now() >= deadline || !stale) throw;
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
+        throw DistributedError(
+            "rank " + std::to_string(options.rank) + ": the rendezvous store at " +
+            where_master() + " belongs to a group that is already running (all " +
+            std::to_string(options.world_size) +
+            " ranks joined it), and no new one appeared within twice --dist-timeout; "
+            "start every rank of a job together, or restart the whole group");
+      }
+      std::this_thread::sleep_for(milliseconds(500));
+    }
   }
 
   // How long a failing rank watches the others' heartbeats (beats come every
@@ -349,7 +417,9 @@ ProcessGroup::ProcessGroup(const DistOptions& options, c10::Device device)
 #endif
   const auto timeout = to_ms(options.timeout_seconds);
   try {
-    m.store = m.connect(options.rank == 0 && !options.agent_store, timeout, /*join=*/true);
+    m.store = m.join(timeout);
+  } catch (const DistributedError&) {
+    throw;
   } catch (const std::exception& e) {
     const std::string detail = e.what();
     throw DistributedError(
@@ -370,6 +440,8 @@ ProcessGroup::ProcessGroup(const DistOptions& options, c10::Device device)
         opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
       } else if (options.master_addr == "127.0.0.1" || options.master_addr == "localhost") {
         opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+      } else if (const auto local = address_towards(options.master_addr); !local.empty()) {
+        opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(local));
       } else {
         opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
       }

@@ -191,6 +191,20 @@ RunStart resume_run(const TrainOptions& options, const std::string& run_dir,
   return start;
 }
 
+// Whether run_dir holds nothing but what a run leaves before its first
+// checkpoint: config.json, metrics.jsonl, the lock and temporary files of
+// atomic writes (name.XXXXXXXXXXXXXXXX.tmp).
+bool holds_only_unfinished_run(const std::string& run_dir) {
+  for (const auto& entry : fs::directory_iterator(run_dir)) {
+    const auto name = entry.path().filename().string();
+    const bool temporary = name.size() > 21 && name.compare(name.size() - 4, 4, ".tmp") == 0;
+    if (name != "config.json" && name != "metrics.jsonl" && name != ".lock" && !temporary) {
+      return false;
+    }
+  }
+  return true;
+}
+
 // A new run's directory: empty or new (or control.force), locked, without
 // metrics rows of a run that died before its first checkpoint.
 std::unique_ptr<RunLock> claim_run_dir(const std::string& run_dir, const TrainControl& control) {
@@ -202,7 +216,8 @@ std::unique_ptr<RunLock> claim_run_dir(const std::string& run_dir, const TrainCo
   if (fs::exists(run_dir) && !fs::is_directory(run_dir)) {
     throw TrainingError(run_dir + " is a file, not a directory; choose another --out");
   }
-  if (fs::exists(run_dir) && !fs::is_empty(run_dir, ec) && !control.force) {
+  if (fs::exists(run_dir) && !fs::is_empty(run_dir, ec) && !control.force &&
+      !(control.replace_unfinished && holds_only_unfinished_run(run_dir))) {
     throw TrainingError(run_dir + " is not empty; a new run needs an empty or new "
                                   "directory (choose another --out, or pass --force to "
                                   "train there, replacing its config.json and "

@@ -32,6 +32,10 @@ struct TrainControl {
   /// Start in a directory that holds other files, or resume on other data
   /// than the checkpoint records.
   bool force = false;
+  /// A new run may start in a directory that holds only what a run that
+  /// died before its first checkpoint left (config.json, metrics.jsonl, the
+  /// lock, a temporary file): train --resume-if-exists after a restart.
+  bool replace_unfinished = false;
   /// Data-parallel training (resolved: dist::resolve). world_size 1: one
   /// process. Every rank calls train() with the same options and run_dir;
   /// options.batch_size is the global batch, split over the ranks.
