@@ -6,7 +6,9 @@ namespace capsnet::cli {
 /// back to a generic SSE3 kernel (~30 GFLOP/s where AVX2 gives ~190 on 2 cores).
 /// OpenBLAS reads OPENBLAS_CORETYPE once, when it loads, so the fix is a
 /// restart: when the variable is unset, OpenBLAS runs a generic core and the
-/// CPU has AVX2 and FMA, this sets OPENBLAS_CORETYPE=Haswell and re-executes
+/// CPU has AVX2 and FMA, this sets OPENBLAS_CORETYPE=Haswell (SkylakeX where
+/// the CPU has AVX-512 and ATEN_CPU_CAPABILITY does not hold ATen below it)
+/// and re-executes
 /// the program with `argv`. Returns only when nothing needed doing (or the
 /// re-exec failed). A user's own OPENBLAS_CORETYPE is always left alone.
 void ensure_fast_blas(char** argv);
