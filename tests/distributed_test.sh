@@ -11,24 +11,6 @@ source "$(dirname "$0")/test_lib.sh"
 
 T=(--data "$data" --test-limit 200 --seed 3 --threads 1)
 
-rank_pid() { # rank_pid LAUNCH_PID RANK: the PID of that rank among launch's children
-  local child
-  for child in $(pgrep -P "$1"); do
-    if tr '\0' '\n' 2>/dev/null <"/proc/$child/environ" | grep -qx "RANK=$2"; then
-      echo "$child"
-      return
-    fi
-  done
-}
-
-wait_for_rows() { # wait_for_rows RUN_DIR N: until metrics.jsonl has N rows (at most 120 s)
-  for _ in $(seq 600); do
-    [ -f "$1/metrics.jsonl" ] && [ "$(wc -l <"$1/metrics.jsonl")" -ge "$2" ] && return 0
-    sleep 0.2
-  done
-  return 1
-}
-
 only_run_files() { # the run directory holds the run's files and nothing half-written
   local listing
   listing=$(ls -A "$1" | tr '\n' ' ')
@@ -72,7 +54,7 @@ echo "== a killed rank stops the others within --dist-timeout; --resume continue
 "$capsnet" launch --nproc 2 -- train "${T[@]}" --limit 640 --batch-size 32 --epochs 3 \
   --dist-timeout 20 --out "$work/killed" >"$work/killed.out" 2>"$work/killed.err" &
 launcher=$!
-wait_for_rows "$work/killed" 1
+wait_for 120 has_rows "$work/killed" 1
 sleep 1
 victim=$(rank_pid "$launcher" 1)
 kill -9 "$victim"
@@ -94,7 +76,7 @@ echo "== SIGTERM to one rank stops both with one checkpoint; 1 process resumes e
 "$capsnet" launch --nproc 2 -- train "${T[@]}" --limit 640 --batch-size 32 --epochs 3 \
   --out "$work/term" >"$work/term.out" 2>"$work/term.err" &
 launcher=$!
-wait_for_rows "$work/term" 1
+wait_for 120 has_rows "$work/term" 1
 sleep 2
 kill -TERM "$(rank_pid "$launcher" 1)"
 wait "$launcher"
@@ -112,7 +94,7 @@ echo "== Ctrl-C to capsnet launch: every rank stops at one step, one checkpoint"
 "$capsnet" launch --nproc 2 -- train "${T[@]}" --limit 640 --batch-size 32 --epochs 3 \
   --out "$work/int" >"$work/int.out" 2>"$work/int.err" &
 launcher=$!
-wait_for_rows "$work/int" 1
+wait_for 120 has_rows "$work/int" 1
 sleep 1
 victim=$(rank_pid "$launcher" 1)
 kill -INT "$launcher"
@@ -128,7 +110,7 @@ echo "== a stalled rank is named within --dist-timeout"
 "$capsnet" launch --nproc 2 -- train "${T[@]}" --limit 640 --batch-size 32 --epochs 2 \
   --dist-timeout 8 --out "$work/stall" >/dev/null 2>"$work/stall.err" &
 launcher=$!
-wait_for_rows "$work/stall" 1
+wait_for 120 has_rows "$work/stall" 1
 victim=$(rank_pid "$launcher" 1)
 kill -STOP "$victim"
 stopped_at=$(date +%s.%N)

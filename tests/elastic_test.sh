@@ -14,28 +14,6 @@ source "$(dirname "$0")/test_lib.sh"
 D=(--data "$data" --test-limit 200 --seed 3 --threads 1 --limit 640 --primary-types 8)
 T=("${D[@]}" --batch-size 32 --epochs 3)
 
-rank_pid() { # rank_pid PARENT_PID RANK: the PID of that rank among the parent's children
-  local child
-  for child in $(pgrep -P "$1"); do
-    if tr '\0' '\n' 2>/dev/null <"/proc/$child/environ" | grep -qx "RANK=$2"; then
-      echo "$child"
-      return
-    fi
-  done
-}
-
-wait_for() { # wait_for SECONDS COMMAND...: until the command succeeds
-  local tries=$(($1 * 5))
-  shift
-  for _ in $(seq "$tries"); do
-    "$@" && return 0
-    sleep 0.2
-  done
-  return 1
-}
-
-rows() { [ -f "$1/metrics.jsonl" ] && [ "$(wc -l <"$1/metrics.jsonl")" -ge "$2" ]; }
-
 # kill_rank PARENT_PID RANK: SIGKILL that rank once it runs; prints when.
 kill_rank() {
   local victim
@@ -52,7 +30,7 @@ echo "== capsnet launch --max-restarts: rank 1 killed mid-epoch 2"
 "$capsnet" launch --nproc 2 --max-restarts 2 -- train "${T[@]}" --resume-if-exists \
   --out "$work/mid" >"$work/mid.out" 2>"$work/mid.err" &
 launcher=$!
-wait_for 120 rows "$work/mid" 1 && wait_for 30 test -f "$work/mid/last.pt"
+wait_checkpoint "$work/mid" 1
 sleep 0.5
 kill_rank "$launcher" 1
 wait "$launcher"
@@ -92,7 +70,7 @@ if /usr/bin/python3 -c 'import torch.distributed.run' 2>/dev/null; then
     --monitor_interval 1 --master_port "$port" --redirects 1 --tee 1 --no_python \
     "$capsnet" train "${T[@]}" --resume-if-exists --out "$work/torchrun" >"$work/torchrun.out" 2>&1 &
   agent=$!
-  wait_for 120 rows "$work/torchrun" 1 && wait_for 30 test -f "$work/torchrun/last.pt"
+  wait_checkpoint "$work/torchrun" 1
   sleep 0.5
   kill_rank "$agent" 1
   wait "$agent"

@@ -65,6 +65,32 @@ sys.exit(0 if ok else 1)
 EOF
 }
 
+# Helpers of the multi-process tests (distributed, elastic, two hosts).
+rank_pid() { # rank_pid PARENT_PID RANK: the PID of that rank among the parent's children
+  local child
+  for child in $(pgrep -P "$1"); do
+    if tr '\0' '\n' 2>/dev/null <"/proc/$child/environ" | grep -qx "RANK=$2"; then
+      echo "$child"
+      return
+    fi
+  done
+}
+
+wait_for() { # wait_for SECONDS COMMAND...: until the command succeeds
+  local tries=$(($1 * 5))
+  shift
+  for _ in $(seq "$tries"); do
+    "$@" && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
+has_rows() { [ -f "$1/metrics.jsonl" ] && [ "$(wc -l <"$1/metrics.jsonl")" -ge "$2" ]; }
+
+# wait_checkpoint RUN_DIR N: until metrics.jsonl has N rows and last.pt exists (at most 150 s).
+wait_checkpoint() { wait_for 120 has_rows "$1" "$2" && wait_for 30 test -f "$1/last.pt"; }
+
 metric() { # metric RUN_DIR EPOCH FIELD: a field of the run's metrics.jsonl row of that epoch
   python3 -c "import json,sys; rows=[json.loads(l) for l in open(sys.argv[1])]; print(rows[int(sys.argv[2])-1][sys.argv[3]])" "$1/metrics.jsonl" "$2" "$3"
 }

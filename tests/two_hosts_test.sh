@@ -4,8 +4,9 @@
 # capsnet launch --nnodes 2 and torchrun's rendezvous run one node in each;
 # the run must equal one process at the same global batch, a killed node-1
 # process must be reported on node 0 within --dist-timeout, and with
-# --max-restarts the group must recover. The namespaces are removed on exit,
-# also on failure. Without root (or without ip netns) the test is skipped.
+# --max-restarts (launch) or --max_restarts (torchrun) the group must recover
+# with an uninterrupted run's weights. The namespaces are removed on exit, also
+# on failure. Without root (or without ip netns) the test is skipped.
 # Usage: two_hosts_test.sh CAPSNET_BINARY MNIST_DIR
 set -uo pipefail
 capsnet=$1
@@ -65,14 +66,11 @@ on() {
   ip netns exec "$ns" "$capsnet" "$@"
 }
 
-rows() { [ -f "$1/metrics.jsonl" ] && [ "$(wc -l <"$1/metrics.jsonl")" -ge "$2" ]; }
-wait_rows() { # wait_rows RUN_DIR N: at most 120 s
-  for _ in $(seq 600); do rows "$1" "$2" && return 0; sleep 0.2; done
-  return 1
-}
-wait_rows_ckpt() { # wait_rows_ckpt RUN_DIR: until last.pt exists (at most 30 s)
-  for _ in $(seq 150); do [ -f "$1/last.pt" ] && return 0; sleep 0.2; done
-  return 1
+wait_nodes() { # wait_nodes PID0 PID1: waits for both; their exit statuses in status0, status1
+  wait "$1"
+  status0=$?
+  wait "$2"
+  status1=$?
 }
 rank_in() { # rank_in NAMESPACE RANK: the PID of that rank's process in the namespace
   local pid
@@ -107,10 +105,7 @@ launch_node 0 "$work/two" >"$work/two0.out" 2>"$work/two0.err" &
 node0=$!
 launch_node 1 "$work/two" >"$work/two1.out" 2>"$work/two1.err" &
 node1=$!
-wait "$node0"
-status0=$?
-wait "$node1"
-status1=$?
+wait_nodes "$node0" "$node1"
 check "node 0 trains" test "$status0" -eq 0 || tail -5 "$work/two0.err" >&2
 check "node 1 trains" test "$status1" -eq 0 || tail -5 "$work/two1.err" >&2
 check "rank 0 saw the other host" grep -q "(2 processes of 32, gloo)" "$work/two0.out"
@@ -123,7 +118,7 @@ launch_node 0 "$work/killed" --grace 60 -- --dist-timeout 15 >/dev/null 2>"$work
 node0=$!
 launch_node 1 "$work/killed" -- --dist-timeout 15 >/dev/null 2>"$work/killed1.err" &
 node1=$!
-wait_rows "$work/killed" 1
+wait_for 120 has_rows "$work/killed" 1
 sleep 0.5
 kill -9 "$(rank_in "$ns1" 1)"
 killed_at=$(date +%s.%N)
@@ -144,38 +139,57 @@ node0=$!
 launch_node 1 "$work/elastic" --max-restarts 2 -- --dist-timeout 15 --resume-if-exists \
   >"$work/elastic1.out" 2>"$work/elastic1.err" &
 node1=$!
-wait_rows "$work/elastic" 1 && wait_rows_ckpt "$work/elastic"
+wait_checkpoint "$work/elastic" 1
 sleep 0.5
 kill -9 "$(rank_in "$ns1" 1)"
-wait "$node0"
-status0=$?
-wait "$node1"
-status1=$?
+wait_nodes "$node0" "$node1"
 check "node 0 recovers and exits 0" test "$status0" -eq 0 || tail -8 "$work/elastic0.err" >&2
 check "node 1 recovers and exits 0" test "$status1" -eq 0 || tail -8 "$work/elastic1.err" >&2
 check "both restarted their processes" grep -q "restarting the group" "$work/elastic0.err" "$work/elastic1.err"
 check "rank 0 resumed from last.pt" grep -q "resuming .*/elastic at epoch [23], step 0" "$work/elastic0.out"
 check "the recovered run equals the uninterrupted one" weights_close "$work/elastic/last.pt" "$work/two/last.pt" 0 0
 
-echo "== torchrun's rendezvous on the two hosts"
-if /usr/bin/python3 -c 'import torch.distributed.run' 2>/dev/null; then
+# torchrun_nodes RUN_DIR [TORCHRUN FLAGS] -- [TRAIN FLAGS]: torchrun's static
+# rendezvous (--master_addr), one agent in each namespace, in the background
+# (PIDs in $agent0 and $agent1, output in RUN_DIR.0.out and RUN_DIR.1.out).
+torchrun_nodes() {
+  local dir=$1 node ns
+  shift
+  local flags=() train=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do flags+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
+  train=("$@")
   port=$((port + 1))
   for node in 0 1; do
     ns=$([ "$node" -eq 0 ] && echo "$ns0" || echo "$ns1")
     # --redirects/--tee 1: torch 1.13's launcher fails on Python 3.11 with its default of 0.
     ip netns exec "$ns" /usr/bin/python3 -m torch.distributed.run --nnodes 2 --node_rank "$node" \
       --nproc_per_node 1 --master_addr "$addr0" --master_port "$port" --redirects 1 --tee 1 \
-      --no_python "$capsnet" train "${T[@]}" --epochs 3 --out "$work/torchrun" \
-      >"$work/torchrun$node.out" 2>&1 &
+      ${flags[@]+"${flags[@]}"} --no_python "$capsnet" train "${T[@]}" --epochs 3 --out "$dir" \
+      ${train[@]+"${train[@]}"} >"$dir.$node.out" 2>&1 &
     eval "agent$node=$!"
   done
-  wait "$agent0"
-  status0=$?
-  wait "$agent1"
-  status1=$?
-  check "torchrun's node 0 trains" test "$status0" -eq 0 || tail -8 "$work/torchrun0.out" >&2
-  check "torchrun's node 1 trains" test "$status1" -eq 0 || tail -8 "$work/torchrun1.out" >&2
+}
+
+echo "== torchrun's rendezvous on the two hosts"
+if /usr/bin/python3 -c 'import torch.distributed.run' 2>/dev/null; then
+  torchrun_nodes "$work/torchrun"
+  wait_nodes "$agent0" "$agent1"
+  check "torchrun's node 0 trains" test "$status0" -eq 0 || tail -8 "$work/torchrun.0.out" >&2
+  check "torchrun's node 1 trains" test "$status1" -eq 0 || tail -8 "$work/torchrun.1.out" >&2
   check "torchrun's run equals capsnet launch's" weights_close "$work/torchrun/last.pt" "$work/two/last.pt" 0 0
+
+  echo "== torchrun --max_restarts on the two hosts: the node-1 process killed"
+  torchrun_nodes "$work/trestart" --max_restarts 2 --monitor_interval 1 -- --dist-timeout 15 \
+    --resume-if-exists
+  wait_checkpoint "$work/trestart" 1
+  sleep 0.5
+  kill -9 "$(rank_in "$ns1" 1)"
+  wait_nodes "$agent0" "$agent1"
+  check "torchrun's node 0 recovers" test "$status0" -eq 0 || tail -8 "$work/trestart.0.out" >&2
+  check "torchrun's node 1 recovers" test "$status1" -eq 0 || tail -8 "$work/trestart.1.out" >&2
+  check "rank 0 resumed from last.pt" grep -q "resuming .*/trestart at epoch [23], step 0" "$work/trestart.0.out"
+  check "the recovered run equals the uninterrupted one" weights_close "$work/trestart/last.pt" "$work/two/last.pt" 0 0
 else
   echo "SKIPPED: torchrun (Debian's python3-torch) is not installed"
 fi
