@@ -54,7 +54,7 @@ expect_fail "a 36x36 model on 28x28 data" "the model takes 36-pixel images but m
 "$capsnet" train --dataset fashion-mnist --limit 96 --test-limit 40 --epochs 1 --batch-size 32 \
   --threads 2 --out "$work/fashion" >"$work/fashion.out" 2>&1
 check "fashion-mnist trains" grep -q "training on 96 fashion-mnist images, testing on 40" "$work/fashion.out" || tail -3 "$work/fashion.out" >&2
-"$capsnet" eval --checkpoint "$work/fashion/last.pt" --limit 40 --json >"$work/fashion.json" 2>&1
+"$capsnet" eval --checkpoint "$work/fashion/last.pt" --limit 40 --json >"$work/fashion.json" 2>"$work/fashion.err"
 check "and evaluates on its own test set" test "$(json_get "$work/fashion.json" "j['dataset'], j['total']")" = "fashion-mnist 40"
 
 # Table 1's baseline CNN through the same commands.
