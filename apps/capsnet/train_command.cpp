@@ -249,10 +249,12 @@ struct TrainFlags {
   dist::DistOptions dist;
 };
 
-// The options of the run: the checkpoint's with what may change (--resume),
-// or the preset's with the options given.
+// The options of the run: the checkpoint's with what may change (--resume,
+// or --resume-if-exists where DIR has last.pt: `resuming`), or the preset's
+// with the options given.
 TrainOptions options_of_run(const TrainFlags& t, const dist::DistOptions& distributed,
-                            std::string& run_dir) {
+                            std::string& run_dir, bool& resuming) {
+  resuming = true;
   const std::vector<std::string> may_change = {"--epochs",          "--threads", "--data",
                                                "--eval-batch-size", "--routing", "--precision",
                                                "--device",          "--cache-mb",
@@ -306,6 +308,7 @@ TrainOptions options_of_run(const TrainFlags& t, const dist::DistOptions& distri
     }
     return options;
   }
+  resuming = false;
   auto options = t.flags.resolve(t.preset);
   run_dir = t.out.empty() ? default_run_dir(options) : t.out;
   // --batch-size is per process; the run's batch is global.
@@ -356,10 +359,10 @@ int run_train(const TrainFlags& t) {
     set_program_name("capsnet[rank " + std::to_string(distributed.rank) + "]");
   }
   std::string run_dir;
-  const auto options = options_of_run(t, distributed, run_dir);
+  bool resuming = false;
+  const auto options = options_of_run(t, distributed, run_dir, resuming);
   TrainControl control;
-  control.resume = !t.resume.empty() ||
-                   (t.resume_if_exists && fs::exists(last_checkpoint_path(run_dir)));
+  control.resume = resuming;
   control.replace_unfinished = t.resume_if_exists;
   control.distributed = distributed;
   // --threads 0 means every core, shared among this machine's processes.
