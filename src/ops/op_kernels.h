@@ -27,8 +27,9 @@ void check_routing_arguments(const at::Tensor& u, const at::Tensor& weight,
                              const c10::optional<at::Tensor>& bias, int64_t iterations);
 
 /// The fused routing's forward on the CPU or a GPU: (v of the last
-/// iteration [B, J, M], coupling [B, r, I, J], s and v of every iteration
-/// [B, r, J, M]); the last three are what backward needs.
+/// iteration [B, J, M], coupling [B, r, J, I] on the CPU and [B, r, I, J] on a
+/// GPU, s and v of every iteration [B, r, J, M]); the last three are what
+/// backward needs, in the layout its kernels read.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> fused_routing_forward(
     const at::Tensor& u, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
     int64_t iterations, bool parents);
