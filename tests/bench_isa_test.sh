@@ -20,7 +20,7 @@ if grep -q avx2 /proc/cpuinfo && grep -q fma /proc/cpuinfo; then
 fi
 check "OpenBLAS limited to its Haswell (AVX2) kernel" test "$(json_get "$work/fp32.json" "j['blas_core']")" = Haswell
 check "fp32 convolution path named" test "$(json_get "$work/fp32.json" \
-  "j['conv_path']")" = "oneDNN forward, im2col + sgemm backward (OpenBLAS Haswell)"
+  "j['conv_path']")" = "oneDNN forward, im2col + sgemm backward (OpenBLAS Haswell); conv1 (one input channel): im2col + sgemm"
 check "no bf16 probe without bf16" test "$(json_get "$work/fp32.json" \
   "j['cpu_bf16'] == 'none' and j['bf16_matmul_probe_gflops'] is None and 'CAPSNET_NO_BF16' in j['bf16_unavailable_reason']")" = True
 

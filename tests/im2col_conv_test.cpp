@@ -261,8 +261,10 @@ TEST(ConvAlgo, ParsesNamesAndStatesTheRule) {
     EXPECT_EQ(parse_enum<ConvAlgo>(enum_name(algo)), algo);
   }
   EXPECT_THROW(parse_enum<ConvAlgo>("winograd"), std::invalid_argument);
-  EXPECT_EQ(conv_algo_for(ConvAlgo::kAuto), ConvAlgo::kMixed);
-  EXPECT_EQ(conv_algo_for(ConvAlgo::kOneDnn), ConvAlgo::kOneDnn);
+  EXPECT_EQ(conv_algo_for(ConvAlgo::kAuto, 256), ConvAlgo::kMixed);
+  EXPECT_EQ(conv_algo_for(ConvAlgo::kAuto, 1), ConvAlgo::kIm2col);
+  EXPECT_EQ(conv_algo_for(ConvAlgo::kOneDnn, 1), ConvAlgo::kOneDnn);
+  EXPECT_EQ(conv_algo_for(ConvAlgo::kMixed, 1), ConvAlgo::kMixed);
 }
 
 // The model's three fp32 paths sum the same products in fp32, in other orders.

@@ -315,7 +315,7 @@ TEST(BenchRecipe, TimesEveryStageOfTheTimedSteps) {
   EXPECT_EQ(r.flops.training(), model_flops(TrainOptions{}.model).training());
   EXPECT_GT(r.probe_fp32_gflops, 0);
   EXPECT_EQ(r.probe_bf16_gflops > 0, r.bf16.available);
-  EXPECT_EQ(r.conv_algo, conv_algo_for(ConvAlgo::kAuto));
+  EXPECT_EQ(r.conv_algo, conv_algo_for(ConvAlgo::kAuto, CapsNetConfig{}.conv1_channels));
   EXPECT_EQ(bench_text(r).rfind("capsnet bench: capsnet, batch 2, 2 steps after 0 warm-up, ", 0), 0u);
 }
 

@@ -193,7 +193,9 @@ double time_inference(Workload& w, const BenchOptions& options) {
 void describe_machine(BenchResult& r) {
   const auto& o = r.options;
   r.threads = at::get_num_threads();
-  r.conv_algo = conv_algo_for(o.conv);
+  const CapsNetConfig paper; // bench's CapsNet: the paper's shapes
+  r.conv_algo = conv_algo_for(o.conv, paper.conv1_channels);
+  const auto conv1_algo = conv_algo_for(o.conv, paper.in_channels);
   r.cpu = cpu_features();
   r.kernel_isa = kernel_isa();
   r.bf16 = o.device.is_cuda() ? Bf16Support{true, "CUDA", ""} : cpu_bf16_support();
@@ -210,6 +212,10 @@ void describe_machine(BenchResult& r) {
                 : r.conv_algo == ConvAlgo::kIm2col ? "im2col + sgemm " + blas
                 : r.conv_algo == ConvAlgo::kMixed  ? "oneDNN forward, im2col + sgemm backward " + blas
                                                    : "oneDNN convolution";
+  if (!bf16 && conv1_algo != r.conv_algo) {
+    r.conv_path += conv1_algo == ConvAlgo::kIm2col ? "; conv1 (one input channel): im2col + sgemm"
+                                                   : "; conv1: " + enum_name(conv1_algo);
+  }
   r.routing_path = fused ? "fused, capsnet's " + enum_name(r.kernel_isa) + " kernels"
                          : "reference (ATen)";
 }

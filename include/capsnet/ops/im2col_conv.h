@@ -36,8 +36,9 @@ CAPSNET_ENUM_NAMES(ConvAlgo, "convolution algorithm",
                     {ConvAlgo::kIm2col, "im2col"},
                     {ConvAlgo::kOneDnn, "onednn"},
                     {ConvAlgo::kMixed, "mixed"}})
-/// kAuto resolved for this CPU (kIm2col or kOneDnn); other values as given.
-ConvAlgo conv_algo_for(ConvAlgo requested);
+/// kAuto resolved for a convolution of `in_channels` input channels: kIm2col
+/// for one channel, kMixed otherwise; other values as given.
+ConvAlgo conv_algo_for(ConvAlgo requested, int64_t in_channels);
 
 /// A 2-D fp32 convolution (no padding, square kernel) computed as im2col +
 /// sgemm, a group of images at a time; backward recomputes the patches from x
