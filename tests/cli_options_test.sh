@@ -108,11 +108,11 @@ bf16_said='grep -q "bf16" "$out"'
 row "train: numbers and choices of the paper's preset" 0 \
   'config_is "$work/base" epochs=1 batch_size=16 eval_batch_size=8 seed=7 lr=0.002 lr_decay=0.5 \
      model.routing_iterations=2 shift=1 recon_weight=0.001 model.w_init_std=0.02 margin.m_plus=0.8 \
-     margin.m_minus=0.2 margin.lambda=0.4 device=cpu routing=reference threads=1 train_size=32 \
-     test_size=16 data_dir="$mnist"' \
+     margin.m_minus=0.2 margin.lambda=0.4 device=cpu routing=reference conv=im2col threads=1 \
+     train_size=32 test_size=16 data_dir="$mnist"' \
   train "${S[@]}" --epochs 1 --batch-size 16 --eval-batch-size 8 --seed 7 --lr 0.002 --lr-decay 0.5 \
   --routing-iters 2 --shift 1 --recon-weight 0.001 --w-init-std 0.02 --m-plus 0.8 --m-minus 0.2 \
-  --margin-lambda 0.4 --device cpu --routing reference --out "$work/base"
+  --margin-lambda 0.4 --device cpu --routing reference --conv im2col --out "$work/base"
 ckpt=$work/base/best.pt
 row "train: the seed's preset, the baseline CNN" 0 \
   'config_is "$work/cnn" preset=seed model_name=baseline-cnn normalize=true margin.squared=false' \
@@ -129,8 +129,9 @@ row "train: Efficient-CapsNet's preset, its augmentation and lr floor" 0 \
      lr_min=0.0002 lr=0.0005 efficient.image_size=28' \
   train --preset efficient-capsnet --model efficient-capsnet --digit-augment --lr-min 2e-4 \
   "${S[@]}" --epochs 1 --out "$work/eff"
-row "train: --resume adds an epoch" 0 'test "$(lines "$work/cnn/metrics.jsonl")" -eq 2' \
-  train --resume "$work/cnn" --epochs 2 --threads 1
+row "train: --resume adds an epoch; --conv may change, and the CNN says it ignores it" 0 \
+  'test "$(lines "$work/cnn/metrics.jsonl")" -eq 2 && grep -q "ignores --conv onednn" "$out"' \
+  train --resume "$work/cnn" --epochs 2 --threads 1 --conv onednn
 row "train: --resume-if-exists, the first run's command again, one epoch more" 0 \
   'grep -q "resuming .* at epoch 2, step 0" "$out" && test "$(lines "$work/eff/metrics.jsonl")" -eq 2' \
   train --preset efficient-capsnet --model efficient-capsnet --digit-augment --lr-min 2e-4 \

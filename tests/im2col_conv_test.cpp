@@ -1,3 +1,5 @@
+#include "capsnet/engine/options.h"
+#include "capsnet/engine/task.h"
 #include "capsnet/model/capsnet.h"
 #include "capsnet/ops/im2col_conv.h"
 #include "test_util.h"
@@ -214,6 +216,7 @@ TEST(CpuFeatures, AgreeWithTheCompilersCpuid) {
   EXPECT_EQ(cpu.avx512, __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                             __builtin_cpu_supports("avx512dq") &&
                             __builtin_cpu_supports("avx512vl"));
+  EXPECT_EQ(cpu.intel, static_cast<bool>(__builtin_cpu_is("intel")));
   EXPECT_FALSE(cpu.model.empty());
   EXPECT_NE(cpu.describe().find(cpu.model), std::string::npos);
   std::cout << "this CPU: " << cpu.describe() << "; capsnet kernels " << enum_name(kernel_isa())
@@ -256,6 +259,36 @@ TEST(Bf16Support, NamesWhatIsMissing) {
   }
 }
 
+TEST(Bf16Support, SaysWhereBf16IsNotFaster) {
+  CpuFeatures cpu;
+  cpu.model = "Some Xeon";
+  cpu.avx2 = cpu.fma = cpu.avx512 = cpu.avx512_bf16 = true;
+  cpu.intel = true; // AVX512-BF16 without AMX on Intel: no faster than fp32
+  const auto note = bf16_not_faster(cpu);
+  EXPECT_NE(note.find("Some Xeon"), std::string::npos) << note;
+  EXPECT_NE(note.find("no AMX-BF16"), std::string::npos) << note;
+  cpu.amx_bf16 = true; // AMX: several times fp32
+  EXPECT_EQ(bf16_not_faster(cpu), "");
+  cpu.amx_bf16 = false;
+  cpu.intel = false; // AMD Zen 4 and Zen 5: twice fp32's rate
+  EXPECT_EQ(bf16_not_faster(cpu), "");
+  cpu.intel = true;
+  cpu.avx512_bf16 = false; // no bf16 at all: cpu_bf16_support() says so instead
+  EXPECT_EQ(bf16_not_faster(cpu), "");
+
+  // usable_precision() keeps bf16 where it runs and warns where it is not faster.
+  ScopedEnv no_override("CAPSNET_NO_BF16", nullptr);
+  ScopedEnv unlimited("ONEDNN_MAX_CPU_ISA", nullptr);
+  const auto support = cpu_bf16_support();
+  std::ostringstream warnings;
+  const auto chosen = usable_precision(Precision::kBf16, warnings);
+  EXPECT_EQ(chosen, support.available ? Precision::kBf16 : Precision::kFp32);
+  EXPECT_EQ(support.not_faster, support.available ? bf16_not_faster(cpu_features()) : "");
+  EXPECT_EQ(warnings.str().find("may be slower than fp32") != std::string::npos,
+            !support.not_faster.empty())
+      << warnings.str();
+}
+
 TEST(ConvAlgo, ParsesNamesAndStatesTheRule) {
   for (auto algo : {ConvAlgo::kAuto, ConvAlgo::kIm2col, ConvAlgo::kOneDnn, ConvAlgo::kMixed}) {
     EXPECT_EQ(parse_enum<ConvAlgo>(enum_name(algo)), algo);
@@ -295,6 +328,26 @@ TEST(ConvAlgo, ModelOutputsAndGradientsAgreeAcrossPaths) {
     EXPECT_TRUE(close(grads[2 * k], grads[0])) << "path " << k;
     EXPECT_TRUE(close(grads[2 * k + 1], grads[1])) << "path " << k;
   }
+}
+
+TEST(ConvAlgo, TrainOptionsChooseItAndTheTaskSetsIt) {
+  CapsNet model(testing::tiny_config());
+  CapsNetTask task(model, CapsNetObjective{});
+  EXPECT_EQ(model->primary_capsules->options.conv_algo(), ConvAlgo::kAuto);
+  task.set_execution(RoutingImpl::kReference, Precision::kFp32, ConvAlgo::kOneDnn);
+  EXPECT_EQ(model->primary_capsules->options.conv_algo(), ConvAlgo::kOneDnn);
+  EXPECT_EQ(model->digit_capsules->options.impl(), RoutingImpl::kReference);
+  task.set_execution(RoutingImpl::kFused, Precision::kFp32); // the default: auto
+  EXPECT_EQ(model->primary_capsules->options.conv_algo(), ConvAlgo::kAuto);
+
+  // config.json and checkpoints record it; runs from before --conv read "auto".
+  TrainOptions options;
+  options.conv = ConvAlgo::kIm2col;
+  auto json = nlohmann::json(options);
+  EXPECT_EQ(json.at("conv"), "im2col");
+  EXPECT_EQ(train_options_from_json(json).conv, ConvAlgo::kIm2col);
+  json.erase("conv");
+  EXPECT_EQ(train_options_from_json(json).conv, ConvAlgo::kAuto);
 }
 
 TEST(Precision, ParsesNamesAndRejectsOthers) {

@@ -231,7 +231,7 @@ BenchResult hand_made_bench() {
   r.cpu.model = "Test CPU";
   r.cpu.avx2 = r.cpu.fma = true;
   r.kernel_isa = KernelIsa::kAvx2;
-  r.bf16 = {false, "", "no bf16 here"};
+  r.bf16 = {false, "", "no bf16 here", ""};
   r.blas_core = "Haswell";
   r.conv_path = "oneDNN convolution";
   r.routing_path = "fused, capsnet's AVX2 kernels";
@@ -269,11 +269,26 @@ TEST(BenchRecipe, RendersTheTerminalReport) {
             "  conv1                           0.125  (25.0%)\n");
 }
 
+TEST(BenchRecipe, SaysWhenBf16ProductsAreSlowerThanFp32) {
+  auto r = hand_made_bench();
+  r.bf16 = {true, "AVX512-BF16", "", "an Intel CPU without AMX"};
+  r.probe_bf16_gflops = 132; // 0.75x the fp32 probe's 176
+  const auto text = bench_text(r);
+  EXPECT_NE(text.find("matrix-product probe: fp32 176.0 GFLOP/s, bf16 132 GFLOP/s (AVX512-BF16)\n"
+                      "bf16 matrix products run at 0.75x fp32's on this CPU: bf16 will not be "
+                      "faster here\n"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(bench_json(r).at("bf16_not_faster_reason"), "an Intel CPU without AMX");
+  r.probe_bf16_gflops = 352; // twice fp32: nothing to say
+  EXPECT_EQ(bench_text(r).find("will not be faster"), std::string::npos);
+}
+
 TEST(BenchRecipe, RendersOneJsonObject) {
   auto r = hand_made_bench();
   r.openblas_coretype = "Nehalem";
   const auto j = bench_json(r);
-  EXPECT_EQ(j.size(), 30u);
+  EXPECT_EQ(j.size(), 31u);
   EXPECT_EQ(j.at("model"), "capsnet");
   EXPECT_EQ(j.at("routing"), "fused");
   EXPECT_EQ(j.at("cpu_bf16"), "none");

@@ -104,6 +104,12 @@ void add_model_options(CLI::App* cmd, Flags& f) {
       ->check(registered_model());
   f.bind(add_routing_option(cmd, f.given.routing), FIELD(RoutingImpl, routing));
   f.bind(add_precision_option(cmd, f.given.precision), FIELD(Precision, precision));
+  f.add_enum<ConvAlgo>(cmd, "--conv", FIELD(ConvAlgo, conv),
+                       "how capsnet's convolutions run in fp32 on the CPU: auto (oneDNN forward "
+                       "and im2col + sgemm backward for the primary capsules, im2col + sgemm for "
+                       "conv1), mixed, im2col (im2col + BLAS sgemm both ways) or onednn "
+                       "(LibTorch's own both ways; README, \"Choosing the convolution\"); "
+                       "may change on --resume");
   f.bind(add_device_option(cmd, f.given.device), FIELD(std::string, device));
   f.add<int64_t>(cmd, "--shift", FIELD(int64_t, shift),
                  "random translation of training images, up to N pixels each way (0: off)");
@@ -257,7 +263,7 @@ TrainOptions options_of_run(const TrainFlags& t, const dist::DistOptions& distri
   resuming = true;
   const std::vector<std::string> may_change = {"--epochs",          "--threads", "--data",
                                                "--eval-batch-size", "--routing", "--precision",
-                                               "--device",          "--cache-mb",
+                                               "--conv",            "--device",          "--cache-mb",
                                                "--loader-threads"};
   auto changes = [&](const std::string& name) {
     return std::find(may_change.begin(), may_change.end(), name) != may_change.end();
@@ -403,7 +409,8 @@ Runner add_train_command(CLI::App& app) {
   auto* resume_opt = cmd->add_option("--resume", t->resume,
                                      "continue the run in RUN_DIR from its last.pt (--epochs, "
                                      "--threads, --data, --eval-batch-size, --routing, "
-                                     "--precision and --device may change)");
+                                     "--precision, --conv, --device, --cache-mb and "
+                                     "--loader-threads may change)");
   resume_opt->excludes(cmd->get_option("--out"))->excludes(cmd->get_option("--preset"));
   auto* again = cmd->add_flag(
       "--resume-if-exists", t->resume_if_exists,

@@ -48,6 +48,13 @@ CpuFeatures detect() {
 #if defined(__x86_64__) || defined(__i386__)
   unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
   unsigned brand[12] = {};
+  if (__get_cpuid(0, &eax, &ebx, &ecx, &edx)) {
+    char vendor[13] = {};
+    std::memcpy(vendor, &ebx, 4);
+    std::memcpy(vendor + 4, &edx, 4);
+    std::memcpy(vendor + 8, &ecx, 4);
+    f.intel = std::strcmp(vendor, "GenuineIntel") == 0;
+  }
   if (__get_cpuid(0x80000000u, &eax, &ebx, &ecx, &edx) && eax >= 0x80000004u) {
     for (unsigned leaf = 0; leaf < 3; ++leaf) {
       __get_cpuid(0x80000002u + leaf, &brand[4 * leaf], &brand[4 * leaf + 1],
@@ -149,7 +156,16 @@ Bf16Support cpu_bf16_support() {
   }
   support.available = true;
   support.isa = cpu.amx_bf16 ? "AMX-BF16" : "AVX512-BF16";
+  support.not_faster = bf16_not_faster(cpu);
   return support;
+}
+
+std::string bf16_not_faster(const CpuFeatures& cpu) {
+  if (!cpu.intel || !cpu.avx512_bf16 || cpu.amx_bf16) return "";
+  return "this Intel CPU (" + cpu.model +
+         ") has AVX512-BF16 but no AMX-BF16 (or its OS or hypervisor hides it), and runs bf16 "
+         "matrix products no faster than fp32 ones; fp32 is likely the faster choice here "
+         "(`capsnet bench --precision bf16` measures both)";
 }
 
 } // namespace capsnet

@@ -16,7 +16,13 @@ Precision usable_precision(Precision requested, std::ostream& warnings,
                            const c10::Device& device) {
   if (requested != Precision::kBf16 || !device.is_cpu()) return requested;
   const auto support = cpu_bf16_support();
-  if (support.available) return requested;
+  if (support.available) {
+    if (!support.not_faster.empty()) {
+      warnings << "capsnet: warning: bf16 may be slower than fp32 here: " << support.not_faster
+               << std::endl;
+    }
+    return requested;
+  }
   warnings << "capsnet: bf16 needs a CPU with AMX-BF16 or AVX512-BF16, but " << support.why_not
            << "; running in fp32 instead" << std::endl;
   return Precision::kFp32;

@@ -198,7 +198,7 @@ void describe_machine(BenchResult& r) {
   const auto conv1_algo = conv_algo_for(o.conv, paper.in_channels);
   r.cpu = cpu_features();
   r.kernel_isa = kernel_isa();
-  r.bf16 = o.device.is_cuda() ? Bf16Support{true, "CUDA", ""} : cpu_bf16_support();
+  r.bf16 = o.device.is_cuda() ? Bf16Support{true, "CUDA", "", ""} : cpu_bf16_support();
   r.blas_core = blas_core_name();
   if (const char* coretype = std::getenv("OPENBLAS_CORETYPE")) r.openblas_coretype = coretype;
   const bool bf16 = o.precision == Precision::kBf16, fused = o.routing == RoutingImpl::kFused;
@@ -295,6 +295,7 @@ nlohmann::json bench_json(const BenchResult& r) {
       {"routing_path", r.routing_path},
       {"cpu_bf16", r.bf16.available ? r.bf16.isa : "none"},
       {"bf16_unavailable_reason", r.bf16.why_not},
+      {"bf16_not_faster_reason", r.bf16.not_faster},
       {"libtorch_version", TORCH_VERSION},
       {"blas_core", r.blas_core},
       {"openblas_coretype_env", r.openblas_coretype.value_or("")},
@@ -339,6 +340,11 @@ std::string bench_text(const BenchResult& r) {
                  r.inference_images_per_second(), r.inference_gflops(), r.flops.forward() / 1e9);
   text += format("matrix-product probe: fp32 %.1f GFLOP/s, bf16 %s\n", r.probe_fp32_gflops,
                  bf16.c_str());
+  if (r.bf16.available && r.probe_bf16_gflops < r.probe_fp32_gflops) {
+    text += format("bf16 matrix products run at %.2fx fp32's on this CPU: bf16 will not be faster "
+                   "here\n",
+                   r.probe_bf16_gflops / r.probe_fp32_gflops);
+  }
   text += format("training runs at %.0f%% of the %s probe\n",
                  100 * r.train_gflops() / r.probe_gflops(), precision.c_str());
   text += format("peak resident memory %.0f MiB\n", r.peak_rss_mib);

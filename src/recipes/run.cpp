@@ -323,7 +323,11 @@ TrainReport train_in_group(const TrainOptions& given, const std::string& run_dir
   net.to(device);
   auto task = model.task(start.network, options);
   const auto precision = run_precision(model, options, out, device);
-  task->set_execution(options.routing, precision);
+  task->set_execution(options.routing, precision, options.conv);
+  if (options.conv != ConvAlgo::kAuto && options.model_name != "capsnet") {
+    out << "model '" << model.name << "' ignores --conv " << enum_name(options.conv)
+        << " (it chooses how capsnet's convolutions run)\n";
+  }
   const auto last_path = last_checkpoint_path(run_dir);
   torch::optim::Adam optimizer(net.parameters(), torch::optim::AdamOptions(options.lr));
   if (control.resume) load_optimizer_state(last_path, optimizer);

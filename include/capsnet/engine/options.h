@@ -54,6 +54,9 @@ struct TrainOptions {
   RoutingImpl routing = RoutingImpl::kFused;
   /// Arithmetic of the primary-capsule convolution (bf16 needs AMX or AVX512-BF16).
   Precision precision = Precision::kFp32;
+  /// How capsnet's convolutions run in fp32 on the CPU (conv_algo_for()):
+  /// the same function either way, rounded differently.
+  ConvAlgo conv = ConvAlgo::kAuto;
   /// "auto" (a CUDA GPU when there is one), "cpu" or "cuda[:N]".
   std::string device = "auto";
   /// The network: a name in the model registry (engine/models.h). Options
@@ -93,7 +96,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainOptions, preset, dataset, d
                                                 recon_loss, mask, normalize, margin, seed, threads,
                                                 limit, test_limit, eval_batch_size, routing,
                                                 precision, device, model_name, model, baseline,
-                                                folder, lr_min, digit_augment, efficient)
+                                                folder, lr_min, digit_augment, efficient,
+                                                conv)
 
 /// Reads options written as JSON (config.json, checkpoints), including those
 /// of runs from before the margin options were nested, and validates them.

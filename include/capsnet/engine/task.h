@@ -28,9 +28,11 @@ class Task {
   /// behaviour (for a CapsNet: the decoder masked by the true labels).
   virtual TaskOutput forward(const Batch& batch, bool training) = 0;
   /// How the network computes (the module keeps it): the routing
-  /// implementation and the precision, for models with routing or a bf16
-  /// path (Capability::kBf16); others ignore them.
-  virtual void set_execution(RoutingImpl routing, Precision precision) {}
+  /// implementation, the precision and the fp32 convolutions' algorithm, for
+  /// models with routing, a bf16 path (Capability::kBf16) or capsnet's
+  /// convolutions; others ignore them.
+  virtual void set_execution(RoutingImpl routing, Precision precision,
+                             ConvAlgo conv = ConvAlgo::kAuto) {}
 };
 
 /// A capsule network (CapsNet, Efficient-CapsNet) and the paper's objective.
@@ -50,9 +52,11 @@ class CapsNetTask : public Task {
       : CapsNetTask(CapsuleNetworkPtr(model.ptr()), options) {}
   torch::nn::Module& module() override { return *model_; }
   TaskOutput forward(const Batch& batch, bool training) override;
-  void set_execution(RoutingImpl routing, Precision precision) override {
+  void set_execution(RoutingImpl routing, Precision precision,
+                     ConvAlgo conv = ConvAlgo::kAuto) override {
     model_->set_routing_impl(routing);
     model_->set_precision(precision);
+    model_->set_conv_algo(conv);
   }
   const CapsuleNetworkPtr& model() { return model_; }
 

@@ -73,7 +73,7 @@ struct CapsNetImpl : CapsuleNetworkImpl {
     primary_capsules->options.precision(precision);
   }
   /// Chooses how conv1 and the primary-capsule convolution run in fp32 on the CPU.
-  void set_conv_algo(ConvAlgo algo) { primary_capsules->options.conv_algo(algo); }
+  void set_conv_algo(ConvAlgo algo) override { primary_capsules->options.conv_algo(algo); }
 
   CapsNetConfig config;
   torch::nn::Conv2d conv1{nullptr};

@@ -59,6 +59,7 @@ struct CapsuleNetworkImpl : torch::nn::Module {
   /// without the choice ignore it.
   virtual void set_routing_impl(RoutingImpl impl) {}
   virtual void set_precision(Precision precision) {}
+  virtual void set_conv_algo(ConvAlgo algo) {}
 
   /// Called with a stage's name and output as each stage of the forward pass
   /// ends ("conv1", "primary_capsules", "digit_capsules", "decoder"): for

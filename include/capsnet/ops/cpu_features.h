@@ -10,6 +10,7 @@ namespace capsnet {
 /// environment variables that narrow what the libraries use.
 struct CpuFeatures {
   std::string model; ///< CPUID's brand string, e.g. "AMD EPYC 7B13"
+  bool intel = false; ///< CPUID's vendor is GenuineIntel
   bool avx2 = false, fma = false;
   bool avx512 = false;      ///< AVX-512 F, BW, VL and DQ in the CPU, and enabled by the OS
   bool avx512_bf16 = false; ///< and enabled by the OS
@@ -45,7 +46,16 @@ struct Bf16Support {
   bool available = false;
   std::string isa;     ///< "AMX-BF16" or "AVX512-BF16" when available
   std::string why_not; ///< when not available: what is missing, naming the CPU
+  /// When available but not expected to be faster than fp32 (bf16_not_faster()).
+  std::string not_faster;
 };
+/// Why bf16 would not be faster than fp32 on `cpu`, or "" when it should be:
+/// an Intel CPU with AVX512-BF16 but no AMX-BF16 (absent, or hidden by its OS
+/// or hypervisor) runs a bf16 dot product (VDPBF16PS) on one port, the same
+/// FLOPs a cycle as fp32 FMAs on two; AMD's Zen 4 and Zen 5 run it at twice
+/// fp32's rate. Measured on an Emerald Rapids Xeon without AMX: the bf16 probe
+/// at 0.5-0.7x the fp32 probe, bf16 training at 0.92x fp32 (README).
+std::string bf16_not_faster(const CpuFeatures& cpu);
 /// From cpu_features(). Setting CAPSNET_NO_BF16=1 reports no support (to try
 /// the fp32 fallback on any machine); so does a ONEDNN_MAX_CPU_ISA below
 /// AVX512_CORE_BF16. Reads the environment on every call.
