@@ -261,10 +261,9 @@ struct TrainFlags {
 TrainOptions options_of_run(const TrainFlags& t, const dist::DistOptions& distributed,
                             std::string& run_dir, bool& resuming) {
   resuming = true;
-  const std::vector<std::string> may_change = {"--epochs",          "--threads", "--data",
-                                               "--eval-batch-size", "--routing", "--precision",
-                                               "--conv",            "--device",          "--cache-mb",
-                                               "--loader-threads"};
+  const std::vector<std::string> may_change = {
+      "--epochs",    "--threads", "--data",   "--eval-batch-size", "--routing",
+      "--precision", "--conv",    "--device", "--cache-mb",        "--loader-threads"};
   auto changes = [&](const std::string& name) {
     return std::find(may_change.begin(), may_change.end(), name) != may_change.end();
   };

@@ -53,8 +53,9 @@ struct Bf16Support {
 /// an Intel CPU with AVX512-BF16 but no AMX-BF16 (absent, or hidden by its OS
 /// or hypervisor) runs a bf16 dot product (VDPBF16PS) on one port, the same
 /// FLOPs a cycle as fp32 FMAs on two; AMD's Zen 4 and Zen 5 run it at twice
-/// fp32's rate. Measured on an Emerald Rapids Xeon without AMX: the bf16 probe
-/// at 0.5-0.7x the fp32 probe, bf16 training at 0.92x fp32 (README).
+/// fp32's rate. Measured on an Emerald Rapids Xeon without AMX (make bench at
+/// 1849f6f): the bf16 probe at 0.66x the fp32 probe, bf16 training at 0.75x
+/// fp32, inference at 0.82x (README).
 std::string bf16_not_faster(const CpuFeatures& cpu);
 /// From cpu_features(). Setting CAPSNET_NO_BF16=1 reports no support (to try
 /// the fp32 fallback on any machine); so does a ONEDNN_MAX_CPU_ISA below
