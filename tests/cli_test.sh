@@ -39,7 +39,7 @@ expect_fail "lr decay not a number" "--lr-decay must be in (0, 1" train --lr-dec
 expect_fail "eval needs a checkpoint" "checkpoint" eval
 expect_fail "unknown routing names the choices" "expected fused or reference" train --routing bogus
 expect_fail "unknown decoder mask names the choices" "expected label or prediction" train --mask labels
-expect_fail "unknown convolution names the choices" "expected auto, im2col, onednn or mixed" bench --conv fast
+expect_fail "unknown convolution names the choices" "expected auto, im2col, onednn, mixed or winograd" bench --conv fast
 
 # Bad files.
 expect_fail "missing data says how to fetch" "scripts/fetch-mnist.sh" train --data "$work/nowhere" --out "$work/r0"

@@ -172,6 +172,135 @@ TEST(ConvBounds, CatchAnUnroundedOperand) {
   EXPECT_GT(((fp32 - rounded).abs() - 2 * n * kFp32Unit * magnitude).max().item<double>(), 0.0);
 }
 
+// Winograd F(2x2, 5x5) on the phases of a stride-2 9x9 convolution, literally
+// (the paper's notation: Lavin and Gray 2016), in double on x, w and the
+// transform matrices as given; with `absolute`, on their absolute values;
+// with `wrong_sign`, one entry of G of the wrong sign.
+// What conv2d_winograd computes, by other code: tensors and matmul, not the
+// kernels' loops.
+at::Tensor literal_winograd(const at::Tensor& x, const at::Tensor& w, bool absolute,
+                            bool wrong_sign = false) {
+  auto matrix = [&](std::vector<double> values, int64_t rows, int64_t cols) {
+    auto m = at::tensor(values, at::kDouble).view({rows, cols});
+    return absolute ? m.abs() : m;
+  };
+  const auto bt = matrix({4, 0, -5, 0, 1, 0, 0, -4, -4, 1, 1, 0, 0, 4, -4, -1, 1, 0,
+                          0, -2, -1, 2, 1, 0, 0, 2, -1, -2, 1, 0, 0, 4, 0, -5, 0, 1}, 6, 6);
+  const auto at_ = matrix({1, 1, 1, 1, 1, 0, 0, 1, -1, 2, -2, 1}, 2, 6);
+  const auto g = matrix({1. / 4, 0, 0, 0, 0, -1. / 6, -1. / 6, -1. / 6, -1. / 6, -1. / 6,
+                         -1. / 6, 1. / 6, -1. / 6, 1. / 6, -1. / 6,
+                         1. / 24, 1. / 12, 1. / 6, 1. / 3, 2. / 3,
+                         1. / 24, wrong_sign ? 1. / 12 : -1. / 12, 1. / 6, -1. / 3, 2. / 3,
+                         0, 0, 0, 0, 1}, 6, 5);
+  const int64_t B = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), O = w.size(0);
+  const int64_t TH = (H / 2 - 4) / 2, TW = (W / 2 - 4) / 2;
+  // Phases: xp[b][(p, q, c)][i][j] = x[b][c][2i + p][2j + q], likewise the kernel padded to 10x10.
+  auto xp = x.view({B, C, H / 2, 2, W / 2, 2}).permute({0, 3, 5, 1, 2, 4}).reshape({B, 4 * C, H / 2, W / 2});
+  auto wp = at::constant_pad_nd(w, {0, 1, 0, 1}).view({O, C, 5, 2, 5, 2}).permute({0, 3, 5, 1, 2, 4})
+                .reshape({O, 4 * C, 5, 5});
+  auto d = xp.unfold(2, 6, 2).unfold(3, 6, 2);                       // [B, 4C, TH, TW, 6, 6]
+  auto v = at::matmul(at::matmul(bt, d), bt.t());                   // B^T d B
+  auto u = at::matmul(at::matmul(g, wp), g.t());                    // G g G^T, [O, 4C, 6, 6]
+  auto m = at::einsum("bctsxy,ocxy->botsxy", {v, u});               // summed over 4C
+  auto y = at::matmul(at::matmul(at_, m), at_.t());                 // [B, O, TH, TW, 2, 2]
+  return y.permute({0, 1, 2, 4, 3, 5}).reshape({B, O, 2 * TH, 2 * TW});
+}
+
+class WinogradMatchesConv2d : public ::testing::TestWithParam<ConvCase> {};
+
+// The value is checked against at::conv2d in double; the bound is the rounding
+// error of the Winograd computation: each result of a sequence of n fp32
+// roundings (each of the transforms' sums, the entries of G, the products,
+// the GEMMs' sums) is off by at most about n u32 times the same computation on
+// absolute values (literal_winograd with `absolute`; its gradients bound the
+// backward's). n: 4C terms in the forward GEMM plus the transforms' stages
+// (6 terms each, two per transform: input, weights, output; 1/6 and 1/24
+// rounded), O terms plus the overlapping tiles' sums for grad_x, B * tiles for
+// grad_weight; doubled, as in ConvMatchesConv2d.
+TEST_P(WinogradMatchesConv2d, ForwardAndGradientsWithinDerivedBounds) {
+  const auto p = GetParam();
+  at::manual_seed(p.batch + p.channels);
+  auto x = at::randn({p.batch, p.channels, p.height, p.width}).requires_grad_(true);
+  auto weight = (at::randn({p.out_channels, p.channels, 9, 9}) * 0.1).requires_grad_(true);
+  auto bias = at::randn({p.out_channels}).requires_grad_(true);
+  ASSERT_TRUE(winograd_covers(x, weight, 2));
+  auto y = conv2d_winograd(x, weight, bias, 2);
+  auto upstream = at::randn(y.sizes());
+  y.backward(upstream);
+  at::Tensor y_inference;
+  {
+    at::NoGradGuard no_grad;
+    y_inference = conv2d_winograd(x, weight, bias, 2);
+  }
+
+  auto xr = x.detach().to(at::kDouble).requires_grad_(true);
+  auto wr = weight.detach().to(at::kDouble).requires_grad_(true);
+  auto br = bias.detach().to(at::kDouble).requires_grad_(true);
+  auto expected = at::conv2d(xr, wr, br, {2, 2});
+  expected.backward(upstream.to(at::kDouble));
+  auto xa = xr.detach().abs().requires_grad_(true);
+  auto wa = wr.detach().abs().requires_grad_(true);
+  auto magnitude = literal_winograd(xa, wa, /*absolute=*/true);
+  magnitude.backward(upstream.to(at::kDouble).abs());
+  // The literal Winograd (signed) is the convolution itself, to double's rounding.
+  EXPECT_LT((literal_winograd(xr.detach(), wr.detach(), false) + br.detach().view({1, -1, 1, 1}) -
+             expected.detach()).abs().max().item<double>(),
+            1e-9 * magnitude.max().item<double>());
+
+  const int64_t stages = 40, tiles = (p.height / 2 - 4) / 2 * ((p.width / 2 - 4) / 2);
+  const double n_forward = 4 * p.channels + stages, n_input = p.out_channels + 9 + stages,
+               n_weight = p.batch * tiles + stages;
+  const auto y_bound = 2 * n_forward * kFp32Unit * magnitude.detach() +
+                       2 * kFp32Unit * (expected.detach().abs() + br.detach().abs().view({1, -1, 1, 1}));
+  ASSERT_EQ(y.sizes(), expected.sizes());
+  expect_within(y.detach(), expected.detach(), y_bound, "forward");
+  expect_within(y_inference, expected.detach(), y_bound, "forward without autograd");
+  expect_within(conv2d_fp32(x, weight, bias, 2, ConvAlgo::kWinograd).detach(), expected.detach(),
+                y_bound, "forward through conv2d_fp32 (--conv winograd)");
+  expect_within(x.grad(), xr.grad(), 2 * n_input * kFp32Unit * xa.grad(), "grad_x");
+  expect_within(weight.grad(), wr.grad(), 2 * n_weight * kFp32Unit * wa.grad(), "grad_weight");
+  expect_within(bias.grad(), upstream.to(at::kDouble).sum({0, 2, 3}),
+                2 * p.batch * tiles * 4 * kFp32Unit * upstream.to(at::kDouble).abs().sum({0, 2, 3}),
+                "grad_bias");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, WinogradMatchesConv2d,
+    ::testing::Values(ConvCase{2, 256, 20, 20, 256, 9, 2}, // the paper's primary capsules
+                      ConvCase{3, 3, 16, 12, 5, 9, 2},     // non-square, 3 of 16 SIMD lanes
+                      ConvCase{70, 16, 44, 44, 4, 9, 2}),  // 81 tiles: groups of 64 + 6 images
+    [](const auto& info) { return name_of(info.param); });
+
+// Winograd's magnitudes are larger than the direct convolution's (64 times
+// here: B^T's rows sum to 10 in absolute value), so its bound is looser; it
+// still catches a wrong transform: G with one entry of the wrong sign.
+TEST(WinogradBounds, CatchAWrongTransform) {
+  at::manual_seed(5);
+  auto x = at::randn({2, 64, 20, 20}, at::kDouble);
+  auto w = at::randn({8, 64, 9, 9}, at::kDouble) * 0.1;
+  auto exact = at::conv2d(x, w, {}, {2, 2});
+  auto magnitude = literal_winograd(x.abs(), w.abs(), /*absolute=*/true);
+  auto wrong = literal_winograd(x, w, /*absolute=*/false, /*wrong_sign=*/true);
+  const double n = 4 * 64 + 40;
+  EXPECT_GT(((wrong - exact).abs() - 2 * n * kFp32Unit * magnitude).max().item<double>(), 0.0);
+}
+
+TEST(WinogradConv, CoversTheStride2Kernel9ShapesAndRejectsOthers) {
+  auto w = at::randn({4, 3, 9, 9});
+  EXPECT_TRUE(winograd_covers(at::randn({1, 3, 20, 20}), w, 2));
+  EXPECT_TRUE(winograd_covers(at::randn({1, 3, 24, 16}), w, 2));
+  EXPECT_FALSE(winograd_covers(at::randn({1, 3, 20, 20}), w, 1));         // stride 1
+  EXPECT_FALSE(winograd_covers(at::randn({1, 3, 21, 21}), w, 2));         // odd sides
+  EXPECT_FALSE(winograd_covers(at::randn({1, 3, 22, 22}), w, 2));         // 7x7 output
+  EXPECT_FALSE(winograd_covers(at::randn({1, 3, 20, 20}), at::randn({4, 3, 5, 5}), 2));
+  EXPECT_THROW(conv2d_winograd(at::randn({1, 3, 22, 22}), w, at::zeros({4}), 2), c10::Error);
+  // conv2d_fp32 runs what Winograd does not cover as kMixed: the same values as conv2d.
+  auto x = at::randn({2, 3, 22, 22});
+  auto b = at::randn({4});
+  EXPECT_TRUE(at::allclose(conv2d_fp32(x, w, b, 2, ConvAlgo::kWinograd), at::conv2d(x, w, b, 2),
+                           1e-5, 1e-5));
+}
+
 // Each output is computed by one thread in one order, by oneDNN where the CPU
 // has bf16 and by sgemm on widened operands where it has not: both split the
 // work over outputs, not over the reduction.
@@ -290,10 +419,11 @@ TEST(Bf16Support, SaysWhereBf16IsNotFaster) {
 }
 
 TEST(ConvAlgo, ParsesNamesAndStatesTheRule) {
-  for (auto algo : {ConvAlgo::kAuto, ConvAlgo::kIm2col, ConvAlgo::kOneDnn, ConvAlgo::kMixed}) {
+  for (auto algo : {ConvAlgo::kAuto, ConvAlgo::kIm2col, ConvAlgo::kOneDnn, ConvAlgo::kMixed,
+                    ConvAlgo::kWinograd}) {
     EXPECT_EQ(parse_enum<ConvAlgo>(enum_name(algo)), algo);
   }
-  EXPECT_THROW(parse_enum<ConvAlgo>("winograd"), std::invalid_argument);
+  EXPECT_THROW(parse_enum<ConvAlgo>("fft"), std::invalid_argument);
   EXPECT_EQ(conv_algo_for(ConvAlgo::kAuto, 256), ConvAlgo::kMixed);
   EXPECT_EQ(conv_algo_for(ConvAlgo::kAuto, 1), ConvAlgo::kIm2col);
   EXPECT_EQ(conv_algo_for(ConvAlgo::kOneDnn, 1), ConvAlgo::kOneDnn);

@@ -39,8 +39,9 @@ Runner add_bench_command(CLI::App& app) {
   add_routing_option(cmd, bench.routing);
   add_enum_option(cmd, "--conv", bench.conv,
                   "fp32 primary-capsule convolution on the CPU: auto (the rule in "
-                  "conv_algo_for), im2col (im2col + BLAS sgemm), onednn (LibTorch's own) or "
-                  "mixed (oneDNN forward, im2col + sgemm backward)");
+                  "conv_algo_for), im2col (im2col + BLAS sgemm), onednn (LibTorch's own), "
+                  "mixed (oneDNN forward, im2col + sgemm backward) or winograd (F(2x2, 5x5) "
+                  "on the phases of the stride-2 convolution)");
   flags->compute.add_to(cmd);
   cmd->add_option("--trace", bench.trace,
                   "write a Chrome trace (chrome://tracing) of one more training step, op by op");

@@ -107,8 +107,10 @@ void add_model_options(CLI::App* cmd, Flags& f) {
   f.add_enum<ConvAlgo>(cmd, "--conv", FIELD(ConvAlgo, conv),
                        "how capsnet's convolutions run in fp32 on the CPU: auto (oneDNN forward "
                        "and im2col + sgemm backward for the primary capsules, im2col + sgemm for "
-                       "conv1), mixed, im2col (im2col + BLAS sgemm both ways) or onednn "
-                       "(LibTorch's own both ways; README, \"Choosing the convolution\"); "
+                       "conv1), mixed, im2col (im2col + BLAS sgemm both ways), onednn "
+                       "(LibTorch's own both ways) or winograd (the primary capsules by "
+                       "Winograd's F(2x2, 5x5) on the phases of the stride-2 convolution; "
+                       "README, \"Choosing the convolution\"); "
                        "may change on --resume");
   f.bind(add_device_option(cmd, f.given.device), FIELD(std::string, device));
   f.add<int64_t>(cmd, "--shift", FIELD(int64_t, shift),

@@ -1,6 +1,7 @@
 #include "capsnet/ops/im2col_conv.h"
 
 #include "cpu/im2col_kernel.h"
+#include "cpu/winograd_kernel.h"
 
 #include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
@@ -314,7 +315,148 @@ struct Bf16Conv : torch::autograd::Function<Bf16Conv> {
   }
 };
 
+// Winograd F(2x2, 5x5) on the four phases of a stride-2 9x9 convolution
+// (cpu/winograd_kernel.h).
+// U [36, O, 4C] from weight [O, C, 9, 9].
+at::Tensor winograd_weights(const at::Tensor& weight_in) {
+  const auto weight = weight_in.contiguous();
+  const int64_t O = weight.size(0), C = weight.size(1);
+  auto u = at::empty({36, O, 4 * C}, weight.options());
+  at::parallel_for(0, O, 1, [&](int64_t first, int64_t last) {
+    cpu::winograd_weights(weight.data_ptr<float>(), O, C, first, last, u.data_ptr<float>());
+  });
+  return u;
+}
+
+// grad_weight [O, C, 9, 9] from grad_u (the adjoint of winograd_weights).
+at::Tensor winograd_weights_adjoint(const at::Tensor& grad_u, int64_t channels) {
+  const int64_t O = grad_u.size(1);
+  auto grad_weight = at::empty({O, channels, 9, 9}, grad_u.options());
+  at::parallel_for(0, O, 1, [&](int64_t first, int64_t last) {
+    cpu::winograd_weights_adjoint(grad_u.data_ptr<float>(), O, channels, first, last,
+                                  grad_weight.data_ptr<float>());
+  });
+  return grad_weight;
+}
+
+// Images per group: transformed tiles V of about 48 MB (32 images of the
+// paper's primary capsules, 1.3 MB each) and GEMMs at least 256 columns wide,
+// in whole SIMD blocks of 16 images.
+int64_t winograd_group(const cpu::WinogradShape& shape, int64_t B) {
+  constexpr int64_t kBytes = 48 << 20;
+  const int64_t T = shape.tiles(), image_bytes = 36 * shape.phase_channels() * T * 4;
+  int64_t n = std::max((256 + T - 1) / T, kBytes / image_bytes);
+  n = std::max<int64_t>(16, n / 16 * 16);
+  return std::clamp<int64_t>(n, 1, B);
+}
+
+cpu::WinogradShape winograd_shape(const at::Tensor& x) {
+  return {x.size(1), x.size(2), x.size(3)};
+}
+
+// conv2d_winograd's forward: y [B, O, OH, OW] from contiguous x and u.
+at::Tensor winograd_forward(const at::Tensor& x, const at::Tensor& u, const at::Tensor& bias) {
+  const auto shape = winograd_shape(x);
+  const int64_t B = x.size(0), O = u.size(1), C4 = shape.phase_channels(), T = shape.tiles();
+  const int64_t OH = shape.out_height(), OW = shape.out_width();
+  auto y = at::empty({B, O, OH, OW}, x.options());
+  const auto b = bias.contiguous();
+  const int64_t group = winograd_group(shape, B);
+  auto v_buffer = at::empty({36 * C4 * T * group}, x.options());
+  auto m_buffer = at::empty({36 * O * T * group}, x.options());
+  const int64_t image = shape.channels * shape.height * shape.width;
+  for (int64_t begin = 0; begin < B; begin += group) {
+    const int64_t n = std::min(group, B - begin);
+    auto v = v_buffer.narrow(0, 0, 36 * C4 * T * n).view({36, C4, T * n});
+    auto m = m_buffer.narrow(0, 0, 36 * O * T * n).view({36, O, T * n});
+    const float* xs = x.data_ptr<float>() + begin * image;
+    at::parallel_for(0, shape.channels, 1, [&](int64_t first, int64_t last) {
+      cpu::winograd_input(shape, xs, n, 4 * first, 4 * last, v.data_ptr<float>());
+    });
+    at::bmm_out(m, u, v);
+    float* ys = y.data_ptr<float>() + begin * O * OH * OW;
+    at::parallel_for(0, O, 1, [&](int64_t first, int64_t last) {
+      cpu::winograd_output(shape, m.data_ptr<float>(), n, O, first, last, b.data_ptr<float>(), ys);
+    });
+  }
+  return y;
+}
+
+struct WinogradConv : torch::autograd::Function<WinogradConv> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x_in,
+                            const at::Tensor& weight, const at::Tensor& bias) {
+    auto x = x_in.contiguous();
+    auto u = winograd_weights(weight);
+    ctx->save_for_backward({x, u});
+    return winograd_forward(x, u, bias);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0], &u = saved[1];
+    const auto shape = winograd_shape(x);
+    const auto grad = grad_outputs[0].contiguous();
+    const int64_t B = grad.size(0), O = grad.size(1), C4 = shape.phase_channels(),
+                  T = shape.tiles(), OH = shape.out_height(), OW = shape.out_width();
+    const int64_t image = shape.channels * shape.height * shape.width;
+    const bool want_x = ctx->needs_input_grad(0), want_w = ctx->needs_input_grad(1);
+    at::Tensor grad_x, grad_u;
+    if (want_x) grad_x = at::empty_like(x);
+    if (want_w) grad_u = at::zeros_like(u);
+    const int64_t group = winograd_group(shape, B);
+    auto v_buffer = at::empty({36 * C4 * T * group}, x.options());
+    auto m_buffer = at::empty({36 * O * T * group}, x.options());
+    const auto u_t = u.transpose(1, 2).contiguous(); // [36, 4C, O]: sgemm's faster layout
+    for (int64_t begin = 0; begin < B && (want_x || want_w); begin += group) {
+      const int64_t n = std::min(group, B - begin);
+      auto v = v_buffer.narrow(0, 0, 36 * C4 * T * n).view({36, C4, T * n});
+      auto m = m_buffer.narrow(0, 0, 36 * O * T * n).view({36, O, T * n});
+      const float* gs = grad.data_ptr<float>() + begin * O * OH * OW;
+      at::parallel_for(0, O, 1, [&](int64_t first, int64_t last) {
+        cpu::winograd_output_adjoint(shape, gs, n, O, first, last, m.data_ptr<float>());
+      });
+      if (want_w) {
+        // dU += dM V^T, on tiles transformed again from x.
+        const float* xs = x.data_ptr<float>() + begin * image;
+        at::parallel_for(0, shape.channels, 1, [&](int64_t first, int64_t last) {
+          cpu::winograd_input(shape, xs, n, 4 * first, 4 * last, v.data_ptr<float>());
+        });
+        grad_u.baddbmm_(m, v.transpose(1, 2));
+      }
+      if (want_x) {
+        at::bmm_out(v, u_t, m); // the tiles' gradient, in v's place
+        float* gx = grad_x.data_ptr<float>() + begin * image;
+        at::parallel_for(0, shape.channels, 1, [&](int64_t first, int64_t last) {
+          cpu::winograd_input_adjoint(shape, v.data_ptr<float>(), n, 4 * first, 4 * last, gx);
+        });
+      }
+    }
+    at::Tensor grad_weight, grad_bias;
+    if (want_w) grad_weight = winograd_weights_adjoint(grad_u, shape.channels);
+    if (ctx->needs_input_grad(2)) grad_bias = grad.sum({0, 2, 3});
+    return {grad_x, grad_weight, grad_bias};
+  }
+};
+
 } // namespace
+
+bool winograd_covers(const at::Tensor& x, const at::Tensor& weight, int64_t stride) {
+  return x.dim() == 4 && weight.dim() == 4 && weight.size(2) == weight.size(3) &&
+         cpu::winograd_covers(x.size(2), x.size(3), weight.size(2), stride);
+}
+
+at::Tensor conv2d_winograd(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                           int64_t stride) {
+  check_conv_args(x, weight, bias, stride, "conv2d_winograd");
+  TORCH_CHECK(winograd_covers(x, weight, stride),
+              "conv2d_winograd computes stride-2 9x9 convolutions of even sides with an output "
+              "of even sides, got input ", x.sizes(), ", weight ", weight.sizes(), ", stride ",
+              stride);
+  if (!needs_grad(x, weight, bias)) {
+    return winograd_forward(x.contiguous(), winograd_weights(weight), bias);
+  }
+  return WinogradConv::apply(x, weight, bias);
+}
 
 at::Tensor conv2d_im2col(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                          int64_t stride, bool onednn_forward) {
@@ -330,8 +472,13 @@ at::Tensor conv2d_im2col(const at::Tensor& x, const at::Tensor& weight, const at
 
 at::Tensor conv2d_fp32(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                        int64_t stride, ConvAlgo algo) {
-  const auto chosen = conv_algo_for(algo, x.size(1));
-  if (x.device().is_cpu() && x.scalar_type() == at::kFloat && chosen != ConvAlgo::kOneDnn) {
+  auto chosen = conv_algo_for(algo, x.size(1));
+  if (chosen == ConvAlgo::kWinograd && !winograd_covers(x, weight, stride)) {
+    chosen = conv_algo_for(ConvAlgo::kAuto, x.size(1));
+  }
+  const bool cpu_fp32 = x.device().is_cpu() && x.scalar_type() == at::kFloat;
+  if (cpu_fp32 && chosen == ConvAlgo::kWinograd) return conv2d_winograd(x, weight, bias, stride);
+  if (cpu_fp32 && chosen != ConvAlgo::kOneDnn) {
     return conv2d_im2col(x, weight, bias, stride, /*onednn_forward=*/chosen == ConvAlgo::kMixed);
   }
   return at::conv2d(x, weight, bias, stride);

@@ -30,12 +30,14 @@ enum class ConvAlgo {
   kIm2col, ///< conv2d_im2col: our im2col/col2im + the BLAS sgemm, forward and backward
   kOneDnn, ///< LibTorch's own convolution (oneDNN on the CPU), forward and backward
   kMixed,  ///< oneDNN's forward, conv2d_im2col's backward
+  kWinograd, ///< conv2d_winograd where it applies (stride-2 9x9), kAuto's choice elsewhere
 };
 CAPSNET_ENUM_NAMES(ConvAlgo, "convolution algorithm",
                    {{ConvAlgo::kAuto, "auto"},
                     {ConvAlgo::kIm2col, "im2col"},
                     {ConvAlgo::kOneDnn, "onednn"},
-                    {ConvAlgo::kMixed, "mixed"}})
+                    {ConvAlgo::kMixed, "mixed"},
+                    {ConvAlgo::kWinograd, "winograd"}})
 /// kAuto resolved for a convolution of `in_channels` input channels: kIm2col
 /// for one channel, kMixed otherwise; other values as given.
 ConvAlgo conv_algo_for(ConvAlgo requested, int64_t in_channels);
@@ -49,6 +51,22 @@ ConvAlgo conv_algo_for(ConvAlgo requested, int64_t in_channels);
 at::Tensor conv2d_im2col(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                          int64_t stride, bool onednn_forward = false);
 
+/// Whether conv2d_winograd computes this convolution: a 9x9 kernel, stride
+/// 2, even sides and an output of even sides (the paper's primary capsules:
+/// 20x20 -> 6x6).
+bool winograd_covers(const at::Tensor& x, const at::Tensor& weight, int64_t stride);
+/// The same fp32 convolution with 2.25 times fewer multiply-adds in its GEMMs:
+/// split into the four stride-1 5x5 convolutions of the image's and the
+/// kernel's phases (even/odd rows and columns), each computed by Winograd's
+/// F(2x2, 5x5) (6x6 input tiles, 36 products for 4 outputs where direct
+/// convolution makes 100), the products summed over the 4C phase channels by
+/// 36 sgemm (src/ops/cpu/winograd_kernel.h). Backward transforms the output
+/// gradient and recomputes the input's tiles, a group of images at a time, and
+/// gets grad_weight and grad_x from two more batches of sgemm. Rounding
+/// differs from the direct convolution's by the transforms' (their entries are
+/// at most 5 and 1/24). Shapes as conv2d_im2col; only what winograd_covers().
+at::Tensor conv2d_winograd(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                           int64_t stride);
 /// A convolution (no padding, square kernel) by `algo`: conv2d_im2col for
 /// float tensors on the CPU unless `algo` resolves to kOneDnn, else at::conv2d.
 at::Tensor conv2d_fp32(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
