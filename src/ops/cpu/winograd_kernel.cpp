@@ -92,6 +92,16 @@ CAPSNET_INLINE void copy_lanes(float* dst, const float* src, int64_t lanes) {
   }
 }
 
+// A tile's 36 vectors of kLanes images between the kernels' buffer
+// (tile[k * kLanes + l]) and V or M, whose rows k are `stride` apart.
+CAPSNET_INLINE void load_tile(float* tile, const float* from, int64_t stride, int64_t lanes) {
+  for (int64_t k = 0; k < 36; ++k) copy_lanes(tile + k * kLanes, from + k * stride, lanes);
+}
+
+CAPSNET_INLINE void store_tile(float* to, int64_t stride, const float* tile, int64_t lanes) {
+  for (int64_t k = 0; k < 36; ++k) copy_lanes(to + k * stride, tile + k * kLanes, lanes);
+}
+
 // The channel c and phase (p, q) of V's channel c4.
 struct Phase {
   int64_t c, p, q;
@@ -140,10 +150,7 @@ CAPSNET_INLINE void input_impl(const WinogradShape& sh, const float* x, int64_t 
         for (int64_t xi = 0; xi < 6; ++xi) {
           apply_bt(rows + xi * 6 * kLanes, kLanes, tile + xi * 6 * kLanes, kLanes);
         }
-        float* out = v + c4 * T * n + t * n + n0;
-        for (int64_t k = 0; k < 36; ++k) {
-          copy_lanes(out + k * C4 * T * n, tile + k * kLanes, lanes);
-        }
+        store_tile(v + c4 * T * n + t * n + n0, C4 * T * n, tile, lanes);
       }
     }
   }
@@ -164,10 +171,7 @@ CAPSNET_INLINE void input_adjoint_impl(const WinogradShape& sh, const float* gra
       std::fill(plane.begin(), plane.end(), 0.0f);
       std::fill(tile, tile + 36 * kLanes, 0.0f);
       for (int64_t t = 0; t < T; ++t) {
-        const float* in = grad_v + c4 * T * n + t * n + n0;
-        for (int64_t k = 0; k < 36; ++k) {
-          copy_lanes(tile + k * kLanes, in + k * C4 * T * n, lanes);
-        }
+        load_tile(tile, grad_v + c4 * T * n + t * n + n0, C4 * T * n, lanes);
         // cols[xi][b] = (tile B^T)[xi][b], then grad_d[a][b] = (B cols)[a][b].
         for (int64_t xi = 0; xi < 6; ++xi) {
           apply_b(tile + xi * 6 * kLanes, kLanes, cols + xi * 6 * kLanes, kLanes);
@@ -206,10 +210,7 @@ CAPSNET_INLINE void output_impl(const WinogradShape& sh, const float* m, int64_t
     for (int64_t n0 = 0; n0 < n; n0 += kLanes) {
       const int64_t lanes = std::min(kLanes, n - n0);
       for (int64_t t = 0; t < T; ++t) {
-        const float* in = m + o * T * n + t * n + n0;
-        for (int64_t k = 0; k < 36; ++k) {
-          copy_lanes(tile + k * kLanes, in + k * O * T * n, lanes);
-        }
+        load_tile(tile, m + o * T * n + t * n + n0, O * T * n, lanes);
         // cols[xi][j] = (tile A)[xi][j], then out[i][j] = (A^T cols)[i][j].
         for (int64_t xi = 0; xi < 6; ++xi) {
           apply_at(tile + xi * 6 * kLanes, kLanes, cols + xi * 2 * kLanes, kLanes);
@@ -255,10 +256,7 @@ CAPSNET_INLINE void output_adjoint_impl(const WinogradShape& sh, const float* gr
         for (int64_t xi = 0; xi < 6; ++xi) {
           apply_a(cols + xi * 2 * kLanes, kLanes, tile + xi * 6 * kLanes, kLanes);
         }
-        float* out = grad_m + o * T * n + t * n + n0;
-        for (int64_t k = 0; k < 36; ++k) {
-          copy_lanes(out + k * O * T * n, tile + k * kLanes, lanes);
-        }
+        store_tile(grad_m + o * T * n + t * n + n0, O * T * n, tile, lanes);
       }
     }
   }
