@@ -20,7 +20,7 @@ if grep -q avx2 /proc/cpuinfo && grep -q fma /proc/cpuinfo; then
 fi
 check "OpenBLAS limited to its Haswell (AVX2) kernel" test "$(json_get "$work/fp32.json" "j['blas_core']")" = Haswell
 check "fp32 convolution path named" test "$(json_get "$work/fp32.json" \
-  "j['conv_path']")" = "oneDNN forward, im2col + sgemm backward (OpenBLAS Haswell); conv1 (one input channel): im2col + sgemm"
+  "j['conv_path']")" = "Winograd F(2x2, 5x5) on the four phases + sgemm (OpenBLAS Haswell) in training, oneDNN forward in inference; conv1 (one input channel): im2col + sgemm"
 check "no bf16 probe without bf16" test "$(json_get "$work/fp32.json" \
   "j['cpu_bf16'] == 'none' and j['bf16_matmul_probe_gflops'] is None and 'CAPSNET_NO_BF16' in j['bf16_unavailable_reason']")" = True
 
@@ -29,7 +29,10 @@ check "bench --precision bf16 runs as AVX2" test $? -eq 0
 check "bf16 falls back to fp32 with the reason" grep -q "CAPSNET_NO_BF16=1 is set; running in fp32 instead" "$work/bf16.err"
 check "text output says bf16 is unavailable" grep -q "bf16 unavailable: CAPSNET_NO_BF16=1 is set" "$work/bf16.txt"
 check "no percentage of a bf16 probe" bash -c "! grep -q 'of the bf16 probe' '$work/bf16.txt'"
-check "text output names the paths" grep -q "primary-capsule convolution: oneDNN forward, im2col + sgemm backward" "$work/bf16.txt"
+check "text output names the paths" grep -q "primary-capsule convolution: Winograd F(2x2, 5x5) on the four phases + sgemm (OpenBLAS Haswell) in training" "$work/bf16.txt"
+"$capsnet" bench "${quick[@]}" --conv mixed --json >"$work/mixed.json" 2>/dev/null
+check "bench --conv mixed runs" test "$(json_get "$work/mixed.json" "j['conv_path']")" = \
+  "oneDNN forward, im2col + sgemm backward (OpenBLAS Haswell)"
 
 "$capsnet" bench "${quick[@]}" --conv onednn --json >"$work/onednn.json" 2>/dev/null
 check "bench --conv onednn runs" test "$(json_get "$work/onednn.json" "j['conv_path']")" = "oneDNN convolution"

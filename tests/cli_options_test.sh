@@ -132,6 +132,9 @@ row "train: Efficient-CapsNet's preset, its augmentation and lr floor" 0 \
 row "train: --resume adds an epoch; --conv may change, and the CNN says it ignores it" 0 \
   'test "$(lines "$work/cnn/metrics.jsonl")" -eq 2 && grep -q "ignores --conv onednn" "$out"' \
   train --resume "$work/cnn" --epochs 2 --threads 1 --conv onednn
+row "train: --conv winograd trains (the primary capsules by Winograd) and is recorded" 0 \
+  'config_is "$work/wino" conv=winograd && test "$(lines "$work/wino/metrics.jsonl")" -eq 1' \
+  train "${S[@]}" --epochs 1 --batch-size 16 --conv winograd --out "$work/wino"
 row "train: --resume-if-exists, the first run's command again, one epoch more" 0 \
   'grep -q "resuming .* at epoch 2, step 0" "$out" && test "$(lines "$work/eff/metrics.jsonl")" -eq 2' \
   train --preset efficient-capsnet --model efficient-capsnet --digit-augment --lr-min 2e-4 \
@@ -202,6 +205,8 @@ row "bench: im2col, JSON and a trace" 0 \
      test -s "$work/trace.json"' \
   bench --batch-size 4 --steps 1 --warmup 0 --conv im2col --device auto --threads 1 \
   --trace "$work/trace.json" --json
+row "bench: --conv winograd names the Winograd path" 0 'grep -q "Winograd F(2x2, 5x5)" "$out"' \
+  bench --batch-size 4 --steps 1 --warmup 0 --conv winograd --threads 1
 row "bench: reference routing, bf16" 0 'grep -q "reference routing" "$out" && '"$bf16_said" \
   bench --batch-size 4 --steps 1 --warmup 0 --routing reference --precision bf16 --threads 1
 row "bench: Efficient-CapsNet" 0 'grep -q "capsnet bench: efficient-capsnet, batch 4" "$out"' \

@@ -259,6 +259,14 @@ TEST_P(WinogradMatchesConv2d, ForwardAndGradientsWithinDerivedBounds) {
                 y_bound, "forward through conv2d_fp32 (--conv winograd)");
   expect_within(x.grad(), xr.grad(), 2 * n_input * kFp32Unit * xa.grad(), "grad_x");
   expect_within(weight.grad(), wr.grad(), 2 * n_weight * kFp32Unit * wa.grad(), "grad_weight");
+  // The errors themselves, beside the direct fp32 convolution's (README,
+  // "Winograd"): reported, the bounds above are the check.
+  const auto error = [&](const at::Tensor& t) {
+    return (t.detach().to(at::kDouble) - expected.detach()).abs().max().item<double>();
+  };
+  std::cout << "largest forward error against double: Winograd " << error(y) << ", direct fp32 "
+            << error(at::conv2d(x.detach(), weight.detach(), bias.detach(), 2)) << ", largest |y| "
+            << expected.detach().abs().max().item<double>() << std::endl;
   expect_within(bias.grad(), upstream.to(at::kDouble).sum({0, 2, 3}),
                 2 * p.batch * tiles * 4 * kFp32Unit * upstream.to(at::kDouble).abs().sum({0, 2, 3}),
                 "grad_bias");
@@ -299,6 +307,26 @@ TEST(WinogradConv, CoversTheStride2Kernel9ShapesAndRejectsOthers) {
   auto b = at::randn({4});
   EXPECT_TRUE(at::allclose(conv2d_fp32(x, w, b, 2, ConvAlgo::kWinograd), at::conv2d(x, w, b, 2),
                            1e-5, 1e-5));
+}
+
+// auto takes Winograd where it covers the shape and a backward follows (the
+// same values as conv2d_winograd, bit for bit), oneDNN's forward without one
+// (those of conv2d_im2col with the oneDNN forward); the sizes overload agrees.
+TEST(WinogradConv, AutoTakesItForTrainingOnly) {
+  at::manual_seed(8);
+  auto x = at::randn({3, 3, 16, 12});
+  auto w = at::randn({5, 3, 9, 9}).requires_grad_(true);
+  auto b = at::randn({5}).requires_grad_(true);
+  EXPECT_TRUE(winograd_covers(16, 12, 9, 2));
+  EXPECT_FALSE(winograd_covers(16, 12, 9, 1));
+  auto trained = conv2d_fp32(x, w, b, 2, ConvAlgo::kAuto);
+  EXPECT_TRUE(at::equal(trained, conv2d_winograd(x, w, b, 2)));
+  at::NoGradGuard no_grad;
+  auto inferred = conv2d_fp32(x, w, b, 2, ConvAlgo::kAuto);
+  EXPECT_TRUE(at::equal(inferred, conv2d_im2col(x, w, b, 2, /*onednn_forward=*/true)));
+  // The two differ in rounding only.
+  EXPECT_FALSE(at::equal(trained.detach(), inferred));
+  EXPECT_TRUE(at::allclose(trained.detach(), inferred, 1e-4, 1e-4));
 }
 
 // Each output is computed by one thread in one order, by oneDNN where the CPU
@@ -426,6 +454,12 @@ TEST(ConvAlgo, ParsesNamesAndStatesTheRule) {
   EXPECT_THROW(parse_enum<ConvAlgo>("fft"), std::invalid_argument);
   EXPECT_EQ(conv_algo_for(ConvAlgo::kAuto, 256), ConvAlgo::kMixed);
   EXPECT_EQ(conv_algo_for(ConvAlgo::kAuto, 1), ConvAlgo::kIm2col);
+  // Winograd where it covers the shape and a backward follows.
+  EXPECT_EQ(conv_algo_for(ConvAlgo::kAuto, 256, true, true), ConvAlgo::kWinograd);
+  EXPECT_EQ(conv_algo_for(ConvAlgo::kAuto, 256, true, false), ConvAlgo::kMixed);
+  EXPECT_EQ(conv_algo_for(ConvAlgo::kAuto, 256, false, true), ConvAlgo::kMixed);
+  EXPECT_EQ(conv_algo_for(ConvAlgo::kAuto, 1, true, true), ConvAlgo::kIm2col);
+  EXPECT_EQ(conv_algo_for(ConvAlgo::kMixed, 256, true, true), ConvAlgo::kMixed);
   EXPECT_EQ(conv_algo_for(ConvAlgo::kOneDnn, 1), ConvAlgo::kOneDnn);
   EXPECT_EQ(conv_algo_for(ConvAlgo::kMixed, 1), ConvAlgo::kMixed);
 }

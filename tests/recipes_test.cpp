@@ -330,7 +330,14 @@ TEST(BenchRecipe, TimesEveryStageOfTheTimedSteps) {
   EXPECT_EQ(r.flops.training(), model_flops(TrainOptions{}.model).training());
   EXPECT_GT(r.probe_fp32_gflops, 0);
   EXPECT_EQ(r.probe_bf16_gflops > 0, r.bf16.available);
-  EXPECT_EQ(r.conv_algo, conv_algo_for(ConvAlgo::kAuto, CapsNetConfig{}.conv1_channels));
+  if (!r.options.device.is_cuda()) {
+    // auto: the primary capsules by Winograd in training, oneDNN's forward in inference.
+    EXPECT_EQ(r.conv_algo, ConvAlgo::kWinograd);
+    EXPECT_NE(r.conv_path.find("Winograd F(2x2, 5x5) on the four phases + sgemm (OpenBLAS "),
+              std::string::npos) << r.conv_path;
+    EXPECT_NE(r.conv_path.find(" in training, oneDNN forward in inference"), std::string::npos)
+        << r.conv_path;
+  }
   EXPECT_EQ(bench_text(r).rfind("capsnet bench: capsnet, batch 2, 2 steps after 0 warm-up, ", 0), 0u);
 }
 

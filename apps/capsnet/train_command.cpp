@@ -105,9 +105,10 @@ void add_model_options(CLI::App* cmd, Flags& f) {
   f.bind(add_routing_option(cmd, f.given.routing), FIELD(RoutingImpl, routing));
   f.bind(add_precision_option(cmd, f.given.precision), FIELD(Precision, precision));
   f.add_enum<ConvAlgo>(cmd, "--conv", FIELD(ConvAlgo, conv),
-                       "how capsnet's convolutions run in fp32 on the CPU: auto (oneDNN forward "
-                       "and im2col + sgemm backward for the primary capsules, im2col + sgemm for "
-                       "conv1), mixed, im2col (im2col + BLAS sgemm both ways), onednn "
+                       "how capsnet's convolutions run in fp32 on the CPU: auto (the primary "
+                       "capsules by winograd in training and oneDNN's forward in inference, "
+                       "im2col + sgemm for conv1), mixed (oneDNN forward, im2col + sgemm "
+                       "backward), im2col (im2col + BLAS sgemm both ways), onednn "
                        "(LibTorch's own both ways) or winograd (the primary capsules by "
                        "Winograd's F(2x2, 5x5) on the phases of the stride-2 convolution; "
                        "README, \"Choosing the convolution\"); "

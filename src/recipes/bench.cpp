@@ -199,9 +199,17 @@ void describe_machine(BenchResult& r) {
   const auto& o = r.options;
   r.threads = at::get_num_threads();
   const CapsNetConfig paper; // bench's CapsNet: the paper's shapes
-  r.conv_algo = conv_algo_for(o.conv, paper.conv1_channels);
-  auto conv1_algo = conv_algo_for(o.conv, paper.in_channels);
   // conv1 (stride 1) is not Winograd's: conv2d_fp32 gives it kAuto's choice.
+  // The primary capsules' is on the CPU; auto takes it in training only.
+  const int64_t side = paper.image_size - paper.conv1_kernel + 1;
+  const bool covered = !o.device.is_cuda() &&
+                       winograd_covers(side, side, paper.primary_kernel, paper.primary_stride);
+  r.conv_algo = conv_algo_for(o.conv, paper.conv1_channels, covered, /*backward=*/true);
+  if (r.conv_algo == ConvAlgo::kWinograd && !covered) {
+    r.conv_algo = conv_algo_for(ConvAlgo::kAuto, paper.conv1_channels, covered, true);
+  }
+  const auto inference_algo = conv_algo_for(o.conv, paper.conv1_channels, covered, false);
+  auto conv1_algo = conv_algo_for(o.conv, paper.in_channels);
   if (conv1_algo == ConvAlgo::kWinograd) conv1_algo = conv_algo_for(ConvAlgo::kAuto, paper.in_channels);
   r.cpu = cpu_features();
   r.kernel_isa = kernel_isa();
@@ -221,6 +229,9 @@ void describe_machine(BenchResult& r) {
                 : r.conv_algo == ConvAlgo::kWinograd
                     ? "Winograd F(2x2, 5x5) on the four phases + sgemm " + blas
                     : "oneDNN convolution";
+  if (!bf16 && inference_algo != r.conv_algo) {
+    r.conv_path += " in training, oneDNN forward in inference";
+  }
   if (!bf16 && conv1_algo != r.conv_algo) {
     r.conv_path += conv1_algo == ConvAlgo::kIm2col ? "; conv1 (one input channel): im2col + sgemm"
                                                    : "; conv1: " + enum_name(conv1_algo);
@@ -268,7 +279,9 @@ BenchResult run_bench(const BenchOptions& options, std::ostream* log) {
   BenchResult result;
   result.options = options;
   describe_machine(result);
-  auto workload = make_workload(options, result.conv_algo);
+  // The request, not describe_machine()'s resolution: auto resolves per call
+  // (Winograd in training, oneDNN's forward in inference).
+  auto workload = make_workload(options, options.conv);
   const auto trace = time_training(workload, options, result);
   if (!options.trace.empty()) {
     write_file_atomically(options.trace, trace);

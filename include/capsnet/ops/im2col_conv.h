@@ -39,8 +39,11 @@ CAPSNET_ENUM_NAMES(ConvAlgo, "convolution algorithm",
                     {ConvAlgo::kMixed, "mixed"},
                     {ConvAlgo::kWinograd, "winograd"}})
 /// kAuto resolved for a convolution of `in_channels` input channels: kIm2col
-/// for one channel, kMixed otherwise; other values as given.
-ConvAlgo conv_algo_for(ConvAlgo requested, int64_t in_channels);
+/// for one channel; else kWinograd when `winograd_covered` (winograd_covers()
+/// and an fp32 CPU tensor) and a `backward` will follow (training), else
+/// kMixed. Other values as given.
+ConvAlgo conv_algo_for(ConvAlgo requested, int64_t in_channels, bool winograd_covered = false,
+                       bool backward = false);
 
 /// A 2-D fp32 convolution (no padding, square kernel) computed as im2col +
 /// sgemm, a group of images at a time; backward recomputes the patches from x
@@ -55,6 +58,8 @@ at::Tensor conv2d_im2col(const at::Tensor& x, const at::Tensor& weight, const at
 /// 2, even sides and an output of even sides (the paper's primary capsules:
 /// 20x20 -> 6x6).
 bool winograd_covers(const at::Tensor& x, const at::Tensor& weight, int64_t stride);
+/// The same from the sizes: an input of height x width, a square kernel.
+bool winograd_covers(int64_t height, int64_t width, int64_t kernel, int64_t stride);
 /// The same fp32 convolution with 2.25 times fewer multiply-adds in its GEMMs:
 /// split into the four stride-1 5x5 convolutions of the image's and the
 /// kernel's phases (even/odd rows and columns), each computed by Winograd's

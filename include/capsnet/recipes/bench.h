@@ -41,7 +41,8 @@ struct BenchOptions {
 struct BenchResult {
   BenchOptions options; ///< as run
   int threads = 0;      ///< LibTorch's intra-op threads
-  ConvAlgo conv_algo = ConvAlgo::kAuto; ///< what conv_algo_for chose
+  /// What conv_algo_for chose for the primary capsules in training.
+  ConvAlgo conv_algo = ConvAlgo::kAuto;
   CpuFeatures cpu;
   KernelIsa kernel_isa = KernelIsa::kBaseline;
   Bf16Support bf16; ///< the CPU's, or {true, "CUDA"} on a GPU
