@@ -153,6 +153,7 @@ INSTANTIATE_TEST_SUITE_P(
         ::testing::Values(ConvCase{2, 256, 20, 20, 256, 9, 2}, // the paper's primary capsules
                           ConvCase{3, 3, 11, 13, 5, 3, 2},     // odd batch, non-square, ragged edge
                           ConvCase{1, 7, 9, 9, 4, 5, 1},       // stride 1
+                          ConvCase{3, 2, 13, 11, 4, 9, 1},     // conv1's 9x9 at stride 1, non-square
                           ConvCase{5, 2, 6, 6, 3, 6, 3},       // kernel as large as the input
                           ConvCase{70, 4, 10, 10, 6, 3, 2})),  // bf16 inference: chunks of 64 + 6
     [](const auto& info) {
