@@ -9,7 +9,16 @@ capsnet=$1
 data=$2
 source "$(dirname "$0")/test_lib.sh"
 
-T=(--data "$data" --test-limit 200 --seed 3 --threads 1)
+# --conv mixed: the runs compared here differ in the order of their sums, and
+# weights_close's tolerances are those of the direct convolution's rounding.
+# Winograd (auto's training path) rounds several times more coarsely (5.8
+# times the forward's error on the paper's shape, WinogradMatchesConv2d), and
+# with it 20 Adam steps put 2 weights 2.1e-5 apart where 1e-5 is allowed, and
+# after 30 steps 942 weights lay outside rtol 1e-3 / atol 1e-4 (the largest
+# difference 0.0043, about 4 Adam steps of lr): Adam's division by the gradient's
+# RMS magnifies rounding in weights whose gradients sum to about zero. What
+# this test checks is the data-parallel arithmetic, at the finer rounding.
+T=(--data "$data" --test-limit 200 --seed 3 --threads 1 --conv mixed)
 
 only_run_files() { # the run directory holds the run's files and nothing half-written
   local listing
