@@ -39,7 +39,8 @@ Runner add_bench_command(CLI::App& app) {
   add_routing_option(cmd, bench.routing);
   add_enum_option(cmd, "--conv", bench.conv,
                   "fp32 primary-capsule convolution on the CPU: auto (the rule in "
-                  "conv_algo_for: winograd in training, oneDNN's forward in inference), im2col (im2col + BLAS sgemm), onednn (LibTorch's own), "
+                  "conv_algo_for: winograd in training, oneDNN's forward in inference), "
+                  "im2col (im2col + BLAS sgemm), onednn (LibTorch's own), "
                   "mixed (oneDNN forward, im2col + sgemm backward) or winograd (F(2x2, 5x5) "
                   "on the phases of the stride-2 convolution)");
   flags->compute.add_to(cmd);

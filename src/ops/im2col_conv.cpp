@@ -43,6 +43,8 @@ ConvAlgo conv_algo_for(ConvAlgo requested, int64_t in_channels, bool winograd_co
   // images/s than kMixed on a Zen 3 (AVX2), 11-38% on a Zen 5 natively and as
   // AVX2, the same 1-epoch MNIST accuracy. Without a backward its transforms
   // cost more than they save, and oneDNN's forward stays.
+  // --conv winograd where Winograd does not apply: auto's choice.
+  if (requested == ConvAlgo::kWinograd && !winograd_covered) requested = ConvAlgo::kAuto;
   if (requested != ConvAlgo::kAuto) return requested;
   if (in_channels == 1) return ConvAlgo::kIm2col;
   return winograd_covered && backward ? ConvAlgo::kWinograd : ConvAlgo::kMixed;
@@ -485,10 +487,7 @@ at::Tensor conv2d_fp32(const at::Tensor& x, const at::Tensor& weight, const at::
   const bool cpu_fp32 = x.device().is_cpu() && x.scalar_type() == at::kFloat;
   const bool covered = cpu_fp32 && winograd_covers(x, weight, stride);
   const bool backward = needs_grad(x, weight, bias);
-  auto chosen = conv_algo_for(algo, x.size(1), covered, backward);
-  if (chosen == ConvAlgo::kWinograd && !covered) {
-    chosen = conv_algo_for(ConvAlgo::kAuto, x.size(1), covered, backward);
-  }
+  const auto chosen = conv_algo_for(algo, x.size(1), covered, backward);
   if (cpu_fp32 && chosen == ConvAlgo::kWinograd) return conv2d_winograd(x, weight, bias, stride);
   if (cpu_fp32 && chosen != ConvAlgo::kOneDnn) {
     return conv2d_im2col(x, weight, bias, stride, /*onednn_forward=*/chosen == ConvAlgo::kMixed);

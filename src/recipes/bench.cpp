@@ -205,12 +205,8 @@ void describe_machine(BenchResult& r) {
   const bool covered = !o.device.is_cuda() &&
                        winograd_covers(side, side, paper.primary_kernel, paper.primary_stride);
   r.conv_algo = conv_algo_for(o.conv, paper.conv1_channels, covered, /*backward=*/true);
-  if (r.conv_algo == ConvAlgo::kWinograd && !covered) {
-    r.conv_algo = conv_algo_for(ConvAlgo::kAuto, paper.conv1_channels, covered, true);
-  }
   const auto inference_algo = conv_algo_for(o.conv, paper.conv1_channels, covered, false);
-  auto conv1_algo = conv_algo_for(o.conv, paper.in_channels);
-  if (conv1_algo == ConvAlgo::kWinograd) conv1_algo = conv_algo_for(ConvAlgo::kAuto, paper.in_channels);
+  const auto conv1_algo = conv_algo_for(o.conv, paper.in_channels);
   r.cpu = cpu_features();
   r.kernel_isa = kernel_isa();
   r.bf16 = o.device.is_cuda() ? Bf16Support{true, "CUDA", "", ""} : cpu_bf16_support();

@@ -41,7 +41,8 @@ CAPSNET_ENUM_NAMES(ConvAlgo, "convolution algorithm",
 /// kAuto resolved for a convolution of `in_channels` input channels: kIm2col
 /// for one channel; else kWinograd when `winograd_covered` (winograd_covers()
 /// and an fp32 CPU tensor) and a `backward` will follow (training), else
-/// kMixed. Other values as given.
+/// kMixed. kWinograd where it is not `winograd_covered` as kAuto; other
+/// values as given.
 ConvAlgo conv_algo_for(ConvAlgo requested, int64_t in_channels, bool winograd_covered = false,
                        bool backward = false);
 
