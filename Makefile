@@ -31,7 +31,8 @@ test: build data
 # compiler (scripts/gpu-run.sh's, without CUDA here): the header-only
 # dependencies, GoogleTest's sources and MNIST from the folder that
 # scripts/pack-device-deps.sh makes, no figures, no serve, no Gloo. Its tests
-# run (but cli, cli_time_limit, cli_folder, cli_efficient and python_ops, which the full
+# run (but cli, cli_time_limit, cli_folder, cli_efficient, own_folder_learning and
+# python_ops, which the full
 # build ran on the same code),
 # and check-minimal-build.sh shows that no header or library came from the
 # system's packages instead of the folder.
@@ -43,7 +44,7 @@ test-minimal: deps data
 	  -DCAPSNET_WITH_FIGURES=OFF -DCAPSNET_WITH_SERVE=OFF -DCAPSNET_WITH_GLOO=OFF
 	cmake --build $(MINIMAL_BUILD) -j $(JOBS)
 	bash scripts/check-minimal-build.sh $(MINIMAL_BUILD)
-	cd $(MINIMAL_BUILD) && ctest --output-on-failure --timeout 900 -LE as_avx2 -E '^(cli|cli_time_limit|cli_folder|cli_efficient|python_ops)$$'
+	cd $(MINIMAL_BUILD) && ctest --output-on-failure --timeout 900 -LE as_avx2 -E '^(cli|cli_time_limit|cli_folder|cli_efficient|own_folder_learning|python_ops)$$'
 
 # make test-sanitize: the whole suite (unit tests, both ISAs, and the CLI
 # tests) on a build with AddressSanitizer and UndefinedBehaviorSanitizer, in

@@ -124,11 +124,18 @@ row "train: MultiMNIST, the seed's departures one by one, bf16" 0 \
   train --dataset multimnist --routing-softmax children --recon-loss mse --mask prediction \
   --normalize 1 --margin-squared 0 --digit-bias 1 --precision bf16 "${S[@]}" --epochs 1 \
   --batch-size 16 --out "$work/multi"
-row "train: Efficient-CapsNet's preset, its augmentation and lr floor" 0 \
+row "train: Efficient-CapsNet's preset, its augmentation, lr floor and precise batch norm" 0 \
   'config_is "$work/eff" preset=efficient-capsnet model_name=efficient-capsnet digit_augment=true \
-     lr_min=0.0002 lr=0.0005 efficient.image_size=28' \
+     lr_min=0.0002 lr=0.0005 efficient.image_size=28 precise_bn_images=24' \
   train --preset efficient-capsnet --model efficient-capsnet --digit-augment --lr-min 2e-4 \
-  "${S[@]}" --epochs 1 --out "$work/eff"
+  --precise-bn-images 24 "${S[@]}" --epochs 1 --out "$work/eff"
+row "train: --validation-split holds out 8 and chooses best.pt on them; --calibrate-init false" 0 \
+  'config_is "$work/val" validation_split=8 calibrate_init=false && \
+     grep -q "training on 24 mnist images, choosing best.pt on 8 held out" "$out" && \
+     grep -q "chosen on the validation split" "$out" && \
+     json_get "$work/val/metrics.jsonl" "j[\"val_size\"] == 8 and j[\"best\"] == 1" | grep -q True' \
+  train "${S[@]}" --epochs 1 --batch-size 16 --validation-split 8 --calibrate-init false \
+  --out "$work/val"
 row "train: --resume adds an epoch; --conv may change, and the CNN says it ignores it" 0 \
   'test "$(lines "$work/cnn/metrics.jsonl")" -eq 2 && grep -q "ignores --conv onednn" "$out"' \
   train --resume "$work/cnn" --epochs 2 --threads 1 --conv onednn

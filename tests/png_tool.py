@@ -3,7 +3,8 @@ independent of stb, which capsnet reads and writes them with.
 
   python3 png_tool.py compare-idx IDX_DIR FOLDER      pixels of OUT/{train,test}/CLASS/NNNNN.png
                                                       equal IDX image NNNNN and its label's name
-  python3 png_tool.py shapes OUT N SIDE SEED          a colour set: shape is the label, colour a nuisance
+  python3 png_tool.py shapes OUT N SIDE SEED [MAX]    a colour set: shape is the label, colour a nuisance;
+                                                      with MAX, each picture SIDE..MAX wide and high
 """
 import gzip
 import math
@@ -106,22 +107,29 @@ def compare_idx(idx_dir, folder):
     print("compared %d pictures with their IDX images: identical" % checked)
 
 
-def shapes(out, count, side, seed):
+def shapes(out, count, side, seed, max_side=None):
     """Horizontal bars, vertical bars and rings, each in a random colour on a
     darker background of a random colour, at a random place and size: the
-    colour says nothing about the class."""
+    colour says nothing about the class. With max_side, each picture's width
+    and height are drawn from [side, max_side]."""
     rng = random.Random(seed)
+    smallest = side
     for klass in ("horizontal", "ring", "vertical"):
         os.makedirs(os.path.join(out, klass), exist_ok=True)
         for k in range(count):
+            width_px = height_px = smallest
+            if max_side:
+                width_px, height_px = rng.randint(smallest, max_side), rng.randint(smallest, max_side)
+            side = min(width_px, height_px)
             # Any hue, the shape lighter than its background.
             bg = [rng.randrange(0, 100) for _ in range(3)]
             fg = [min(255, v + rng.randrange(100, 156)) for v in bg]
             length, width = rng.uniform(side * 0.3, side * 0.45), rng.uniform(side * 0.08, side * 0.14)
-            cx, cy = rng.uniform(side * 0.4, side * 0.6), rng.uniform(side * 0.4, side * 0.6)
+            cx = rng.uniform(side * 0.4, side * 0.6) + (width_px - side) / 2
+            cy = rng.uniform(side * 0.4, side * 0.6) + (height_px - side) / 2
             pixels = bytearray()
-            for y in range(side):
-                for x in range(side):
+            for y in range(height_px):
+                for x in range(width_px):
                     dx, dy = x + 0.5 - cx, y + 0.5 - cy
                     if klass == "horizontal":
                         inside = abs(dx) <= length and abs(dy) <= width
@@ -130,13 +138,15 @@ def shapes(out, count, side, seed):
                     else:
                         inside = abs(math.hypot(dx, dy) - length * 0.75) <= width
                     pixels += bytes(fg if inside else bg)
-            write_png(os.path.join(out, klass, "%s %03d.png" % (klass, k)), side, side, 3, bytes(pixels))
+            write_png(os.path.join(out, klass, "%s %03d.png" % (klass, k)), width_px, height_px, 3,
+                      bytes(pixels))
 
 
 if __name__ == "__main__":
     if sys.argv[1] == "compare-idx":
         compare_idx(sys.argv[2], sys.argv[3])
     elif sys.argv[1] == "shapes":
-        shapes(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+        shapes(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]),
+               int(sys.argv[6]) if len(sys.argv) > 6 else None)
     else:
         raise SystemExit(__doc__)

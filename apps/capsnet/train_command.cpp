@@ -18,6 +18,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <vector>
 
 namespace capsnet::cli {
@@ -140,6 +141,15 @@ void add_model_options(CLI::App* cmd, Flags& f) {
                  "for CIFAR-10)");
   f.add<double>(cmd, "--w-init-std", FIELD(double, model.w_init_std),
                 "standard deviation of the normal init of W_ij (seed: 1)");
+  f.add<bool>(cmd, "--calibrate-init", FIELD(bool, calibrate_init),
+              "before the first step, rescale W_ij until the class capsules' median length on "
+              "the first batch lies in [0.1, 0.9] (a network already there is untouched; "
+              "pictures on coloured backgrounds saturate it otherwise); seed: false");
+  f.add<int64_t>(cmd, "--precise-bn-images", FIELD(int64_t, precise_bn_images),
+                 "after every epoch, recompute batch norms' running statistics over N training "
+                 "pictures (the test-time preparation), so that they are right after a short run "
+                 "on few pictures (0: keep the momentum average; models without batch norm "
+                 "ignore it)");
   f.add<bool>(cmd, "--digit-bias", FIELD(bool, model.digit_bias),
               "learned bias on s_j before squash, as in the authors' code");
 }
@@ -170,6 +180,10 @@ void add_run_options(CLI::App* cmd, Flags& f) {
                  "evaluate on the first N test images (0: all)");
   f.add<int64_t>(cmd, "--eval-batch-size", FIELD(int64_t, eval_batch_size),
                  "batch size of the per-epoch evaluation");
+  f.add<int64_t>(cmd, "--validation-split", FIELD(int64_t, validation_split),
+                 "hold out N training examples (stratified, drawn from --seed, recorded in the "
+                 "checkpoint) and choose best.pt on them; the test set is then only reported "
+                 "(0: best.pt is chosen on the test set, an optimistic figure)");
 }
 
 // --dataset folder: how the user's pictures are read, split and augmented.
@@ -327,6 +341,21 @@ TrainOptions options_of_run(const TrainFlags& t, const dist::DistOptions& distri
   return options;
 }
 
+// best.pt's epoch and accuracies, saying what it was chosen on.
+std::string best_text(const TrainingState& state, const TrainOptions& options) {
+  std::ostringstream text;
+  if (options.validation_split > 0) {
+    text << "best.pt is epoch " << state.best_epoch << ", chosen on the validation split ("
+         << 100 * state.best_accuracy << "%), test accuracy " << 100 * state.best_test_accuracy
+         << "%";
+  } else {
+    text << "best test accuracy " << 100 * state.best_accuracy
+         << "% (best.pt chosen on the test set: optimistic; --validation-split N chooses on "
+            "held-out training examples)";
+  }
+  return text.str();
+}
+
 // What the user reads when train returns, and the exit code.
 int report_run(const TrainReport& report, const TrainOptions& options, const std::string& run_dir,
                const TrainFlags& t, int64_t rank, const StopSignals& signals) {
@@ -340,9 +369,7 @@ int report_run(const TrainReport& report, const TrainOptions& options, const std
       std::cout << "after epoch " << report.state.epoch << " of " << options.epochs;
     }
     std::cout << "; checkpoint " << report.last_checkpoint;
-    if (report.state.epoch > 0) {
-      std::cout << ", best test accuracy " << 100 * report.state.best_accuracy << "%";
-    }
+    if (report.state.epoch > 0) std::cout << ", " << best_text(report.state, options);
     std::cout << "\ncontinue with: capsnet train --resume " << run_dir << std::endl;
     return 0;
   }
@@ -355,9 +382,9 @@ int report_run(const TrainReport& report, const TrainOptions& options, const std
     return signals.exit_code();
   }
   if (rank > 0) return 0;
-  std::cout << "done: best test accuracy " << 100 * report.state.best_accuracy
-            << "%; checkpoints " << last_checkpoint_path(run_dir) << " and "
-            << best_checkpoint_path(run_dir) << std::endl;
+  std::cout << "done: " << best_text(report.state, options) << "; checkpoints "
+            << last_checkpoint_path(run_dir) << " and " << best_checkpoint_path(run_dir)
+            << std::endl;
   return 0;
 }
 

@@ -7,7 +7,9 @@
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <map>
 #include <numeric>
+#include <stdexcept>
 
 namespace capsnet {
 
@@ -106,6 +108,73 @@ Batch Batch::narrow(int64_t begin, int64_t count) const {
   part.targets = targets.narrow(0, begin, count);
   part.recon_targets = recon_targets.narrow(0, begin, count);
   return part;
+}
+
+SubsetSource::SubsetSource(std::shared_ptr<const BatchSource> whole, std::vector<int64_t> indices)
+    : whole_(std::move(whole)), indices_(std::move(indices)) {
+  for (const auto index : indices_) {
+    TORCH_CHECK(index >= 0 && index < whole_->size(), "example ", index,
+                " is outside a source of ", whole_->size());
+  }
+  table_ = at::from_blob(indices_.data(), {size()}, at::kLong).clone();
+}
+
+at::Tensor SubsetSource::map(const at::Tensor& indices) const {
+  return table_.index_select(0, indices.to(at::kCPU)).to(indices.device());
+}
+
+Batch SubsetSource::get(const at::Tensor& indices, std::mt19937_64* rng) const {
+  return whole_->get(map(indices), rng);
+}
+
+void SubsetSource::prefetch(const at::Tensor& indices) const { whole_->prefetch(map(indices)); }
+
+std::vector<int64_t> stratified_holdout(const at::Tensor& labels, int64_t count, uint64_t seed) {
+  const auto first = (labels.dim() == 2 ? labels.select(1, 0) : labels).to(at::kCPU).contiguous();
+  const int64_t n = first.numel();
+  if (count < 0 || count >= n) {
+    throw std::invalid_argument("--validation-split " + std::to_string(count) +
+                                " must be below the " + std::to_string(n) +
+                                " training examples, to leave some to train on");
+  }
+  std::map<int64_t, std::vector<int64_t>> by_class;
+  const auto* label = first.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) by_class[label[i]].push_back(i);
+  // Each class's exact share, then the remaining examples to the largest remainders.
+  std::vector<std::pair<double, int64_t>> remainders; // (-remainder, class): ties by class
+  std::map<int64_t, int64_t> take;
+  int64_t taken = 0;
+  for (const auto& [k, members] : by_class) {
+    const double share = static_cast<double>(count) * members.size() / n;
+    take[k] = static_cast<int64_t>(share);
+    taken += take[k];
+    remainders.emplace_back(-(share - take[k]), k);
+  }
+  std::sort(remainders.begin(), remainders.end());
+  for (size_t i = 0; taken < count; ++i, ++taken) ++take[remainders[i % remainders.size()].second];
+  std::vector<int64_t> held;
+  for (auto& [k, members] : by_class) {
+    std::mt19937_64 rng(splitmix64(seed ^ splitmix64(0x7a11dULL + static_cast<uint64_t>(k))));
+    std::shuffle(members.begin(), members.end(), rng);
+    held.insert(held.end(), members.begin(),
+                members.begin() + std::min<int64_t>(take[k], members.size()));
+  }
+  std::sort(held.begin(), held.end());
+  return held;
+}
+
+std::vector<int64_t> complement(int64_t n, const std::vector<int64_t>& removed) {
+  std::vector<int64_t> kept;
+  kept.reserve(n - removed.size());
+  size_t next = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (next < removed.size() && removed[next] == i) {
+      ++next;
+    } else {
+      kept.push_back(i);
+    }
+  }
+  return kept;
 }
 
 EpochSampler::EpochSampler(int64_t size, int64_t batch_size, uint64_t seed)

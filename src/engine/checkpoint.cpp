@@ -63,6 +63,15 @@ double read_double(torch::serialize::InputArchive& archive, const std::string& p
   return value.toDouble();
 }
 
+// A field that checkpoints of older versions lack: `fallback` then.
+double read_double_or(torch::serialize::InputArchive& archive, const std::string& key,
+                      double fallback) {
+  c10::IValue value;
+  if (!archive.try_read(key, value)) return fallback;
+  if (value.isDouble()) return value.toDouble();
+  return value.isInt() ? static_cast<double>(value.toInt()) : fallback;
+}
+
 } // namespace
 
 void save_checkpoint(const std::string& path, CapsNet& model, torch::optim::Adam* optimizer,
@@ -120,6 +129,8 @@ void save_checkpoint(const std::string& path, torch::nn::Module& model,
   archive.write("step_in_epoch", c10::IValue(state.step_in_epoch));
   archive.write("global_step", c10::IValue(state.global_step));
   archive.write("best_accuracy", c10::IValue(state.best_accuracy));
+  archive.write("best_epoch", c10::IValue(state.best_epoch));
+  archive.write("best_test_accuracy", c10::IValue(state.best_test_accuracy));
   archive.write("epoch_loss_sum", c10::IValue(state.epoch_loss_sum));
   archive.write("epoch_correct", c10::IValue(state.epoch_correct));
   archive.write("epoch_seen", c10::IValue(state.epoch_seen));
@@ -207,6 +218,8 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
   s.step_in_epoch = read_int(archive, path, "step_in_epoch");
   s.global_step = read_int(archive, path, "global_step");
   s.best_accuracy = read_double(archive, path, "best_accuracy");
+  s.best_epoch = static_cast<int64_t>(read_double_or(archive, "best_epoch", 0));
+  s.best_test_accuracy = read_double_or(archive, "best_test_accuracy", -1);
   s.epoch_loss_sum = read_double(archive, path, "epoch_loss_sum");
   s.epoch_correct = read_int(archive, path, "epoch_correct");
   s.epoch_seen = read_int(archive, path, "epoch_seen");

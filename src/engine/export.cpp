@@ -22,7 +22,10 @@ std::vector<std::pair<std::string, at::Tensor>> seed_state_dict(CapsNet& model) 
     std::string name = item.key();
     const std::string primary = "primary_capsules.conv.";
     if (name.rfind(primary, 0) == 0) name = "conv2." + name.substr(primary.size());
-    out.emplace_back(name, item.value().detach().clone().contiguous());
+    auto value = item.value().detach().clone().contiguous();
+    // The seed's u_hat = W u has no input scale: fold it into W (the same function).
+    if (name == "digit_capsules.weight") value.mul_(model->config.routing_input_scale);
+    out.emplace_back(name, value);
   }
   return out;
 }

@@ -106,6 +106,19 @@ ModelInfo capsnet_entry() {
     options.model.in_channels = shape.channels;
     options.model.num_classes = shape.classes;
   };
+  info.calibrate = [](torch::nn::Module& network, TrainOptions& options, const at::Tensor& images) {
+    auto& net = dynamic_cast<CapsNetImpl&>(network);
+    const auto c = net.calibrate(images);
+    options.model.routing_input_scale = net.config.routing_input_scale;
+    if (c.scale == 1.0) return std::string();
+    std::ostringstream line;
+    line << "calibrated the start: the primary capsules' drive on the first batch is " << c.drive
+         << ", above " << CapsuleNetworkImpl::kMaxDrive << " (where the class capsules saturate "
+         << "in a few steps), so the routing's input is scaled by " << c.scale << " to "
+         << CapsuleNetworkImpl::kTargetDrive
+         << " (recorded as model.routing_input_scale; --calibrate-init false keeps 1)";
+    return line.str();
+  };
   return info;
 }
 

@@ -67,6 +67,7 @@ TrainOptions preset_options(const std::string& name) {
   options.margin.squared = false;
   options.model.routing_softmax = RoutingSoftmax::kChildren;
   options.model.w_init_std = 1.0;
+  options.calibrate_init = false; // the seed's N(0, 1) weights as they are
   return options;
 }
 
@@ -119,6 +120,12 @@ void validate(const TrainOptions& o) {
                                       std::to_string(o.recon_weight));
   require(o.limit >= 0, "--limit must be >= 0, got " + std::to_string(o.limit));
   require(o.test_limit >= 0, "--test-limit must be >= 0, got " + std::to_string(o.test_limit));
+  require(o.precise_bn_images >= 0 && o.precise_bn_images <= 10000000,
+          "--precise-bn-images must be in [0, 10000000], got " +
+              std::to_string(o.precise_bn_images));
+  require(o.validation_split >= 0 && o.validation_split <= 10000000,
+          "--validation-split must be in [0, 10000000], got " +
+              std::to_string(o.validation_split));
   o.folder.validate();
   require(o.dataset != "folder" || !o.data_dir.empty(),
           "--dataset folder needs --data DIR, the folder of your pictures (one sub-folder per "

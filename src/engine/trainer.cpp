@@ -1,5 +1,9 @@
 #include "capsnet/engine/trainer.h"
 
+#include "capsnet/layers/batch_norm.h"
+
+#include <torch/csrc/autograd/grad_mode.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -97,6 +101,10 @@ bool Trainer::train_step(TrainingState& state, int64_t epochs, FitCall& call) {
     out = step_.forward(batch);
     loss = out.loss.item<double>();
     correct = count_correct(out.scores.detach(), batch.labels);
+    if (warn_if_not_learning && state.epoch == 0 && step + 1 == steps &&
+        batch.labels.dim() == 1) {
+      last_scores_ = out.scores.detach();
+    }
   }
   // Before backward, every rank learns whether any stops or saw a
   // non-finite loss, and the global batch's loss and accuracy.
@@ -132,17 +140,47 @@ bool Trainer::train_step(TrainingState& state, int64_t epochs, FitCall& call) {
   return true;
 }
 
+EvalResult Trainer::evaluate_finite(const BatchSource& source, const TrainingState& state,
+                                    const char* what) {
+  auto result = evaluate(task_, source, evaluation.batch_size, &replicas_);
+  // A diverged model never becomes best.pt, nor a row of nulls in metrics.jsonl.
+  if (!std::isfinite(result.loss)) {
+    std::ostringstream message;
+    message << "non-finite " << what << " loss (" << result.loss << ") after epoch "
+            << state.epoch + 1 << ": the model diverged";
+    fail_non_finite(message.str());
+  }
+  return result;
+}
+
 bool Trainer::evaluate_epoch(const TrainingState& state, FitResult& result) {
   if (!evaluation.source) return false;
-  result.last_eval = evaluate(task_, *evaluation.source, evaluation.batch_size, &replicas_);
-  // A diverged model never becomes best.pt, nor a row of nulls in metrics.jsonl.
-  if (!std::isfinite(result.last_eval.loss)) {
-    std::ostringstream what;
-    what << "non-finite test loss (" << result.last_eval.loss << ") after epoch "
-         << state.epoch + 1 << ": the model diverged";
-    fail_non_finite(what.str());
-  }
+  result.last_eval = evaluate_finite(*evaluation.source, state, "test");
   return true;
+}
+
+void Trainer::settle_batch_norms(const TrainingState& state) {
+  auto& module = task_.module();
+  const auto norms = batch_norms(module);
+  const int64_t images = std::min(batch_norm.images, data_.size());
+  const int64_t batch = std::min(batch_norm.batch_size, images);
+  // Every rank runs the same batches (their statistics are summed over the
+  // ranks when the norms have a reduce), each on a non-empty slice.
+  if (norms.empty() || batch < replicas_.world_size()) return;
+  std::vector<double> momenta;
+  for (auto* norm : norms) momenta.push_back(norm->momentum);
+  at::NoGradGuard no_grad;
+  module.train();
+  // A draw of its own each epoch, independent of the training order.
+  const EpochSampler draw(data_.size(), batch, sampler_.step_rng(state.epoch, -1)());
+  for (int64_t b = 0; b < images / batch; ++b) {
+    // The average of the batches' statistics: momentum 1 / (b + 1).
+    for (auto* norm : norms) norm->momentum = 1.0 / static_cast<double>(b + 1);
+    const auto global = data_.get(draw.global_indices(0, b), nullptr);
+    const auto [first, count] = sampler_.shard(global.size());
+    task_.forward(global.narrow(first, count), /*training=*/true);
+  }
+  for (size_t i = 0; i < norms.size(); ++i) norms[i]->momentum = momenta[i];
 }
 
 void Trainer::end_epoch(TrainingState& state, int64_t epochs, FitResult& result, FitCall& call) {
@@ -158,13 +196,33 @@ void Trainer::end_epoch(TrainingState& state, int64_t epochs, FitResult& result,
   summary.extra = replicas_.take_epoch_stats();
   summary.extra.emplace_back("data_seconds", data_seconds_);
   data_seconds_ = 0;
+  if (batch_norm.images > 0) settle_batch_norms(state);
   bool best = false;
+  EvalResult held;
+  if (evaluation.validation) {
+    held = evaluate_finite(*evaluation.validation, state, "validation");
+    summary.validation = &held;
+    best = held.accuracy() > state.best_accuracy;
+    if (best) state.best_accuracy = held.accuracy();
+  }
   if (evaluate_epoch(state, result)) {
     summary.eval = &result.last_eval;
-    best = result.last_eval.accuracy() > state.best_accuracy;
-    if (best) state.best_accuracy = result.last_eval.accuracy();
+    if (!evaluation.validation && result.last_eval.accuracy() > state.best_accuracy) {
+      best = true;
+      state.best_accuracy = result.last_eval.accuracy();
+    }
+  }
+  if (best) {
+    state.best_epoch = state.epoch + 1;
+    state.best_test_accuracy = summary.eval ? result.last_eval.accuracy() : -1;
+    summary.best = true;
   }
   log.epoch(summary);
+  if (last_scores_.defined()) {
+    const auto warning = not_learning_warning(summary.train_accuracy, state.epoch_seen, last_scores_);
+    if (!warning.empty()) log.message(warning);
+    last_scores_ = at::Tensor();
+  }
 
   ++state.epoch;
   state.step_in_epoch = 0;

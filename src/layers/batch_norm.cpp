@@ -40,15 +40,20 @@ at::Tensor BatchNormImpl::forward(const at::Tensor& x) {
   return x * scale.view({1, C, 1, 1}) + (bias - mean * scale).view({1, C, 1, 1});
 }
 
-int64_t set_batch_norm_reduce(torch::nn::Module& module, const DifferentiableSum& reduce) {
-  int64_t found = 0;
-  for (const auto& child : module.modules()) {
-    if (auto* norm = dynamic_cast<BatchNormImpl*>(child.get())) {
-      norm->reduce = reduce;
-      ++found;
-    }
+std::vector<BatchNormImpl*> batch_norms(torch::nn::Module& module) {
+  std::vector<BatchNormImpl*> found;
+  // Without itself: modules() of a module not held by a shared_ptr throws.
+  if (auto* norm = dynamic_cast<BatchNormImpl*>(&module)) found.push_back(norm);
+  for (const auto& child : module.modules(/*include_self=*/false)) {
+    if (auto* norm = dynamic_cast<BatchNormImpl*>(child.get())) found.push_back(norm);
   }
   return found;
+}
+
+int64_t set_batch_norm_reduce(torch::nn::Module& module, const DifferentiableSum& reduce) {
+  const auto found = batch_norms(module);
+  for (auto* norm : found) norm->reduce = reduce;
+  return static_cast<int64_t>(found.size());
 }
 
 } // namespace capsnet

@@ -21,7 +21,8 @@ void DigitCapsulesImpl::reset() {
   }
 }
 
-at::Tensor DigitCapsulesImpl::forward(const at::Tensor& u) {
+at::Tensor DigitCapsulesImpl::forward(const at::Tensor& input) {
+  const auto u = options.input_scale() == 1.0 ? input : input * options.input_scale();
   const bool fused_kernel = u.device().is_cpu()
                                 ? (u.scalar_type() == at::kFloat || u.scalar_type() == at::kDouble)
                                 : (fused_routing_supports(u.device()) && u.scalar_type() == at::kFloat);

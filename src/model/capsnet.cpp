@@ -1,7 +1,9 @@
 #include "capsnet/model/capsnet.h"
 
 #include <nlohmann/json.hpp>
+#include <torch/csrc/autograd/grad_mode.h>
 
+#include <cmath>
 #include <stdexcept>
 #include <string>
 
@@ -64,6 +66,10 @@ void CapsNetConfig::validate() const {
   require_at_most(routing_iterations, 100, "routing_iterations");
   require_at_most(static_cast<int64_t>(decoder_hidden.size()), 16, "the number of decoder layers");
   for (auto width : decoder_hidden) require_at_most(width, 65536, "decoder_hidden");
+  if (!(routing_input_scale > 0 && routing_input_scale <= 1)) {
+    throw std::invalid_argument("model config: routing_input_scale must be in (0, 1], got " +
+                                std::to_string(routing_input_scale));
+  }
   if (!(w_init_std <= 100)) {
     throw std::invalid_argument("model config: w_init_std must be at most 100, got " +
                                 std::to_string(w_init_std));
@@ -109,7 +115,8 @@ CapsNetImpl::CapsNetImpl(const CapsNetConfig& config_) : config(config_) {
                         .routing_iterations(config.routing_iterations)
                         .softmax(config.routing_softmax)
                         .bias(config.digit_bias)
-                        .init_std(config.w_init_std)));
+                        .init_std(config.w_init_std)
+                        .input_scale(config.routing_input_scale)));
   decoder = register_module(
       "decoder", Decoder(DecoderOptions(config.num_classes, config.digit_dim,
                                         {config.in_channels, config.image_size, config.image_size})
@@ -130,6 +137,27 @@ at::Tensor CapsNetImpl::capsules(const at::Tensor& images) {
   auto digits = digit_capsules->forward(primary);
   stage("digit_capsules", digits);
   return digits;
+}
+
+CapsuleNetworkImpl::Calibration CapsNetImpl::calibrate(const at::Tensor& images) {
+  check_images(images);
+  at::NoGradGuard no_grad;
+  const auto& caps = primary_capsules->options;
+  auto features = torch::relu(conv2d_in(caps.precision(), images, conv1->weight, conv1->bias,
+                                        /*stride=*/1, caps.conv_algo()));
+  const auto u = primary_capsules->forward(features); // [B, N_in, D_in]
+  Calibration c;
+  c.drive = u.abs().sum({1, 2}).mean().item<double>() / static_cast<double>(config.num_classes);
+  if (c.drive > kMaxDrive) {
+    // Three significant digits: every rank of a data-parallel run, whatever
+    // its CPU's rounding, records the same architecture.
+    const double exact = kTargetDrive / c.drive;
+    const double unit = std::pow(10.0, std::floor(std::log10(exact)) - 2);
+    c.scale = std::round(exact / unit) * unit;
+  }
+  config.routing_input_scale = c.scale;
+  digit_capsules->options.input_scale(c.scale);
+  return c;
 }
 
 at::Tensor CapsNetImpl::reconstruct(const at::Tensor& capsules, const at::Tensor& classes) {

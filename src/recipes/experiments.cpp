@@ -115,6 +115,8 @@ void validate(const ExperimentBudget& budget) {
 
 TrainOptions experiment_options(const ExperimentBudget& budget, uint64_t seed) {
   TrainOptions fresh = preset_options("paper");
+  // The paper's procedure, its initialisation included, on every data set.
+  fresh.calibrate_init = false;
   fresh.batch_size = budget.batch_size;
   fresh.limit = budget.limit;
   fresh.test_limit = budget.test_limit;

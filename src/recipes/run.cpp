@@ -22,6 +22,8 @@
 #include <fstream>
 #include <memory>
 #include <sstream>
+#include <iostream>
+#include <cstdlib>
 
 namespace capsnet {
 
@@ -123,6 +125,7 @@ struct RunData {
   const DatasetInfo* info = nullptr;
   std::string dir;
   Dataset train, test;
+  int64_t train_size = 0; // before train moves into its source
   std::string identity; // data_of(): checkpoints record it
   DataShape shape;
 };
@@ -137,10 +140,15 @@ RunData load_run_data(const TrainOptions& options, const DataShape* trained, std
   request.log = &log;
   data.train = load_dataset(options.dataset, request);
   data.shape = data_shape(*data.info, data.train, options.folder.crop);
+  // A resumed run holds out what its checkpoint recorded.
+  data.shape.validation =
+      trained ? trained->validation
+              : stratified_holdout(data.train.labels, options.validation_split, options.seed);
   request = data_request(options, Split::kTest, "", trained ? trained : &data.shape);
   request.log = &log;
   data.test = load_dataset(options.dataset, request);
   data.identity = data_of(data.train, data.test);
+  data.train_size = data.train.size();
   return data;
 }
 
@@ -229,9 +237,11 @@ std::unique_ptr<RunLock> claim_run_dir(const std::string& run_dir, const TrainCo
   return lock;
 }
 
+// `calibrate`: the new network's data-dependent start, which may record what
+// it set in `options` before config.json is written.
 RunStart start_run(const TrainOptions& options, const std::string& run_dir,
-                   const TrainControl& control, const RunData& data, bool speaks,
-                   int64_t world) {
+                   const TrainControl& control, const RunData& data, bool speaks, int64_t world,
+                   const std::function<void(torch::nn::Module&)>& calibrate) {
   RunStart start;
   if (speaks) start.lock = claim_run_dir(run_dir, control);
   start.state.data = data.identity;
@@ -241,15 +251,17 @@ RunStart start_run(const TrainOptions& options, const std::string& run_dir,
   } catch (const TrainingError& e) {
     throw TrainingError(data.dir + ": " + options.dataset + ": " + e.what());
   }
+  calibrate(*start.network);
   if (speaks) {
     nlohmann::json config = options;
     config["libtorch_version"] = TORCH_VERSION;
     config["threads_used"] = at::get_num_threads();
     config["world_size"] = world;
-    config["train_size"] = data.train.size();
+    config["train_size"] = data.train_size;
     config["test_size"] = data.test.size();
     auto shape = nlohmann::json(data.shape);
     shape.erase("test_files");  // in the checkpoints; config.json stays readable
+    shape.erase("validation");
     config["data_shape"] = shape;
     write_file_atomically((fs::path(run_dir) / "config.json").string(), config.dump(2) + "\n");
   }
@@ -258,11 +270,12 @@ RunStart start_run(const TrainOptions& options, const std::string& run_dir,
 
 // The line that opens the run's log.
 std::string run_banner(const TrainOptions& options, const BatchSource& train,
-                       const BatchSource& test, const dist::ProcessGroup* group,
-                       Precision precision, c10::Device device) {
+                       const BatchSource* validation, const BatchSource& test,
+                       const dist::ProcessGroup* group, Precision precision, c10::Device device) {
   std::ostringstream line;
-  line << "training on " << train.size() << " " << options.dataset << " images, testing on "
-       << test.size() << "; batch " << options.batch_size;
+  line << "training on " << train.size() << " " << options.dataset << " images, ";
+  if (validation) line << "choosing best.pt on " << validation->size() << " held out, ";
+  line << "testing on " << test.size() << "; batch " << options.batch_size;
   const int64_t world = group ? group->world_size() : 1;
   if (world > 1) {
     line << " (" << world << " processes of " << options.batch_size / world
@@ -287,6 +300,39 @@ Precision run_precision(const ModelInfo& model, const TrainOptions& options, std
   return Precision::kFp32;
 }
 
+// The training examples and, with --validation-split, the held-out ones: two
+// views of one source, renumbered.
+struct TrainSources {
+  std::shared_ptr<const BatchSource> train, validation;
+};
+
+TrainSources split_training_source(std::shared_ptr<const BatchSource> whole,
+                                   const std::vector<int64_t>& held, const std::string& where) {
+  if (held.empty()) return {std::move(whole), nullptr};
+  if (held.back() >= whole->size()) {
+    throw TrainingError(where + ": the recorded validation split names example " +
+                        std::to_string(held.back()) + " of " + std::to_string(whole->size()) +
+                        " training examples; resume with the run's own data");
+  }
+  TrainSources sources;
+  sources.train = std::make_shared<SubsetSource>(whole, complement(whole->size(), held));
+  sources.validation = std::make_shared<SubsetSource>(std::move(whole), held);
+  return sources;
+}
+
+// A new run's data-dependent start (ModelInfo::calibrate) on the batch the
+// first step trains on; what it sets goes into `options`.
+void calibrate_start(torch::nn::Module& network, TrainOptions& options, const BatchSource& train,
+                     const EpochSampler& sampler, std::ostream& log) {
+  const auto& model = model_info(options.model_name);
+  if (!model.calibrate || !options.calibrate_init) return;
+  auto rng = sampler.step_rng(0, 0); // a copy: the first step draws the same
+  const auto indices = sampler.global_indices(0, 0);
+  const auto batch = train.get(indices.narrow(0, 0, std::min<int64_t>(32, indices.size(0))), &rng);
+  const auto line = model.calibrate(network, options, batch.images.to(at::kCPU));
+  if (!line.empty()) log << line << "\n";
+}
+
 } // namespace
 
 // The run in run_dir as rank `group->rank()` of a data-parallel job, or
@@ -308,10 +354,20 @@ TrainReport train_in_group(const TrainOptions& given, const std::string& run_dir
   auto data = load_run_data(given, loaded ? &loaded->shape : nullptr, out);
   // The network takes the data's size, channels and classes; a resumed run
   // keeps the checkpoint's preparation (statistics, split).
-  const auto options = loaded ? given : fitted_to(given, data.shape);
+  auto options = loaded ? given : fitted_to(given, data.shape);
   const auto& shape = loaded ? loaded->shape : data.shape;
+  const auto last_path = last_checkpoint_path(run_dir);
+  const auto prepared = source_options(options, shape);
+  const auto sources = split_training_source(
+      make_source(*data.info, std::move(data.train), Split::kTrain, prepared, device),
+      shape.validation, last_path);
+  const auto& train_source = sources.train;
+  const ShardedSampler sampler(train_source->size(), options.batch_size, options.seed, rank, world);
   auto start = loaded ? resume_run(options, run_dir, control, data, speaks, *loaded)
-                      : start_run(options, run_dir, control, data, speaks, world);
+                      : start_run(options, run_dir, control, data, speaks, world,
+                                  [&](torch::nn::Module& network) {
+                                    calibrate_start(network, options, *train_source, sampler, out);
+                                  });
   TrainReport report;
   report.state = start.state;
   if (group) {
@@ -328,26 +384,16 @@ TrainReport train_in_group(const TrainOptions& given, const std::string& run_dir
     out << "model '" << model.name << "' ignores --conv " << enum_name(options.conv)
         << " (it chooses how capsnet's convolutions run)\n";
   }
-  const auto last_path = last_checkpoint_path(run_dir);
   torch::optim::Adam optimizer(net.parameters(), torch::optim::AdamOptions(options.lr));
   if (control.resume) load_optimizer_state(last_path, optimizer);
-  if (group) {
-    group->attach(net.parameters());
-    group->broadcast_parameters();
-    // Batch norms normalise by the global batch's statistics: N ranks of B
-    // images train as one process of N * B does.
-    set_batch_norm_reduce(net, group->differentiable_sum());
-  }
 
-  const auto prepared = source_options(options, shape);
-  const auto train_source =
-      make_source(*data.info, std::move(data.train), Split::kTrain, prepared, device);
   const auto test_source =
       make_source(*data.info, std::move(data.test), Split::kTest, prepared, device);
-  const ShardedSampler sampler(train_source->size(), options.batch_size, options.seed, rank, world);
   Trainer trainer(*task, *train_source, sampler, optimizer, group);
   trainer.schedule = {options.lr, options.lr_decay, options.lr_min};
-  trainer.evaluation = {test_source.get(), options.eval_batch_size};
+  trainer.evaluation = {test_source.get(), options.eval_batch_size, sources.validation.get()};
+  trainer.warn_if_not_learning = model.offers(Capability::kCapsules);
+  trainer.batch_norm.images = options.precise_bn_images;
   if (speaks) {
     trainer.checkpoints = {last_path, best_checkpoint_path(run_dir),
                            [&](const std::string& path, const TrainingState& at) {
@@ -367,7 +413,16 @@ TrainReport train_in_group(const TrainOptions& given, const std::string& run_dir
          << report.state.step_in_epoch << "/" << sampler.steps_per_epoch();
     logger.message(line.str());
   }
-  logger.message(run_banner(options, *train_source, *test_source, group, precision, device));
+  logger.message(run_banner(options, *train_source, sources.validation.get(), *test_source, group,
+                            precision, device));
+  if (group) {
+    // After the calibration, which rank 0's weights carry to every rank.
+    group->attach(net.parameters());
+    group->broadcast_parameters();
+    // Batch norms normalise by the global batch's statistics: N ranks of B
+    // images train as one process of N * B does.
+    set_batch_norm_reduce(net, group->differentiable_sum());
+  }
 
   const auto fit = trainer.fit(report.state, options.epochs);
   // Rank 0 writes the last checkpoint after the last collective: the others

@@ -6,6 +6,7 @@
 #include <c10/core/Device.h>
 
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <utility>
 #include <vector>
@@ -82,6 +83,35 @@ class DatasetSource : public BatchSource {
   std::vector<double> mean_, std_;
   c10::Device device_;
 };
+
+/// Some examples of another source, renumbered 0..n-1: a training split
+/// without its validation examples, or the validation examples alone. Both
+/// share the one source that holds the data.
+class SubsetSource : public BatchSource {
+ public:
+  /// `indices`: examples of `whole`, each in [0, whole->size()).
+  SubsetSource(std::shared_ptr<const BatchSource> whole, std::vector<int64_t> indices);
+  int64_t size() const override { return static_cast<int64_t>(indices_.size()); }
+  int64_t num_classes() const override { return whole_->num_classes(); }
+  Batch get(const at::Tensor& indices, std::mt19937_64* rng) const override;
+  void prefetch(const at::Tensor& indices) const override;
+
+ private:
+  at::Tensor map(const at::Tensor& indices) const;
+  std::shared_ptr<const BatchSource> whole_;
+  std::vector<int64_t> indices_;
+  at::Tensor table_; ///< indices_ as int64 [n], on the CPU
+};
+
+/// `count` examples held out of a data set whose first label per example is
+/// `labels` (int64 [N] or [N, P]), stratified: each class gives its share,
+/// rounded so that the shares add up to `count` (largest remainders first),
+/// the examples of each class drawn from `seed`. Sorted. Throws
+/// std::invalid_argument unless 0 <= count < N.
+std::vector<int64_t> stratified_holdout(const at::Tensor& labels, int64_t count, uint64_t seed);
+
+/// [0, n) without `removed` (sorted, each in range), in order.
+std::vector<int64_t> complement(int64_t n, const std::vector<int64_t>& removed);
 
 /// Crops images float [B, C, S, S] to [B, C, side, side]: at offsets drawn
 /// from `rng` when given, else the centre.

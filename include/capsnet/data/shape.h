@@ -37,6 +37,9 @@ struct DataShape {
   /// A folder split by --test-fraction: the held-out files (relative to the
   /// folder), so that evaluation and resumption see the same split.
   std::vector<std::string> test_files;
+  /// --validation-split: the training examples held out (indices into the
+  /// training split as loaded, sorted), so that a resumed run holds out the same.
+  std::vector<int64_t> validation;
 
   /// The shape proper: size, channels, classes and labels per image.
   bool operator==(const DataShape& o) const {
@@ -49,6 +52,7 @@ struct DataShape {
 
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(DataShape, image_size, channels, classes,
                                                 labels_per_image, class_names, mean, std,
-                                                preparation, resize, test_files)
+                                                preparation, resize, test_files,
+                                                validation)
 
 }  // namespace capsnet

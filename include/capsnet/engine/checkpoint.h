@@ -24,7 +24,11 @@ struct TrainingState {
   int64_t epoch = 0;         ///< epochs completed
   int64_t step_in_epoch = 0; ///< steps of the current epoch already taken
   int64_t global_step = 0;   ///< steps taken in all
-  double best_accuracy = -1; ///< best test accuracy so far, in [0, 1]
+  /// The accuracy best.pt was chosen on so far, in [0, 1]: the validation
+  /// split's (--validation-split), else the test set's.
+  double best_accuracy = -1;
+  int64_t best_epoch = 0;          ///< best.pt's epoch (0: none yet, or not recorded)
+  double best_test_accuracy = -1;  ///< the test accuracy of best.pt's epoch (-1: none)
   // Running sums of the current epoch, so that its metrics survive a resume.
   double epoch_loss_sum = 0;
   int64_t epoch_correct = 0;

@@ -75,6 +75,13 @@ struct ModelInfo {
   /// data's, so that `build` makes a network for it; may be empty (the
   /// options must then fit the data as given).
   std::function<void(TrainOptions& options, const DataShape& shape)> fit;
+  /// A new run's data-dependent start (--calibrate-init): adjusts the network
+  /// `build` made to `images` (float [B, C, H, W] on the CPU, a training batch,
+  /// as the first step gets it) and records what it set in `options`; returns
+  /// a line for the log, empty when nothing changed. May be empty.
+  std::function<std::string(torch::nn::Module& network, TrainOptions& options,
+                            const at::Tensor& images)>
+      calibrate;
 
   bool offers(Capability capability) const;
   /// Throws std::invalid_argument unless the model offers `capability`:

@@ -67,6 +67,19 @@ struct TrainOptions {
   EfficientCapsNetConfig efficient; ///< Efficient-CapsNet's (model_name efficient-capsnet)
   /// How a folder data set (dataset "folder") is read, split and augmented.
   FolderOptions folder;
+  /// Training examples held out, stratified by class and drawn from the seed,
+  /// on which best.pt is chosen (0: none, and best.pt is chosen on the test
+  /// set, which makes its accuracy optimistic). Recorded in the checkpoints.
+  int64_t validation_split = 0;
+  /// Before the first step of a new run, rescale a capsule network's routing
+  /// input until the class capsules' median length on the first training
+  /// batch lies in the responsive range (CapsuleNetworkImpl::calibrate); a
+  /// network already in range is untouched.
+  bool calibrate_init = true;
+  /// Training examples over which batch norms' running statistics are
+  /// recomputed after every epoch ("precise batch norm", BatchNormPolicy);
+  /// 0: the momentum average as trained. Models without batch norm ignore it.
+  int64_t precise_bn_images = 1024;
 
   /// The training objective these options describe (margin, recon_weight, recon_loss).
   CapsNetObjective objective() const { return {margin, recon_weight, recon_loss}; }
@@ -75,7 +88,7 @@ struct TrainOptions {
 /// The options of a named preset: "paper" (the defaults above), "seed" (the
 /// seed program: normalised input, unsquared margin loss, decoder masked by the
 /// prediction, mean squared error, no shift, no lr decay, routing softmax over
-/// the child capsules, W ~ N(0, 1); batch 64 like the paper default) or
+/// the child capsules, W ~ N(0, 1) left uncalibrated; batch 64 like the paper default) or
 /// "cifar10" (the paper's CIFAR-10 network on a folder of 32x32 colour
 /// pictures: random 24x24 crops and flips in training, the centre crop in
 /// testing, 64 primary capsule types) or "efficient-capsnet" (the authors'
@@ -97,7 +110,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainOptions, preset, dataset, d
                                                 limit, test_limit, eval_batch_size, routing,
                                                 precision, device, model_name, model, baseline,
                                                 folder, lr_min, digit_augment, efficient,
-                                                conv)
+                                                conv, validation_split, calibrate_init,
+                                                precise_bn_images)
 
 /// Reads options written as JSON (config.json, checkpoints), including those
 /// of runs from before the margin options were nested, and validates them.

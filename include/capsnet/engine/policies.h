@@ -35,14 +35,41 @@ struct LearningRateSchedule {
   static void apply(torch::optim::Optimizer& optimizer, double lr);
 };
 
-/// Evaluation after every epoch on `source` (none when null).
+/// Evaluation after every epoch on `source`, the test set (none when null),
+/// and on `validation`, examples held out of training (none when null).
 struct EvalPolicy {
   const BatchSource* source = nullptr;
   int64_t batch_size = 500;
+  /// When set, best.pt is chosen on it; the test set is only reported.
+  const BatchSource* validation = nullptr;
 };
 
-/// last.pt after every epoch and on interruption; best.pt when the test
-/// accuracy improves. No `save` function: nothing is written (ranks > 0).
+/// "Precise batch norm" (as pycls and Detectron do): at the end of every
+/// epoch, before evaluation, every BatchNorm's running statistics are
+/// recomputed as the average over `images` training examples (the test-time
+/// preparation, in batches of `batch_size`, a new draw each epoch) of the
+/// current weights' batch statistics. A momentum average (Keras's 0.99) is
+/// still mostly its initial values after the few dozen steps of a small data
+/// set; this is right after any number. Training itself is unchanged: batch
+/// norm trains on each batch's own statistics. 0 images: off.
+struct BatchNormPolicy {
+  int64_t images = 1024;
+  int64_t batch_size = 256;
+};
+
+/// The line that says a capsule network is not learning after its first
+/// epoch, with the likely cause and the option that helps; empty when it
+/// learns. `lengths` [B, K] are class-capsule lengths of a training batch
+/// with one label per image; not learning: the training accuracy over
+/// `examples` is no better than chance (1/K) by more than a point, or by
+/// three standard errors of guessing, and the lengths are saturated (90%
+/// above 0.9) or all near 0 (90% below 0.05).
+std::string not_learning_warning(double train_accuracy, int64_t examples,
+                                 const at::Tensor& lengths);
+
+/// last.pt after every epoch and on interruption; best.pt when the accuracy
+/// it is chosen on (EvalPolicy) improves. No `save` function: nothing is
+/// written (ranks > 0).
 struct CheckpointPolicy {
   std::string last_path;
   std::string best_path; ///< empty: no best checkpoint
@@ -59,6 +86,8 @@ struct EpochSummary {
   double seconds = 0;
   double images_per_second = 0;
   const EvalResult* eval = nullptr; ///< null when no evaluation ran
+  const EvalResult* validation = nullptr; ///< the validation split's; null without one
+  bool best = false; ///< best.pt was written with this epoch
   /// Other figures of the epoch (Replicas::take_epoch_stats: the all-reduce's).
   std::vector<std::pair<std::string, double>> extra;
 

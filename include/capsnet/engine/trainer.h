@@ -56,7 +56,11 @@ class Trainer {
 
   LearningRateSchedule schedule;
   EvalPolicy evaluation;
+  BatchNormPolicy batch_norm;
   CheckpointPolicy checkpoints;
+  /// After the first epoch, say on the logger when the network is not
+  /// learning (not_learning_warning); for models whose scores are capsule lengths.
+  bool warn_if_not_learning = false;
   TrainLogger* logger = nullptr; ///< null: silent
   /// Polled before every step: when it turns true, fit() writes last.pt and
   /// returns. Data-parallel: a stop on any rank stops every rank at the same step.
@@ -94,6 +98,11 @@ class Trainer {
   void end_epoch(TrainingState& state, int64_t epochs, FitResult& result, FitCall& call);
   /// The test evaluation into result.last_eval; false when there is none.
   bool evaluate_epoch(const TrainingState& state, FitResult& result);
+  /// evaluate() on `source`, failing on a non-finite loss (`what` names the split).
+  EvalResult evaluate_finite(const BatchSource& source, const TrainingState& state,
+                             const char* what);
+  /// BatchNormPolicy: the running statistics from training examples.
+  void settle_batch_norms(const TrainingState& state);
   /// Throws AgreedTrainingError: `what`, where the last good checkpoint is, and what to try.
   [[noreturn]] void fail_non_finite(const std::string& what);
   void save(const std::string& path, const TrainingState& state) const;
@@ -116,6 +125,8 @@ class Trainer {
   /// Seconds of this epoch the steps waited for their batches (the source's
   /// get(), and the hint for the next one): metrics.jsonl's "data_seconds".
   double data_seconds_ = 0;
+  /// The scores of the epoch's last step (warn_if_not_learning).
+  at::Tensor last_scores_;
 };
 
 } // namespace capsnet

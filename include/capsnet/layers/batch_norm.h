@@ -5,6 +5,7 @@
 #include <torch/nn/pimpl.h>
 
 #include <functional>
+#include <vector>
 
 namespace capsnet {
 
@@ -28,6 +29,9 @@ struct BatchNormImpl : torch::nn::Module {
   DifferentiableSum reduce;
 };
 TORCH_MODULE(BatchNorm);
+
+/// Every BatchNorm inside `module`, in module order.
+std::vector<BatchNormImpl*> batch_norms(torch::nn::Module& module);
 
 /// Gives every BatchNorm inside `module` the cross-rank sum `reduce` (null:
 /// back to each process's own batch). Returns how many it found.

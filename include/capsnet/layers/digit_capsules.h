@@ -24,6 +24,10 @@ struct DigitCapsulesOptions {
   TORCH_ARG(bool, bias) = false;
   /// W_ij ~ N(0, init_std^2). The seed uses torch.randn, i.e. 1.0.
   TORCH_ARG(double, init_std) = 0.01;
+  /// A fixed factor on the input capsules u (so on u_hat = W u and s_j):
+  /// CapsNetImpl::calibrate's. It also scales the effect of each Adam step on
+  /// W_ij, which a learned factor folded into W could not.
+  TORCH_ARG(double, input_scale) = 1.0;
   /// How routing is computed; both give the same function.
   TORCH_ARG(RoutingImpl, impl) = RoutingImpl::kFused;
 };
@@ -34,7 +38,7 @@ struct DigitCapsulesOptions {
 struct DigitCapsulesImpl : torch::nn::Module {
   explicit DigitCapsulesImpl(const DigitCapsulesOptions& options);
   void reset();
-  at::Tensor forward(const at::Tensor& u);
+  at::Tensor forward(const at::Tensor& input);
 
   DigitCapsulesOptions options;
   at::Tensor weight;

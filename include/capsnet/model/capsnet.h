@@ -32,6 +32,9 @@ struct CapsNetConfig {
   RoutingSoftmax routing_softmax = RoutingSoftmax::kParents;
   bool digit_bias = false;
   double w_init_std = 0.01;
+  /// The factor on the digit capsules' input (DigitCapsulesOptions::
+  /// input_scale): 1, or what calibrate() set for a new run's data.
+  double routing_input_scale = 1.0;
   std::vector<int64_t> decoder_hidden = {512, 1024};
 
   /// Side of the primary-capsule grid: 6 for the paper's MNIST network.
@@ -49,7 +52,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CapsNetConfig, image_size, in_ch
                                                 conv1_channels, conv1_kernel, primary_types,
                                                 primary_dim, primary_kernel, primary_stride,
                                                 digit_dim, routing_iterations, routing_softmax,
-                                                digit_bias, w_init_std, decoder_hidden)
+                                                digit_bias, w_init_std, decoder_hidden,
+                                                routing_input_scale)
 
 /// The capsule network of Sabour et al. (2017): conv1 -> PrimaryCapsules ->
 /// DigitCapsules with dynamic routing (Procedure 1) -> masked Decoder (Section 4.1).
@@ -66,6 +70,9 @@ struct CapsNetImpl : CapsuleNetworkImpl {
     return {config.image_size, config.in_channels, config.num_classes, config.digit_dim};
   }
 
+  /// Sets config.routing_input_scale from the primary capsules of `images`
+  /// (see CapsuleNetworkImpl::calibrate).
+  Calibration calibrate(const at::Tensor& images) override;
   /// Chooses the routing implementation; not part of the architecture.
   void set_routing_impl(RoutingImpl impl) override { digit_capsules->options.impl(impl); }
   /// Chooses the primary-capsule convolution's arithmetic; not part of the architecture.

@@ -55,6 +55,30 @@ struct CapsuleNetworkImpl : torch::nn::Module {
   CapsNetOutput forward(const at::Tensor& images, const at::Tensor& mask_classes = {},
                         bool with_reconstruction = true);
 
+  /// What calibrate() measured and set.
+  struct Calibration {
+    /// (1/K) E_b[sum_i |u_i|_1] on the batch: how far one Adam step, which
+    /// moves every W_ij by about lr in the direction of its gradient, moves
+    /// s_j (the K class capsules share the routing's input at the start).
+    double drive = 0;
+    double scale = 1; ///< the factor now on the routing's input (1: untouched)
+  };
+  /// The drive above which calibrate() scales the routing's input down, to
+  /// kTargetDrive: about twice and about half the paper's MNIST network's
+  /// (24 at the start), so that MNIST is untouched with a margin and a
+  /// calibrated network starts with one.
+  static constexpr double kMaxDrive = 50, kTargetDrive = 12;
+  /// A data-dependent start, in the manner of LSUV (Mishkin & Matas, 2016):
+  /// measures the drive on `images` ([B, C, H, W], a training batch) and,
+  /// above kMaxDrive, scales the routing's input by kTargetDrive / drive. Why:
+  /// a picture on a coloured background gives nearly the same primary capsule
+  /// at thousands of positions, every W_ij of which Adam moves by about lr a
+  /// step, so that s_j jumps with the picture's area until every class capsule
+  /// saturates and the margin loss has no gradient left. The paper's MNIST
+  /// network, with its black background, is below the bound and untouched.
+  /// Networks without such a factor return {} and are left as they are.
+  virtual Calibration calibrate(const at::Tensor& images) { return {}; }
+
   /// How the network computes; not part of its architecture. Networks
   /// without the choice ignore it.
   virtual void set_routing_impl(RoutingImpl impl) {}
