@@ -3,6 +3,7 @@
 // norm (BatchNormPolicy), the not-learning line, and the validation split.
 #include "capsnet/data/batch.h"
 #include "capsnet/data/dataset.h"
+#include "capsnet/engine/export.h"
 #include "capsnet/engine/policies.h"
 #include "capsnet/engine/task.h"
 #include "capsnet/engine/trainer.h"
@@ -113,6 +114,37 @@ TEST(Calibration, EverySizeChannelsAndClassesStaysResponsiveOnColouredBackground
                 static_cast<long>(c.classes), drive, calibration.scale, as_drawn, after);
   }
   EXPECT_GE(saturated_as_drawn, 3); // the sweep shows the problem it fixes
+}
+
+TEST(Calibration, TheExportFoldsTheScaleIntoW) {
+  CapsNetConfig config;
+  config.image_size = 40;
+  config.in_channels = 3;
+  config.num_classes = 3;
+  torch::manual_seed(5);
+  CapsNet net(config);
+  const auto images = coloured_pictures(2, 3, 40, 7);
+  const auto scale = net->calibrate(images).scale;
+  ASSERT_LT(scale, 1.0);
+  // The seed's network computes u_hat = W u: W times the scale gives the same capsules.
+  at::Tensor exported;
+  for (const auto& [name, value] : seed_state_dict(net)) {
+    if (name == "digit_capsules.weight") exported = value;
+  }
+  ASSERT_TRUE(exported.defined());
+  EXPECT_TRUE(at::allclose(exported, net->digit_capsules->weight.detach() * scale));
+  TrainOptions options;
+  options.model = net->config;
+  EXPECT_EQ(export_config(options)["model"]["routing_input_scale"], 1.0);
+  at::NoGradGuard no_grad;
+  const auto calibrated = net->capsules(images);
+  CapsNetConfig folded_config = net->config;
+  folded_config.routing_input_scale = 1.0;
+  CapsNet folded(folded_config);
+  for (auto& [name, value] : folded->named_parameters().pairs()) {
+    value.copy_(name == "digit_capsules.weight" ? exported : net->named_parameters()[name]);
+  }
+  EXPECT_TRUE(at::allclose(folded->capsules(images), calibrated, 1e-4, 1e-6));
 }
 
 std::string mnist_dir() {

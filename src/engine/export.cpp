@@ -52,9 +52,11 @@ nlohmann::json export_config(const TrainOptions& options, const DataShape& shape
   for (int64_t k = 0; k < classes; ++k) names.push_back(shape.class_name(k));
   const auto channels =
       static_cast<size_t>(efficient ? options.efficient.in_channels : options.model.in_channels);
+  auto model = efficient ? nlohmann::json(options.efficient) : nlohmann::json(options.model);
+  if (!efficient) model["routing_input_scale"] = 1.0; // folded into digit_capsules.weight
   return {{"format", "capsnet-pytorch-export-v1"},
           {"model_name", options.model_name},
-          {"model", efficient ? nlohmann::json(options.efficient) : nlohmann::json(options.model)},
+          {"model", model},
           {"dataset", options.dataset},
           {"normalize", options.normalize},
           {"mnist_mean", kMnistMean},
