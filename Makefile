@@ -1,12 +1,14 @@
 # make train: install dependencies, build (Release), fetch MNIST, train with the paper's defaults.
 # make test:  install dependencies, build, fetch MNIST, run every test, then
-#             the same for the minimal build (make test-minimal).
+#             the same for the minimal build (make test-minimal), then a
+#             timing summary.
+# make test-fast: the unit tests and a smoke run, for the edit loop.
 BUILD ?= build
 DATA ?= data/mnist
 JOBS ?= $(shell nproc)
 ARGS ?=
 
-.PHONY: all deps build data train test test-minimal test-sanitize fuzz bench bench-as-avx2 clean
+.PHONY: all deps build data train test test-fast test-minimal test-sanitize fuzz bench bench-as-avx2 clean
 
 all: build
 
@@ -23,9 +25,23 @@ data: deps
 train: build data
 	./$(BUILD)/capsnet train --data $(DATA) $(ARGS)
 
+# Both runs write JUnit files; scripts/test-timing.py ends with each run's
+# total and its 10 slowest tests, failed or not.
 test: build data
-	cd $(BUILD) && ctest --output-on-failure --timeout 900
-	$(MAKE) test-minimal
+	@rm -f $(BUILD)/ctest-junit.xml $(MINIMAL_BUILD)/ctest-junit.xml; status=0; \
+	  (cd $(BUILD) && ctest --output-on-failure --timeout 900 \
+	    --output-junit $(CURDIR)/$(BUILD)/ctest-junit.xml) || status=$$?; \
+	  if [ $$status -eq 0 ]; then $(MAKE) test-minimal || status=$$?; fi; \
+	  python3 scripts/test-timing.py full=$(BUILD)/ctest-junit.xml \
+	    minimal=$(MINIMAL_BUILD)/ctest-junit.xml; \
+	  exit $$status
+
+# make test-fast: the edit-build-test loop (a few minutes): every unit test in
+# one process, natively, and an end-to-end smoke (train, eval, resume).
+# make test runs all of it and far more.
+test-fast: build data
+	cd $(BUILD) && CAPSNET_TEST_MNIST=$(CURDIR)/$(DATA) ./tests/capsnet_tests --gtest_brief=1
+	bash tests/smoke_test.sh ./$(BUILD)/capsnet $(DATA)
 
 # make test-minimal: the build of a machine that has only LibTorch and a
 # compiler (scripts/gpu-run.sh's, without CUDA here): the header-only
@@ -44,7 +60,9 @@ test-minimal: deps data
 	  -DCAPSNET_WITH_FIGURES=OFF -DCAPSNET_WITH_SERVE=OFF -DCAPSNET_WITH_GLOO=OFF
 	cmake --build $(MINIMAL_BUILD) -j $(JOBS)
 	bash scripts/check-minimal-build.sh $(MINIMAL_BUILD)
-	cd $(MINIMAL_BUILD) && ctest --output-on-failure --timeout 900 -LE as_avx2 -E '^(cli|cli_time_limit|cli_folder|cli_efficient|own_folder_learning|python_ops)$$'
+	cd $(MINIMAL_BUILD) && ctest --output-on-failure --timeout 900 -LE as_avx2 \
+	  --output-junit $(CURDIR)/$(MINIMAL_BUILD)/ctest-junit.xml \
+	  -E '^(cli|cli_time_limit|cli_folder|cli_efficient|own_folder_learning|python_ops)$$'
 
 # make test-sanitize: the whole suite (unit tests, both ISAs, and the CLI
 # tests) on a build with AddressSanitizer and UndefinedBehaviorSanitizer, in

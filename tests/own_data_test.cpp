@@ -36,11 +36,6 @@ at::Tensor coloured_pictures(int64_t n, int64_t channels, int64_t side, uint64_t
   return images.clamp(0, 1);
 }
 
-double median_length(CapsNet& net, const at::Tensor& images) {
-  at::NoGradGuard no_grad;
-  return at::norm(net->capsules(images), 2, {-1}).median().item<double>();
-}
-
 // Adam steps of the paper's objective (margin loss, lr 1e-3) on `images`
 // labelled 0, 1, ...; after them, the mean length of the capsules of the
 // classes each image does not show: near 1 when they saturated (Eq. 4's

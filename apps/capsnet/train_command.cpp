@@ -142,9 +142,10 @@ void add_model_options(CLI::App* cmd, Flags& f) {
   f.add<double>(cmd, "--w-init-std", FIELD(double, model.w_init_std),
                 "standard deviation of the normal init of W_ij (seed: 1)");
   f.add<bool>(cmd, "--calibrate-init", FIELD(bool, calibrate_init),
-              "before the first step, rescale W_ij until the class capsules' median length on "
-              "the first batch lies in [0.1, 0.9] (a network already there is untouched; "
-              "pictures on coloured backgrounds saturate it otherwise); seed: false");
+              "before the first step, measure how far an Adam step moves the class capsules "
+              "on the first batch and, where it would saturate them in a few steps (pictures "
+              "on coloured backgrounds), scale the routing's input down (recorded as "
+              "model.routing_input_scale; MNIST is untouched); seed: false");
   f.add<int64_t>(cmd, "--precise-bn-images", FIELD(int64_t, precise_bn_images),
                  "after every epoch, recompute batch norms' running statistics over N training "
                  "pictures (the test-time preparation), so that they are right after a short run "

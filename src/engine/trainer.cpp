@@ -219,7 +219,8 @@ void Trainer::end_epoch(TrainingState& state, int64_t epochs, FitResult& result,
   }
   log.epoch(summary);
   if (last_scores_.defined()) {
-    const auto warning = not_learning_warning(summary.train_accuracy, state.epoch_seen, last_scores_);
+    const auto warning =
+        not_learning_warning(summary.train_accuracy, state.epoch_seen, last_scores_);
     if (!warning.empty()) log.message(warning);
     last_scores_ = at::Tensor();
   }

@@ -123,7 +123,7 @@ CapsNetImpl::CapsNetImpl(const CapsNetConfig& config_) : config(config_) {
                              .hidden(config.decoder_hidden)));
 }
 
-at::Tensor CapsNetImpl::capsules(const at::Tensor& images) {
+at::Tensor CapsNetImpl::primary(const at::Tensor& images) {
   check_images(images);
   // conv1 runs as the primary capsules' convolution does, in its precision
   // (in fp32, oneDNN's weight gradient was its slowest part on AVX2: 139 ms
@@ -132,20 +132,20 @@ at::Tensor CapsNetImpl::capsules(const at::Tensor& images) {
   auto features = torch::relu(conv2d_in(caps.precision(), images, conv1->weight, conv1->bias,
                                         /*stride=*/1, caps.conv_algo()));
   stage("conv1", features);
-  auto primary = primary_capsules->forward(features);
-  stage("primary_capsules", primary);
-  auto digits = digit_capsules->forward(primary);
+  auto u = primary_capsules->forward(features);
+  stage("primary_capsules", u);
+  return u;
+}
+
+at::Tensor CapsNetImpl::capsules(const at::Tensor& images) {
+  auto digits = digit_capsules->forward(primary(images));
   stage("digit_capsules", digits);
   return digits;
 }
 
 CapsuleNetworkImpl::Calibration CapsNetImpl::calibrate(const at::Tensor& images) {
-  check_images(images);
   at::NoGradGuard no_grad;
-  const auto& caps = primary_capsules->options;
-  auto features = torch::relu(conv2d_in(caps.precision(), images, conv1->weight, conv1->bias,
-                                        /*stride=*/1, caps.conv_algo()));
-  const auto u = primary_capsules->forward(features); // [B, N_in, D_in]
+  const auto u = primary(images); // [B, N_in, D_in]
   Calibration c;
   c.drive = u.abs().sum({1, 2}).mean().item<double>() / static_cast<double>(config.num_classes);
   if (c.drive > kMaxDrive) {

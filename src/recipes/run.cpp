@@ -22,8 +22,6 @@
 #include <fstream>
 #include <memory>
 #include <sstream>
-#include <iostream>
-#include <cstdlib>
 
 namespace capsnet {
 
@@ -326,7 +324,7 @@ void calibrate_start(torch::nn::Module& network, TrainOptions& options, const Ba
                      const EpochSampler& sampler, std::ostream& log) {
   const auto& model = model_info(options.model_name);
   if (!model.calibrate || !options.calibrate_init) return;
-  auto rng = sampler.step_rng(0, 0); // a copy: the first step draws the same
+  auto rng = sampler.step_rng(0, 0); // a copy: the first step's own stream is untouched
   const auto indices = sampler.global_indices(0, 0);
   const auto batch = train.get(indices.narrow(0, 0, std::min<int64_t>(32, indices.size(0))), &rng);
   const auto line = model.calibrate(network, options, batch.images.to(at::kCPU));

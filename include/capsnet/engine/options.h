@@ -71,10 +71,10 @@ struct TrainOptions {
   /// on which best.pt is chosen (0: none, and best.pt is chosen on the test
   /// set, which makes its accuracy optimistic). Recorded in the checkpoints.
   int64_t validation_split = 0;
-  /// Before the first step of a new run, rescale a capsule network's routing
-  /// input until the class capsules' median length on the first training
-  /// batch lies in the responsive range (CapsuleNetworkImpl::calibrate); a
-  /// network already in range is untouched.
+  /// Before the first step of a new run, let the model adjust its start to
+  /// the first training batch (ModelInfo::calibrate; for CapsNet, the scale
+  /// of the routing's input that keeps Adam's first steps from saturating the
+  /// class capsules, CapsuleNetworkImpl::calibrate). MNIST is untouched.
   bool calibrate_init = true;
   /// Training examples over which batch norms' running statistics are
   /// recomputed after every epoch ("precise batch norm", BatchNormPolicy);

@@ -64,6 +64,8 @@ struct CapsNetImpl : CapsuleNetworkImpl {
 
   /// Shapes: images [B, C, H, W] -> digit capsules [B, K, D].
   at::Tensor capsules(const at::Tensor& images) override;
+  /// conv1 and the primary capsules: images [B, C, H, W] -> u [B, N_in, D_in].
+  at::Tensor primary(const at::Tensor& images);
   /// The masked decoder (Section 4.1); see CapsuleNetworkImpl::reconstruct.
   at::Tensor reconstruct(const at::Tensor& capsules, const at::Tensor& classes) override;
   CapsuleShape shape() const override {
