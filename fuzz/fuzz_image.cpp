@@ -1,7 +1,7 @@
 // libFuzzer target: reading a user's picture (PNG, JPEG, PGM/PPM, BMP, GIF;
 // every other format refused before stb sees it) and preparing it as MNIST
 // was made.
-#include "capsnet/viz/image.h"
+#include "capsnet/image/image.h"
 #include "fuzz_util.h"
 
 #include <cmath>

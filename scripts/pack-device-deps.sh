@@ -5,7 +5,7 @@
 #   include/CLI/            CLI11's headers           (libcli11-dev)
 #   include/nlohmann/       nlohmann-json's headers   (nlohmann-json3-dev)
 #   include/stb/            stb_image, stb_image_write (libstb-dev; compiled by
-#                           src/viz/stb_impl.cpp in such a build)
+#                           src/image/stb_impl.cpp in such a build)
 #   include/zlib.h, zconf.h zlib's headers (zlib1g-dev; the library itself,
 #                           libz.so.1, is on every Linux)
 #   googletest/             GoogleTest's sources      (googletest)

@@ -129,13 +129,13 @@ row "train: Efficient-CapsNet's preset, its augmentation, lr floor and precise b
      lr_min=0.0002 lr=0.0005 efficient.image_size=28 precise_bn_images=24' \
   train --preset efficient-capsnet --model efficient-capsnet --digit-augment --lr-min 2e-4 \
   --precise-bn-images 24 "${S[@]}" --epochs 1 --out "$work/eff"
-row "train: --validation-split holds out 8 and chooses best.pt on them; --calibrate-init false" 0 \
-  'config_is "$work/val" validation_split=8 calibrate_init=false && \
+row "train: --validation-split holds out 8 and chooses best.pt on them; --calibrate-init false; --model-config" 0 \
+  'config_is "$work/val" validation_split=8 calibrate_init=false model.primary_types=8 && \
      grep -q "training on 24 mnist images, choosing best.pt on 8 held out" "$out" && \
      grep -q "chosen on the validation split" "$out" && \
      json_get "$work/val/metrics.jsonl" "j[\"val_size\"] == 8 and j[\"best\"] == 1" | grep -q True' \
   train "${S[@]}" --epochs 1 --batch-size 16 --validation-split 8 --calibrate-init false \
-  --out "$work/val"
+  --model-config '{"primary_types": 8}' --out "$work/val"
 row "train: --resume adds an epoch; --conv may change, and the CNN says it ignores it" 0 \
   'test "$(lines "$work/cnn/metrics.jsonl")" -eq 2 && grep -q "ignores --conv onednn" "$out"' \
   train --resume "$work/cnn" --epochs 2 --threads 1 --conv onednn
@@ -255,7 +255,7 @@ if in_build serve; then
   bg_row serve --checkpoint "$ckpt" --host localhost --port 0 --max-batch 4 --max-queue 8 \
     --max-connections 16 --max-client-connections 8 --timeout 5 --precision bf16 --device cpu --threads 1 \
     --token 0123456789abcdef0123 --insecure-no-token --tls-cert "$work/cert.pem" \
-    --tls-key "$work/key.pem" --access-log "$work/serve-access.log"
+    --tls-key "$work/key.pem" --access-log "$work/serve-access.log" --max-decode-megapixels 2
   url=""
   for _ in $(seq 300); do
     url=$(grep -o 'https://localhost:[0-9]*/' "$bg_out" 2>/dev/null)

@@ -1,7 +1,7 @@
 // Figures (cairo): grids of images, plots and confusion matrices, read back
 // as images. Built with -DCAPSNET_WITH_FIGURES=ON only.
 #include "capsnet/viz/figure.h"
-#include "capsnet/viz/image.h"
+#include "capsnet/image/image.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>

@@ -1,11 +1,11 @@
 // Folder data sets (data/folder.h): listing, splitting, decoding, caching and
-// streaming, bad data, and the preparation of pictures (viz/image.h).
+// streaming, bad data, and the preparation of pictures (image/image.h).
 #include "capsnet/data/folder.h"
 #include "capsnet/data/batch.h"
 #include "capsnet/data/registry.h"
 #include "capsnet/engine/inference.h"
 #include "capsnet/engine/models.h"
-#include "capsnet/viz/image.h"
+#include "capsnet/image/image.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-#include "capsnet/viz/image.h"
+#include "capsnet/image/image.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>

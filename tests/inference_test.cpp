@@ -1,7 +1,7 @@
 #include "capsnet/engine/checkpoint.h"
 #include "capsnet/engine/export.h"
 #include "capsnet/engine/inference.h"
-#include "capsnet/viz/image.h"
+#include "capsnet/image/image.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>

@@ -10,6 +10,7 @@
 #include "capsnet/engine/epoch_record.h"
 #include "capsnet/engine/evaluate.h"
 #include "capsnet/engine/models.h"
+#include "capsnet/recipes/run.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -37,14 +38,29 @@ DataShape shape_of(int64_t side, int64_t channels, int64_t classes, int64_t labe
 
 namespace fs = std::filesystem;
 
-// Logistic regression on the pixels: the smallest model a registry entry can hold.
+// The toy model's own configuration, unknown to the library: it travels in
+// TrainOptions::model_configs through keep_config.
+struct ToyConfig {
+  int64_t hidden = 0;  ///< 0: logistic regression on the pixels; N: one hidden layer of N
+  double init_gain = 1; ///< the layers' initial weights, times this
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ToyConfig, hidden, init_gain)
+
+// The smallest model a registry entry can hold, with a configuration of its own.
 struct ToyLinearImpl : torch::nn::Module {
-  explicit ToyLinearImpl(const DataShape& shape)
-      : fc(register_module("fc", torch::nn::Linear(shape.image_size * shape.image_size *
-                                                       shape.channels,
-                                                   shape.classes))) {}
-  at::Tensor forward(const at::Tensor& images) { return fc(images.flatten(1)); }
-  torch::nn::Linear fc;
+  ToyLinearImpl(const DataShape& shape, const ToyConfig& config) {
+    const auto inputs = shape.image_size * shape.image_size * shape.channels;
+    const auto width = config.hidden > 0 ? config.hidden : shape.classes;
+    fc = register_module("fc", torch::nn::Linear(inputs, width));
+    if (config.hidden > 0) out = register_module("out", torch::nn::Linear(width, shape.classes));
+    torch::NoGradGuard no_grad;
+    for (auto& p : parameters()) p.mul_(config.init_gain);
+  }
+  at::Tensor forward(const at::Tensor& images) {
+    const auto h = fc(images.flatten(1));
+    return out ? out(at::relu(h)) : h;
+  }
+  torch::nn::Linear fc{nullptr}, out{nullptr};
 };
 TORCH_MODULE(ToyLinear);
 
@@ -65,15 +81,19 @@ void register_toy_model() {
   static const bool registered = [] {
     ModelInfo info;
     info.name = "toy-linear";
-    info.description = "a test's logistic regression on the pixels";
-    info.build = [](const DataShape& shape, const TrainOptions&) -> ModulePtr {
-      return ToyLinear(shape).ptr();
+    info.description = "a test's logistic regression on the pixels, or a one-hidden-layer MLP";
+    keep_config<ToyConfig>(info);
+    info.build = [](const DataShape& shape, const TrainOptions& options) -> ModulePtr {
+      return ToyLinear(shape, model_config<ToyConfig>(options, "toy-linear")).ptr();
     };
     info.task = [](const ModulePtr& module, const TrainOptions&) -> std::unique_ptr<Task> {
       return std::make_unique<ToyLinearTask>(
           ToyLinear(std::dynamic_pointer_cast<ToyLinearImpl>(module)));
     };
-    info.summary = [](const TrainOptions&) { return std::string("toy linear model"); };
+    info.summary = [](const TrainOptions& options) {
+      return "toy model, hidden " +
+             std::to_string(model_config<ToyConfig>(options, "toy-linear").hidden);
+    };
     register_model(std::move(info));
     return true;
   }();
@@ -137,20 +157,49 @@ TEST_F(ModelRegistry, AToyModelTrainsResumesAndEvaluatesThroughTheCommandLine) {
                                            "--test-limit", "128", "--batch-size", "32",
                                            "--threads", "1"};
   auto first = std::vector<std::string>{"train", "--model", "toy-linear", "--epochs", "1",
-                                        "--out", run};
+                                        "--out", run, "--model-config", R"({"hidden": 24})",
+                                        "--lr", "0.01"};
   first.insert(first.end(), common.begin(), common.end());
   ASSERT_EQ(run_cli(first), 0);
   auto loaded = load_checkpoint(run + "/last.pt");
   EXPECT_EQ(loaded.info->name, "toy-linear");
   EXPECT_EQ(loaded.shape, (shape_of(28, 1, 10, 1)));
   EXPECT_EQ(loaded.state.epoch, 1);
-  ASSERT_TRUE(std::dynamic_pointer_cast<ToyLinearImpl>(loaded.network));
+  // The model's own configuration reached its build, config.json and the checkpoint.
+  const auto toy = std::dynamic_pointer_cast<ToyLinearImpl>(loaded.network);
+  ASSERT_TRUE(toy);
+  ASSERT_TRUE(toy->out);
+  EXPECT_EQ(toy->fc->weight.size(0), 24);
+  EXPECT_EQ(model_config<ToyConfig>(loaded.options, "toy-linear").hidden, 24);
+  EXPECT_EQ(model_config<ToyConfig>(loaded.options, "toy-linear").init_gain, 1.0);
+  std::ifstream config_file(run + "/config.json");
+  EXPECT_EQ(nlohmann::json::parse(config_file)["model_configs"]["toy-linear"]["hidden"], 24);
+
+  // Its configuration may not change on resume, from the command line or the library.
+  try {
+    run_cli({"train", "--resume", run, "--epochs", "2", "--model-config", R"({"hidden": 8})"});
+    FAIL() << "--model-config changed on --resume";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("--model-config cannot change when resuming"),
+              std::string::npos)
+        << e.what();
+  }
+  auto changed = with_model_config(loaded.options, {{"hidden", 8}});
+  changed.epochs = 2;
+  TrainControl control;
+  control.resume = true;
+  try {
+    train(changed, run, control);
+    FAIL() << "a run resumed with another architecture";
+  } catch (const TrainingError& e) {
+    EXPECT_NE(std::string(e.what()).find("architecture differs"), std::string::npos) << e.what();
+  }
 
   ASSERT_EQ(run_cli({"train", "--resume", run, "--epochs", "3", "--threads", "1"}), 0);
   const auto rows = read_epoch_records(run + "/metrics.jsonl");
   ASSERT_EQ(rows.size(), 3u);
   EXPECT_EQ(rows[2].epoch, 3);
-  // Logistic regression learns MNIST: far above chance after three epochs of 256 images.
+  // The MLP learns MNIST: far above chance after three epochs of 256 images.
   EXPECT_GT(rows[2].test_accuracy, 0.5);
 
   auto resumed = load_checkpoint(run + "/last.pt");
@@ -176,6 +225,34 @@ TEST_F(ModelRegistry, AToyModelTrainsResumesAndEvaluatesThroughTheCommandLine) {
   EXPECT_THROW(run_cli({"export", "--checkpoint", run + "/last.pt", "--out",
                         (dir_ / "toy.pth").string()}),
                CheckpointError);
+}
+
+TEST_F(ModelRegistry, ModelConfigEditsTheChosenModelsOwnFields) {
+  TrainOptions options;
+  options.model_name = "toy-linear";
+  EXPECT_EQ(model_config<ToyConfig>(options, "toy-linear").hidden, 0); // the defaults
+  const auto edited = with_model_config(options, {{"init_gain", 0.5}});
+  EXPECT_EQ(model_config<ToyConfig>(edited, "toy-linear").init_gain, 0.5);
+  EXPECT_EQ(model_config<ToyConfig>(edited, "toy-linear").hidden, 0);
+  // It round-trips through the options' JSON, as config.json and checkpoints hold them.
+  const auto reread = train_options_from_json(nlohmann::json(edited));
+  EXPECT_EQ(model_config<ToyConfig>(reread, "toy-linear").init_gain, 0.5);
+  try {
+    with_model_config(options, {{"hiden", 3}});
+    FAIL() << "an unknown field was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("model 'toy-linear' has no field 'hiden'; its fields are "
+                                         "hidden, init_gain"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(with_model_config(options, {{"hidden", "wide"}}), std::invalid_argument);
+  EXPECT_THROW(with_model_config(options, nlohmann::json::array({1})), std::invalid_argument);
+  // The built-in models' configurations go through the same path.
+  TrainOptions capsnet;
+  EXPECT_EQ(with_model_config(capsnet, {{"routing_iterations", 1}}).model.routing_iterations, 1);
+  capsnet.model_name = "efficient-capsnet";
+  EXPECT_EQ(with_model_config(capsnet, {{"primary_dim", 4}}).efficient.primary_dim, 4);
 }
 
 // A checkpoint as the code before the registry wrote it: options with

@@ -4,7 +4,13 @@
 // the scripts and the documents rely on.
 #include "capsnet/engine/epoch_record.h"
 #include "capsnet/recipes/bench.h"
+#include "capsnet/dist/process_group.h"
+#include "capsnet/engine/checkpoint.h"
+#include "capsnet/engine/step.h"
+#include "capsnet/recipes/errors.h"
 #include "capsnet/recipes/experiments.h"
+#include "capsnet/image/image.h"
+#include "capsnet/io/atomic_file.h"
 
 #include <torch/version.h>
 
@@ -339,6 +345,25 @@ TEST(BenchRecipe, TimesEveryStageOfTheTimedSteps) {
         << r.conv_path;
   }
   EXPECT_EQ(bench_text(r).rfind("capsnet bench: capsnet, batch 2, 2 steps after 0 warm-up, ", 0), 0u);
+}
+
+TEST(ErrorMessage, NamesTheKindOfError) {
+  EXPECT_EQ(error_message(DataError("f: bad")), "data error: f: bad");
+  EXPECT_EQ(error_message(ImageError("p.png: empty")), "image error: p.png: empty");
+  EXPECT_EQ(error_message(CheckpointError("c.pt: damaged")), "checkpoint error: c.pt: damaged");
+  EXPECT_EQ(error_message(TrainingError("nan")), "training error: nan");
+  EXPECT_EQ(error_message(WriteError("full")), "write error: full");
+  EXPECT_EQ(error_message(std::invalid_argument("--lr")), "invalid option: --lr");
+  EXPECT_EQ(error_message(std::runtime_error("x")), "error: x");
+  // A DistributedError is a TrainingError; the message says how to go on.
+  const auto distributed = error_message(dist::DistributedError("rank 1 failed"));
+  EXPECT_EQ(distributed.rfind("distributed training stopped: rank 1 failed\n", 0), 0u);
+  EXPECT_NE(distributed.find("capsnet train --resume RUN_DIR"), std::string::npos);
+  try {
+    TORCH_CHECK(false, "expected a positive size");
+  } catch (const c10::Error& e) {
+    EXPECT_EQ(error_message(e), "internal error: expected a positive size");
+  }
 }
 
 } // namespace

@@ -4,14 +4,18 @@
 #include "capsnet/serve/api.h"
 #include "capsnet/serve/guard.h"
 #include "capsnet/serve/metrics.h"
-#include "capsnet/viz/image.h"
+#include "capsnet/serve/server.h"
+#include "capsnet/image/image.h"
 #include "test_util.h"
 
 #include <gtest/gtest.h>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
 #include <stb_image_write.h>
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <fstream>
 #include <thread>
 
@@ -507,6 +511,129 @@ TEST(ServeApi, AFullQueueRefusesAtOnceAndAnswersTheRest) {
   EXPECT_NE(metrics.render({}).find("capsnet_serve_batch_size_count " +
                                     std::to_string(answered.load()) + "\n"),
             std::string::npos);
+}
+
+TEST(ServeGuard, TheDecodeBudgetBoundsThePixelsInFlight) {
+  DecodeBudget budget(1000);
+  auto refusal = DecodeBudget::Refusal::kNone;
+  {
+    auto first = budget.reserve(600, refusal);
+    EXPECT_EQ(refusal, DecodeBudget::Refusal::kNone);
+    EXPECT_EQ(budget.in_flight(), 600);
+    auto second = budget.reserve(600, refusal); // 1200 > 1000: come back later
+    EXPECT_EQ(refusal, DecodeBudget::Refusal::kBusy);
+    EXPECT_EQ(budget.in_flight(), 600);
+    auto moved = std::move(first); // a moved lease is released once
+    auto third = budget.reserve(400, refusal);
+    EXPECT_EQ(refusal, DecodeBudget::Refusal::kNone);
+    EXPECT_EQ(budget.in_flight(), 1000);
+  }
+  EXPECT_EQ(budget.in_flight(), 0);
+  budget.reserve(1001, refusal); // never fits, however idle the server
+  EXPECT_EQ(refusal, DecodeBudget::Refusal::kTooLarge);
+  EXPECT_THROW(DecodeBudget(0), std::invalid_argument);
+}
+
+TEST(ServeApi, UploadsBeyondTheDecodeBudgetAreRefused) {
+  const auto predictor = digit_predictor(testing::tiny_config());
+  // A dark stroke on white, 40 x 30 = 1,200 pixels.
+  const auto png = encode_png(rgb_picture(40, 30, [](int x, int y) {
+    const uint8_t v = (x >= 15 && x < 25 && y >= 5 && y < 25) ? 0 : 255;
+    return std::array<uint8_t, 3>{v, v, v};
+  }));
+  DecodeBudget budget(2000);
+  // 1,200 pixels fit alone; with 1,000 in flight elsewhere they must wait.
+  EXPECT_EQ(status_of([&] { parse_predict_body(png, "image/png", predictor, &budget); }), 0);
+  auto refusal = DecodeBudget::Refusal::kNone;
+  auto elsewhere = budget.reserve(1000, refusal);
+  try {
+    parse_predict_body(png, "image/png", predictor, &budget);
+    FAIL() << "a decode beyond the budget ran";
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.status, 503);
+    EXPECT_EQ(e.refusal, "decode_budget");
+  }
+  EXPECT_EQ(budget.in_flight(), 1000); // the refused upload holds nothing
+  DecodeBudget small(1000);
+  EXPECT_EQ(status_of([&] { parse_predict_body(png, "image/png", predictor, &small); }), 413);
+}
+
+TEST(ServeServer, AccessChecksRefuseUnsafeSharing) {
+  ServerOptions options;
+  EXPECT_NO_THROW(check_access(options, false)); // loopback, no token
+  options.host = "0.0.0.0";
+  EXPECT_THROW(check_access(options, false), std::invalid_argument);
+  EXPECT_NO_THROW(check_access(options, true));
+  options.token = "short";
+  EXPECT_THROW(check_access(options, false), std::invalid_argument);
+  options.token = "0123456789abcdef0123";
+  EXPECT_NO_THROW(check_access(options, false));
+  options.tls_cert = "cert.pem";
+  EXPECT_THROW(check_access(options, false), std::invalid_argument);
+}
+
+// The whole server in this process, on a free port: the gate, the routes,
+// the metrics and stop().
+TEST(ServeServer, AnswersOverHttpInProcess) {
+  ServerOptions options;
+  options.port = 0;
+  options.token = "0123456789abcdef0123";
+  options.decode_megapixels = 1;
+  options.checkpoint = "in-memory";
+  Server server(digit_predictor(testing::tiny_config()), options);
+  ASSERT_GT(server.port(), 0);
+  // Stops and joins the server however the test ends (an ASSERT returns early).
+  struct Serving {
+    Server& server;
+    bool ran = false;
+    std::thread thread{[this] { ran = server.run(); }};
+    ~Serving() {
+      server.stop();
+      if (thread.joinable()) thread.join();
+    }
+  } serving{server};
+  httplib::Client client("127.0.0.1", server.port());
+  client.set_connection_timeout(10);
+  client.set_read_timeout(30);
+  // Bound and listening since the constructor: the kernel queues the
+  // connection until run() accepts it.
+  auto health = client.Get("/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  EXPECT_EQ(nlohmann::json::parse(health->body)["checkpoint"], "in-memory");
+
+  const auto side = testing::tiny_config().image_size;
+  const auto pixels = nlohmann::json(std::vector<double>(side * side, 0.5)).dump();
+  auto refused = client.Post("/api/predict", pixels, "application/json");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 401);
+  const httplib::Headers auth = {{"Authorization", "Bearer " + options.token}};
+  auto answer = client.Post("/api/predict", auth, pixels, "application/json");
+  ASSERT_TRUE(answer);
+  EXPECT_EQ(answer->status, 200) << answer->body;
+  const auto reply = nlohmann::json::parse(answer->body);
+  EXPECT_EQ(reply["lengths"].size(), size_t(testing::tiny_config().num_classes));
+  // 1,200 x 1,000 pixels: over the 1-megapixel decode budget.
+  const auto large = encode_png(rgb_picture(1200, 1000, [](int, int) {
+    return std::array<uint8_t, 3>{255, 255, 255};
+  }));
+  auto too_large = client.Post("/api/predict", auth, large, "image/png");
+  ASSERT_TRUE(too_large);
+  EXPECT_EQ(too_large->status, 413) << too_large->body;
+  auto missing = client.Get("/nowhere");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+  EXPECT_NE(missing->body.find("the API is POST /api/predict"), std::string::npos);
+  auto metrics = client.Get("/metrics", auth);
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("capsnet_serve_refused_total{reason=\"unauthorized\"} 1"),
+            std::string::npos)
+      << metrics->body;
+
+  server.stop();
+  serving.thread.join();
+  EXPECT_TRUE(serving.ran);
+  EXPECT_EQ(server.answered(), 1);
 }
 
 } // namespace

@@ -1,5 +1,7 @@
 #include "commands.h"
 
+#include "capsnet/engine/models.h"
+
 #include "capsnet/recipes/bench.h"
 
 #include <iostream>
@@ -24,8 +26,10 @@ Runner add_bench_command(CLI::App& app) {
                                           "per-stage breakdown");
   auto flags = std::make_shared<BenchFlags>();
   auto& bench = flags->bench;
-  cmd->add_option("--model", bench.model, "the network: capsnet or efficient-capsnet")
-      ->check(CLI::IsMember({"capsnet", "efficient-capsnet"}))
+  cmd->add_option("--model", bench.model,
+                  "the network, one of the registered models with a bench recipe, timed with "
+                  "that recipe's objective on 28x28 digits")
+      ->check(CLI::IsMember(bench_models()))
       ->capture_default_str();
   cmd->add_option("--batch-size", bench.batch_size, "images per step")
       ->check(CLI::Range(int64_t(1), int64_t(65536)))

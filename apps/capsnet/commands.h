@@ -1,5 +1,8 @@
 #pragma once
 
+#include "capsnet/engine/evaluate.h"
+#include "capsnet/engine/test_split.h"
+#include "capsnet/io/atomic_file.h"
 #include "capsnet/io/enum_names.h"
 #include "capsnet/model/capsnet.h"
 
@@ -9,13 +12,6 @@
 #include <string>
 #include <utility>
 #include <vector>
-
-namespace capsnet {
-struct Batch;
-struct Dataset;
-struct DataShape;
-struct TrainOptions;
-} // namespace capsnet
 
 namespace capsnet::cli {
 
@@ -83,37 +79,6 @@ CLI::Option* add_dataset_option(CLI::App* cmd, std::string& dataset, const std::
 CLI::Option* add_data_option(CLI::App* cmd, std::string& dir, const std::string& help);
 /// --checkpoint: a file written by capsnet train (required).
 CLI::Option* add_checkpoint_option(CLI::App* cmd, std::string& path);
-
-/// The test split a checkpoint is evaluated on: --data when given, else the
-/// default directory of --dataset when given, else the run's own data.
-/// `options.dataset` becomes `dataset` when that is not empty. `trained`: the
-/// checkpoint's data shape (a folder's size, channels and recorded split).
-/// A folder's listing is summarised on stderr.
-Dataset load_test_split(TrainOptions& options, const std::string& data_dir,
-                        const std::string& dataset, int64_t limit,
-                        const DataShape& trained);
-
-/// The first `limit` (0: all) examples of a loaded test split as a model
-/// sees them, before any standardisation: images float [N, C, S, S] in [0, 1]
-/// (a generated data set's fixed test set: MultiMNIST's pairs, framed or
-/// transformed digits), labels [N] or [N, P], the decoder's targets. Throws
-/// std::invalid_argument when S is not `model_side`, the model's input size.
-Batch test_examples(const TrainOptions& options, const Dataset& data, int64_t limit,
-                    const DataShape& trained);
-
-/// A label or a prediction as text: "7", or "2,7" for a pair (any shape);
-/// with `shape`, by the classes' names ("cat").
-std::string classes_text(const at::Tensor& classes);
-std::string classes_text(const at::Tensor& classes, const DataShape& shape);
-
-/// The directory load_test_split reads.
-std::string test_data_dir(const TrainOptions& options, const std::string& data_dir,
-                          const std::string& dataset);
-
-/// Before any work: no output is one of `inputs` (by file identity, see
-/// check_not_an_input) and no two outputs name the same file. Empty paths
-/// are outputs not asked for.
-void check_outputs(const std::vector<std::string>& outputs, std::vector<std::string> inputs);
 
 /// --threads, --precision and --device, for the commands that run a trained model.
 struct ComputeFlags {

@@ -86,63 +86,6 @@ CLI::Option* add_checkpoint_option(CLI::App* cmd, std::string& path) {
   return cmd->add_option("--checkpoint", path, "checkpoint written by capsnet train")->required();
 }
 
-std::string test_data_dir(const TrainOptions& options, const std::string& data_dir,
-                          const std::string& dataset) {
-  // A new --dataset without --data: that data set's own directory.
-  const auto dir = !data_dir.empty() ? data_dir : !dataset.empty() ? "" : options.data_dir;
-  return dir.empty() ? dataset_info(dataset.empty() ? options.dataset : dataset).default_dir : dir;
-}
-
-Dataset load_test_split(TrainOptions& options, const std::string& data_dir,
-                        const std::string& dataset, int64_t limit, const DataShape& trained) {
-  const auto dir = test_data_dir(options, data_dir, dataset);
-  const bool same_data = dataset.empty() || dataset == options.dataset;
-  if (!dataset.empty()) options.dataset = dataset;
-  auto request = data_request(options, Split::kTest, dir, same_data ? &trained : nullptr);
-  request.limit = limit;
-  if (!same_data) {  // a folder read as the model's input: its channels and size
-    request.folder.image_size =
-        trained.preparation == Preparation::kResize ? trained.resize : trained.image_size;
-    request.folder.channels = trained.channels;
-  }
-  request.log = &std::cerr;
-  return load_dataset(options.dataset, request);
-}
-
-Batch test_examples(const TrainOptions& options, const Dataset& data, int64_t limit,
-                    const DataShape& trained) {
-  const auto& info = dataset_info(options.dataset);
-  auto prepared = source_options(options, trained);
-  if (prepared.crop == 0) require_image_size(info, data, trained.image_size);
-  prepared.normalize = false;  // what the model sees, before standardisation
-  const auto source = make_source(info, data, Split::kTest, prepared, c10::Device(c10::kCPU));
-  const int64_t n = limit > 0 ? std::min(limit, source->size()) : source->size();
-  return source->get(at::arange(n, at::kLong), nullptr);
-}
-
-std::string classes_text(const at::Tensor& classes) { return classes_text(classes, DataShape{}); }
-
-std::string classes_text(const at::Tensor& classes, const DataShape& shape) {
-  std::string text;
-  const auto flat = classes.flatten();
-  for (int64_t k = 0; k < flat.numel(); ++k) {
-    text += (k ? "," : "") + shape.class_name(flat[k].item<int64_t>());
-  }
-  return text;
-}
-
-void check_outputs(const std::vector<std::string>& outputs, std::vector<std::string> inputs) {
-  for (size_t k = 0; k < outputs.size(); ++k) {
-    if (outputs[k].empty()) continue;
-    check_not_an_input(outputs[k], inputs);
-    for (size_t j = 0; j < k; ++j) {
-      if (!outputs[j].empty() && fs::weakly_canonical(outputs[j]) == fs::weakly_canonical(outputs[k])) {
-        throw std::invalid_argument(outputs[k] + " is named for two outputs; give each its own path");
-      }
-    }
-  }
-}
-
 void ComputeFlags::add_to(CLI::App* cmd) {
   add_precision_option(cmd, precision);
   add_device_option(cmd, device);

@@ -2,7 +2,7 @@
 // (recipes/experiments.h): table1 (Table 1) and affine (Section 5.2).
 
 #include "commands.h"
-#include "process.h"
+#include "capsnet/engine/process.h"
 
 #include "capsnet/engine/runtime.h"
 #include "capsnet/recipes/experiments.h"
@@ -14,28 +14,18 @@ namespace capsnet::cli {
 
 namespace {
 
-int interrupted(const StopSignals& signals) {
-  std::cerr << program_name() << ": interrupted; run the same command again to go on\n";
-  return signals.exit_code();
-}
-
-int run_table1_command(const Table1Options& options) {
+// Runs an experiment (run_table1 or run_affine) with Ctrl-C as its stop, and
+// prints its report (`report(result)`), or where to go on from.
+template <typename Options, typename Run, typename Report>
+int run_experiment(const Options& options, Run run, Report report) {
   StopSignals signals;
   set_thread_count(options.budget.threads);
-  const auto result = run_table1(options, &std::cout, &signals.stop());
-  if (result.interrupted) return interrupted(signals);
-  std::cout << "\n" << table1_table(result) << "\nwritten to " << result.report_path << std::endl;
-  return 0;
-}
-
-int run_affine_command(const AffineOptions& options) {
-  StopSignals signals;
-  set_thread_count(options.budget.threads);
-  const auto result = run_affine(options, &std::cout, &signals.stop());
-  if (result.interrupted) return interrupted(signals);
-  std::cout << "\n"
-            << affine_report(options, result) << "\nwritten to " << result.report_path
-            << std::endl;
+  const auto result = run(options, &std::cout, &signals.stop());
+  if (result.interrupted) {
+    std::cerr << program_name() << ": interrupted; run the same command again to go on\n";
+    return signals.exit_code();
+  }
+  std::cout << "\n" << report(result) << "\nwritten to " << result.report_path << std::endl;
   return 0;
 }
 
@@ -90,7 +80,9 @@ Runner add_experiment_command(CLI::App& app) {
   af->add_flag("--efficient-capsnet", affine->efficient_capsnet,
                "also train Efficient-CapsNet for --epochs and report its row");
   return [table1, affine, t1]() {
-    return t1->parsed() ? run_table1_command(*table1) : run_affine_command(*affine);
+    if (t1->parsed()) return run_experiment(*table1, run_table1, table1_table);
+    return run_experiment(*affine, run_affine,
+                          [&](const AffineResult& r) { return affine_report(*affine, r); });
   };
 }
 

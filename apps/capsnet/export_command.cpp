@@ -1,11 +1,8 @@
 #include "commands.h"
 
-#include "capsnet/engine/checkpoint.h"
 #include "capsnet/engine/export.h"
-#include "capsnet/io/atomic_file.h"
 
-#include <cstdio>
-#include <filesystem>
+#include <iostream>
 #include <memory>
 
 namespace capsnet::cli {
@@ -28,24 +25,7 @@ Runner add_export_command(CLI::App& app) {
   // Every option's storage lives as long as the runner: CLI11 writes into it at
   // parse time, after this function has returned.
   return [checkpoint, format, out]() {
-    // The weights and the .json beside them (export_pytorch refuses a .json --out).
-    check_not_an_input(*out, {*checkpoint});
-    check_not_an_input(std::filesystem::path(*out).replace_extension(".json").string(),
-                       {*checkpoint});
-    auto loaded = load_checkpoint(*checkpoint);
-    loaded.require(Capability::kExport, "capsnet export");
-    auto& model = loaded.module();
-    const auto config_path = export_pytorch(model, loaded.options, *out, loaded.shape);
-    const auto params = export_state_dict(model);
-    std::printf("wrote %s (%zu tensors) and %s\n", out->c_str(), params.size(),
-                config_path.c_str());
-    for (const auto& [name, tensor] : params) {
-      std::printf("  %-24s [", name.c_str());
-      for (int64_t d = 0; d < tensor.dim(); ++d) {
-        std::printf(d ? ", %ld" : "%ld", static_cast<long>(tensor.size(d)));
-      }
-      std::printf("]\n");
-    }
+    std::cout << export_checkpoint(*checkpoint, *out) << std::flush;
     return 0;
   };
 }

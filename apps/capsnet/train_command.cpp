@@ -1,5 +1,5 @@
 #include "commands.h"
-#include "process.h"
+#include "capsnet/engine/process.h"
 
 #include "capsnet/data/registry.h"
 #include "capsnet/engine/checkpoint.h"
@@ -12,18 +12,12 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <filesystem>
-#include <atomic>
-#include <ctime>
 #include <iostream>
 #include <map>
 #include <memory>
-#include <sstream>
 #include <vector>
 
 namespace capsnet::cli {
-
-namespace fs = std::filesystem;
 
 namespace {
 
@@ -47,17 +41,11 @@ CLI::Validator registered_model() {
       "MODEL");
 }
 
-std::string default_run_dir(const TrainOptions& options) {
-  char stamp[32];
-  const std::time_t now = std::time(nullptr);
-  std::strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", std::localtime(&now));
-  return "runs/" + options.dataset + "-" + options.preset + "-" + stamp;
-}
-
 /// Command-line values land in `given`; after parsing, only the options the
 /// user actually gave are copied onto the chosen preset.
 struct Flags {
   TrainOptions given;
+  std::string model_config; ///< --model-config, JSON
   std::vector<std::pair<CLI::Option*, std::function<void(TrainOptions&)>>> bound;
 
   /// Copies the field into the chosen options when `option` was given.
@@ -82,19 +70,11 @@ struct Flags {
                         const std::string& help) {
     return bind(add_enum_option(cmd, name, field(given), help), field);
   }
-
-  TrainOptions resolve(const std::string& preset) const {
-    auto options = preset_options(preset);
-    for (const auto& [option, apply] : bound) {
-      if (option->count() > 0) apply(options);
-    }
-    return options;
-  }
 };
 
 #define FIELD(type, member) [](TrainOptions& o) -> type& { return o.member; }
 
-// The options of the network and its objective.
+// The network and how it computes.
 void add_model_options(CLI::App* cmd, Flags& f) {
   f.add<int64_t>(cmd, "--routing-iters", FIELD(int64_t, model.routing_iterations),
                  "routing iterations r of Procedure 1");
@@ -115,6 +95,10 @@ void add_model_options(CLI::App* cmd, Flags& f) {
                        "README, \"Choosing the convolution\"); "
                        "may change on --resume");
   f.bind(add_device_option(cmd, f.given.device), FIELD(std::string, device));
+}
+
+// The options of the training objective and the data the network sees.
+void add_objective_options(CLI::App* cmd, Flags& f) {
   f.add<int64_t>(cmd, "--shift", FIELD(int64_t, shift),
                  "random translation of training images, up to N pixels each way (0: off)");
   f.add_flag(cmd, "--digit-augment", FIELD(bool, digit_augment),
@@ -136,6 +120,11 @@ void add_model_options(CLI::App* cmd, Flags& f) {
   f.add<double>(cmd, "--m-minus", FIELD(double, margin.m_minus), "margin loss m-");
   f.add<double>(cmd, "--margin-lambda", FIELD(double, margin.lambda),
                 "down-weighting of absent classes in the margin loss");
+}
+
+// The network's shape and start, and --model-config, which edits the chosen
+// model's configuration after the flags.
+void add_architecture_options(CLI::App* cmd, Flags& f) {
   f.add<int64_t>(cmd, "--primary-types", FIELD(int64_t, model.primary_types),
                  "primary capsule types (channels of 8D capsules; the paper: 32 for MNIST, 64 "
                  "for CIFAR-10)");
@@ -153,6 +142,15 @@ void add_model_options(CLI::App* cmd, Flags& f) {
                  "ignore it)");
   f.add<bool>(cmd, "--digit-bias", FIELD(bool, model.digit_bias),
               "learned bias on s_j before squash, as in the authors' code");
+  // After --model and the flags above: it edits the chosen model's configuration.
+  auto* config = cmd->add_option("--model-config", f.model_config,
+                                 "fields of the model's own configuration as a JSON object, "
+                                 "merged over the preset's and the flags' (e.g. "
+                                 "'{\"routing_iterations\": 1}'; a model registered by your "
+                                 "program takes its own fields; README, \"Adding a model\")");
+  f.bound.emplace_back(config, [&f](TrainOptions& o) {
+    o = with_model_config(o, parse_model_config(f.model_config));
+  });
 }
 
 // What the run trains on, for how long, and how it computes.
@@ -273,120 +271,33 @@ struct TrainFlags {
   dist::DistOptions dist;
 };
 
-// The options of the run: the checkpoint's with what may change (--resume,
-// or --resume-if-exists where DIR has last.pt: `resuming`), or the preset's
-// with the options given.
-TrainOptions options_of_run(const TrainFlags& t, const dist::DistOptions& distributed,
-                            std::string& run_dir, bool& resuming) {
-  resuming = true;
-  const std::vector<std::string> may_change = {
-      "--epochs",    "--threads", "--data",   "--eval-batch-size", "--routing",
-      "--precision", "--conv",    "--device", "--cache-mb",        "--loader-threads"};
-  auto changes = [&](const std::string& name) {
-    return std::find(may_change.begin(), may_change.end(), name) != may_change.end();
-  };
-  if (!t.resume.empty()) {
-    run_dir = t.resume;
-    auto options = load_checkpoint(last_checkpoint_path(run_dir)).options;
-    for (const auto& [option, apply] : t.flags.bound) {
-      if (option->count() == 0) continue;
-      const auto name = option->get_name();
-      if (!changes(name)) {
-        throw std::invalid_argument(name + " cannot change when resuming: the run keeps the "
-                                           "options in its config.json");
-      }
-      apply(options);
-    }
-    return options;
+// The run the command line asks for (the library's run policy, resolve_run).
+ResolvedRun resolve(const TrainFlags& t, const dist::DistOptions& distributed) {
+  RunRequest request;
+  request.preset = t.preset;
+  request.out = t.out;
+  request.resume = t.resume;
+  request.resume_if_exists = t.resume_if_exists;
+  request.world_size = distributed.world_size;
+  for (const auto& [option, apply] : t.flags.bound) {
+    if (option->count() > 0) request.given.push_back({option->get_name(), apply});
   }
-  if (t.resume_if_exists && fs::exists(last_checkpoint_path(t.out))) {
-    // The same command line as the run's first start: what it gives must be
-    // what the run has, but for the options --resume lets change.
-    run_dir = t.out;
-    auto options = load_checkpoint(last_checkpoint_path(run_dir)).options;
-    if (t.preset != options.preset) {
-      throw std::invalid_argument("--preset is " + t.preset + " but the run in " + run_dir +
-                                  " was started with " + options.preset +
-                                  "; give the run's own options, or choose another --out");
-    }
-    for (const auto& [option, apply] : t.flags.bound) {
-      if (option->count() == 0) continue;
-      const auto name = option->get_name();
-      if (changes(name)) {
-        apply(options);
-        continue;
-      }
-      auto asked = options;
-      apply(asked);
-      if (name == "--batch-size") asked.batch_size *= distributed.world_size; // per process
-      if (nlohmann::json(asked) != nlohmann::json(options)) {
-        throw std::invalid_argument(
-            name + " differs from the run in " + run_dir + " (its config.json" +
-            (name == "--batch-size" ? "; --batch-size is per process, times " +
-                                          std::to_string(distributed.world_size) + " processes"
-                                    : std::string()) +
-            "); --resume-if-exists continues that run with its own options: give the same "
-            "ones, or choose another --out");
-      }
-    }
-    return options;
-  }
-  resuming = false;
-  auto options = t.flags.resolve(t.preset);
-  run_dir = t.out.empty() ? default_run_dir(options) : t.out;
-  // --batch-size is per process; the run's batch is global.
-  options.batch_size *= distributed.world_size;
-  // The model takes the data set's images (36x36 MultiMNIST, 40x40 framed digits).
-  options.model.image_size = dataset_info(options.dataset).image_size;
-  options.baseline.image_size = options.model.image_size;
-  return options;
+  return resolve_run(request);
 }
 
-// best.pt's epoch and accuracies, saying what it was chosen on.
-std::string best_text(const TrainingState& state, const TrainOptions& options) {
-  std::ostringstream text;
-  if (options.validation_split > 0) {
-    text << "best.pt is epoch " << state.best_epoch << ", chosen on the validation split ("
-         << 100 * state.best_accuracy << "%), test accuracy " << 100 * state.best_test_accuracy
-         << "%";
-  } else {
-    text << "best test accuracy " << 100 * state.best_accuracy
-         << "% (best.pt chosen on the test set: optimistic; --validation-split N chooses on "
-            "held-out training examples)";
-  }
-  return text.str();
-}
-
-// What the user reads when train returns, and the exit code.
+// What the user reads when train returns, and the exit code: rank 0 says
+// where the run stands; an interrupted rank exits as the signal asks.
 int report_run(const TrainReport& report, const TrainOptions& options, const std::string& run_dir,
                const TrainFlags& t, int64_t rank, const StopSignals& signals) {
-  if (report.time_limit_reached) {
-    if (rank > 0) return 0;
-    std::cout << "time limit of " << t.time_limit << " s reached: stopped ";
-    if (report.interrupted) {
-      std::cout << "mid-epoch at epoch " << report.state.epoch + 1 << ", step "
-                << report.state.step_in_epoch << " (no epoch had finished to judge by)";
-    } else {
-      std::cout << "after epoch " << report.state.epoch << " of " << options.epochs;
-    }
-    std::cout << "; checkpoint " << report.last_checkpoint;
-    if (report.state.epoch > 0) std::cout << ", " << best_text(report.state, options);
-    std::cout << "\ncontinue with: capsnet train --resume " << run_dir << std::endl;
-    return 0;
+  const int code = report.interrupted && !report.time_limit_reached ? signals.exit_code() : 0;
+  if (rank > 0) return code;
+  const auto outcome = run_outcome(report, options, run_dir, t.time_limit);
+  if (outcome.error) {
+    std::cerr << program_name() << ": " << outcome.text << std::flush;
+  } else {
+    std::cout << outcome.text << std::flush;
   }
-  if (report.interrupted && rank > 0) return signals.exit_code(); // rank 0 says where
-  if (report.interrupted) {
-    std::cerr << program_name() << ": interrupted at epoch " << report.state.epoch + 1 << ", step "
-              << report.state.step_in_epoch << "; checkpoint written to "
-              << report.last_checkpoint << "\nresume with: capsnet train --resume " << run_dir
-              << "\n";
-    return signals.exit_code();
-  }
-  if (rank > 0) return 0;
-  std::cout << "done: " << best_text(report.state, options) << "; checkpoints "
-            << last_checkpoint_path(run_dir) << " and " << best_checkpoint_path(run_dir)
-            << std::endl;
-  return 0;
+  return code;
 }
 
 int run_train(const TrainFlags& t) {
@@ -394,11 +305,11 @@ int run_train(const TrainFlags& t) {
   if (distributed.world_size > 1) {
     set_program_name("capsnet[rank " + std::to_string(distributed.rank) + "]");
   }
-  std::string run_dir;
-  bool resuming = false;
-  const auto options = options_of_run(t, distributed, run_dir, resuming);
+  const auto run = resolve(t, distributed);
+  const auto& options = run.options;
+  const auto& run_dir = run.run_dir;
   TrainControl control;
-  control.resume = resuming;
+  control.resume = run.resuming;
   control.replace_unfinished = t.resume_if_exists;
   control.distributed = distributed;
   // --threads 0 means every core, shared among this machine's processes.
@@ -435,12 +346,12 @@ Runner add_train_command(CLI::App& app) {
   add_run_options(cmd, t->flags);
   add_folder_options(cmd, t->flags);
   add_model_options(cmd, t->flags);
+  add_objective_options(cmd, t->flags);
+  add_architecture_options(cmd, t->flags);
   cmd->add_option("--out", t->out, "run directory (default: runs/DATASET-PRESET-TIMESTAMP)");
   auto* resume_opt = cmd->add_option("--resume", t->resume,
-                                     "continue the run in RUN_DIR from its last.pt (--epochs, "
-                                     "--threads, --data, --eval-batch-size, --routing, "
-                                     "--precision, --conv, --device, --cache-mb and "
-                                     "--loader-threads may change)");
+                                     "continue the run in RUN_DIR from its last.pt (" +
+                                         resume_may_change_text() + " may change)");
   resume_opt->excludes(cmd->get_option("--out"))->excludes(cmd->get_option("--preset"));
   auto* again = cmd->add_flag(
       "--resume-if-exists", t->resume_if_exists,

@@ -1,8 +1,12 @@
 #pragma once
 
-// Everything a program embedding capsnet's core library needs, in one
-// include. Pictures and figures (capsnet_viz: stb, cairo) are separate:
-// capsnet/viz/image.h and capsnet/viz/figure.h.
+// The core library in one include: data, layers, ops, models, losses, the
+// Trainer, evaluation, checkpoints, inference and export, and the extension
+// points (the model registry, engine/models.h; the data-set registry,
+// data/registry.h). Not included, as they bring more than the core: whole
+// runs with data-parallel training over c10d (capsnet/recipes/run.h), the
+// HTTP server (capsnet/serve/server.h) and figures (capsnet/viz/figure.h,
+// cairo). Pictures: capsnet/image/image.h.
 #include "capsnet/data/batch.h"
 #include "capsnet/data/dataset.h"
 #include "capsnet/data/idx_reader.h"
@@ -11,13 +15,14 @@
 #include "capsnet/engine/evaluate.h"
 #include "capsnet/engine/export.h"
 #include "capsnet/engine/inference.h"
+#include "capsnet/engine/models.h"
 #include "capsnet/engine/options.h"
 #include "capsnet/engine/policies.h"
-#include "capsnet/recipes/run.h"
 #include "capsnet/engine/runtime.h"
 #include "capsnet/engine/step.h"
 #include "capsnet/engine/task.h"
 #include "capsnet/engine/trainer.h"
+#include "capsnet/image/image.h"
 #include "capsnet/io/atomic_file.h"
 #include "capsnet/io/enum_names.h"
 #include "capsnet/layers/digit_capsules.h"

@@ -2,7 +2,7 @@
 
 #include "capsnet/data/batch.h"
 #include "capsnet/data/idx_reader.h"
-#include "capsnet/viz/image.h"
+#include "capsnet/image/image.h"
 
 #include <ATen/Parallel.h>
 

@@ -142,13 +142,15 @@ void save_checkpoint(const std::string& path, torch::nn::Module& model,
 namespace {
 
 // What checkpoints written before the shape was recorded were built for: their
-// architecture's own sizes (the CapsNet's or the baseline's).
-DataShape recorded_shape(const TrainOptions& options) {
+// architecture's own sizes, from the model's configuration.
+DataShape recorded_shape(const TrainOptions& options, const ModelInfo& model) {
   DataShape shape;
-  const bool baseline = options.model_name == "baseline-cnn";
-  shape.image_size = baseline ? options.baseline.image_size : options.model.image_size;
-  shape.channels = baseline ? options.baseline.in_channels : options.model.in_channels;
-  shape.classes = baseline ? options.baseline.num_classes : options.model.num_classes;
+  if (model.config) {
+    const auto config = model.config(options);
+    shape.image_size = config.value("image_size", shape.image_size);
+    shape.channels = config.value("in_channels", shape.channels);
+    shape.classes = config.value("num_classes", shape.classes);
+  }
   for (const auto& info : registered_datasets()) {
     if (info.name == options.dataset) shape.labels_per_image = info.labels_per_image;
   }
@@ -168,7 +170,7 @@ void build_network(torch::serialize::InputArchive& archive, const std::string& p
   try {
     loaded.shape = archive.try_read("data_shape", shape) && shape.isString()
                        ? nlohmann::json::parse(shape.toStringRef()).get<DataShape>()
-                       : recorded_shape(loaded.options);
+                       : recorded_shape(loaded.options, *loaded.info);
     loaded.network = loaded.info->build(loaded.shape, loaded.options);
   } catch (const std::exception& e) {
     throw CheckpointError(path + ": the checkpoint's model and data shape disagree (" + e.what() +

@@ -10,12 +10,104 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+
+#include <nlohmann/json.hpp>
 
 namespace capsnet {
 
 at::Tensor predicted_classes(const at::Tensor& scores, const at::Tensor& labels) {
   if (labels.dim() == 1) return scores.argmax(-1);
   return std::get<0>(std::get<1>(scores.topk(labels.size(1), /*dim=*/1)).sort(1));
+}
+
+std::string classes_text(const at::Tensor& classes, const DataShape& shape) {
+  std::string text;
+  const auto flat = classes.flatten();
+  for (int64_t k = 0; k < flat.numel(); ++k) {
+    text += (k ? "," : "") + shape.class_name(flat[k].item<int64_t>());
+  }
+  return text;
+}
+
+WrongPredictions wrong_predictions(const at::Tensor& scores, const at::Tensor& labels) {
+  WrongPredictions out;
+  const bool pairs = labels.dim() == 2;
+  out.predicted = predicted_classes(scores, labels);
+  out.confidence = pairs ? std::get<0>(scores.topk(labels.size(1), 1)).select(1, -1)
+                         : std::get<0>(scores.max(1));
+  out.index = pairs ? out.predicted.ne(std::get<0>(labels.sort(1))).any(1).nonzero().flatten()
+                    : out.predicted.ne(labels).nonzero().flatten();
+  return out;
+}
+
+at::Tensor WrongPredictions::most_confident(int64_t n) const {
+  const auto order = confidence.index_select(0, index).argsort(0, /*descending=*/true);
+  return index.index_select(0, order.narrow(0, 0, std::min<int64_t>(n, order.size(0))));
+}
+
+nlohmann::json eval_json(const EvalResult& result, const EvalReport& report) {
+  nlohmann::json per_class = nlohmann::json::array();
+  for (size_t k = 0; k < result.class_total.size(); ++k) {
+    per_class.push_back(
+        {{"class", k},
+         {"name", report.shape.class_name(int64_t(k))},
+         {"correct", result.class_correct[k]},
+         {"total", result.class_total[k]},
+         {"accuracy",
+          result.class_total[k] ? double(result.class_correct[k]) / result.class_total[k] : 0.0}});
+  }
+  return {{"checkpoint", report.checkpoint},
+          {"dataset", report.dataset},
+          {"epoch", report.epoch},
+          {"accuracy", result.accuracy()},
+          {"errors", result.errors()},
+          {"precision", enum_name(report.precision)},
+          {"total", result.total},
+          {"loss", result.loss},
+          {"seconds", result.seconds},
+          {"per_class", per_class},
+          {"confusion", result.confusion}};
+}
+
+std::string eval_text(const EvalResult& result, const EvalReport& report) {
+  std::string out;
+  char line[4096]; // a path or a class name is at most this long
+  std::snprintf(line, sizeof line, "checkpoint %s (epoch %ld, %s, preset %s)\n",
+                report.checkpoint.c_str(), static_cast<long>(report.epoch),
+                report.dataset.c_str(), report.preset.c_str());
+  out += line;
+  std::snprintf(line, sizeof line, "test accuracy %.2f%% (%ld errors of %ld), loss %.4f, %.1f s, %s\n",
+                100 * result.accuracy(), static_cast<long>(result.errors()),
+                static_cast<long>(result.total), result.loss, result.seconds,
+                enum_name(report.precision).c_str());
+  out += line;
+  out += "per-class accuracy:\n";
+  for (size_t k = 0; k < result.class_total.size(); ++k) {
+    const auto named = report.shape.class_name(int64_t(k));
+    const auto name = named == std::to_string(k) ? named : std::to_string(k) + " " + named;
+    std::snprintf(
+        line, sizeof line, "  %-16s  %6.2f%%  (%ld/%ld)\n", name.c_str(),
+        result.class_total[k] ? 100.0 * result.class_correct[k] / result.class_total[k] : 0.0,
+        static_cast<long>(result.class_correct[k]), static_cast<long>(result.class_total[k]));
+    out += line;
+  }
+  out += "confusion matrix (rows: true class, columns: predicted):\n     ";
+  for (size_t j = 0; j < result.confusion.size(); ++j) {
+    std::snprintf(line, sizeof line, " %5zu", j);
+    out += line;
+  }
+  out += "\n";
+  for (size_t i = 0; i < result.confusion.size(); ++i) {
+    std::snprintf(line, sizeof line, "  %2zu ", i);
+    out += line;
+    for (auto count : result.confusion[i]) {
+      std::snprintf(line, sizeof line, " %5ld", static_cast<long>(count));
+      out += line;
+    }
+    out += "\n";
+  }
+  return out;
 }
 
 int64_t count_correct(const at::Tensor& scores, const at::Tensor& labels) {

@@ -1,6 +1,8 @@
 #include "capsnet/engine/export.h"
 
 #include "capsnet/data/dataset.h"
+#include "capsnet/engine/checkpoint.h"
+#include "capsnet/engine/models.h"
 #include "capsnet/io/atomic_file.h"
 
 #include <nlohmann/json.hpp>
@@ -10,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <sstream>
 #include <stdexcept>
 
 namespace capsnet {
@@ -46,14 +49,15 @@ std::vector<std::pair<std::string, at::Tensor>> export_state_dict(torch::nn::Mod
 }
 
 nlohmann::json export_config(const TrainOptions& options, const DataShape& shape) {
-  const bool efficient = options.model_name == "efficient-capsnet";
-  const auto classes = efficient ? options.efficient.num_classes : options.model.num_classes;
+  const auto& entry = model_info(options.model_name);
+  entry.require(Capability::kExport, "export");
+  auto model = entry.config(options);
+  const auto classes = model.value("num_classes", shape.classes);
   std::vector<std::string> names;
   for (int64_t k = 0; k < classes; ++k) names.push_back(shape.class_name(k));
-  const auto channels =
-      static_cast<size_t>(efficient ? options.efficient.in_channels : options.model.in_channels);
-  auto model = efficient ? nlohmann::json(options.efficient) : nlohmann::json(options.model);
-  if (!efficient) model["routing_input_scale"] = 1.0; // folded into digit_capsules.weight
+  const auto channels = static_cast<size_t>(model.value("in_channels", shape.channels));
+  // export_state_dict folds the scale into digit_capsules.weight.
+  if (model.contains("routing_input_scale")) model["routing_input_scale"] = 1.0;
   return {{"format", "capsnet-pytorch-export-v1"},
           {"model_name", options.model_name},
           {"model", model},
@@ -98,6 +102,27 @@ std::vector<std::pair<std::string, at::Tensor>> read_pytorch_state_dict(const st
     out.emplace_back(entry.key().toStringRef(), entry.value().toTensor());
   }
   return out;
+}
+
+std::string export_checkpoint(const std::string& checkpoint, const std::string& out) {
+  // The weights and the .json beside them (export_pytorch refuses a .json `out`).
+  check_not_an_input(out, {checkpoint});
+  check_not_an_input(fs::path(out).replace_extension(".json").string(), {checkpoint});
+  auto loaded = load_checkpoint(checkpoint);
+  loaded.require(Capability::kExport, "capsnet export");
+  auto& model = loaded.module();
+  const auto config_path = export_pytorch(model, loaded.options, out, loaded.shape);
+  const auto params = export_state_dict(model);
+  std::ostringstream text;
+  text << "wrote " << out << " (" << params.size() << " tensors) and " << config_path << "\n";
+  for (const auto& [name, tensor] : params) {
+    char padded[64];
+    std::snprintf(padded, sizeof padded, "  %-24s [", name.c_str());
+    text << padded;
+    for (int64_t d = 0; d < tensor.dim(); ++d) text << (d ? ", " : "") << tensor.size(d);
+    text << "]\n";
+  }
+  return text.str();
 }
 
 } // namespace capsnet

@@ -88,7 +88,13 @@ ModelInfo capsnet_entry() {
   info.description = "the paper's CapsNet: conv, primary capsules, digit capsules with dynamic "
                      "routing, decoder; margin and reconstruction losses";
   info.capabilities = {Capability::kCapsules, Capability::kDecoder, Capability::kExport,
-                       Capability::kBf16};
+                       Capability::kBf16, Capability::kConvAlgo};
+  info.config = [](const TrainOptions& options) { return nlohmann::json(options.model); };
+  info.set_config = [](TrainOptions& options, const nlohmann::json& config) {
+    options.model = config.get<CapsNetConfig>();
+  };
+  info.flops = [](const TrainOptions& options) { return model_flops(options.model); };
+  info.bench_options = [] { return TrainOptions{}; };
   info.build = [](const DataShape& shape, const TrainOptions& options) -> ModulePtr {
     const auto& c = options.model;
     check_sizes("model", c.image_size, c.in_channels, c.num_classes, shape);
@@ -128,6 +134,12 @@ ModelInfo efficient_capsnet_entry() {
   info.description = "Efficient-CapsNet (Mazzia et al. 2021): a 4-layer conv stem, depthwise "
                      "primary capsules, self-attention routing, decoder; 161K parameters";
   info.capabilities = {Capability::kCapsules, Capability::kDecoder, Capability::kExport};
+  info.config = [](const TrainOptions& options) { return nlohmann::json(options.efficient); };
+  info.set_config = [](TrainOptions& options, const nlohmann::json& config) {
+    options.efficient = config.get<EfficientCapsNetConfig>();
+  };
+  info.flops = [](const TrainOptions& options) { return model_flops(options.efficient); };
+  info.bench_options = [] { return preset_options("efficient-capsnet"); };
   info.build = [](const DataShape& shape, const TrainOptions& options) -> ModulePtr {
     const auto& c = options.efficient;
     check_sizes("Efficient-CapsNet", c.image_size, c.in_channels, c.num_classes, shape);
@@ -155,6 +167,10 @@ ModelInfo baseline_entry() {
   info.name = "baseline-cnn";
   info.description = "Table 1's baseline CNN: three 5x5 convolutions of 256, 256, 128, FC 328 "
                      "and 192, dropout; cross-entropy";
+  info.config = [](const TrainOptions& options) { return nlohmann::json(options.baseline); };
+  info.set_config = [](TrainOptions& options, const nlohmann::json& config) {
+    options.baseline = config.get<BaselineCnnConfig>();
+  };
   info.build = [](const DataShape& shape, const TrainOptions& options) -> ModulePtr {
     const auto& c = options.baseline;
     check_sizes("baseline CNN", c.image_size, c.in_channels, c.num_classes, shape);
@@ -201,6 +217,43 @@ TrainOptions fitted_to(const TrainOptions& options, const DataShape& shape) {
   return fitted;
 }
 
+TrainOptions with_model_config(const TrainOptions& options, const nlohmann::json& patch) {
+  const auto& entry = model_info(options.model_name);
+  if (!patch.is_object()) {
+    throw std::invalid_argument("--model-config: expected a JSON object of the model's fields, "
+                                "such as {\"routing_iterations\": 1}; got " + patch.dump());
+  }
+  if (!entry.config || !entry.set_config) {
+    throw std::invalid_argument("--model-config: model '" + entry.name +
+                                "' has no configuration of its own");
+  }
+  auto merged = entry.config(options);
+  for (const auto& [field, value] : patch.items()) {
+    if (merged.contains(field)) continue;
+    std::string fields;
+    for (const auto& [known, unused] : merged.items()) fields += (fields.empty() ? "" : ", ") + known;
+    throw std::invalid_argument("--model-config: model '" + entry.name + "' has no field '" +
+                                field + "'; its fields are " + fields);
+  }
+  merged.merge_patch(patch);
+  auto out = options;
+  try {
+    entry.set_config(out, merged);
+  } catch (const nlohmann::json::exception& e) {
+    throw std::invalid_argument("--model-config " + patch.dump() + ": " + e.what());
+  }
+  return out;
+}
+
+nlohmann::json parse_model_config(const std::string& text) {
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw std::invalid_argument("--model-config: not JSON (" + std::string(e.what()) + "): " +
+                                text);
+  }
+}
+
 bool ModelInfo::offers(Capability capability) const {
   return std::find(capabilities.begin(), capabilities.end(), capability) != capabilities.end();
 }
@@ -221,6 +274,14 @@ const std::deque<ModelInfo>& registered_models() { return models(); }
 std::vector<std::string> model_names() {
   std::vector<std::string> names;
   for (const auto& info : models()) names.push_back(info.name);
+  return names;
+}
+
+std::vector<std::string> bench_models() {
+  std::vector<std::string> names;
+  for (const auto& info : models()) {
+    if (info.bench_options) names.push_back(info.name);
+  }
   return names;
 }
 

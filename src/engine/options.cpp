@@ -12,53 +12,35 @@
 
 namespace capsnet {
 
-std::vector<std::string> preset_names() {
-  return {"paper", "seed", "cifar10", "efficient-capsnet"};
-}
-
 namespace {
 
-std::string preset_names_text() {
-  std::string text;
-  for (const auto& name : preset_names()) text += (text.empty() ? "'" : ", '") + name + "'";
-  return text;
+// Section 7: 24x24 patches of the 32x32 images, 64 primary capsule types.
+void cifar10_preset(TrainOptions& options) {
+  options.dataset = "folder";
+  options.folder.image_size = 32;
+  options.folder.crop = 24;
+  options.folder.channels = 3;
+  options.folder.augment = true;
+  options.shift = 0;
+  options.model.primary_types = 64;
 }
 
-}  // namespace
+// EscVM/Efficient-CapsNet at 4b337f5: config.json, utils/tools.py
+// (learn_scheduler, marginLoss), models/model.py (Adam, loss weights).
+void efficient_capsnet_preset(TrainOptions& options) {
+  options.model_name = "efficient-capsnet";
+  options.epochs = 150;
+  options.batch_size = 16;
+  options.lr = 5e-4;
+  options.lr_decay = 0.97;
+  options.lr_min = 5e-5;
+  options.shift = 0;
+  options.digit_augment = true;
+  options.recon_loss = ReconstructionLoss::kMeanSquared;
+  options.recon_weight = 0.392; // lmd_gen; 0.392 = 0.0005 * 784: the paper's weight
+}
 
-TrainOptions preset_options(const std::string& name) {
-  TrainOptions options;
-  options.preset = name;
-  if (name == "paper") return options;
-  if (name == "cifar10") {
-    // Section 7: 24x24 patches of the 32x32 images, 64 primary capsule types.
-    options.dataset = "folder";
-    options.folder.image_size = 32;
-    options.folder.crop = 24;
-    options.folder.channels = 3;
-    options.folder.augment = true;
-    options.shift = 0;
-    options.model.primary_types = 64;
-    return options;
-  }
-  if (name == "efficient-capsnet") {
-    // EscVM/Efficient-CapsNet at 4b337f5: config.json, utils/tools.py
-    // (learn_scheduler, marginLoss), models/model.py (Adam, loss weights).
-    options.model_name = "efficient-capsnet";
-    options.epochs = 150;
-    options.batch_size = 16;
-    options.lr = 5e-4;
-    options.lr_decay = 0.97;
-    options.lr_min = 5e-5;
-    options.shift = 0;
-    options.digit_augment = true;
-    options.recon_loss = ReconstructionLoss::kMeanSquared;
-    options.recon_weight = 0.392; // lmd_gen; 0.392 = 0.0005 * 784: the paper's weight
-    return options;
-  }
-  if (name != "seed") {
-    throw std::invalid_argument("unknown preset '" + name + "': expected " + preset_names_text());
-  }
+void seed_preset(TrainOptions& options) {
   options.lr_decay = 1.0;
   options.shift = 0;
   options.recon_loss = ReconstructionLoss::kMeanSquared;
@@ -68,7 +50,40 @@ TrainOptions preset_options(const std::string& name) {
   options.model.routing_softmax = RoutingSoftmax::kChildren;
   options.model.w_init_std = 1.0;
   options.calibrate_init = false; // the seed's N(0, 1) weights as they are
-  return options;
+}
+
+struct Preset {
+  const char* name;
+  void (*apply)(TrainOptions& options); // over the defaults (the paper's)
+};
+
+const std::vector<Preset>& presets() {
+  static const std::vector<Preset> table = {{"paper", [](TrainOptions&) {}},
+                                            {"seed", seed_preset},
+                                            {"cifar10", cifar10_preset},
+                                            {"efficient-capsnet", efficient_capsnet_preset}};
+  return table;
+}
+
+}  // namespace
+
+std::vector<std::string> preset_names() {
+  std::vector<std::string> names;
+  for (const auto& preset : presets()) names.push_back(preset.name);
+  return names;
+}
+
+TrainOptions preset_options(const std::string& name) {
+  for (const auto& preset : presets()) {
+    if (name != preset.name) continue;
+    TrainOptions options;
+    options.preset = name;
+    preset.apply(options);
+    return options;
+  }
+  std::string names;
+  for (const auto& known : preset_names()) names += (names.empty() ? "'" : ", '") + known + "'";
+  throw std::invalid_argument("unknown preset '" + name + "': expected " + names);
 }
 
 namespace {

@@ -79,6 +79,19 @@ void append_file_atomically(const std::string& path, std::string_view text) {
   write_file_atomically(path, content);
 }
 
+void check_outputs(const std::vector<std::string>& outputs, const std::vector<std::string>& inputs) {
+  namespace fs = std::filesystem;
+  for (size_t k = 0; k < outputs.size(); ++k) {
+    if (outputs[k].empty()) continue;
+    check_not_an_input(outputs[k], inputs);
+    for (size_t j = 0; j < k; ++j) {
+      if (!outputs[j].empty() && fs::weakly_canonical(outputs[j]) == fs::weakly_canonical(outputs[k])) {
+        throw std::invalid_argument(outputs[k] + " is named for two outputs; give each its own path");
+      }
+    }
+  }
+}
+
 void check_not_an_input(const std::string& output, const std::vector<std::string>& inputs) {
   struct stat out_stat {};
   if (::stat(output.c_str(), &out_stat) != 0) return; // not there yet

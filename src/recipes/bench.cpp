@@ -3,8 +3,7 @@
 #include "capsnet/engine/options.h"
 #include "capsnet/engine/runtime.h"
 #include "capsnet/io/atomic_file.h"
-#include "capsnet/model/capsnet.h"
-#include "capsnet/model/efficient_capsnet.h"
+#include "capsnet/engine/models.h"
 
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/grad_mode.h>
@@ -82,17 +81,18 @@ struct Workload {
 Workload make_workload(const BenchOptions& options, ConvAlgo conv_algo) {
   Workload w;
   torch::manual_seed(0);
-  if (options.model == "efficient-capsnet") {
-    w.options = preset_options("efficient-capsnet");
-    w.model = EfficientCapsNet(w.options.efficient).ptr();
-  } else if (options.model == "capsnet") {
-    auto capsnet = CapsNet(w.options.model);
-    capsnet->set_conv_algo(conv_algo);
-    w.model = capsnet.ptr();
-  } else {
-    throw std::invalid_argument("bench: model '" + options.model +
-                                "' is not one of capsnet, efficient-capsnet");
+  const auto& entry = model_info(options.model);
+  if (!entry.bench_options) {
+    std::string known;
+    for (const auto& name : bench_models()) known += (known.empty() ? "" : ", ") + name;
+    throw std::invalid_argument("bench: model '" + options.model + "' has no bench recipe; " +
+                                "bench times " + known);
   }
+  const DataShape mnist; // 28x28 grey digits of 10 classes
+  w.options = fitted_to(entry.bench_options(), mnist);
+  w.model = std::dynamic_pointer_cast<CapsuleNetworkImpl>(entry.build(mnist, w.options));
+  TORCH_INTERNAL_ASSERT(w.model, "bench: model '", options.model, "' is not a CapsuleNetwork");
+  w.model->set_conv_algo(conv_algo);
   w.model->set_routing_impl(options.routing);
   w.model->to(options.device);
   w.model->set_precision(options.precision);
@@ -284,8 +284,8 @@ BenchResult run_bench(const BenchOptions& options, std::ostream* log) {
     if (log) *log << "trace of one training step written to " << options.trace << "\n";
   }
   result.inference_seconds = time_inference(workload, options);
-  result.flops = options.model == "efficient-capsnet" ? model_flops(workload.options.efficient)
-                                                      : model_flops(workload.options.model);
+  const auto& entry = model_info(options.model);
+  if (entry.flops) result.flops = entry.flops(workload.options);
   result.probe_fp32_gflops = matmul_probe_gflops(at::kFloat, options.device);
   if (result.bf16.available) {
     result.probe_bf16_gflops = matmul_probe_gflops(at::kBFloat16, options.device);

@@ -71,7 +71,6 @@ bool check_budget(const std::string& dir, const TrainOptions& fresh, int64_t epo
 // `stop` interrupted it.
 bool train_to(const std::string& dir, const TrainOptions& fresh, int64_t epochs,
               std::ostream* log, const std::atomic<bool>* stop) {
-  // What may change on resume is the fresh options' (as capsnet train --resume).
   TrainControl control;
   control.stop = stop;
   control.log = log;
@@ -82,16 +81,16 @@ bool train_to(const std::string& dir, const TrainOptions& fresh, int64_t epochs,
       or_nowhere(log) << "   (done)" << std::endl;
       return true;
     }
-    options = loaded.options;
+    // What may change on resume comes from `fresh` (as capsnet train --resume).
+    auto asked = fresh;
+    asked.epochs = epochs;
+    options = resumed_options(loaded.options, asked);
     control.resume = true;
     or_nowhere(log) << "   (resuming at epoch " << loaded.state.epoch + 1 << ")" << std::endl;
   } else {
     control.force = fs::exists(dir); // ours, left before its first checkpoint
   }
   options.epochs = epochs;
-  options.threads = fresh.threads;
-  options.precision = fresh.precision;
-  options.data_dir = fresh.data_dir;
   return !train(options, dir, control).interrupted;
 }
 

@@ -171,8 +171,9 @@ RunStart resume_run(const TrainOptions& options, const std::string& run_dir,
   RunStart start;
   if (speaks) start.lock = std::make_unique<RunLock>(run_dir);
   const auto last_path = last_checkpoint_path(run_dir);
-  if (loaded.options.model_name != options.model_name || loaded.options.model != options.model ||
-      nlohmann::json(loaded.options.baseline) != nlohmann::json(options.baseline)) {
+  const auto& entry = model_info(options.model_name);
+  if (loaded.options.model_name != options.model_name ||
+      (entry.config && entry.config(loaded.options) != entry.config(options))) {
     throw TrainingError(last_path + ": the checkpoint's architecture differs from the options "
                                     "given; resume with the checkpoint's own options");
   }
@@ -378,7 +379,7 @@ TrainReport train_in_group(const TrainOptions& given, const std::string& run_dir
   auto task = model.task(start.network, options);
   const auto precision = run_precision(model, options, out, device);
   task->set_execution(options.routing, precision, options.conv);
-  if (options.conv != ConvAlgo::kAuto && options.model_name != "capsnet") {
+  if (options.conv != ConvAlgo::kAuto && !model.offers(Capability::kConvAlgo)) {
     out << "model '" << model.name << "' ignores --conv " << enum_name(options.conv)
         << " (it chooses how capsnet's convolutions run)\n";
   }

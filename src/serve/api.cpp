@@ -1,6 +1,6 @@
 #include "capsnet/serve/api.h"
 
-#include "capsnet/viz/image.h"
+#include "capsnet/image/image.h"
 
 #include <algorithm>
 #include <cctype>
@@ -55,7 +55,7 @@ bool is_picture_type(const std::string& content_type) {
 }
 
 at::Tensor parse_predict_body(const std::string& body, const std::string& content_type,
-                              const Predictor& predictor) {
+                              const Predictor& predictor, DecodeBudget* budget) {
   const auto sizes = predictor.sizes();
   const int64_t channels = sizes.in_channels, side = sizes.image_size;
   if (is_picture_type(content_type)) {
@@ -63,6 +63,22 @@ at::Tensor parse_predict_body(const std::string& body, const std::string& conten
       throw ApiError(400, "the body is empty; send a PNG, JPEG, BMP or GIF picture");
     }
     try {
+      DecodeBudget::Lease lease;
+      if (budget) {
+        const auto info = picture_info(body, "the uploaded image");
+        auto refusal = DecodeBudget::Refusal::kNone;
+        lease = budget->reserve(int64_t(info.width) * info.height, refusal);
+        if (refusal == DecodeBudget::Refusal::kTooLarge) {
+          throw ApiError(413, "the picture is " + std::to_string(info.width) + "x" +
+                                  std::to_string(info.height) + " pixels, more than this "
+                                  "server decodes at once (" +
+                                  std::to_string(budget->max_pixels()) + "); scale it down");
+        }
+        if (refusal == DecodeBudget::Refusal::kBusy) {
+          throw ApiError(503, "the server is decoding as many pictures as it may at once; "
+                              "try again in a moment", "decode_budget");
+        }
+      }
       return predictor.prepare_picture(body, "the uploaded image");
     } catch (const ImageError& e) {
       throw ApiError(400, e.what());
@@ -222,7 +238,8 @@ BatchingPredictor::Answer BatchingPredictor::submit(at::Tensor input, int64_t ca
     if (stopping_) throw std::runtime_error("the server is stopping");
     if (max_queue_ > 0 && int64_t(queue_.size()) >= max_queue_) {
       throw ApiError(503, "the server is busy: " + std::to_string(queue_.size()) +
-                              " requests are waiting; try again in a moment");
+                              " requests are waiting; try again in a moment",
+                     "queue_full");
     }
     queue_.push_back({std::move(input), capsule, {}});
     result = queue_.back().done.get_future();

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <stdexcept>
+#include <utility>
 
 namespace capsnet::serve {
 
@@ -75,6 +77,43 @@ void ConnectionLimiter::release(const std::string& client) {
 int64_t ConnectionLimiter::open() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return total_;
+}
+
+DecodeBudget::DecodeBudget(int64_t max_pixels) : max_(max_pixels) {
+  if (max_pixels <= 0) throw std::invalid_argument("the decode budget must be positive");
+}
+
+DecodeBudget::Lease& DecodeBudget::Lease::operator=(Lease&& other) noexcept {
+  if (this != &other) {
+    if (budget_) budget_->release(pixels_);
+    budget_ = std::exchange(other.budget_, nullptr);
+    pixels_ = std::exchange(other.pixels_, 0);
+  }
+  return *this;
+}
+
+DecodeBudget::Lease::~Lease() {
+  if (budget_) budget_->release(pixels_);
+}
+
+DecodeBudget::Lease DecodeBudget::reserve(int64_t pixels, Refusal& refusal) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  refusal = pixels > max_                  ? Refusal::kTooLarge
+            : in_flight_ + pixels > max_   ? Refusal::kBusy
+                                           : Refusal::kNone;
+  if (refusal != Refusal::kNone) return {};
+  in_flight_ += pixels;
+  return {this, pixels};
+}
+
+int64_t DecodeBudget::in_flight() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return in_flight_;
+}
+
+void DecodeBudget::release(int64_t pixels) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  in_flight_ -= pixels;
 }
 
 } // namespace capsnet::serve

@@ -9,6 +9,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
 #include <memory>
 
 namespace capsnet::viz {
@@ -435,6 +438,21 @@ std::vector<Panel> training_curves(std::istream& metrics, const std::string& sou
   }
   return {{"Loss", "epoch", "loss (margin + reconstruction)", {train_loss, test_loss}},
           {"Accuracy", "epoch", "accuracy (%)", {train_acc, test_acc}}};
+}
+
+RunPlot plot_run(const std::string& run_dir, const std::string& out) {
+  const auto path = (std::filesystem::path(run_dir) / "metrics.jsonl").string();
+  if (!std::filesystem::is_regular_file(path)) {
+    throw std::invalid_argument(path + ": not found (or not a file); is " + run_dir +
+                                " a run directory?");
+  }
+  std::ifstream in(path);
+  if (!in) throw std::invalid_argument(path + ": cannot be read");
+  check_outputs({out}, files_in(run_dir));
+  const auto panels = training_curves(in, path);
+  write_plot_png(out, "Training curves: " + run_dir, panels);
+  const auto& test_accuracy = panels[1].series[1];
+  return {test_accuracy.y.size(), test_accuracy.y.back()};
 }
 
 } // namespace capsnet::viz

@@ -1,5 +1,7 @@
 #pragma once
 
+#include "capsnet/io/enum_names.h"
+
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
@@ -14,8 +16,8 @@ enum class Preparation {
   kResize,  ///< shorter side to `resize`, centre crop, then the centre image_size crop
 };
 
-NLOHMANN_JSON_SERIALIZE_ENUM(Preparation,
-                             {{Preparation::kDigit, "digit"}, {Preparation::kResize, "resize"}})
+CAPSNET_ENUM_NAMES(Preparation, "picture preparation",
+                   {{Preparation::kDigit, "digit"}, {Preparation::kResize, "resize"}})
 
 /// What a model is built for and how its data was prepared: the data set's
 /// description, recorded in checkpoints.

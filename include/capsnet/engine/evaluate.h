@@ -1,11 +1,15 @@
 #pragma once
 
 #include "capsnet/data/batch.h"
+#include "capsnet/data/shape.h"
 #include "capsnet/engine/options.h"
 #include "capsnet/engine/replicas.h"
 #include "capsnet/engine/task.h"
 #include "capsnet/model/capsnet.h"
 
+#include <nlohmann/json_fwd.hpp>
+
+#include <string>
 #include <vector>
 
 namespace capsnet {
@@ -34,6 +38,37 @@ struct EvalResult {
 /// The predicted classes: argmax [B] when labels are [B], the P highest
 /// scores (sorted by class) [B, P] when labels are [B, P].
 at::Tensor predicted_classes(const at::Tensor& scores, const at::Tensor& labels);
+
+/// A label or a prediction as text: "7", or "2,7" for a pair (any shape);
+/// by the classes' names ("cat") where `shape` has them.
+std::string classes_text(const at::Tensor& classes, const DataShape& shape = {});
+
+/// The examples predicted wrongly, of scores float [N, K] and labels [N] or
+/// [N, P]: with one label, those whose longest capsule is not their class;
+/// with two (MultiMNIST), the pairs whose two longest capsules are not their
+/// two classes.
+struct WrongPredictions {
+  at::Tensor index;      ///< long [W], the wrong examples in their order
+  at::Tensor predicted;  ///< every example's predicted classes: [N], or [N, P] sorted
+  at::Tensor confidence; ///< every example's (shorter) predicted capsule length, [N]
+  /// The first `n` of `index` by confidence, most confident first.
+  at::Tensor most_confident(int64_t n) const;
+};
+WrongPredictions wrong_predictions(const at::Tensor& scores, const at::Tensor& labels);
+
+/// What an evaluation report says besides the result.
+struct EvalReport {
+  std::string checkpoint, dataset, preset;
+  int64_t epoch = 0;
+  Precision precision = Precision::kFp32;
+  DataShape shape; ///< the classes' names
+};
+/// `capsnet eval --json`'s object: accuracy, errors, loss, per-class counts
+/// with the classes' names, the confusion matrix.
+nlohmann::json eval_json(const EvalResult& result, const EvalReport& report);
+/// `capsnet eval`'s text: the accuracy line, per-class accuracy and the
+/// confusion matrix, each line ending in a newline.
+std::string eval_text(const EvalResult& result, const EvalReport& report);
 
 /// Images whose prediction is exactly right (see EvalResult::correct).
 int64_t count_correct(const at::Tensor& scores, const at::Tensor& labels);

@@ -36,6 +36,12 @@ nlohmann::json export_config(const TrainOptions& options, const DataShape& shape
 std::string export_pytorch(torch::nn::Module& model, const TrainOptions& options,
                            const std::string& path, const DataShape& shape = {});
 
+/// `capsnet export`: the checkpoint at `checkpoint` (which must offer
+/// Capability::kExport) written by export_pytorch to `out` and its .json,
+/// neither of which may be the checkpoint. Returns what was written: the two
+/// paths, then each tensor's name and shape, one per line.
+std::string export_checkpoint(const std::string& checkpoint, const std::string& out);
+
 /// Reads a file written by export_pytorch (or torch.save of a dict of
 /// tensors in Python) back: name -> tensor, in the file's order.
 std::vector<std::pair<std::string, at::Tensor>> read_pytorch_state_dict(const std::string& path);

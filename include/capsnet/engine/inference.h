@@ -5,6 +5,9 @@
 #include "capsnet/engine/options.h"
 #include "capsnet/model/capsule_network.h"
 
+#include <nlohmann/json_fwd.hpp>
+
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -19,7 +22,7 @@ struct Classification {
 
 /// A trained capsule network (CapsNet, Efficient-CapsNet) ready for inference: no gradients, eval mode, input
 /// standardised when the model was trained so. Images are float [B, C, H, W]
-/// with pixels in [0, 1], ink bright (as MNIST); see load_digit_image (viz/image.h) for files.
+/// with pixels in [0, 1], ink bright (as MNIST); see load_digit_image (image/image.h) for files.
 class Predictor {
  public:
   /// Reads a checkpoint written by `capsnet train`. Throws CheckpointError for
@@ -68,5 +71,38 @@ class Predictor {
 
 /// Dataset images (uint8 [N, 1, H, W]) as float in [0, 1].
 at::Tensor to_unit_float(const at::Tensor& images);
+
+/// One image given to `capsnet predict`, named for its report.
+struct NamedImage {
+  std::string name; ///< the file, or file[k] for the k-th image of an IDX file
+  at::Tensor image; ///< float [1, C, S, S] in [0, 1], as the model takes it
+};
+
+/// The images of one file for `predictor`'s model: an IDX file of [N, S, S]
+/// grey images of the model's size (used as they are, like MNIST's own), or
+/// one picture (PNG, JPEG, BMP, GIF, PGM/PPM) prepared as the model's data was
+/// (Predictor::prepare_picture). Throws DataError or ImageError naming the file.
+std::vector<NamedImage> read_prediction_inputs(const std::string& path,
+                                               const Predictor& predictor);
+
+/// `capsnet predict` over files: each file's images (read_prediction_inputs)
+/// classified in one batch, one row per image (prediction_json) passed to
+/// `on_row` as it is ready, with "preprocessed": the path of the image the
+/// network saw, written as SAVE_DIR/N-NAME.png when `save_dir` is not empty
+/// (N counting the rows, so that two inputs of one name never collide; none
+/// may be one of `inputs_read`). A file that cannot be read gives a row
+/// {"file", "error"} and is counted; returns the files that could not be read.
+int predict_files(const Predictor& predictor, const std::vector<std::string>& files,
+                  const std::string& save_dir, const std::vector<std::string>& inputs_read,
+                  const std::function<void(const nlohmann::json& row)>& on_row);
+
+/// A row of predict_files as text: "FILE: CLASS (length L)" and every class's
+/// length, or "FILE: ERROR"; ends in a newline.
+std::string prediction_text(const nlohmann::json& row, const Predictor& predictor);
+
+/// One image's answer as `capsnet predict --json` writes it: file, predicted
+/// class and its name, every class capsule's length. `k` indexes `result`.
+nlohmann::json prediction_json(const std::string& name, const Classification& result, int64_t k,
+                               const Predictor& predictor);
 
 } // namespace capsnet

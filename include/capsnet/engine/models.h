@@ -7,6 +7,7 @@
 
 #include "capsnet/data/registry.h"
 #include "capsnet/data/shape.h"
+#include "capsnet/engine/flops.h"
 #include "capsnet/engine/options.h"
 #include "capsnet/engine/task.h"
 
@@ -16,6 +17,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -45,13 +47,15 @@ enum class Capability {
   kDecoder,  ///< a decoder from capsules to images (reconstruct, perturb)
   kExport,   ///< `capsnet export --format pytorch`
   kBf16,     ///< a bf16 path for --precision bf16
+  kConvAlgo, ///< a choice of how its convolutions run (--conv)
 };
 
 CAPSNET_ENUM_NAMES(Capability, "capability",
                    {{Capability::kCapsules, "capsule lengths and poses"},
                     {Capability::kDecoder, "a decoder for reconstructions"},
                     {Capability::kExport, "a PyTorch export"},
-                    {Capability::kBf16, "a bf16 path"}})
+                    {Capability::kBf16, "a bf16 path"},
+                    {Capability::kConvAlgo, "a choice of convolution algorithm"}})
 
 using ModulePtr = std::shared_ptr<torch::nn::Module>;
 
@@ -83,6 +87,22 @@ struct ModelInfo {
                             const at::Tensor& images)>
       calibrate;
 
+  /// The model's own configuration (its architecture) in `options`, as JSON:
+  /// what --model-config edits, the resume check compares and export writes.
+  /// keep_config() makes both functions for a model's own Config type.
+  std::function<nlohmann::json(const TrainOptions& options)> config;
+  /// Sets the model's configuration in `options` from JSON shaped as `config`
+  /// gives it; throws nlohmann::json::exception or std::invalid_argument for a
+  /// value the configuration cannot take.
+  std::function<void(TrainOptions& options, const nlohmann::json& config)> set_config;
+  /// Floating-point operations of one image, from the configuration (bench's
+  /// utilisation); may be empty.
+  std::function<ModelFlops(const TrainOptions& options)> flops;
+  /// The options `capsnet bench --model NAME` times the model with (its
+  /// recipe); empty: bench refuses the model. Its network must be a
+  /// CapsuleNetworkImpl taking 28x28 grey images of 10 classes.
+  std::function<TrainOptions()> bench_options;
+
   bool offers(Capability capability) const;
   /// Throws std::invalid_argument unless the model offers `capability`:
   /// "`what` needs ..., which model 'NAME' does not offer".
@@ -94,11 +114,50 @@ struct ModelInfo {
 /// cannot feed the network (images too small for its convolutions).
 TrainOptions fitted_to(const TrainOptions& options, const DataShape& shape);
 
+/// `options` with `patch`, a JSON object of fields of the model's own
+/// configuration (--model-config), merged over it. Throws
+/// std::invalid_argument naming a field the configuration does not have (and
+/// listing those it has) or a value it cannot take.
+TrainOptions with_model_config(const TrainOptions& options, const nlohmann::json& patch);
+/// --model-config's value as JSON; a text that is not JSON is refused with
+/// std::invalid_argument.
+nlohmann::json parse_model_config(const std::string& text);
+
+/// The configuration of type Config that keep_config gave model `name`:
+/// options.model_configs[name] merged over `defaults`.
+template <class Config>
+Config model_config(const TrainOptions& options, const std::string& name,
+                    const Config& defaults = Config{}) {
+  nlohmann::json merged = defaults;
+  const auto stored = options.model_configs.find(name);
+  if (stored != options.model_configs.end()) merged.merge_patch(stored->second);
+  return merged.get<Config>();
+}
+
+/// Gives `info` (its name set) a configuration of its own type Config (with
+/// nlohmann's to_json and from_json): kept as JSON in
+/// TrainOptions::model_configs under the model's name, so that it is written
+/// to config.json and the checkpoints, compared on --resume and edited by
+/// --model-config. `defaults` stand for what a run did not set.
+template <class Config>
+void keep_config(ModelInfo& info, const Config& defaults = Config{}) {
+  if (info.name.empty()) throw std::invalid_argument("keep_config: name the model first");
+  const auto name = info.name;
+  info.config = [name, defaults](const TrainOptions& options) {
+    return nlohmann::json(model_config(options, name, defaults));
+  };
+  info.set_config = [name](TrainOptions& options, const nlohmann::json& config) {
+    options.model_configs[name] = nlohmann::json(config.get<Config>());
+  };
+}
+
 /// Every registered model, in the order help texts list them (a deque:
 /// references to entries stay valid when models are added).
 const std::deque<ModelInfo>& registered_models();
 /// The names, for the command line and messages.
 std::vector<std::string> model_names();
+/// The models `capsnet bench` can time (those with a bench recipe).
+std::vector<std::string> bench_models();
 /// The entry called `name`; throws std::invalid_argument listing the known names.
 const ModelInfo& model_info(const std::string& name);
 /// Adds a model (a program's own, a test's); throws std::invalid_argument when

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,9 @@ struct TrainOptions {
   CapsNetConfig model;        ///< the CapsNet's architecture (model_name capsnet)
   BaselineCnnConfig baseline; ///< the baseline's (model_name baseline-cnn)
   EfficientCapsNetConfig efficient; ///< Efficient-CapsNet's (model_name efficient-capsnet)
+  /// The configurations of models registered outside the library, as JSON, by
+  /// model name (keep_config and model_config in engine/models.h).
+  std::map<std::string, nlohmann::json> model_configs;
   /// How a folder data set (dataset "folder") is read, split and augmented.
   FolderOptions folder;
   /// Training examples held out, stratified by class and drawn from the seed,
@@ -111,7 +115,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(TrainOptions, preset, dataset, d
                                                 precision, device, model_name, model, baseline,
                                                 folder, lr_min, digit_augment, efficient,
                                                 conv, validation_split, calibrate_init,
-                                                precise_bn_images)
+                                                precise_bn_images, model_configs)
 
 /// Reads options written as JSON (config.json, checkpoints), including those
 /// of runs from before the margin options were nested, and validates them.

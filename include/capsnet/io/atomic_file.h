@@ -40,6 +40,11 @@ void append_file_atomically(const std::string& path, std::string_view text);
 /// over what it reads. Paths that do not exist match nothing.
 void check_not_an_input(const std::string& output, const std::vector<std::string>& inputs);
 
+/// Before any work: no output is one of `inputs` (check_not_an_input) and no
+/// two outputs name the same file (std::invalid_argument). Empty paths are
+/// outputs not asked for.
+void check_outputs(const std::vector<std::string>& outputs, const std::vector<std::string>& inputs);
+
 /// The regular files directly inside `dir` (for checks against a data directory).
 std::vector<std::string> files_in(const std::string& dir);
 

@@ -22,8 +22,8 @@
 namespace capsnet {
 
 struct BenchOptions {
-  /// The network: "capsnet" (the paper's defaults) or "efficient-capsnet"
-  /// (its preset's objective); for MNIST's 28x28 digits.
+  /// The network: a registered model with a bench recipe (ModelInfo::bench_options,
+  /// bench_models()), timed with that recipe's options on MNIST's 28x28 digits.
   std::string model = "capsnet";
   int64_t batch_size = 128; ///< images per step
   int64_t steps = 5;        ///< timed steps

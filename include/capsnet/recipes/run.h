@@ -11,8 +11,10 @@
 #include "capsnet/engine/step.h"
 
 #include <atomic>
+#include <functional>
 #include <ostream>
 #include <string>
+#include <vector>
 
 namespace capsnet {
 
@@ -49,6 +51,65 @@ struct TrainReport {
   EvalResult last_eval; ///< the last epoch's test evaluation (empty if none ran)
   std::string last_checkpoint;
 };
+
+/// The run policy: what may change when a run resumes. The options named
+/// here are taken from `asked`; every other option stays the run's (its
+/// config.json), since it decides the weights or the data they saw.
+TrainOptions resumed_options(const TrainOptions& run, const TrainOptions& asked);
+/// The command-line names of the options resumed_options takes from `asked`
+/// ("--epochs", ...), for checks and help texts.
+const std::vector<std::string>& resume_may_change();
+/// "--epochs, --threads, ... and --loader-threads": resume_may_change() as text.
+std::string resume_may_change_text();
+
+/// One option given for a run (a command-line flag): its name, as
+/// resume_may_change() spells them, and what it sets.
+struct GivenOption {
+  std::string name;
+  std::function<void(TrainOptions&)> apply;
+};
+
+/// What a run was asked to do: start from a preset with options given,
+/// resume, or resume when its directory has a checkpoint.
+struct RunRequest {
+  std::string preset = "paper";
+  std::vector<GivenOption> given; ///< in the order they apply
+  std::string out;                ///< the run directory; empty: runs/DATASET-PRESET-TIMESTAMP
+  std::string resume;             ///< continue the run in this directory
+  /// Resume the run in `out` when it has last.pt, else start it there; the
+  /// options given must then be the run's, but for those that may change.
+  bool resume_if_exists = false;
+  /// Processes of a data-parallel run: a given --batch-size is per process.
+  int64_t world_size = 1;
+};
+
+struct ResolvedRun {
+  TrainOptions options; ///< as train() takes them
+  std::string run_dir;
+  bool resuming = false;
+};
+
+/// The run `request` describes: a resumed run's options are its checkpoint's
+/// with those that may change (resumed_options) taken from `given`; a new
+/// run's, the preset's with `given` applied and the batch made global.
+/// Throws std::invalid_argument naming an option that may not change (or that
+/// differs from the run's, with resume_if_exists), and CheckpointError for an
+/// unreadable last.pt.
+ResolvedRun resolve_run(const RunRequest& request);
+
+/// best.pt's epoch and accuracies, saying what it was chosen on (the
+/// validation split, or the test set, which makes its accuracy optimistic).
+std::string best_text(const TrainingState& state, const TrainOptions& options);
+
+/// What a run that train() returned from says to its user (rank 0): done,
+/// stopped by its time limit, or interrupted, with its checkpoints, its
+/// best.pt and how to continue; `error`: an interruption, for stderr.
+struct RunOutcome {
+  std::string text; ///< one or more lines, each ending in a newline
+  bool error = false;
+};
+RunOutcome run_outcome(const TrainReport& report, const TrainOptions& options,
+                       const std::string& run_dir, double time_limit_seconds);
 
 /// Paths inside a run directory.
 std::string last_checkpoint_path(const std::string& run_dir);

@@ -6,6 +6,7 @@
 // (cpp-httplib) is in apps/capsnet/serve_command.cpp.
 
 #include "capsnet/engine/inference.h"
+#include "capsnet/serve/guard.h"
 #include "capsnet/serve/metrics.h"
 
 #include <ATen/ATen.h>
@@ -19,15 +20,20 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace capsnet::serve {
 
-/// A request the API refuses: its HTTP status (4xx) and what is wrong.
+/// A request the API refuses: its HTTP status (4xx, or 503 for a server too
+/// busy to take it now) and what is wrong.
 class ApiError : public std::runtime_error {
  public:
-  ApiError(int status, const std::string& message) : std::runtime_error(message), status(status) {}
+  ApiError(int status, const std::string& message, std::string refusal = "")
+      : std::runtime_error(message), status(status), refusal(std::move(refusal)) {}
   int status;
+  /// A 503's cause, as /metrics counts refusals: "queue_full", "decode_budget".
+  std::string refusal;
 };
 
 /// The largest request body the server reads (4 MiB); larger ones get 413.
@@ -53,8 +59,11 @@ bool is_picture_type(const std::string& content_type);
 ///   either as an array or as {"pixels": [...]}.
 /// Throws ApiError: 415 for another content type, 400 for a body that is not
 /// what its type says or has the wrong number or range of values.
+/// With a `budget`, a picture's pixels are reserved from it while it is
+/// decoded: ApiError 413 for a picture over the whole budget, 503 when the
+/// pictures being decoded leave too little.
 at::Tensor parse_predict_body(const std::string& body, const std::string& content_type,
-                              const Predictor& predictor);
+                              const Predictor& predictor, DecodeBudget* budget = nullptr);
 
 /// A POST /api/reconstruct body: {"capsule": k, "vector": [D numbers]} and
 /// optionally "format": "pixels" (the default: JSON) or "png".

@@ -2,8 +2,8 @@
 
 // What keeps `capsnet serve` usable when shared: bearer tokens compared in
 // constant time, the loopback test behind --host's refusal, and a bound on
-// connections per client address and in all. The HTTP server around them is
-// apps/capsnet/serve_command.cpp.
+// connections per client address and in all, and a budget of the pictures
+// decoded at once. The HTTP server around them is serve/server.h.
 
 #include <cstdint>
 #include <map>
@@ -41,6 +41,45 @@ class ConnectionLimiter {
   mutable std::mutex mutex_;
   std::map<std::string, int64_t> per_client_;
   int64_t total_ = 0;
+};
+
+/// Bounds the memory of the pictures decoded at once (uploads to
+/// /api/predict): a decode reserves the picture's pixels, read from its
+/// header, for as long as it runs. One 25-megapixel upload raised the
+/// server's resident memory by about 43 MB; 512 of them at once would ask for
+/// 22 GB.
+class DecodeBudget {
+ public:
+  /// `max_pixels` in flight at once (> 0).
+  explicit DecodeBudget(int64_t max_pixels);
+
+  /// Pixels reserved until destroyed (movable).
+  class Lease {
+   public:
+    Lease() = default;
+    Lease(DecodeBudget* budget, int64_t pixels) : budget_(budget), pixels_(pixels) {}
+    Lease(Lease&& other) noexcept { *this = std::move(other); }
+    Lease& operator=(Lease&& other) noexcept;
+    ~Lease();
+
+   private:
+    DecodeBudget* budget_ = nullptr;
+    int64_t pixels_ = 0;
+  };
+
+  enum class Refusal { kNone, kTooLarge, kBusy };
+  /// Reserves `pixels`; `refusal` says why not when the lease is empty:
+  /// kTooLarge for a picture over the whole budget, kBusy when the pictures
+  /// in flight leave too little (try again in a moment).
+  Lease reserve(int64_t pixels, Refusal& refusal);
+  int64_t in_flight() const;
+  int64_t max_pixels() const { return max_; }
+
+ private:
+  void release(int64_t pixels);
+  const int64_t max_;
+  mutable std::mutex mutex_;
+  int64_t in_flight_ = 0;
 };
 
 } // namespace capsnet::serve

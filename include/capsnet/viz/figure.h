@@ -4,7 +4,7 @@
 // (reconstructions, perturbations, worst errors), line plots (training
 // curves) and a confusion matrix. No LibTorch here.
 
-#include "capsnet/viz/image.h"
+#include "capsnet/image/image.h"
 
 #include <istream>
 #include <string>
@@ -79,6 +79,16 @@ void write_plot_png(const std::string& path, const std::string& title,
 /// `source`, the line and the problem for a line that is not a metrics row,
 /// and when there is no row.
 std::vector<Panel> training_curves(std::istream& metrics, const std::string& source);
+
+struct RunPlot {
+  size_t epochs = 0;
+  double last_test_accuracy = 0; ///< in %
+};
+/// `capsnet plot`: the training curves of the run in `run_dir` (its
+/// metrics.jsonl) drawn to `out`. Throws std::invalid_argument for a
+/// directory without a readable metrics.jsonl (naming it) or an `out` that is
+/// one of the run's files, and what training_curves throws.
+RunPlot plot_run(const std::string& run_dir, const std::string& out);
 
 /// A confusion matrix (rows: true class, columns: predicted) as a heat map of
 /// each row's fractions, with the counts written in the cells.

@@ -1,4 +1,4 @@
-#include "capsnet/viz/image.h"
+#include "capsnet/image/image.h"
 
 #include "capsnet/io/atomic_file.h"
 
@@ -165,13 +165,7 @@ std::string encode_png(const GrayImage& image) {
 }
 
 void write_png(const std::string& path, const GrayImage& image) {
-  const auto bytes = png_bytes(image);
-  write_file_atomically(path, [&](const std::string& temporary) {
-    if (!stbi_write_png(temporary.c_str(), image.width, image.height, 1, bytes.data(),
-                        image.width)) {
-      throw ImageError(path + ": cannot write the PNG file");
-    }
-  });
+  write_file_atomically(path, encode_png(image));
 }
 
 namespace {
@@ -182,26 +176,38 @@ float median(std::vector<float> values) {
   return *mid;
 }
 
-// Resamples `src` to w x h: every output pixel is the mean of the source area
-// it covers (exact for fractional overlaps).
-GrayImage resample_area(const GrayImage& src, int w, int h) {
-  GrayImage out(w, h);
-  const double sx = double(src.width) / w, sy = double(src.height) / h;
+// Resamples a `src_w` x `src_h` picture of `channels` interleaved channels to
+// w x h: every output pixel is the mean of the source area it covers (exact
+// for fractional overlaps, so that shrinking drops no pixel). read(u, v, c)
+// gives a source value, write(x, y, c, mean) stores a result. The one
+// resampler of both picture types: stb_image_resize's box filter is a
+// trapezoid, not the exact area, at fractional ratios.
+template <class Read, class Write>
+void resample_area(int src_w, int src_h, int channels, int w, int h, Read read, Write write) {
+  const double sx = double(src_w) / w, sy = double(src_h) / h;
+  std::vector<double> sum(channels);
   for (int y = 0; y < h; ++y) {
     const double y0 = y * sy, y1 = (y + 1) * sy;
     for (int x = 0; x < w; ++x) {
       const double x0 = x * sx, x1 = (x + 1) * sx;
-      double sum = 0;
-      for (int v = int(y0); v < std::min(src.height, int(std::ceil(y1))); ++v) {
+      std::fill(sum.begin(), sum.end(), 0.0);
+      for (int v = int(y0); v < std::min(src_h, int(std::ceil(y1))); ++v) {
         const double wy = std::min(y1, v + 1.0) - std::max(y0, double(v));
-        for (int u = int(x0); u < std::min(src.width, int(std::ceil(x1))); ++u) {
+        for (int u = int(x0); u < std::min(src_w, int(std::ceil(x1))); ++u) {
           const double wx = std::min(x1, u + 1.0) - std::max(x0, double(u));
-          sum += wx * wy * src.at(u, v);
+          for (int c = 0; c < channels; ++c) sum[c] += wx * wy * read(u, v, c);
         }
       }
-      out.at(x, y) = static_cast<float>(sum / (sx * sy));
+      for (int c = 0; c < channels; ++c) write(x, y, c, sum[c] / (sx * sy));
     }
   }
+}
+
+GrayImage resample_gray(const GrayImage& src, int w, int h) {
+  GrayImage out(w, h);
+  resample_area(
+      src.width, src.height, 1, w, h, [&](int u, int v, int) { return src.at(u, v); },
+      [&](int x, int y, int, double mean) { out.at(x, y) = static_cast<float>(mean); });
   return out;
 }
 
@@ -249,7 +255,7 @@ GrayImage mnist_preprocess(const GrayImage& image, int side, int box) {
   const double scale = double(box) / std::max(crop.width, crop.height);
   const int w = std::clamp(int(std::lround(crop.width * scale)), 1, box);
   const int h = std::clamp(int(std::lround(crop.height * scale)), 1, box);
-  const GrayImage digit = resample_area(crop, w, h);
+  const GrayImage digit = resample_gray(crop, w, h);
 
   // Centre of mass to pixel (side / 2, side / 2) in pixel indices: MNIST's own
   // digits average 14.00 and 13.99 there (first 2,000 test images).
@@ -300,30 +306,15 @@ at::Tensor to_tensor(const GrayImage& image) {
 
 namespace {
 
-// Area-averaging resampling of an interleaved 8-bit picture to w x h.
 Picture resample_picture(const Picture& src, int w, int h) {
   Picture out{w, h, src.channels, std::vector<uint8_t>(size_t(w) * h * src.channels)};
-  const double sx = double(src.width) / w, sy = double(src.height) / h;
-  std::vector<double> sum(src.channels);
-  for (int y = 0; y < h; ++y) {
-    const double y0 = y * sy, y1 = (y + 1) * sy;
-    for (int x = 0; x < w; ++x) {
-      const double x0 = x * sx, x1 = (x + 1) * sx;
-      std::fill(sum.begin(), sum.end(), 0.0);
-      for (int v = int(y0); v < std::min(src.height, int(std::ceil(y1))); ++v) {
-        const double wy = std::min(y1, v + 1.0) - std::max(y0, double(v));
-        for (int u = int(x0); u < std::min(src.width, int(std::ceil(x1))); ++u) {
-          const double wx = std::min(x1, u + 1.0) - std::max(x0, double(u));
-          const uint8_t* p = &src.pixels[(size_t(v) * src.width + u) * src.channels];
-          for (int c = 0; c < src.channels; ++c) sum[c] += wx * wy * p[c];
-        }
-      }
-      for (int c = 0; c < src.channels; ++c) {
+  resample_area(
+      src.width, src.height, src.channels, w, h,
+      [&](int u, int v, int c) { return src.pixels[(size_t(v) * src.width + u) * src.channels + c]; },
+      [&](int x, int y, int c, double mean) {
         out.pixels[(size_t(y) * w + x) * src.channels + c] =
-            static_cast<uint8_t>(std::clamp(std::lround(sum[c] / (sx * sy)), 0L, 255L));
-      }
-    }
-  }
+            static_cast<uint8_t>(std::clamp(std::lround(mean), 0L, 255L));
+      });
   return out;
 }
 

@@ -1,6 +1,13 @@
 #pragma once
 
-namespace capsnet::cli {
+// What a program (not the library, which never calls these itself) may do to
+// its own process: restart with a fast OpenBLAS kernel, keep freed memory in
+// glibc's heap, and take SIGINT and SIGTERM as a request to stop. capsnet's
+// tool calls all three; a program embedding the library chooses.
+
+#include <atomic>
+
+namespace capsnet {
 
 /// Debian's OpenBLAS 0.3.21 does not recognise recent x86-64 CPUs and falls
 /// back to a generic SSE3 kernel (~30 GFLOP/s where AVX2 gives ~190 on 2 cores).
@@ -20,12 +27,6 @@ void ensure_fast_blas(char** argv);
 /// batch 1000 re-faulted its heap every batch and ran 2x slower). Docs in
 /// README, "Performance".
 void keep_freed_memory();
-
-} // namespace capsnet::cli
-
-#include <atomic>
-
-namespace capsnet::cli {
 
 /// SIGINT and SIGTERM as a request to stop: the one way train, experiment,
 /// launch and serve take them. While an instance lives (one at a time), the
@@ -60,4 +61,4 @@ class StopSignals {
   static const char* name(int signal);
 };
 
-} // namespace capsnet::cli
+} // namespace capsnet

@@ -1,7 +1,7 @@
-// Process-wide tuning that belongs to the program, not the library (a
-// library embedded in someone else's program must not restart it or change
-// its allocator): the BLAS kernel and glibc's malloc.
-#include "process.h"
+// Process-wide tuning that belongs to the program: the library never calls
+// these itself (a library embedded in someone else's program must not
+// restart it or change its allocator); capsnet's tool does.
+#include "capsnet/engine/process.h"
 
 #include <malloc.h>
 #include <time.h>
@@ -16,7 +16,7 @@
 // Present when OpenBLAS is the process's BLAS (Debian: libblas.so.3 alternative).
 extern "C" char* openblas_get_corename() __attribute__((weak));
 
-namespace capsnet::cli {
+namespace capsnet {
 
 void ensure_fast_blas(char** argv) {
 #if defined(__x86_64__) && defined(__linux__)
@@ -123,4 +123,4 @@ int StopSignals::take() { return g_pending.exchange(0); }
 
 const char* StopSignals::name(int signal) { return signal == SIGTERM ? "SIGTERM" : "SIGINT"; }
 
-} // namespace capsnet::cli
+} // namespace capsnet

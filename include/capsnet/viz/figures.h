@@ -1,0 +1,64 @@
+#pragma once
+
+// The figures of capsnet's commands, assembled from a model and its test
+// examples: the paper's reconstructions (Figure 3, and Figure 5 for pairs),
+// its capsule-dimension perturbations (Figure 4), Efficient-CapsNet's
+// attention coefficients, and eval's most confident errors. Each returns a
+// GridFigure for write_grid_png; what it found goes in the returned struct.
+
+#include "capsnet/data/batch.h"
+#include "capsnet/data/shape.h"
+#include "capsnet/engine/inference.h"
+#include "capsnet/viz/figure.h"
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+#include <string>
+
+namespace capsnet::viz {
+
+/// The `count` wrong predictions of `examples` (scores float [N, K] of their
+/// images, labels [N] or [N, P]) with the longest predicted capsule, eight to
+/// a row, captioned "true as predicted, length".
+GridFigure worst_errors_figure(const Batch& examples, const at::Tensor& scores,
+                               const DataShape& shape, int64_t count);
+
+struct ReconstructionFigure {
+  GridFigure figure;
+  int64_t shown = 0;   ///< test images in the first part
+  int64_t scanned = 0; ///< test images classified
+  int64_t wrong = 0;   ///< misclassified among them
+};
+/// Figure 3: the first `shown` of `examples` above their reconstructions from
+/// the predicted capsule (Figure 5's two colours for pairs), then up to
+/// `errors` misclassified ones among all of `examples` (0: no second part),
+/// reconstructed from the predicted and from the true capsules.
+ReconstructionFigure reconstruction_figure(const Predictor& predictor, const Batch& examples,
+                                           int64_t shown, int64_t errors,
+                                           const std::string& title, int scale);
+
+struct PerturbationFigure {
+  GridFigure figure;
+  int64_t capsule = 0, dimensions = 0, columns = 0;
+};
+/// Figure 4: the reconstructions of test image `index` of `examples` as each
+/// dimension of capsule `capsule` (-1: the predicted class's) moves by
+/// -range .. range in steps of `step`. Throws std::invalid_argument for an
+/// index past the examples, a capsule past the classes, or over 50 steps.
+PerturbationFigure perturbation_figure(const Predictor& predictor, const Batch& examples,
+                                       int64_t index, int64_t capsule, double range, double step,
+                                       int scale);
+
+struct AttentionFigure {
+  GridFigure figure;
+  int64_t shown = 0, inputs = 0, classes = 0;
+  double mean_to_predicted = 0; ///< the mean coupling to the predicted class
+};
+/// The routing's coupling coefficients c_ij of the first `n` of `examples`,
+/// one map per image (rows: primary capsules i, columns: classes j). Throws
+/// std::invalid_argument for a model without fixed coefficients to show.
+AttentionFigure attention_figure(const Predictor& predictor, const Batch& examples, int64_t n,
+                                 const std::string& title, int scale);
+
+} // namespace capsnet::viz
