@@ -1,6 +1,6 @@
 // libFuzzer target: training options as config.json and checkpoints store
 // them, read back and validated (bounds before any model is built).
-#include "capsnet/engine/options.h"
+#include "capsnet/registry/options.h"
 
 #include <nlohmann/json.hpp>
 

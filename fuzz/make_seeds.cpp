@@ -2,7 +2,7 @@
 // (raw, gzip), PNG, JPEG, BMP, PGM and PPM, and the options of both presets.
 // Usage: make_seeds MNIST_DIR OUT_DIR (OUT_DIR/{idx,image,options} exist).
 #include "capsnet/data/idx_reader.h"
-#include "capsnet/engine/options.h"
+#include "capsnet/registry/options.h"
 
 #include <nlohmann/json.hpp>
 #include <stb_image_write.h>

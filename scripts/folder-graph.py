@@ -94,7 +94,7 @@ def main():
     level = layers(edges)
     for node in sorted(edges, key=lambda n: (level[n], n)):
         uses = " ".join(sorted(edges[node])) or "-"
-        print(f"{level[node]}  {node:<8} uses {uses}")
+        print(f"{level[node]}  {node:<9} uses {uses}")
     return 0
 
 

@@ -2,7 +2,7 @@
 """Fails when code outside the model registry decides by a model's name.
 
 Every per-model decision (configuration, FLOPs, bench recipe, capabilities) belongs to the model's
-registry entry (src/engine/models.cpp) or the model's own files (src/model/, include/capsnet/model/).
+registry entry (src/registry/models.cpp) or the model's own files (src/model/, include/capsnet/model/).
 Elsewhere a model name may be chosen (`options.model_name = "baseline-cnn"`) but not compared: a
 comparison is a switch that a model registered by another program cannot join.
 
@@ -13,18 +13,18 @@ import pathlib
 import re
 import sys
 
-ALLOWED = ("src/engine/models.cpp", "src/model/", "include/capsnet/model/")
+ALLOWED = ("src/registry/models.cpp", "src/model/", "include/capsnet/model/")
 
 
 def registered_names(root):
-    text = (root / "src/engine/models.cpp").read_text()
+    text = (root / "src/registry/models.cpp").read_text()
     return re.findall(r'info\.name\s*=\s*"([^"]+)"', text)
 
 
 def offences(root):
     names = registered_names(root)
     if not names:
-        yield "src/engine/models.cpp", 0, "no registered model names found (info.name = \"...\")"
+        yield "src/registry/models.cpp", 0, "no registered model names found (info.name = \"...\")"
         return
     quoted = "|".join(re.escape(n) for n in names)
     patterns = [
@@ -54,7 +54,7 @@ def main():
         print(f"{rel}:{number}: a model name compared outside the registry: {line}",
               file=sys.stderr)
     if found:
-        print("fix: give the model's entry (ModelInfo in src/engine/models.cpp) the field or "
+        print("fix: give the model's entry (ModelInfo in src/registry/models.cpp) the field or "
               "capability that decides this, and ask the entry", file=sys.stderr)
         return 1
     print(f"no model-name comparison outside the registry ({len(registered_names(root))} models)")

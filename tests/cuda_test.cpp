@@ -1,8 +1,8 @@
 // Tests of the CUDA paths. Those named *_CUDA need a GPU and a CUDA build
 // (-DCAPSNET_USE_CUDA=ON against a CUDA LibTorch) and are skipped otherwise.
 #include "capsnet/engine/evaluate.h"
-#include "capsnet/engine/options.h"
-#include "capsnet/engine/runtime.h"
+#include "capsnet/registry/options.h"
+#include "capsnet/runtime/runtime.h"
 #include "capsnet/ops/dynamic_routing.h"
 #include "capsnet/ops/fused_routing.h"
 #include "test_util.h"

@@ -1,6 +1,6 @@
 #include "capsnet/data/digit_augment.h"
-#include "capsnet/engine/flops.h"
-#include "capsnet/engine/task.h"
+#include "capsnet/registry/flops.h"
+#include "capsnet/registry/task.h"
 #include "capsnet/model/efficient_capsnet.h"
 #include "capsnet/ops/attention_routing.h"
 #include "capsnet/ops/dynamic_routing.h"

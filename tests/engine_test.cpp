@@ -1,8 +1,8 @@
 #include "capsnet/engine/checkpoint.h"
 #include "capsnet/engine/epoch_record.h"
-#include "capsnet/engine/options.h"
+#include "capsnet/registry/options.h"
 #include "capsnet/recipes/run.h"
-#include "capsnet/engine/runtime.h"
+#include "capsnet/runtime/runtime.h"
 #include "capsnet/engine/trainer.h"
 #include "test_util.h"
 

@@ -3,8 +3,8 @@
 #include "capsnet/data/folder.h"
 #include "capsnet/data/batch.h"
 #include "capsnet/data/registry.h"
-#include "capsnet/engine/inference.h"
-#include "capsnet/engine/models.h"
+#include "capsnet/inference/inference.h"
+#include "capsnet/registry/models.h"
 #include "capsnet/image/image.h"
 #include "test_util.h"
 

@@ -1,5 +1,5 @@
-#include "capsnet/engine/options.h"
-#include "capsnet/engine/task.h"
+#include "capsnet/registry/options.h"
+#include "capsnet/registry/task.h"
 #include "capsnet/model/capsnet.h"
 #include "capsnet/ops/im2col_conv.h"
 #include "test_util.h"

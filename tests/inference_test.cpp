@@ -1,6 +1,6 @@
 #include "capsnet/engine/checkpoint.h"
-#include "capsnet/engine/export.h"
-#include "capsnet/engine/inference.h"
+#include "capsnet/inference/export.h"
+#include "capsnet/inference/inference.h"
 #include "capsnet/image/image.h"
 #include "test_util.h"
 

@@ -9,7 +9,7 @@
 #include "capsnet/engine/checkpoint.h"
 #include "capsnet/engine/epoch_record.h"
 #include "capsnet/engine/evaluate.h"
-#include "capsnet/engine/models.h"
+#include "capsnet/registry/models.h"
 #include "capsnet/recipes/run.h"
 
 #include <gtest/gtest.h>

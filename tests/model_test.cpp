@@ -1,4 +1,4 @@
-#include "capsnet/engine/flops.h"
+#include "capsnet/registry/flops.h"
 #include "capsnet/losses/capsule_losses.h"
 #include "capsnet/model/capsnet.h"
 #include "capsnet/ops/squash.h"

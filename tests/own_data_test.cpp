@@ -3,9 +3,9 @@
 // norm (BatchNormPolicy), the not-learning line, and the validation split.
 #include "capsnet/data/batch.h"
 #include "capsnet/data/dataset.h"
-#include "capsnet/engine/export.h"
+#include "capsnet/inference/export.h"
 #include "capsnet/engine/policies.h"
-#include "capsnet/engine/task.h"
+#include "capsnet/registry/task.h"
 #include "capsnet/engine/trainer.h"
 #include "capsnet/layers/batch_norm.h"
 #include "capsnet/model/capsnet.h"

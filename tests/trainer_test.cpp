@@ -6,7 +6,7 @@
 #include "capsnet/data/registry.h"
 #include "capsnet/engine/evaluate.h"
 #include "capsnet/engine/step.h"
-#include "capsnet/engine/task.h"
+#include "capsnet/registry/task.h"
 #include "capsnet/engine/trainer.h"
 #include "capsnet/io/atomic_file.h"
 #include "capsnet/io/enum_names.h"

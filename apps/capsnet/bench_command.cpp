@@ -1,6 +1,6 @@
 #include "commands.h"
 
-#include "capsnet/engine/models.h"
+#include "capsnet/registry/models.h"
 
 #include "capsnet/recipes/bench.h"
 

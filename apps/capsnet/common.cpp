@@ -3,9 +3,9 @@
 
 #include "capsnet/data/batch.h"
 #include "capsnet/data/registry.h"
-#include "capsnet/engine/models.h"
-#include "capsnet/engine/options.h"
-#include "capsnet/engine/runtime.h"
+#include "capsnet/registry/models.h"
+#include "capsnet/registry/options.h"
+#include "capsnet/runtime/runtime.h"
 #include "capsnet/io/atomic_file.h"
 
 #include <filesystem>

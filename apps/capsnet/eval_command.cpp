@@ -5,9 +5,9 @@
 #include "capsnet/data/registry.h"
 #include "capsnet/engine/checkpoint.h"
 #include "capsnet/engine/evaluate.h"
-#include "capsnet/engine/inference.h"
+#include "capsnet/inference/inference.h"
 #include "capsnet/image/image.h"
-#include "capsnet/engine/runtime.h"
+#include "capsnet/runtime/runtime.h"
 #include "capsnet/io/atomic_file.h"
 #ifdef CAPSNET_WITH_FIGURES
 #include "capsnet/viz/figure.h"

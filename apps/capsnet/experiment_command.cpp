@@ -2,9 +2,9 @@
 // (recipes/experiments.h): table1 (Table 1) and affine (Section 5.2).
 
 #include "commands.h"
-#include "capsnet/engine/process.h"
+#include "capsnet/runtime/process.h"
 
-#include "capsnet/engine/runtime.h"
+#include "capsnet/runtime/runtime.h"
 #include "capsnet/recipes/experiments.h"
 
 #include <iostream>

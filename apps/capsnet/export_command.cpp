@@ -1,6 +1,6 @@
 #include "commands.h"
 
-#include "capsnet/engine/export.h"
+#include "capsnet/inference/export.h"
 
 #include <iostream>
 #include <memory>

@@ -3,8 +3,8 @@
 // coefficients, and training curves of a run: the library's viz/figures.h.
 #include "commands.h"
 
-#include "capsnet/engine/inference.h"
-#include "capsnet/engine/runtime.h"
+#include "capsnet/inference/inference.h"
+#include "capsnet/runtime/runtime.h"
 #include "capsnet/viz/figure.h"
 #include "capsnet/viz/figures.h"
 

@@ -2,7 +2,7 @@
 // environment, without Python (the library's dist::launch).
 
 #include "commands.h"
-#include "capsnet/engine/process.h"
+#include "capsnet/runtime/process.h"
 
 #include "capsnet/dist/launch.h"
 

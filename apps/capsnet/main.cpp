@@ -1,6 +1,6 @@
 #include "cli_app.h"
 
-#include "capsnet/engine/process.h"
+#include "capsnet/runtime/process.h"
 #include "capsnet/recipes/errors.h"
 
 #include <exception>

@@ -1,6 +1,6 @@
 #include "commands.h"
 
-#include "capsnet/engine/inference.h"
+#include "capsnet/inference/inference.h"
 
 #include <nlohmann/json.hpp>
 

@@ -3,9 +3,9 @@
 // with the options of the command line, stopped by Ctrl-C or SIGTERM.
 
 #include "commands.h"
-#include "capsnet/engine/process.h"
+#include "capsnet/runtime/process.h"
 
-#include "capsnet/engine/inference.h"
+#include "capsnet/inference/inference.h"
 #include "capsnet/serve/server.h"
 
 #include <cstdlib>

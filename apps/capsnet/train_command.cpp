@@ -1,11 +1,11 @@
 #include "commands.h"
-#include "capsnet/engine/process.h"
+#include "capsnet/runtime/process.h"
 
 #include "capsnet/data/registry.h"
 #include "capsnet/engine/checkpoint.h"
-#include "capsnet/engine/models.h"
+#include "capsnet/registry/models.h"
 #include "capsnet/recipes/run.h"
-#include "capsnet/engine/runtime.h"
+#include "capsnet/runtime/runtime.h"
 
 #include <unistd.h>
 

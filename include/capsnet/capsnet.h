@@ -2,7 +2,7 @@
 
 // The core library in one include: data, layers, ops, models, losses, the
 // Trainer, evaluation, checkpoints, inference and export, and the extension
-// points (the model registry, engine/models.h; the data-set registry,
+// points (the model registry, registry/models.h; the data-set registry,
 // data/registry.h). Not included, as they bring more than the core: whole
 // runs with data-parallel training over c10d (capsnet/recipes/run.h), the
 // HTTP server (capsnet/serve/server.h) and figures (capsnet/viz/figure.h,
@@ -13,14 +13,14 @@
 #include "capsnet/data/registry.h"
 #include "capsnet/engine/checkpoint.h"
 #include "capsnet/engine/evaluate.h"
-#include "capsnet/engine/export.h"
-#include "capsnet/engine/inference.h"
-#include "capsnet/engine/models.h"
-#include "capsnet/engine/options.h"
+#include "capsnet/inference/export.h"
+#include "capsnet/inference/inference.h"
+#include "capsnet/registry/models.h"
+#include "capsnet/registry/options.h"
 #include "capsnet/engine/policies.h"
-#include "capsnet/engine/runtime.h"
+#include "capsnet/runtime/runtime.h"
 #include "capsnet/engine/step.h"
-#include "capsnet/engine/task.h"
+#include "capsnet/registry/task.h"
 #include "capsnet/engine/trainer.h"
 #include "capsnet/image/image.h"
 #include "capsnet/io/atomic_file.h"

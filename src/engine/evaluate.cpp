@@ -1,5 +1,5 @@
 #include "capsnet/engine/evaluate.h"
-#include "capsnet/engine/models.h"
+#include "capsnet/registry/models.h"
 
 #include "capsnet/engine/checkpoint.h"
 

@@ -1,7 +1,7 @@
 #include "capsnet/engine/test_split.h"
 
 #include "capsnet/data/registry.h"
-#include "capsnet/engine/models.h"
+#include "capsnet/registry/models.h"
 
 #include <algorithm>
 

@@ -1,9 +1,9 @@
 #include "capsnet/recipes/bench.h"
 
-#include "capsnet/engine/options.h"
-#include "capsnet/engine/runtime.h"
+#include "capsnet/registry/options.h"
+#include "capsnet/runtime/runtime.h"
 #include "capsnet/io/atomic_file.h"
-#include "capsnet/engine/models.h"
+#include "capsnet/registry/models.h"
 
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/grad_mode.h>

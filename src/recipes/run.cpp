@@ -2,8 +2,8 @@
 
 #include "capsnet/data/registry.h"
 #include "capsnet/engine/epoch_record.h"
-#include "capsnet/engine/models.h"
-#include "capsnet/engine/runtime.h"
+#include "capsnet/registry/models.h"
+#include "capsnet/runtime/runtime.h"
 #include "capsnet/engine/trainer.h"
 #include "capsnet/io/atomic_file.h"
 #include "capsnet/layers/batch_norm.h"

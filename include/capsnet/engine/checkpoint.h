@@ -1,7 +1,7 @@
 #pragma once
 
-#include "capsnet/engine/models.h"
-#include "capsnet/engine/options.h"
+#include "capsnet/registry/models.h"
+#include "capsnet/registry/options.h"
 #include "capsnet/model/capsnet.h"
 
 #include <torch/optim/adam.h>

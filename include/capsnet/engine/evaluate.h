@@ -2,9 +2,9 @@
 
 #include "capsnet/data/batch.h"
 #include "capsnet/data/shape.h"
-#include "capsnet/engine/options.h"
+#include "capsnet/registry/options.h"
 #include "capsnet/engine/replicas.h"
-#include "capsnet/engine/task.h"
+#include "capsnet/registry/task.h"
 #include "capsnet/model/capsnet.h"
 
 #include <nlohmann/json_fwd.hpp>

@@ -2,7 +2,7 @@
 
 #include "capsnet/data/batch.h"
 #include "capsnet/engine/replicas.h"
-#include "capsnet/engine/task.h"
+#include "capsnet/registry/task.h"
 
 #include <torch/optim/optimizer.h>
 
@@ -10,12 +10,6 @@
 #include <stdexcept>
 
 namespace capsnet {
-
-/// Training cannot go on (a non-finite loss, a run directory in the way).
-class TrainingError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
 
 /// An error every rank of a data-parallel run raises at the same step (a
 /// non-finite loss, agreed on): no rank needs to tell the others.

@@ -7,7 +7,7 @@
 #include "capsnet/data/batch.h"
 #include "capsnet/data/dataset.h"
 #include "capsnet/data/shape.h"
-#include "capsnet/engine/options.h"
+#include "capsnet/registry/options.h"
 
 #include <cstdint>
 #include <ostream>

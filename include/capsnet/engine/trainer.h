@@ -5,7 +5,7 @@
 #include "capsnet/engine/evaluate.h"
 #include "capsnet/engine/policies.h"
 #include "capsnet/engine/step.h"
-#include "capsnet/engine/task.h"
+#include "capsnet/registry/task.h"
 
 #include <torch/optim/optimizer.h>
 

@@ -5,7 +5,7 @@
 // matrix-product probe of what the machine can do. Measuring is run_bench;
 // bench_json and bench_text render its result.
 
-#include "capsnet/engine/flops.h"
+#include "capsnet/registry/flops.h"
 #include "capsnet/ops/cpu_features.h"
 #include "capsnet/ops/fused_routing.h"
 #include "capsnet/ops/im2col_conv.h"

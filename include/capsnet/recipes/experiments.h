@@ -16,7 +16,7 @@
 // expanded test set and on the affinely transformed one; the two compared at
 // matched expanded-MNIST accuracy, as the paper did.
 
-#include "capsnet/engine/options.h"
+#include "capsnet/registry/options.h"
 
 #include <nlohmann/json.hpp>
 

@@ -7,7 +7,7 @@
 #include "capsnet/dist/process_group.h"
 #include "capsnet/engine/checkpoint.h"
 #include "capsnet/engine/evaluate.h"
-#include "capsnet/engine/options.h"
+#include "capsnet/registry/options.h"
 #include "capsnet/engine/step.h"
 
 #include <atomic>

@@ -5,7 +5,7 @@
 // that batches the requests waiting for it. The HTTP server itself
 // (cpp-httplib) is in apps/capsnet/serve_command.cpp.
 
-#include "capsnet/engine/inference.h"
+#include "capsnet/inference/inference.h"
 #include "capsnet/serve/guard.h"
 #include "capsnet/serve/metrics.h"
 

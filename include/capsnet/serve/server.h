@@ -7,7 +7,7 @@
 // a budget of pictures decoded at once, and an access log. The API's bodies
 // and replies are serve/api.h; the checks, serve/guard.h.
 
-#include "capsnet/engine/inference.h"
+#include "capsnet/inference/inference.h"
 #include "capsnet/ops/im2col_conv.h"
 
 #include <c10/core/Device.h>

@@ -8,7 +8,7 @@
 
 #include "capsnet/data/batch.h"
 #include "capsnet/data/shape.h"
-#include "capsnet/engine/inference.h"
+#include "capsnet/inference/inference.h"
 #include "capsnet/viz/figure.h"
 
 #include <ATen/ATen.h>

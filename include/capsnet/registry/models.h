@@ -7,9 +7,9 @@
 
 #include "capsnet/data/registry.h"
 #include "capsnet/data/shape.h"
-#include "capsnet/engine/flops.h"
-#include "capsnet/engine/options.h"
-#include "capsnet/engine/task.h"
+#include "capsnet/registry/flops.h"
+#include "capsnet/registry/options.h"
+#include "capsnet/registry/task.h"
 
 #include <nlohmann/json.hpp>
 #include <torch/nn/module.h>

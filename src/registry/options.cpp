@@ -1,7 +1,7 @@
-#include "capsnet/engine/options.h"
+#include "capsnet/registry/options.h"
 
 #include "capsnet/data/registry.h"
-#include "capsnet/engine/models.h"
+#include "capsnet/registry/models.h"
 
 #include <nlohmann/json.hpp>
 

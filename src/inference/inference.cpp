@@ -1,4 +1,4 @@
-#include "capsnet/engine/inference.h"
+#include "capsnet/inference/inference.h"
 
 #include "capsnet/engine/checkpoint.h"
 #include "capsnet/data/idx_reader.h"

@@ -1,7 +1,6 @@
-#include "capsnet/engine/models.h"
+#include "capsnet/registry/models.h"
 
 #include "capsnet/data/folder.h"
-#include "capsnet/engine/step.h"
 
 #include <algorithm>
 #include <stdexcept>
@@ -82,6 +81,23 @@ void check_sizes(const std::string& model, int64_t image_size, int64_t channels,
   }
 }
 
+// A built-in model's configuration is its own field of TrainOptions
+// (`member`): config and set_config read and write it, and fit takes the
+// data's image size, channels and classes into it.
+template <class Config>
+void built_in_config(ModelInfo& info, Config TrainOptions::*member) {
+  info.config = [member](const TrainOptions& options) { return nlohmann::json(options.*member); };
+  info.set_config = [member](TrainOptions& options, const nlohmann::json& config) {
+    options.*member = config.get<Config>();
+  };
+  info.fit = [member](TrainOptions& options, const DataShape& shape) {
+    auto& config = options.*member;
+    config.image_size = shape.image_size;
+    config.in_channels = shape.channels;
+    config.num_classes = shape.classes;
+  };
+}
+
 ModelInfo capsnet_entry() {
   ModelInfo info;
   info.name = "capsnet";
@@ -89,10 +105,7 @@ ModelInfo capsnet_entry() {
                      "routing, decoder; margin and reconstruction losses";
   info.capabilities = {Capability::kCapsules, Capability::kDecoder, Capability::kExport,
                        Capability::kBf16, Capability::kConvAlgo};
-  info.config = [](const TrainOptions& options) { return nlohmann::json(options.model); };
-  info.set_config = [](TrainOptions& options, const nlohmann::json& config) {
-    options.model = config.get<CapsNetConfig>();
-  };
+  built_in_config(info, &TrainOptions::model);
   info.flops = [](const TrainOptions& options) { return model_flops(options.model); };
   info.bench_options = [] { return TrainOptions{}; };
   info.build = [](const DataShape& shape, const TrainOptions& options) -> ModulePtr {
@@ -106,11 +119,6 @@ ModelInfo capsnet_entry() {
   };
   info.summary = [](const TrainOptions& options) {
     return "preset " + options.preset + ", " + enum_name(options.routing) + " routing";
-  };
-  info.fit = [](TrainOptions& options, const DataShape& shape) {
-    options.model.image_size = shape.image_size;
-    options.model.in_channels = shape.channels;
-    options.model.num_classes = shape.classes;
   };
   info.calibrate = [](torch::nn::Module& network, TrainOptions& options, const at::Tensor& images) {
     auto& net = dynamic_cast<CapsNetImpl&>(network);
@@ -134,10 +142,7 @@ ModelInfo efficient_capsnet_entry() {
   info.description = "Efficient-CapsNet (Mazzia et al. 2021): a 4-layer conv stem, depthwise "
                      "primary capsules, self-attention routing, decoder; 161K parameters";
   info.capabilities = {Capability::kCapsules, Capability::kDecoder, Capability::kExport};
-  info.config = [](const TrainOptions& options) { return nlohmann::json(options.efficient); };
-  info.set_config = [](TrainOptions& options, const nlohmann::json& config) {
-    options.efficient = config.get<EfficientCapsNetConfig>();
-  };
+  built_in_config(info, &TrainOptions::efficient);
   info.flops = [](const TrainOptions& options) { return model_flops(options.efficient); };
   info.bench_options = [] { return preset_options("efficient-capsnet"); };
   info.build = [](const DataShape& shape, const TrainOptions& options) -> ModulePtr {
@@ -154,11 +159,6 @@ ModelInfo efficient_capsnet_entry() {
            std::to_string(options.efficient.parameter_count()) + " parameters)";
   };
   info.validate = [](const TrainOptions& options) { options.efficient.validate(); };
-  info.fit = [](TrainOptions& options, const DataShape& shape) {
-    options.efficient.image_size = shape.image_size;
-    options.efficient.in_channels = shape.channels;
-    options.efficient.num_classes = shape.classes;
-  };
   return info;
 }
 
@@ -167,10 +167,7 @@ ModelInfo baseline_entry() {
   info.name = "baseline-cnn";
   info.description = "Table 1's baseline CNN: three 5x5 convolutions of 256, 256, 128, FC 328 "
                      "and 192, dropout; cross-entropy";
-  info.config = [](const TrainOptions& options) { return nlohmann::json(options.baseline); };
-  info.set_config = [](TrainOptions& options, const nlohmann::json& config) {
-    options.baseline = config.get<BaselineCnnConfig>();
-  };
+  built_in_config(info, &TrainOptions::baseline);
   info.build = [](const DataShape& shape, const TrainOptions& options) -> ModulePtr {
     const auto& c = options.baseline;
     check_sizes("baseline CNN", c.image_size, c.in_channels, c.num_classes, shape);
@@ -184,11 +181,6 @@ ModelInfo baseline_entry() {
     return "baseline CNN (" + std::to_string(options.baseline.parameter_count()) + " parameters)";
   };
   info.validate = [](const TrainOptions& options) { options.baseline.validate(); };
-  info.fit = [](TrainOptions& options, const DataShape& shape) {
-    options.baseline.image_size = shape.image_size;
-    options.baseline.in_channels = shape.channels;
-    options.baseline.num_classes = shape.classes;
-  };
   return info;
 }
 

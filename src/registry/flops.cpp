@@ -1,4 +1,4 @@
-#include "capsnet/engine/flops.h"
+#include "capsnet/registry/flops.h"
 
 #include <cmath>
 

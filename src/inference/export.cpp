@@ -1,8 +1,8 @@
-#include "capsnet/engine/export.h"
+#include "capsnet/inference/export.h"
 
 #include "capsnet/data/dataset.h"
 #include "capsnet/engine/checkpoint.h"
-#include "capsnet/engine/models.h"
+#include "capsnet/registry/models.h"
 #include "capsnet/io/atomic_file.h"
 
 #include <nlohmann/json.hpp>

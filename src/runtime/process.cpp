@@ -1,7 +1,7 @@
 // Process-wide tuning that belongs to the program: the library never calls
 // these itself (a library embedded in someone else's program must not
 // restart it or change its allocator); capsnet's tool does.
-#include "capsnet/engine/process.h"
+#include "capsnet/runtime/process.h"
 
 #include <malloc.h>
 #include <time.h>

@@ -1,8 +1,8 @@
 #pragma once
 
 #include "capsnet/data/dataset.h"
-#include "capsnet/engine/models.h"
-#include "capsnet/engine/options.h"
+#include "capsnet/registry/models.h"
+#include "capsnet/registry/options.h"
 #include "capsnet/model/capsule_network.h"
 
 #include <nlohmann/json_fwd.hpp>

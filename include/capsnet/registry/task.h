@@ -1,14 +1,23 @@
 #pragma once
 
 #include "capsnet/data/batch.h"
-#include "capsnet/engine/options.h"
+#include "capsnet/registry/options.h"
 #include "capsnet/losses/objective.h"
 #include "capsnet/model/baseline_cnn.h"
 #include "capsnet/model/capsnet.h"
 
 #include <torch/nn/module.h>
 
+#include <stdexcept>
+
 namespace capsnet {
+
+/// Training cannot go on (a non-finite loss, a run directory in the way,
+/// options that do not fit the data).
+class TrainingError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 /// What a model and its objective give the trainer for one batch.
 struct TaskOutput {

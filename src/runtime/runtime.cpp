@@ -1,6 +1,6 @@
-#include "capsnet/engine/runtime.h"
+#include "capsnet/runtime/runtime.h"
 
-#include "capsnet/engine/options.h"
+#include "capsnet/registry/options.h"
 
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>

@@ -1,4 +1,4 @@
-#include "capsnet/engine/task.h"
+#include "capsnet/registry/task.h"
 
 namespace capsnet {
 

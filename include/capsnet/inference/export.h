@@ -1,7 +1,7 @@
 #pragma once
 
 #include "capsnet/data/shape.h"
-#include "capsnet/engine/options.h"
+#include "capsnet/registry/options.h"
 #include "capsnet/model/capsnet.h"
 
 #include <nlohmann/json_fwd.hpp>

@@ -60,14 +60,14 @@ struct TrainOptions {
   ConvAlgo conv = ConvAlgo::kAuto;
   /// "auto" (a CUDA GPU when there is one), "cpu" or "cuda[:N]".
   std::string device = "auto";
-  /// The network: a name in the model registry (engine/models.h). Options
+  /// The network: a name in the model registry (registry/models.h). Options
   /// written before the registry call it "model_kind" (the same names).
   std::string model_name = "capsnet";
   CapsNetConfig model;        ///< the CapsNet's architecture (model_name capsnet)
   BaselineCnnConfig baseline; ///< the baseline's (model_name baseline-cnn)
   EfficientCapsNetConfig efficient; ///< Efficient-CapsNet's (model_name efficient-capsnet)
   /// The configurations of models registered outside the library, as JSON, by
-  /// model name (keep_config and model_config in engine/models.h).
+  /// model name (keep_config and model_config in registry/models.h).
   std::map<std::string, nlohmann::json> model_configs;
   /// How a folder data set (dataset "folder") is read, split and augmented.
   FolderOptions folder;
