@@ -1,14 +1,8 @@
 // What several subcommands share.
 #include "commands.h"
 
-#include "capsnet/data/batch.h"
 #include "capsnet/data/registry.h"
-#include "capsnet/registry/models.h"
-#include "capsnet/registry/options.h"
 #include "capsnet/runtime/runtime.h"
-#include "capsnet/io/atomic_file.h"
-
-#include <filesystem>
 
 #include <iostream>
 
@@ -34,7 +28,6 @@ Runner add_missing_command(CLI::App& app, const std::string& name, const std::st
   };
 }
 
-namespace fs = std::filesystem;
 
 CLI::Validator finite_range(double lo, double hi) {
   return CLI::Validator(

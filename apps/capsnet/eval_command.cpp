@@ -1,14 +1,9 @@
 #include "commands.h"
 
-#include "capsnet/data/batch.h"
-#include "capsnet/data/dataset.h"
 #include "capsnet/data/registry.h"
 #include "capsnet/engine/checkpoint.h"
 #include "capsnet/engine/evaluate.h"
-#include "capsnet/inference/inference.h"
-#include "capsnet/image/image.h"
 #include "capsnet/runtime/runtime.h"
-#include "capsnet/io/atomic_file.h"
 #ifdef CAPSNET_WITH_FIGURES
 #include "capsnet/viz/figure.h"
 #include "capsnet/viz/figures.h"
@@ -16,7 +11,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include <cstdio>
 #include <iostream>
 #include <memory>
 

@@ -82,10 +82,16 @@ void check_sizes(const std::string& model, int64_t image_size, int64_t channels,
 }
 
 // A built-in model's configuration is its own field of TrainOptions
-// (`member`): config and set_config read and write it, and fit takes the
-// data's image size, channels and classes into it.
-template <class Config>
-void built_in_config(ModelInfo& info, Config TrainOptions::*member) {
+// (`member`): config and set_config read and write it, fit takes the data's
+// image size, channels and classes into it, and build makes a `Net` of it
+// after checking those sizes against the data's (`what` names the network).
+template <class Net, class Config>
+void built_in_config(ModelInfo& info, Config TrainOptions::*member, const std::string& what) {
+  info.build = [member, what](const DataShape& shape, const TrainOptions& options) -> ModulePtr {
+    const auto& c = options.*member;
+    check_sizes(what, c.image_size, c.in_channels, c.num_classes, shape);
+    return Net(c).ptr();
+  };
   info.config = [member](const TrainOptions& options) { return nlohmann::json(options.*member); };
   info.set_config = [member](TrainOptions& options, const nlohmann::json& config) {
     options.*member = config.get<Config>();
@@ -105,14 +111,9 @@ ModelInfo capsnet_entry() {
                      "routing, decoder; margin and reconstruction losses";
   info.capabilities = {Capability::kCapsules, Capability::kDecoder, Capability::kExport,
                        Capability::kBf16, Capability::kConvAlgo};
-  built_in_config(info, &TrainOptions::model);
+  built_in_config<CapsNet>(info, &TrainOptions::model, "model");
   info.flops = [](const TrainOptions& options) { return model_flops(options.model); };
   info.bench_options = [] { return TrainOptions{}; };
-  info.build = [](const DataShape& shape, const TrainOptions& options) -> ModulePtr {
-    const auto& c = options.model;
-    check_sizes("model", c.image_size, c.in_channels, c.num_classes, shape);
-    return CapsNet(c).ptr();
-  };
   info.task = [](const ModulePtr& module, const TrainOptions& options) -> std::unique_ptr<Task> {
     return std::make_unique<CapsNetTask>(CapsNet(std::dynamic_pointer_cast<CapsNetImpl>(module)),
                                          options);
@@ -142,14 +143,9 @@ ModelInfo efficient_capsnet_entry() {
   info.description = "Efficient-CapsNet (Mazzia et al. 2021): a 4-layer conv stem, depthwise "
                      "primary capsules, self-attention routing, decoder; 161K parameters";
   info.capabilities = {Capability::kCapsules, Capability::kDecoder, Capability::kExport};
-  built_in_config(info, &TrainOptions::efficient);
+  built_in_config<EfficientCapsNet>(info, &TrainOptions::efficient, "Efficient-CapsNet");
   info.flops = [](const TrainOptions& options) { return model_flops(options.efficient); };
   info.bench_options = [] { return preset_options("efficient-capsnet"); };
-  info.build = [](const DataShape& shape, const TrainOptions& options) -> ModulePtr {
-    const auto& c = options.efficient;
-    check_sizes("Efficient-CapsNet", c.image_size, c.in_channels, c.num_classes, shape);
-    return EfficientCapsNet(c).ptr();
-  };
   info.task = [](const ModulePtr& module, const TrainOptions& options) -> std::unique_ptr<Task> {
     return std::make_unique<CapsNetTask>(std::dynamic_pointer_cast<EfficientCapsNetImpl>(module),
                                          options);
@@ -167,12 +163,7 @@ ModelInfo baseline_entry() {
   info.name = "baseline-cnn";
   info.description = "Table 1's baseline CNN: three 5x5 convolutions of 256, 256, 128, FC 328 "
                      "and 192, dropout; cross-entropy";
-  built_in_config(info, &TrainOptions::baseline);
-  info.build = [](const DataShape& shape, const TrainOptions& options) -> ModulePtr {
-    const auto& c = options.baseline;
-    check_sizes("baseline CNN", c.image_size, c.in_channels, c.num_classes, shape);
-    return BaselineCnn(c).ptr();
-  };
+  built_in_config<BaselineCnn>(info, &TrainOptions::baseline, "baseline CNN");
   info.task = [](const ModulePtr& module, const TrainOptions&) -> std::unique_ptr<Task> {
     return std::make_unique<BaselineCnnTask>(
         BaselineCnn(std::dynamic_pointer_cast<BaselineCnnImpl>(module)));
