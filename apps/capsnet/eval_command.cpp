@@ -1,9 +1,6 @@
 #include "commands.h"
 
-#include "capsnet/data/registry.h"
-#include "capsnet/engine/checkpoint.h"
-#include "capsnet/engine/evaluate.h"
-#include "capsnet/runtime/runtime.h"
+#include "capsnet/engine/test_split.h"
 #ifdef CAPSNET_WITH_FIGURES
 #include "capsnet/viz/figure.h"
 #include "capsnet/viz/figures.h"
@@ -61,45 +58,31 @@ int run_eval(const EvalFlags& f) {
 #endif
   const int64_t worst_count = worst_count_of(f);
   const auto [device, precision] = f.compute.resolve(); // threads before any work
-  auto loaded = load_checkpoint(f.checkpoint);
-  auto options = loaded.options;
-  auto inputs = files_in(test_data_dir(options, f.data_dir, f.dataset));
-  inputs.push_back(f.checkpoint);
-  check_outputs({f.confusion_png, f.worst.empty() ? "" : f.worst[1]}, inputs);
-  options.eval_batch_size = f.batch_size;
-  validate(options); // the library's bound of the batch size
-  loaded.module().to(device);
-  loaded.task()->set_execution(f.routing, precision); // on the shared network
-  const auto data = load_test_split(options, f.data_dir, f.dataset, f.limit, loaded.shape, &std::cerr);
-  const auto& info = dataset_info(options.dataset);
-  if (!f.confusion_png.empty() && info.labels_per_image != 1) {
-    throw std::invalid_argument("--confusion: a confusion matrix needs one label per image, and " +
-                                info.name + "'s images have " +
-                                std::to_string(info.labels_per_image) +
-                                "; leave --confusion out");
-  }
-  const auto result = evaluate(loaded, data, options);
+  const CheckpointEvalRequest request{f.checkpoint, f.data_dir, f.dataset, f.batch_size,
+                                      f.limit, f.routing, device, precision,
+                                      !f.confusion_png.empty(), // refused early where impossible
+                                      {f.confusion_png, f.worst.empty() ? "" : f.worst[1]}};
+  const auto eval = evaluate_checkpoint(request, &std::cerr);
+  const auto& result = eval.result;
 #ifdef CAPSNET_WITH_FIGURES
   if (!f.confusion_png.empty()) {
     viz::write_confusion_png(f.confusion_png,
                              "Confusion matrix: " + f.checkpoint + " on " +
-                                 options.dataset + " test (" + std::to_string(result.total) +
-                                 " images)",
+                                 eval.options.dataset + " test (" +
+                                 std::to_string(result.total) + " images)",
                              result.confusion);
   }
   if (worst_count > 0) {
-    const auto examples = test_examples(options, data, 0, loaded.shape);
-    viz::write_grid_png(f.worst[1],
-                        viz::worst_errors_figure(examples, result.scores, loaded.shape, worst_count));
+    const auto examples = test_examples(eval.options, eval.data, 0, eval.loaded.shape);
+    viz::write_grid_png(f.worst[1], viz::worst_errors_figure(examples, result.scores,
+                                                             eval.loaded.shape, worst_count));
   }
 #endif
-  const EvalReport report{f.checkpoint, options.dataset, options.preset, loaded.state.epoch,
-                          precision, loaded.shape};
   if (f.json) {
-    std::cout << eval_json(result, report).dump() << std::endl;
+    std::cout << eval_json(result, eval.report).dump() << std::endl;
     return 0;
   }
-  std::cout << eval_text(result, report);
+  std::cout << eval_text(result, eval.report);
   if (!f.confusion_png.empty()) std::cout << "confusion matrix drawn to " << f.confusion_png << "\n";
   if (worst_count > 0) std::cout << "worst errors drawn to " << f.worst[1] << "\n";
   std::cout << std::flush;

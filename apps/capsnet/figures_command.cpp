@@ -46,9 +46,7 @@ FigureInputs figure_inputs(const CheckpointFlags& f, const std::string& what,
   set_thread_count(f.threads);
   auto predictor = Predictor::load(f.checkpoint, what, needs);
   auto options = predictor.options();
-  auto inputs = files_in(test_data_dir(options, f.data_dir, f.dataset));
-  inputs.push_back(f.checkpoint);
-  check_outputs({f.out}, inputs);
+  check_outputs_against({f.out}, f.checkpoint, options, f.data_dir, f.dataset);
   const auto data = load_test_split(options, f.data_dir, f.dataset, 0, predictor.shape(), &std::cerr);
   auto examples = test_examples(options, data, limit, predictor.shape());
   return {std::move(predictor), std::move(examples)};

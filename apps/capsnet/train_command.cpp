@@ -265,39 +265,20 @@ void add_dist_options(CLI::App* cmd, dist::DistOptions& dist) {
 // Every value the command line gives train; the runner owns it.
 struct TrainFlags {
   Flags flags;
-  std::string preset = "paper", out, resume;
-  bool force = false, resume_if_exists = false;
+  RunRequest run; ///< --preset, --out, --resume, --resume-if-exists
+  bool force = false;
   double time_limit = 0;
   dist::DistOptions dist;
 };
 
 // The run the command line asks for (the library's run policy, resolve_run).
 ResolvedRun resolve(const TrainFlags& t, const dist::DistOptions& distributed) {
-  RunRequest request;
-  request.preset = t.preset;
-  request.out = t.out;
-  request.resume = t.resume;
-  request.resume_if_exists = t.resume_if_exists;
+  RunRequest request = t.run;
   request.world_size = distributed.world_size;
   for (const auto& [option, apply] : t.flags.bound) {
     if (option->count() > 0) request.given.push_back({option->get_name(), apply});
   }
   return resolve_run(request);
-}
-
-// What the user reads when train returns, and the exit code: rank 0 says
-// where the run stands; an interrupted rank exits as the signal asks.
-int report_run(const TrainReport& report, const TrainOptions& options, const std::string& run_dir,
-               const TrainFlags& t, int64_t rank, const StopSignals& signals) {
-  const int code = report.interrupted && !report.time_limit_reached ? signals.exit_code() : 0;
-  if (rank > 0) return code;
-  const auto outcome = run_outcome(report, options, run_dir, t.time_limit);
-  if (outcome.error) {
-    std::cerr << program_name() << ": " << outcome.text << std::flush;
-  } else {
-    std::cout << outcome.text << std::flush;
-  }
-  return code;
 }
 
 int run_train(const TrainFlags& t) {
@@ -310,23 +291,22 @@ int run_train(const TrainFlags& t) {
   const auto& run_dir = run.run_dir;
   TrainControl control;
   control.resume = run.resuming;
-  control.replace_unfinished = t.resume_if_exists;
+  control.replace_unfinished = t.run.resume_if_exists;
   control.distributed = distributed;
-  // --threads 0 means every core, shared among this machine's processes.
-  const int threads =
-      options.threads > 0 ? options.threads
-                          : std::max<int>(1, resolve_threads(0) /
-                                                 static_cast<int>(distributed.local_world_size));
   StopSignals signals;
   control.force = t.force;
   control.time_limit_seconds = t.time_limit;
   control.stop = &signals.stop();
   control.log = &std::cout;
   control.terminal = ::isatty(STDOUT_FILENO);
-  set_thread_count(threads);
+  set_thread_count(options.threads, distributed.local_world_size); // 0: this machine's share
   if (distributed.rank == 0) std::cout << "run directory: " << run_dir << std::endl;
   const auto report = train(options, run_dir, control);
-  return report_run(report, options, run_dir, t, distributed.rank, signals);
+  if (distributed.rank == 0) { // where the run stands; an interruption on stderr
+    const auto outcome = run_outcome(report, options, run_dir, t.time_limit);
+    (outcome.error ? std::cerr << program_name() << ": " : std::cout) << outcome.text << std::flush;
+  }
+  return report.interrupted && !report.time_limit_reached ? signals.exit_code() : 0;
 }
 
 } // namespace
@@ -334,7 +314,7 @@ int run_train(const TrainFlags& t) {
 Runner add_train_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "Train a CapsNet; evaluates on the test set after each epoch");
   auto t = std::make_shared<TrainFlags>();
-  cmd->add_option("--preset", t->preset,
+  cmd->add_option("--preset", t->run.preset,
                   "paper: the paper's settings (default). seed: the seed program's departures "
                   "(normalised input, unsquared margin loss, prediction mask, MSE, no shift, "
                   "batch 64, no lr decay, routing softmax over children, W ~ N(0,1)). cifar10: "
@@ -348,13 +328,13 @@ Runner add_train_command(CLI::App& app) {
   add_model_options(cmd, t->flags);
   add_objective_options(cmd, t->flags);
   add_architecture_options(cmd, t->flags);
-  cmd->add_option("--out", t->out, "run directory (default: runs/DATASET-PRESET-TIMESTAMP)");
-  auto* resume_opt = cmd->add_option("--resume", t->resume,
+  cmd->add_option("--out", t->run.out, "run directory (default: runs/DATASET-PRESET-TIMESTAMP)");
+  auto* resume_opt = cmd->add_option("--resume", t->run.resume,
                                      "continue the run in RUN_DIR from its last.pt (" +
                                          resume_may_change_text() + " may change)");
   resume_opt->excludes(cmd->get_option("--out"))->excludes(cmd->get_option("--preset"));
   auto* again = cmd->add_flag(
-      "--resume-if-exists", t->resume_if_exists,
+      "--resume-if-exists", t->run.resume_if_exists,
       "resume the run in --out from its last.pt when there is one (its options must match "
       "those given, as --resume checks), else start it there (replacing what a start that "
       "died before its first checkpoint left): one command line for every start, for "

@@ -5,6 +5,8 @@
 #include <ATen/Parallel.h>
 #include <torch/cuda.h>
 
+#include <algorithm>
+
 
 // Present when OpenBLAS is the process's BLAS (Debian: libblas.so.3 alternative).
 extern "C" char* openblas_get_corename() __attribute__((weak));
@@ -52,8 +54,9 @@ bool built_with_cuda() {
 #endif
 }
 
-int set_thread_count(int threads) {
-  const int count = resolve_threads(threads);
+int set_thread_count(int threads, int64_t processes_here) {
+  const int share = static_cast<int>(std::max<int64_t>(1, processes_here));
+  const int count = threads > 0 ? resolve_threads(threads) : std::max(1, resolve_threads(0) / share);
   at::set_num_threads(count);
   return count;
 }

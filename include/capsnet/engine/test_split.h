@@ -7,11 +7,14 @@
 #include "capsnet/data/batch.h"
 #include "capsnet/data/dataset.h"
 #include "capsnet/data/shape.h"
+#include "capsnet/engine/checkpoint.h"
+#include "capsnet/engine/evaluate.h"
 #include "capsnet/registry/options.h"
 
 #include <cstdint>
 #include <ostream>
 #include <string>
+#include <vector>
 
 namespace capsnet {
 
@@ -37,5 +40,40 @@ Dataset load_test_split(TrainOptions& options, const std::string& data_dir,
 /// std::invalid_argument when S is not the model's input size.
 Batch test_examples(const TrainOptions& options, const Dataset& data, int64_t limit,
                     const DataShape& trained);
+
+/// Before any work: none of `outputs` (empty: not asked for) is the
+/// checkpoint or a file of the test data directory it would be evaluated on
+/// (test_data_dir), and no two are the same file (check_outputs).
+void check_outputs_against(const std::vector<std::string>& outputs, const std::string& checkpoint,
+                           const TrainOptions& options, const std::string& data_dir,
+                           const std::string& dataset);
+
+/// What `capsnet eval` asks: a checkpoint file on its test split.
+struct CheckpointEvalRequest {
+  std::string checkpoint;
+  std::string data_dir, dataset; ///< empty: the run's (test_data_dir)
+  int64_t batch_size = 500;
+  int64_t limit = 0; ///< the first N test examples (0: all)
+  RoutingImpl routing = RoutingImpl::kFused;
+  c10::Device device = c10::Device(c10::kCPU);
+  Precision precision = Precision::kFp32;
+  bool confusion = false;           ///< a confusion matrix is wanted (one label per image)
+  std::vector<std::string> outputs; ///< files the caller writes afterwards (check_outputs_against)
+};
+
+/// An evaluated checkpoint, with what its figures need.
+struct CheckpointEval {
+  LoadedCheckpoint loaded; ///< on request.device
+  TrainOptions options;    ///< the checkpoint's, with the request's data set and batch size
+  Dataset data;            ///< the test split
+  EvalResult result;
+  EvalReport report;
+};
+
+/// Loads `request.checkpoint`, checks the outputs and the batch size (validate)
+/// and, before evaluating, that a wanted confusion matrix is possible; then
+/// evaluates on the test split (load_test_split; a folder's listing on `log`).
+/// Throws std::invalid_argument, CheckpointError or DataError.
+CheckpointEval evaluate_checkpoint(const CheckpointEvalRequest& request, std::ostream* log = nullptr);
 
 } // namespace capsnet
