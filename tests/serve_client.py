@@ -309,22 +309,27 @@ check("200 concurrent requests from 20 clients all answered correctly", right ==
 health = json.loads(request("GET", "/healthz")[2])
 check("concurrent requests were batched", health["largest_batch"] > 1,
       f"{health['batches']} batches for {health['batched_images']} images, largest {health['largest_batch']}")
-# A leak grows with the requests; the allocator's arenas (one per HTTP worker
-# thread that has met the load) grow until every worker has served: in one run
-# RSS rose 336 -> 357 MB between 200 and 800 requests, in another it stayed at
-# 333-335 MB over 5,000. So 600 requests warm up, and the 2,000 after them must
-# not grow RSS by 16 MB, which a leak of 8 KB a request would (a request's
-# JSON body is about 6 KB, its 784 floats 3 KB).
+# A leak grows with the requests at a steady rate; the allocator's heap grows
+# until it holds the largest working set the load has produced, and under a
+# loaded machine (another test beside this one under ctest -j) that took
+# longer: RSS rose 322 -> 343 MB between 800 and 2,800 requests there, while
+# alone it rose 336 -> 357 MB between 200 and 800 in one run and stayed at
+# 333-335 MB over 5,000 in another. So after 800 requests of warm-up, the
+# check compares two windows of 1,000: a leak of 8 KB a request (a request's
+# JSON body is about 6 KB, its 784 floats 3 KB) grows RSS by 8 MB in each,
+# and the second window must grow by less than that.
 rss_first = rss_mb()
 for _ in range(3):
     load_round()
 rss_warm = rss_mb()
+trace = []
 for _ in range(10):
     load_round()
-rss_after = rss_mb()
-check("memory is flat over 2,000 more requests", rss_after - rss_warm < 16,
+    trace.append(rss_mb())
+rss_mid, rss_after = trace[4], trace[-1]
+check("memory is flat over the last 1,000 of 2,800 requests", rss_after - rss_mid < 8,
       f"RSS {rss_rest:.0f} MB at rest, {rss_first:.0f} after 200, {rss_warm:.0f} after 800, "
-      f"{rss_after:.0f} after 2,800")
+      "then per 200: " + " ".join(f"{x:.0f}" for x in trace))
 
 print(f"serve api: {failures} failed")
 sys.exit(1 if failures else 0)
