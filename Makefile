@@ -8,7 +8,7 @@ DATA ?= data/mnist
 JOBS ?= $(shell nproc)
 ARGS ?=
 
-.PHONY: all deps build data train test test-fast test-minimal test-sanitize fuzz bench bench-as-avx2 clean
+.PHONY: all deps build data train test test-fast test-minimal test-sanitize fuzz bench bench-as-avx2 deb docs clean
 
 all: build
 
@@ -84,7 +84,7 @@ test-sanitize: deps data
 # make fuzz: libFuzzer targets (clang-16) for the IDX reader, image loading
 # and preprocessing, metrics.jsonl parsing and plotting, the options JSON and
 # the command line (parsing only);
-# each runs FUZZ_SECONDS from a seed corpus of real files (fuzz/README.md).
+# each runs FUZZ_SECONDS from a seed corpus of real files (docs/testing.md, "Sanitizers and fuzzing").
 FUZZ_SECONDS ?= 60
 fuzz: deps data
 	bash fuzz/run.sh $(FUZZ_SECONDS)
@@ -106,6 +106,22 @@ bench: build
 	  /usr/bin/python3 bench/pytorch_reference.py $(BENCH_ARGS) --json > $(BUILD)/bench-pytorch-malloc.json
 	python3 bench/compare.py $(BUILD)/bench-capsnet.json $(BUILD)/bench-pytorch.json \
 	  $(BUILD)/bench-pytorch-malloc.json $(BUILD)/bench-capsnet-bf16.json
+
+# make deb: build/capsnet_<version>_amd64.deb (CPack): the binary, the library,
+# the headers, the CMake package files and the web page, under /usr; install
+# it with apt install ./build/capsnet_*.deb (docs/install.md).
+deb: build
+	cd $(BUILD) && cpack -G DEB
+
+# make docs: the API reference of include/capsnet (Doxygen, docs/Doxyfile) in
+# build/docs/html; fails while Doxygen warns (build/docs/warnings.log), e.g.
+# about a public class or function without its one-line summary.
+docs:
+	@command -v doxygen >/dev/null || { echo "make docs: needs Doxygen (apt-get install doxygen)" >&2; exit 1; }
+	rm -rf build/docs && mkdir -p build/docs && doxygen docs/Doxyfile
+	@n=$$(grep -c 'warning:' build/docs/warnings.log || true); \
+	  if [ "$$n" -gt 0 ]; then echo "make docs: $$n warnings (build/docs/warnings.log)" >&2; exit 1; fi; \
+	  echo "make docs: build/docs/html/index.html, no warnings"
 
 clean:
 	rm -rf $(BUILD)

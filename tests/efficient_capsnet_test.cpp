@@ -139,7 +139,7 @@ int64_t trainable(torch::nn::Module& module) {
   return n;
 }
 
-// The derivation (README, "Efficient-CapsNet"): stem convolutions 832 + 18,496
+// The derivation (docs/efficient-capsnet.md): stem convolutions 832 + 18,496
 // + 36,928 + 73,856, batch norm scale and shift 2 * (32 + 64 + 64 + 128) = 576,
 // depthwise 9 * 9 * 128 + 128 = 10,496, W 16 * 10 * 8 * 16 = 20,480 and b 160:
 // 161,824 trainable. Keras's summary adds the 576 moving means and variances:

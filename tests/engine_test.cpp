@@ -1,4 +1,5 @@
 #include "capsnet/engine/checkpoint.h"
+#include "capsnet/version.h"
 #include "capsnet/engine/epoch_record.h"
 #include "capsnet/registry/options.h"
 #include "capsnet/recipes/run.h"
@@ -89,6 +90,9 @@ TEST_F(Engine, CheckpointRoundTripKeepsEverything) {
   EXPECT_EQ(loaded.state.step_in_epoch, 2);
   EXPECT_EQ(loaded.state.best_accuracy, 0.625);
   EXPECT_EQ(loaded.state.epoch_seconds, 2.25);
+  // The version that wrote it, CMake's project() version and the commit.
+  EXPECT_EQ(loaded.written_by, std::string("capsnet ") + CAPSNET_VERSION + " (" + build_commit() + ")");
+  EXPECT_NE(std::string(build_commit()), "");
   auto original = model->named_parameters();
   for (const auto& p : loaded.capsnet("test")->named_parameters()) {
     EXPECT_TRUE(p.value().equal(original[p.key()])) << p.key();

@@ -1,4 +1,4 @@
-// The README's example of using capsnet as a library. Part 1: build the
+// docs/library.md's example of using capsnet as a library. Part 1: build the
 // paper's network, classify a batch, take one training step by hand, save and
 // reload a checkpoint, predict. Part 2: train a model and data of your own
 // through capsnet's Trainer (a Task, a BatchSource, the policies).

@@ -1,6 +1,8 @@
 // The command-line App, built once for the tool and for the fuzz target.
 #include "cli_app.h"
 
+#include "capsnet/recipes/about.h"
+
 #include <c10/util/Exception.h>
 #include <nlohmann/json.hpp>
 
@@ -38,6 +40,13 @@ Commands add_commands(CLI::App& app) {
   run["serve"] = add_missing_command(app, "serve", "-DCAPSNET_WITH_SERVE=OFF, without cpp-httplib");
   commands.left_out.push_back("serve");
 #endif
+  const auto& out = commands.left_out;
+  const BuildParts parts{std::find(out.begin(), out.end(), "plot") == out.end(),
+                         std::find(out.begin(), out.end(), "serve") == out.end()};
+  app.set_version_flag("--version", [parts] {
+    const auto text = version_text(parts);
+    return text.substr(0, text.size() - 1); // CLI11 ends it with a newline
+  });
   return commands;
 }
 

@@ -24,7 +24,7 @@ Runner add_missing_command(CLI::App& app, const std::string& name, const std::st
   return [name, how]() -> int {
     throw std::invalid_argument("capsnet " + name + " is not in this build (configured with " +
                                 how + "); build capsnet with the full dependencies "
-                                "(scripts/install-deps.sh, README \"Building\")");
+                                "(scripts/install-deps.sh; README, \"Quick start\")");
   };
 }
 

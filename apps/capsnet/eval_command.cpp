@@ -53,7 +53,7 @@ int run_eval(const EvalFlags& f) {
     throw std::invalid_argument(std::string(f.worst.empty() ? "--confusion" : "--worst") +
                                 " draws a PNG, and this capsnet was built without figures "
                                 "(-DCAPSNET_WITH_FIGURES=OFF); leave it out, or rebuild with "
-                                "cairo (README, \"A build with only LibTorch\")");
+                                "cairo (docs/gpu.md, \"A build with only LibTorch\")");
   }
 #endif
   const int64_t worst_count = worst_count_of(f);

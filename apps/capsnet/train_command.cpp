@@ -92,7 +92,7 @@ void add_model_options(CLI::App* cmd, Flags& f) {
                        "backward), im2col (im2col + BLAS sgemm both ways), onednn "
                        "(LibTorch's own both ways) or winograd (the primary capsules by "
                        "Winograd's F(2x2, 5x5) on the phases of the stride-2 convolution; "
-                       "README, \"Choosing the convolution\"); "
+                       "docs/performance.md, \"Choosing the convolution\"); "
                        "may change on --resume");
   f.bind(add_device_option(cmd, f.given.device), FIELD(std::string, device));
 }
@@ -147,7 +147,7 @@ void add_architecture_options(CLI::App* cmd, Flags& f) {
                                  "fields of the model's own configuration as a JSON object, "
                                  "merged over the preset's and the flags' (e.g. "
                                  "'{\"routing_iterations\": 1}'; a model registered by your "
-                                 "program takes its own fields; README, \"Adding a model\")");
+                                 "program takes its own fields; docs/architecture.md, \"Adding a model\")");
   f.bound.emplace_back(config, [&f](TrainOptions& o) {
     o = with_model_config(o, parse_model_config(f.model_config));
   });
@@ -188,7 +188,7 @@ void add_run_options(CLI::App* cmd, Flags& f) {
 // --dataset folder: how the user's pictures are read, split and augmented.
 void add_folder_options(CLI::App* cmd, Flags& f) {
   const std::string group =
-      "Your own pictures (--dataset folder --data DIR; README, \"Your own images\")";
+      "Your own pictures (--dataset folder --data DIR; docs/own-data.md)";
   f.add<double>(cmd, "--test-fraction", FIELD(double, folder.test_fraction),
                 "share of each class held out for testing when DIR has no train/ and test/ "
                 "(stratified, drawn from --seed, recorded in the checkpoint)")
@@ -312,15 +312,11 @@ int run_train(const TrainFlags& t) {
 } // namespace
 
 Runner add_train_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("train", "Train a CapsNet; evaluates on the test set after each epoch");
+  auto* cmd = app.add_subcommand(
+      "train", "Train a capsule network (--model, --preset); evaluates on the test set after each epoch");
   auto t = std::make_shared<TrainFlags>();
   cmd->add_option("--preset", t->run.preset,
-                  "paper: the paper's settings (default). seed: the seed program's departures "
-                  "(normalised input, unsquared margin loss, prediction mask, MSE, no shift, "
-                  "batch 64, no lr decay, routing softmax over children, W ~ N(0,1)). cifar10: "
-                  "the paper's CIFAR-10 network on a folder of pictures (--dataset folder, "
-                  "32x32 colour, random 24x24 crops and flips, 64 primary capsule types); "
-                  "options given explicitly override the preset")
+                  presets_text() + " Options given explicitly override the preset.")
       ->check(CLI::IsMember(preset_names()))
       ->capture_default_str();
   add_run_options(cmd, t->flags);

@@ -36,3 +36,4 @@
 #include "capsnet/ops/fused_routing.h"
 #include "capsnet/ops/im2col_conv.h"
 #include "capsnet/ops/squash.h"
+#include "capsnet/version.h"

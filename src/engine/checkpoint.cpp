@@ -2,6 +2,7 @@
 
 #include "capsnet/data/registry.h"
 #include "capsnet/io/atomic_file.h"
+#include "capsnet/version.h"
 
 #include <nlohmann/json.hpp>
 #include <torch/serialize/input-archive.h>
@@ -114,6 +115,8 @@ void save_checkpoint(const std::string& path, torch::nn::Module& model,
                      const DataShape& shape, const TrainingState& state) {
   torch::serialize::OutputArchive archive;
   archive.write("format", c10::IValue(std::string(kFormat)));
+  archive.write("written_by", c10::IValue(std::string("capsnet ") + version() + " (" +
+                                          build_commit() + ")"));
   archive.write("options", c10::IValue(nlohmann::json(options).dump()));
   archive.write("data_shape", c10::IValue(nlohmann::json(shape).dump()));
   torch::serialize::OutputArchive model_archive;
@@ -228,6 +231,10 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
   s.epoch_seconds = read_double(archive, path, "epoch_seconds");
   c10::IValue data;
   if (archive.try_read("data", data) && data.isString()) s.data = data.toStringRef();
+  c10::IValue written_by;
+  if (archive.try_read("written_by", written_by) && written_by.isString()) {
+    loaded.written_by = written_by.toStringRef();
+  }
   return loaded;
 }
 

@@ -18,7 +18,7 @@ namespace capsnet {
 
 namespace {
 
-// The formats the README promises, by their first bytes. stb_image decodes
+// The formats docs/inference.md promises, by their first bytes. stb_image decodes
 // more (Radiance HDR, PSD, PIC, TGA), and Debian's stb 2.27 has known faults
 // in those (CVE-2021-42715: an endless loop in HDR); they never reach it.
 bool promised_format(const std::string& bytes) {

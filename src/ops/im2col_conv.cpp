@@ -31,7 +31,7 @@ Precision usable_precision(Precision requested, std::ostream& warnings,
 
 ConvAlgo conv_algo_for(ConvAlgo requested, int64_t in_channels, bool winograd_covered,
                        bool backward) {
-  // The rule, from `capsnet bench --conv ...` (README, "Choosing the
+  // The rule, from `capsnet bench --conv ...` (docs/performance.md, "Choosing the
   // convolution"): oneDNN 2.6's fp32 forward runs at the sgemm's speed on
   // AVX2 and AVX-512 alike, its backward does not (on AVX2, three times the
   // GEMM cost), so the forward is oneDNN's and the backward im2col + sgemm.

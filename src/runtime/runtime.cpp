@@ -33,7 +33,7 @@ c10::Device resolve_device(const std::string& name) {
           "--device " + name + ": LibTorch sees no CUDA GPU (" +
           (torch::cuda::is_available() ? std::string("none found")
                                        : std::string("this LibTorch is a CPU build; build "
-                                                     "against a CUDA LibTorch, see README")) +
+                                                     "against a CUDA LibTorch, see docs/gpu.md")) +
           "); use --device cpu");
     }
     // device_count() is size_t in LibTorch 1.13 and c10::DeviceIndex in 2.x.

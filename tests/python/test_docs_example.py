@@ -1,5 +1,5 @@
-"""The README's Python example ("capsnet in PyTorch"), run as written, with an
-exported CapsNet as its model.pth."""
+"""The Python example of docs/python.md ("capsnet in PyTorch"), run as
+written, with an exported CapsNet as its model.pth."""
 import os
 import re
 import shutil
@@ -8,13 +8,13 @@ import torch
 
 from conftest import needs_binary
 
-README = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'README.md')
+PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'docs', 'python.md')
 
 
 def readme_example():
-    with open(README) as f:
+    with open(PAGE) as f:
         text = f.read()
-    section = text[text.index('## capsnet in PyTorch'):]
+    section = text[text.index('# capsnet in PyTorch'):]
     return re.search(r'```python\n(.*?)```', section, re.S).group(1)
 
 
@@ -26,7 +26,7 @@ def test_the_readme_example_runs(exports, tmp_path, monkeypatch, capsys):
     shutil.copy(os.path.splitext(path)[0] + '.json', tmp_path / 'model.json')
     monkeypatch.chdir(tmp_path)
     scope = {}
-    exec(compile(readme_example(), 'README.md', 'exec'), scope)
+    exec(compile(readme_example(), 'docs/python.md', 'exec'), scope)
     assert 'torch.Size([64, 10, 16])' in capsys.readouterr().out
     assert scope['lengths'].shape == (8, 10)
     assert scope['W'].grad is not None and scope['W'].grad.abs().sum() > 0

@@ -4,7 +4,7 @@
 // placed at random in a 40x40 black frame ("expanded MNIST"), test on digits
 // transformed by random affine maps in affNIST's ranges. affNIST itself is not
 // shipped by Debian or npm; this generator draws its transformations
-// reproducibly from a seed instead (the ranges: README, "Affine robustness").
+// reproducibly from a seed instead (the ranges: docs/experiments.md, "affine").
 
 #include "capsnet/data/batch.h"
 

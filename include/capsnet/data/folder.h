@@ -2,7 +2,7 @@
 
 // Folder data sets (--dataset folder): a user's own pictures, one sub-folder
 // per class, as torchvision's ImageFolder and Keras's
-// image_dataset_from_directory take them. README, "Your own images".
+// image_dataset_from_directory take them. docs/own-data.md.
 
 #include "capsnet/data/dataset.h"
 
@@ -70,7 +70,7 @@ struct FolderListing {
   /// name, empty, a broken link, a link back into the tree).
   std::vector<std::string> skipped;
   /// What each split's files are: a CRC-32 of their names, sizes,
-  /// modification times and labels (see README for why not of their bytes).
+  /// modification times and labels (see docs/own-data.md for why not of their bytes).
   std::string train_identity, test_identity;
 };
 

@@ -37,7 +37,7 @@ struct SourceOptions {
 };
 
 /// What capsnet knows about a data set; the one list of them. To add a data
-/// set, add an entry in registry.cpp (README, "Adding a data set").
+/// set, add an entry in registry.cpp (docs/architecture.md, "Adding a data set").
 struct DatasetInfo {
   std::string name;        ///< what --dataset takes: "mnist"
   std::string description; ///< one line for help texts

@@ -58,6 +58,9 @@ struct LoadedCheckpoint {
   TrainOptions options;
   DataShape shape; ///< what the network was built for
   TrainingState state;
+  /// The capsnet that wrote it, "capsnet 0.1.0 (COMMIT)"; empty for
+  /// checkpoints from before versions were recorded.
+  std::string written_by;
 
   torch::nn::Module& module() { return *network; }
   /// The network with its objective as `with` describe (evaluation, training).

@@ -41,7 +41,7 @@ struct EfficientCapsNetConfig {
   /// N_in of the routing: stem_channels.back() / primary_dim (16).
   int64_t num_primary_capsules() const;
   /// The network's trainable parameters, decoder excluded, from the sizes
-  /// alone (161,824 for MNIST; see the README's derivation).
+  /// alone (161,824 for MNIST; see docs/efficient-capsnet.md).
   int64_t parameter_count() const;
   /// Throws std::invalid_argument naming the first inconsistent field.
   void validate() const;

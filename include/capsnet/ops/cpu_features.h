@@ -55,7 +55,7 @@ struct Bf16Support {
 /// FLOPs a cycle as fp32 FMAs on two; AMD's Zen 4 and Zen 5 run it at twice
 /// fp32's rate. Measured on an Emerald Rapids Xeon without AMX (make bench at
 /// 1849f6f): the bf16 probe at 0.66x the fp32 probe, bf16 training at 0.75x
-/// fp32, inference at 0.82x (README).
+/// fp32, inference at 0.82x (docs/performance.md).
 std::string bf16_not_faster(const CpuFeatures& cpu);
 /// From cpu_features(). Setting CAPSNET_NO_BF16=1 reports no support (to try
 /// the fp32 fallback on any machine); so does a ONEDNN_MAX_CPU_ISA below

@@ -2,7 +2,7 @@
 
 // The model registry: the one list of the networks capsnet trains, beside
 // the data-set registry (data/registry.h). To add a model, add an entry in
-// models.cpp, or call register_model() from your own program (README,
+// models.cpp, or call register_model() from your own program (docs/architecture.md,
 // "Adding a model").
 
 #include "capsnet/data/registry.h"

@@ -104,6 +104,8 @@ struct TrainOptions {
 TrainOptions preset_options(const std::string& name);
 /// The presets' names.
 std::vector<std::string> preset_names();
+/// Each preset's name and what it sets, as one paragraph ("paper: ... seed: ...").
+std::string presets_text();
 
 /// Throws std::invalid_argument naming the first out-of-range option.
 void validate(const TrainOptions& options);

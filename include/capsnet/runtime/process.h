@@ -25,7 +25,7 @@ void ensure_fast_blas(char** argv);
 /// page faults on first touch, which measured ~2.5x slower steps on this
 /// network; up to 2 GB of free heap is kept (with 1 GB, bf16 evaluation at
 /// batch 1000 re-faulted its heap every batch and ran 2x slower). Docs in
-/// README, "Performance".
+/// docs/performance.md.
 void keep_freed_memory();
 
 /// SIGINT and SIGTERM as a request to stop: the one way train, experiment,
