@@ -15,23 +15,34 @@ namespace capsnet {
 /// affNIST's ranges: rotation within +-20 degrees, shear within +-0.2, scale
 /// 0.8 to 1.2 (and translation anywhere the digit stays inside the frame).
 struct AffineRanges {
-  double rotation_degrees = 20;
-  double shear = 0.2;
-  double min_scale = 0.8;
-  double max_scale = 1.2;
+  double rotation_degrees = 20; ///< the largest rotation either way, in degrees
+  double shear = 0.2;           ///< the largest shear either way
+  double min_scale = 0.8;       ///< the smallest scale drawn
+  double max_scale = 1.2;       ///< the largest scale drawn
 };
 
 /// One digit's transformation: the map A = R(rotation) * [[1, shear], [0, 1]]
 /// * scale about the frame's centre, then a whole-pixel translation (ty, tx).
 struct AffineParams {
+  /// \var rotation_degrees
+  /// The angle of R, in degrees.
+  /// \var shear
+  /// The shear in A's [[1, shear], [0, 1]].
+  /// \var scale
+  /// A's scale factor, the same on both axes.
   double rotation_degrees = 0, shear = 0, scale = 1;
+  /// \var ty
+  /// Rows the transformed digit moves down (negative: up).
+  /// \var tx
+  /// Columns the transformed digit moves right (negative: left).
   int64_t ty = 0, tx = 0;
 };
 
+/// How FramedSource places its digits.
 struct FramedOptions {
-  int64_t frame = 40;
+  int64_t frame = 40; ///< side of the generated images, in pixels
   bool affine = false; ///< false: translation only (expanded MNIST)
-  AffineRanges ranges;
+  AffineRanges ranges; ///< what affine transformations are drawn from
   uint64_t seed = 0; ///< the fixed (test) set's seed; training uses the step's stream
 };
 
@@ -43,6 +54,8 @@ struct FramedOptions {
 /// pixel clear of the frame's edge.
 class FramedSource : public BatchSource {
  public:
+  /// `base`: the digits to frame, no larger than the frame; throws for
+  /// ranges that are negative or a min_scale not in (0, max_scale].
   FramedSource(Dataset base, FramedOptions options);
   int64_t size() const override { return base_.size(); }
   int64_t num_classes() const override { return base_.num_classes; }
@@ -51,6 +64,7 @@ class FramedSource : public BatchSource {
   Batch get(const at::Tensor& indices, std::mt19937_64* rng) const override;
   /// The transformation get() applies to example `index`.
   AffineParams params(int64_t index, std::mt19937_64* rng = nullptr) const;
+  /// The options this source was made with.
   const FramedOptions& options() const { return options_; }
 
  private:

@@ -21,6 +21,7 @@ struct Batch {
   /// What the decoder should reproduce for each entry of `labels`: [B, C, H, W]
   /// (one label) or [B, P, C, H, W]. For MNIST, the input image itself.
   at::Tensor recon_targets;
+  /// B, the number of examples.
   int64_t size() const { return images.size(0); }
   /// Examples [begin, begin + count) of this batch.
   Batch narrow(int64_t begin, int64_t count) const;
@@ -43,6 +44,7 @@ class BatchSource {
  public:
   virtual ~BatchSource() = default;
   virtual int64_t size() const = 0; ///< number of examples
+  /// K, the number of classes: labels are in [0, K).
   virtual int64_t num_classes() const = 0;
   /// The examples `indices` (int64 [B], on any device) as one batch.
   /// `rng` drives augmentation; null means none (evaluation).
@@ -68,12 +70,14 @@ class DatasetSource : public BatchSource {
   /// caller turns the augmentation off for test splits).
   DatasetSource(Dataset data, const SourceOptions& options,
                 c10::Device device = c10::Device(c10::kCPU));
+  /// Shifts of up to `max_shift` pixels and MNIST's standardisation only.
   DatasetSource(Dataset data, int64_t max_shift, bool normalize,
                 c10::Device device = c10::Device(c10::kCPU));
   int64_t size() const override { return data_.size(); }
   int64_t num_classes() const override { return data_.num_classes; }
   Batch get(const at::Tensor& indices, std::mt19937_64* rng) const override;
   void prefetch(const at::Tensor& indices) const override;
+  /// The data set this source serves.
   const Dataset& data() const { return data_; }
 
  private:
@@ -125,10 +129,14 @@ at::Tensor random_flip(const at::Tensor& images, std::mt19937_64& rng);
 /// so that a resumed run draws exactly what an uninterrupted one does.
 class EpochSampler {
  public:
+  /// `size` examples in batches of `batch_size` (both positive), drawn from `seed`.
   EpochSampler(int64_t size, int64_t batch_size, uint64_t seed);
   virtual ~EpochSampler() = default;
+  /// Batches per epoch, the last one possibly short.
   int64_t steps_per_epoch() const { return (size_ + batch_size_ - 1) / batch_size_; }
+  /// Examples in the data set.
   int64_t size() const { return size_; }
+  /// Examples per (global) batch.
   int64_t batch_size() const { return batch_size_; }
   /// The examples of step `step` of epoch `epoch` that this process trains
   /// on: int64 [B] (fewer at the end of an epoch); all of them here, one
@@ -157,6 +165,7 @@ class EpochSampler {
 /// that N ranks see exactly what one process at the global batch sees.
 class ShardedSampler : public EpochSampler {
  public:
+  /// Rank `rank` of `world` (0 <= rank < world) over batches of `global_batch_size`.
   ShardedSampler(int64_t size, int64_t global_batch_size, uint64_t seed, int64_t rank,
                  int64_t world);
   at::Tensor indices(int64_t epoch, int64_t step) const override;

@@ -10,6 +10,7 @@
 
 namespace capsnet {
 
+/// Which part of a data set: the training or the test examples.
 enum class Split { kTrain, kTest };
 
 struct FolderSplit;
@@ -19,13 +20,15 @@ struct FolderSplit;
 struct Dataset {
   at::Tensor images;  ///< uint8 [N, C, H, W]; undefined when folder->files streams them
   at::Tensor labels; ///< int64 [N]
-  int64_t num_classes = 10;
+  int64_t num_classes = 10; ///< K: labels are in [0, K)
   std::vector<std::string> class_names;  ///< empty: the class indices
   /// A folder data set's split (data/folder.h): files, statistics, identity.
   std::shared_ptr<const FolderSplit> folder;
+  /// N, the number of examples.
   int64_t size() const { return labels.size(0); }
-  /// The images' side and channels (held or streamed).
+  /// The images' side (held or streamed).
   int64_t side() const;
+  /// The images' channels (held or streamed).
   int64_t channels() const;
   /// uint8 [B, C, H, W] of the examples `indices` (int64 [B]).
   at::Tensor pixels(const at::Tensor& indices) const;

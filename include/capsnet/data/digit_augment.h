@@ -12,10 +12,18 @@ namespace capsnet {
 
 /// What one image's augmentation drew (for tests and figures).
 struct DigitAugmentDraw {
-  bool rotated = false;
+  bool rotated = false;         ///< whether the rotation was applied (probability 1/2)
   int angle_degrees = 0;        ///< whole degrees, as the authors' int(angle)
+  /// \var shift_y
+  /// Rows the image moved down (negative: up).
+  /// \var shift_x
+  /// Columns the image moved right (negative: left).
   int64_t shift_y = 0, shift_x = 0;
+  /// \var squish
+  /// Columns removed by the squish.
   int64_t squish = 0, squish_offset = 0; ///< columns removed, left offset
+  /// \var erase_row
+  /// Top row of the 4x4 erased patch.
   int64_t erase_row = 0, erase_col = 0;  ///< top-left of the 4x4 erased patch
 };
 

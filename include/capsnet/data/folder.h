@@ -55,14 +55,18 @@ bool has_picture_extension(const std::string& name);
 /// One picture of a folder data set.
 struct ImageFile {
   std::string path;  ///< relative to the folder: "train/cat/1.png" or "cat/1.png"
-  int64_t label = 0;
+  int64_t label = 0; ///< the class: an index into FolderListing::classes
 };
 
 /// A folder's classes and the files of both splits, found by listing the
 /// tree once (names, types, sizes and times; no file is opened).
 struct FolderListing {
-  std::string root;
+  std::string root;  ///< the folder listed, as given
   std::vector<std::string> classes;  ///< the class folders' names, sorted
+  /// \var train
+  /// The training split's pictures.
+  /// \var test
+  /// The test split's pictures.
   std::vector<ImageFile> train, test;
   bool split_folders = false;  ///< DIR/train and DIR/test; else DIR/CLASS split by the fraction
   std::string split;           ///< how the test split was made, for logs
@@ -72,6 +76,8 @@ struct FolderListing {
   /// What each split's files are: a CRC-32 of their names, sizes,
   /// modification times and labels (see docs/own-data.md for why not of their bytes).
   std::string train_identity, test_identity;
+  /// \var test_identity
+  /// The test split's identity, made as train_identity is.
 };
 
 /// Lists the folder `dir`: DIR/train/CLASS/... and DIR/test/CLASS/..., or
@@ -94,7 +100,9 @@ class ImageFiles {
   ImageFiles(std::vector<std::string> paths, at::Tensor cache, int64_t channels, int64_t side,
              int workers = 2);
   ~ImageFiles();
+  /// The number of pictures.
   int64_t size() const { return static_cast<int64_t>(paths_.size()); }
+  /// How many of them (the first ones) are held in memory.
   int64_t cached() const { return cache_.size(0); }
   /// The pictures `indices` (int64 [B]) as uint8 [B, C, side, side]; throws
   /// DataError naming a file that can no longer be read.
@@ -116,19 +124,23 @@ class ImageFiles {
 
 /// What a folder split is, besides its images and labels (Dataset::folder).
 struct FolderSplit {
-  std::string root;
+  std::string root;                         ///< the folder, as given
   std::string identity;                     ///< the listing's identity of the split
   std::string split;                        ///< how the test split was made
   std::vector<std::string> test_files;      ///< the held-out files of a fraction split
   std::vector<std::string> skipped;         ///< "path: why", listing and decoding together
+  /// \var side
+  /// The stored images' side, in pixels (before any crop).
   int64_t side = 0, channels = 0;           ///< the stored images' (before any crop)
+  /// \var mean
+  /// The mean of each channel's pixels in [0, 1], over this split's pictures.
   std::vector<double> mean, std;            ///< per channel, pixels in [0, 1]
   std::shared_ptr<const ImageFiles> files;  ///< set when the split outgrew the cache
 };
 
 /// How a folder split is loaded.
 struct FolderRequest {
-  FolderOptions options;
+  FolderOptions options;  ///< how the folder is read and prepared
   uint64_t seed = 1;  ///< the split's draw
   int64_t limit = 0;  ///< > 0: this many files, drawn across the classes from the seed
   std::vector<std::string> test_files;  ///< a recorded split (see list_image_folder)

@@ -9,10 +9,13 @@
 
 namespace capsnet {
 
+/// What export_folder writes, and where.
 struct FolderExportOptions {
   std::string dataset = "mnist"; ///< a registered data set of one label per image, not a folder
   std::string data_dir;          ///< its directory; empty: the data set's own
   std::string out;               ///< the folder to write (new or empty, unless force)
+  /// \var limit
+  /// The first N training images (0: all).
   int64_t limit = 0, test_limit = 0; ///< the first N training and test images (0: all)
   std::string format = "png";    ///< png (the same pixels) or jpeg (quality 95)
   bool force = false;            ///< write into a folder that is not empty

@@ -15,8 +15,8 @@ class DataError : public std::runtime_error {
 
 /// An unsigned-byte IDX array (the MNIST file format): dims and row-major data.
 struct IdxArray {
-  std::vector<int64_t> dims;
-  std::vector<uint8_t> data;
+  std::vector<int64_t> dims; ///< the size of each dimension, outermost first
+  std::vector<uint8_t> data; ///< the elements, row-major: the product of dims
 };
 
 /// Reads an IDX file of unsigned bytes, raw or gzip-compressed (detected from

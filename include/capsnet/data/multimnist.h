@@ -17,6 +17,7 @@
 
 namespace capsnet {
 
+/// How MultiMnistSource generates its examples.
 struct MultiMnistOptions {
   int64_t frame = 36;    ///< side of the generated images
   int64_t max_shift = 4; ///< each digit moves up to this many pixels each way from the centre
@@ -27,10 +28,16 @@ struct MultiMnistOptions {
 
 /// One generated example: the base digits, their classes, where each sits.
 struct MultiMnistPair {
+  /// \var first
+  /// The first digit's index into the base data set.
   int64_t first = 0, second = 0;           ///< indices into the base data set
+  /// \var first_class
+  /// The first digit's class.
+  /// \var second_class
+  /// The second digit's class (never the first's).
   int64_t first_class = 0, second_class = 0;
   std::array<int64_t, 2> first_shift{};    ///< (dy, dx) from the centred position
-  std::array<int64_t, 2> second_shift{};
+  std::array<int64_t, 2> second_shift{};   ///< the same for the second digit
   /// Area shared by the two 28x28 boxes over one box's area (the paper's
   /// "overlap", 80% on average at shifts of up to 4 pixels).
   double box_overlap(int64_t side) const;
@@ -52,6 +59,7 @@ class MultiMnistSource : public BatchSource {
   Batch get(const at::Tensor& indices, std::mt19937_64* rng) const override;
   /// What get() makes of example `index` (from `rng` when given).
   MultiMnistPair pair(int64_t index, std::mt19937_64* rng = nullptr) const;
+  /// The options this source was made with.
   const MultiMnistOptions& options() const { return options_; }
 
  private:

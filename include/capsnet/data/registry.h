@@ -16,7 +16,7 @@ namespace capsnet {
 /// What a load of one split asks for.
 struct DataRequest {
   std::string dir;  ///< empty: the data set's default directory
-  Split split = Split::kTrain;
+  Split split = Split::kTrain;  ///< which split to load
   int64_t limit = 0;     ///< > 0: the first `limit` examples (a folder: drawn across its classes)
   FolderOptions folder;  ///< how a folder data set is read
   uint64_t seed = 1;     ///< a folder's test split is drawn from it
@@ -28,6 +28,8 @@ struct DataRequest {
 struct SourceOptions {
   int64_t shift = 0;              ///< random translation in training, up to this many pixels
   bool normalize = false;         ///< standardise with mean and std
+  /// \var mean
+  /// The mean of each channel's pixels in [0, 1] that normalize subtracts.
   std::vector<double> mean, std;  ///< per channel; empty: MNIST's
   int64_t crop =
       0;  ///< > 0: the model's side; random crops in training with augment, else the centre
@@ -44,8 +46,8 @@ struct DatasetInfo {
   std::string default_dir; ///< where its files are when --data is not given
   std::string fetch_hint;  ///< how to get the files (part of "not found" errors)
   int64_t image_size = 28; ///< square images
-  int64_t channels = 1;
-  int64_t num_classes = 10;
+  int64_t channels = 1;    ///< channels of the images
+  int64_t num_classes = 10; ///< K: labels are in [0, K)
   int64_t labels_per_image = 1; ///< MultiMNIST: 2
   std::vector<std::string> class_names;  ///< empty: the class indices (or the folder's names)
   bool folder = false;  ///< a user's folder: its size, channels and classes come from the files

@@ -23,8 +23,8 @@ CAPSNET_ENUM_NAMES(Preparation, "picture preparation",
 /// description, recorded in checkpoints.
 struct DataShape {
   int64_t image_size = 28;  ///< square images, as the network takes them
-  int64_t channels = 1;
-  int64_t classes = 10;
+  int64_t channels = 1;     ///< 1 (grey) or 3 (colour)
+  int64_t classes = 10;     ///< K, the number of classes the network tells apart
   int64_t labels_per_image = 1;  ///< MultiMNIST: 2
   /// The classes' names (a folder data set's folder names, sorted); empty:
   /// the class indices.
@@ -32,7 +32,9 @@ struct DataShape {
   /// Per-channel mean and standard deviation of the training pixels in
   /// [0, 1], what --normalize standardises with; empty: MNIST's (kMnistMean).
   std::vector<double> mean, std;
-  Preparation preparation = Preparation::kDigit;
+  /// \var std
+  /// The standard deviations that go with `mean`; empty: MNIST's (kMnistStd).
+  Preparation preparation = Preparation::kDigit;  ///< how predict and serve prepare pictures
   /// kResize: the side pictures are resized to (shorter side, then a centre
   /// crop) before the image_size crop; 0: image_size.
   int64_t resize = 0;

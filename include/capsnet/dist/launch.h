@@ -15,11 +15,12 @@
 
 namespace capsnet::dist {
 
+/// The process group `launch` runs on this machine, and how.
 struct LaunchOptions {
   int nproc = 1;     ///< processes on this machine
   int nnodes = 1;    ///< machines in the job
   int node_rank = 0; ///< this machine's index in the job
-  std::string master_addr = "127.0.0.1";
+  std::string master_addr = "127.0.0.1"; ///< MASTER_ADDR: where rank 0's machine is reached
   int master_port = 0; ///< 0: a free port of this machine (one-machine jobs only)
   /// Seconds the other processes get to stop on their own after one fails
   /// (none when the group will be restarted, torchrun's way); then SIGTERM,
@@ -28,7 +29,7 @@ struct LaunchOptions {
   int max_restarts = 0; ///< start the whole group again up to N times after a failure
   /// The program each process runs (execv) and its arguments, argv[0] first.
   std::string program = "/proc/self/exe";
-  std::vector<std::string> argv;
+  std::vector<std::string> argv; ///< the arguments, argv[0] first
   std::ostream* log = nullptr; ///< what the launcher says (starts, failures); null: nothing
   /// Polled every 50 ms: a signal to pass on to every process (0: none),
   /// StopSignals::take in the tool. A group that got one is not restarted.

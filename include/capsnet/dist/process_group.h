@@ -35,6 +35,7 @@
 #include <vector>
 
 namespace capsnet::dist {
+/// Which c10d backend a process group uses; auto: NCCL on a CUDA device, Gloo on the CPU.
 enum class Backend { kAuto, kGloo, kNccl };
 } // namespace capsnet::dist
 
@@ -65,10 +66,11 @@ struct DistOptions {
   /// what the overlap gains).
   bool overlap = true;
   /// torchrun's agent hosts the store (TORCHELASTIC_USE_AGENT_STORE); keys
-  /// then go under /worker/attempt_<TORCHELASTIC_RESTART_COUNT>.
+  /// then go under `/worker/attempt_<TORCHELASTIC_RESTART_COUNT>`.
   bool agent_store = false;
-  int64_t restart_count = 0;
+  int64_t restart_count = 0; ///< TORCHELASTIC_RESTART_COUNT: the group's restarts so far
 
+  /// Whether there is more than one process.
   bool distributed() const { return world_size > 1; }
 };
 
@@ -90,10 +92,10 @@ class DistributedError : public TrainingError {
 
 /// Per-epoch figures of the gradient all-reduce.
 struct CommStats {
-  int64_t steps = 0;
+  int64_t steps = 0;          ///< steps whose gradients were reduced
   double exposed_seconds = 0; ///< backward's end to the last bucket reduced, summed over steps
   double alone_seconds = 0;   ///< one all-reduce of every bucket with nothing else running
-  int64_t buckets = 0;
+  int64_t buckets = 0;        ///< gradient buckets, one all-reduce each per step
   double megabytes = 0; ///< gradient bytes reduced per step
 };
 
@@ -110,10 +112,14 @@ class ProcessGroup : public Replicas {
   ProcessGroup(const ProcessGroup&) = delete;
   ProcessGroup& operator=(const ProcessGroup&) = delete;
 
+  /// This process's rank in [0, world_size()).
   int64_t rank() const override;
+  /// The number of processes in the job.
   int64_t world_size() const override;
+  /// The backend in use: Gloo or NCCL, never auto.
   Backend backend() const;
 
+  /// Sums `values` element-wise over all ranks, in place (blocking).
   void sum(std::vector<double>& values) override;
   /// The element-wise sum of `tensor` over all ranks (blocking; every rank calls it).
   at::Tensor sum_tensor(const at::Tensor& tensor);
@@ -125,8 +131,11 @@ class ProcessGroup : public Replicas {
   /// are registered on them, and buckets laid out in reverse order (the
   /// order backward produces them). Call once, before training.
   void attach(const std::vector<at::Tensor>& parameters);
+  /// Arms the gradient hooks for a step in which this rank holds `share` of the global batch.
   void begin_gradients(double share) override;
+  /// Waits for every bucket's all-reduce and leaves the global batch's gradient in .grad.
   void finish_gradients() override;
+  /// Copies rank 0's attached parameters to every rank.
   void broadcast_parameters() override;
 
   /// Each rank's `digest` (e.g. a CRC of its options and data) must equal

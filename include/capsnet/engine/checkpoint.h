@@ -30,10 +30,10 @@ struct TrainingState {
   int64_t best_epoch = 0;          ///< best.pt's epoch (0: none yet, or not recorded)
   double best_test_accuracy = -1;  ///< the test accuracy of best.pt's epoch (-1: none)
   // Running sums of the current epoch, so that its metrics survive a resume.
-  double epoch_loss_sum = 0;
-  int64_t epoch_correct = 0;
-  int64_t epoch_seen = 0;
-  double epoch_seconds = 0;
+  double epoch_loss_sum = 0; ///< the loss summed over the epoch's images so far
+  int64_t epoch_correct = 0; ///< images of the epoch predicted right so far
+  int64_t epoch_seen = 0;    ///< images of the epoch trained on so far
+  double epoch_seconds = 0;  ///< seconds spent in the epoch's steps so far
   /// What the run trains and tests on (data_identity()); empty in checkpoints
   /// written before it was recorded.
   std::string data;
@@ -55,16 +55,18 @@ void save_checkpoint(const std::string& path, CapsNet& model, torch::optim::Adam
 struct LoadedCheckpoint {
   const ModelInfo* info = nullptr; ///< the registry entry of options.model_name
   ModulePtr network;               ///< on the CPU as loaded
-  TrainOptions options;
+  TrainOptions options; ///< the options the run was trained with
   DataShape shape; ///< what the network was built for
-  TrainingState state;
+  TrainingState state; ///< where the run stood when it was saved
   /// The capsnet that wrote it, "capsnet 0.1.0 (COMMIT)"; empty for
   /// checkpoints from before versions were recorded.
   std::string written_by;
 
+  /// The network as a plain module.
   torch::nn::Module& module() { return *network; }
   /// The network with its objective as `with` describe (evaluation, training).
   std::unique_ptr<Task> task(const TrainOptions& with) const { return info->task(network, with); }
+  /// The network with the objective of the options it was trained with.
   std::unique_ptr<Task> task() const { return task(options); }
   /// Throws CheckpointError unless the model offers `capability`, which `what`
   /// (a command) needs; the message names the model and the capability.

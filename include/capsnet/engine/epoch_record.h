@@ -16,19 +16,19 @@ namespace capsnet {
 /// One finished epoch as metrics.jsonl records it.
 struct EpochRecord {
   int64_t epoch = 0; ///< 1-based
-  double train_loss = 0;
+  double train_loss = 0; ///< mean training loss over the epoch's images
   double train_accuracy = 0; ///< in [0, 1]
   double lr = 0;             ///< at the next step
-  double seconds = 0;
-  double images_per_second = 0;
+  double seconds = 0;           ///< seconds spent in the epoch's training steps
+  double images_per_second = 0; ///< training images per second
   /// Whether the epoch's test evaluation ran; without it the test keys are
   /// left out of the row.
   bool evaluated = false;
-  double test_loss = 0;
-  double test_accuracy = 0;
-  int64_t test_errors = 0;
-  int64_t test_size = 0;
-  double eval_seconds = 0;
+  double test_loss = 0;     ///< mean loss on the test set
+  double test_accuracy = 0; ///< in [0, 1]
+  int64_t test_errors = 0;  ///< test images predicted wrongly
+  int64_t test_size = 0;    ///< test images evaluated
+  double eval_seconds = 0;  ///< seconds the test evaluation took
   /// Other figures of the epoch under their own keys (the all-reduce's).
   std::map<std::string, double> extra;
 

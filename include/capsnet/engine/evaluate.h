@@ -21,17 +21,19 @@ struct LoadedCheckpoint;
 /// scores are exactly their P classes (MultiMNIST's "both digits right").
 struct EvalResult {
   double loss = 0; ///< mean loss of the task's objective
-  int64_t correct = 0;
-  int64_t total = 0;
+  int64_t correct = 0; ///< images predicted exactly right
+  int64_t total = 0;   ///< images evaluated
   /// Per class: images containing it, and those of them whose prediction includes it.
   std::vector<int64_t> class_correct;
-  std::vector<int64_t> class_total;
+  std::vector<int64_t> class_total; ///< per class: the images containing it
   /// confusion[true][predicted] over the test set; one label per image only (else empty).
   std::vector<std::vector<int64_t>> confusion;
   at::Tensor scores; ///< scores of every test image (capsule lengths), float [N, K], on the CPU
-  double seconds = 0;
+  double seconds = 0; ///< seconds the evaluation took
 
+  /// correct / total, in [0, 1] (0 without images).
   double accuracy() const { return total ? static_cast<double>(correct) / total : 0.0; }
+  /// Images not predicted exactly right.
   int64_t errors() const { return total - correct; }
 };
 
@@ -58,9 +60,14 @@ WrongPredictions wrong_predictions(const at::Tensor& scores, const at::Tensor& l
 
 /// What an evaluation report says besides the result.
 struct EvalReport {
+  /// The checkpoint's path.
   std::string checkpoint, dataset, preset;
-  int64_t epoch = 0;
-  Precision precision = Precision::kFp32;
+  /// \var std::string EvalReport::dataset
+  /// The data set evaluated on.
+  /// \var std::string EvalReport::preset
+  /// The preset of the checkpoint's run.
+  int64_t epoch = 0;                      ///< epochs the checkpoint was trained for
+  Precision precision = Precision::kFp32; ///< the arithmetic the evaluation ran in
   DataShape shape; ///< the classes' names
 };
 /// `capsnet eval --json`'s object: accuracy, errors, loss, per-class counts

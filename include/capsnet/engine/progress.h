@@ -14,8 +14,11 @@ std::string format_duration(double seconds);
 /// file, a plain line every tenth of an epoch and at least once a minute.
 class ProgressPrinter {
  public:
+  /// Prints on `out`; `terminal`: `out` is a terminal, where the line is rewritten in place.
   ProgressPrinter(std::ostream& out, bool terminal);
 
+  /// Shows step `step` of `steps` in epoch `epoch` of `epochs` (1-based), the throughput,
+  /// the epoch's running loss and accuracy (in [0, 1]) and the time left in seconds.
   void update(int64_t epoch, int64_t epochs, int64_t step, int64_t steps, double images_per_second,
               double loss, double accuracy, double eta_seconds);
   /// Ends the in-place line, if one is showing.

@@ -12,11 +12,14 @@
 
 namespace capsnet {
 
+/// The processes of a data-parallel run, as the Trainer sees them; this base is one process.
 class Replicas {
  public:
   virtual ~Replicas() = default;
 
+  /// This process's index, in [0, world_size()).
   virtual int64_t rank() const { return 0; }
+  /// The number of processes.
   virtual int64_t world_size() const { return 1; }
 
   /// Sums `values` element-wise over all ranks, in place; every rank gets the
@@ -28,6 +31,7 @@ class Replicas {
   /// in every parameter's .grad the gradient of the global batch's mean loss:
   /// sum over ranks of share_r * grad_r.
   virtual void begin_gradients(double share) {}
+  /// After backward: leaves the global batch's gradient in every .grad (see begin_gradients).
   virtual void finish_gradients() {}
 
   /// Makes every rank's trained parameters equal to rank 0's.

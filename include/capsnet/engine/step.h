@@ -21,8 +21,9 @@ class AgreedTrainingError : public TrainingError {
 /// The loss of a step was NaN or infinite; the optimizer did not step.
 class NonFiniteLoss : public TrainingError {
  public:
+  /// The message names `value`.
   explicit NonFiniteLoss(double value);
-  double value;
+  double value; ///< the loss
 };
 
 /// One optimisation step: forward -> loss -> backward -> on_gradients ->
@@ -32,6 +33,7 @@ class NonFiniteLoss : public TrainingError {
 /// over the ranks before the hook runs.
 class TrainStep {
  public:
+  /// Steps `optimizer` on `task`'s loss; `replicas`: null for one process.
   TrainStep(Task& task, torch::optim::Optimizer& optimizer, Replicas* replicas = nullptr);
 
   /// Called between backward and the optimizer step; may be empty.
@@ -49,9 +51,12 @@ class TrainStep {
   /// the optimizer step. `out` may be empty when this rank has no images in
   /// the step: it then contributes zero gradients.
   TaskOutput forward(const Batch& batch);
+  /// The second half of operator(): backward through `out` to the optimizer step.
   void update(const TaskOutput& out, double share = 1.0);
 
+  /// The task it trains.
   Task& task() { return task_; }
+  /// The optimizer it steps.
   torch::optim::Optimizer& optimizer() { return optimizer_; }
 
  private:

@@ -50,13 +50,14 @@ void check_outputs_against(const std::vector<std::string>& outputs, const std::s
 
 /// What `capsnet eval` asks: a checkpoint file on its test split.
 struct CheckpointEvalRequest {
-  std::string checkpoint;
+  std::string checkpoint; ///< the checkpoint file's path
+  /// The test data's directory; empty: the run's (test_data_dir).
   std::string data_dir, dataset; ///< empty: the run's (test_data_dir)
-  int64_t batch_size = 500;
+  int64_t batch_size = 500; ///< images per evaluation batch
   int64_t limit = 0; ///< the first N test examples (0: all)
-  RoutingImpl routing = RoutingImpl::kFused;
-  c10::Device device = c10::Device(c10::kCPU);
-  Precision precision = Precision::kFp32;
+  RoutingImpl routing = RoutingImpl::kFused;   ///< how the routing runs
+  c10::Device device = c10::Device(c10::kCPU); ///< where the network runs
+  Precision precision = Precision::kFp32;      ///< the network's arithmetic
   bool confusion = false;           ///< a confusion matrix is wanted (one label per image)
   std::vector<std::string> outputs; ///< files the caller writes afterwards (check_outputs_against)
 };
@@ -66,8 +67,8 @@ struct CheckpointEval {
   LoadedCheckpoint loaded; ///< on request.device
   TrainOptions options;    ///< the checkpoint's, with the request's data set and batch size
   Dataset data;            ///< the test split
-  EvalResult result;
-  EvalReport report;
+  EvalResult result;       ///< the evaluation's figures
+  EvalReport report;       ///< what its report says besides them
 };
 
 /// Loads `request.checkpoint`, checks the outputs and the batch size (validate)

@@ -51,13 +51,14 @@ struct StepAgreement {
 /// CheckpointPolicy and no logger: the metrics they see are the global ones.
 class Trainer {
  public:
+  /// Trains `task` on `data` in the order of `sampler`; `replicas`: null for one process.
   Trainer(Task& task, const BatchSource& data, const EpochSampler& sampler,
           torch::optim::Optimizer& optimizer, Replicas* replicas = nullptr);
 
-  LearningRateSchedule schedule;
-  EvalPolicy evaluation;
-  BatchNormPolicy batch_norm;
-  CheckpointPolicy checkpoints;
+  LearningRateSchedule schedule; ///< the learning rate of every step
+  EvalPolicy evaluation;         ///< what is evaluated after every epoch
+  BatchNormPolicy batch_norm;    ///< precise batch norm after every epoch
+  CheckpointPolicy checkpoints;  ///< where checkpoints are written
   /// After the first epoch, say on the logger when the network is not
   /// learning (not_learning_warning); for models whose scores are capsule lengths.
   bool warn_if_not_learning = false;

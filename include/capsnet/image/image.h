@@ -23,13 +23,16 @@ class ImageError : public std::runtime_error {
 
 /// A grayscale image, row-major, values in [0, 1].
 struct GrayImage {
-  int width = 0;
-  int height = 0;
-  std::vector<float> pixels;
+  int width = 0;             ///< in pixels
+  int height = 0;            ///< in pixels
+  std::vector<float> pixels; ///< width * height values, row by row
 
   GrayImage() = default;
+  /// A `w` x `h` image with every pixel `fill`.
   GrayImage(int w, int h, float fill = 0.0f) : width(w), height(h), pixels(size_t(w) * h, fill) {}
+  /// The pixel in column `x` of row `y` (unchecked).
   float& at(int x, int y) { return pixels[size_t(y) * width + x]; }
+  /// The pixel in column `x` of row `y` (unchecked).
   float at(int x, int y) const { return pixels[size_t(y) * width + x]; }
 };
 
@@ -63,16 +66,16 @@ GrayImage mnist_preprocess(const GrayImage& image, int side = 28, int box = 20);
 
 /// A picture with 8-bit channels, 1 (grey) or 3 (RGB), row-major and interleaved.
 struct Picture {
-  int width = 0;
-  int height = 0;
-  int channels = 1;
+  int width = 0;    ///< in pixels
+  int height = 0;   ///< in pixels
+  int channels = 1; ///< 1 (grey) or 3 (RGB)
   std::vector<uint8_t> pixels;  ///< width * height * channels
 };
 
 /// What a picture file's header says, read without decoding the pixels.
 struct PictureInfo {
-  int width = 0;
-  int height = 0;
+  int width = 0;        ///< in pixels
+  int height = 0;       ///< in pixels
   bool colour = false;  ///< stored as RGB or with a palette (not grey)
 };
 

@@ -53,14 +53,17 @@ class Predictor {
   /// Moves the model; inputs follow it and results come back on the CPU.
   void to(const c10::Device& device);
 
+  /// The network.
   const CapsuleNetworkPtr& model() const { return model_; }
   /// The network's input and capsule sizes.
   CapsuleShape sizes() const { return model_->shape(); }
+  /// The options the model was trained with.
   const TrainOptions& options() const { return options_; }
+  /// What the model was trained on.
   const DataShape& shape() const { return shape_; }
   /// The name of class k (DataShape::class_name).
   std::string class_name(int64_t k) const { return shape_.class_name(k); }
-  int64_t batch_size = 500;
+  int64_t batch_size = 500; ///< images per forward pass of classify()
 
  private:
   CapsuleNetworkPtr model_;

@@ -20,10 +20,24 @@ using DifferentiableSum = std::function<at::Tensor(const at::Tensor&)>;
 /// does. Without it, at::batch_norm. Parameters weight and bias, buffers
 /// running_mean, running_var (unbiased, as PyTorch keeps them).
 struct BatchNormImpl : torch::nn::Module {
+  /// `channels` C; weight 1, bias 0, running_mean 0 and running_var 1 at first.
   BatchNormImpl(int64_t channels, double momentum, double eps);
+  /// Shapes: [B, C, H, W] -> [B, C, H, W]; in training, updates the running statistics.
   at::Tensor forward(const at::Tensor& x);
 
+  /// \var momentum
+  /// The running statistics' update weight: new = (1 - momentum) old + momentum batch.
+  /// \var eps
+  /// Added to the variance before its square root.
   double momentum, eps;
+  /// \var weight
+  /// The learned scale, [C].
+  /// \var bias
+  /// The learned shift, [C].
+  /// \var running_mean
+  /// The running mean of each channel, [C], used in evaluation.
+  /// \var running_var
+  /// The running (unbiased) variance of each channel, [C], used in evaluation.
   at::Tensor weight, bias, running_mean, running_var;
   /// Sums a tensor over the ranks (identity in one process); null: local statistics.
   DifferentiableSum reduce;

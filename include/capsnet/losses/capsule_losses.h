@@ -8,10 +8,11 @@
 
 namespace capsnet {
 
+/// The constants of the margin loss (Eq. 4), at the paper's values.
 struct MarginLossOptions {
-  double m_plus = 0.9;
-  double m_minus = 0.1;
-  double lambda = 0.5;
+  double m_plus = 0.9;  ///< m+: a present class's length is pushed above it
+  double m_minus = 0.1; ///< m-: an absent class's length is pushed below it
+  double lambda = 0.5;  ///< down-weights the absent classes' term
   /// Eq. 4 squares both hinge terms; the seed does not.
   bool squared = true;
 };
@@ -27,6 +28,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(MarginLossOptions, m_plus, m_min
 at::Tensor margin_loss(const at::Tensor& lengths, const at::Tensor& targets,
                        const MarginLossOptions& options = {});
 
+/// How reconstruction_loss measures the error.
 enum class ReconstructionLoss {
   /// Sum of squared errors per image, averaged over the batch (the paper).
   kSumSquared,

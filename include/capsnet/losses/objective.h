@@ -8,8 +8,8 @@ namespace capsnet {
 
 /// The loss terms of one batch.
 struct LossTerms {
-  at::Tensor total;
-  at::Tensor margin;
+  at::Tensor total;  ///< margin + recon_weight * reconstruction: what backward runs on
+  at::Tensor margin; ///< the margin loss (Eq. 4)
   at::Tensor reconstruction; ///< unweighted; undefined when recon_weight is 0
 };
 
@@ -17,9 +17,9 @@ struct LossTerms {
 /// Eq. 4 over the classes present, plus `recon_weight` (0.0005) times the
 /// reconstruction loss of each reconstructed capsule against its target.
 struct CapsNetObjective {
-  MarginLossOptions margin;
-  double recon_weight = 0.0005;
-  ReconstructionLoss recon_loss = ReconstructionLoss::kSumSquared;
+  MarginLossOptions margin;     ///< the margin loss's constants
+  double recon_weight = 0.0005; ///< the reconstruction loss's weight; 0: none
+  ReconstructionLoss recon_loss = ReconstructionLoss::kSumSquared; ///< how it is measured
 
   /// Shapes: lengths [B, K]; targets int64 [B] or multi-hot [B, K];
   /// reconstruction and recon_targets [B, C, H, W] or [B, P, C, H, W] (one

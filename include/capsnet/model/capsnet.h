@@ -19,23 +19,23 @@ namespace capsnet {
 /// defaults are the paper's MNIST network (Section 4, Figure 1 and 2).
 struct CapsNetConfig {
   int64_t image_size = 28; ///< square input images
-  int64_t in_channels = 1;
-  int64_t num_classes = 10;
-  int64_t conv1_channels = 256;
-  int64_t conv1_kernel = 9;
-  int64_t primary_types = 32;
-  int64_t primary_dim = 8;
-  int64_t primary_kernel = 9;
-  int64_t primary_stride = 2;
-  int64_t digit_dim = 16;
-  int64_t routing_iterations = 3;
-  RoutingSoftmax routing_softmax = RoutingSoftmax::kParents;
-  bool digit_bias = false;
-  double w_init_std = 0.01;
+  int64_t in_channels = 1;        ///< channels of the input images
+  int64_t num_classes = 10;       ///< K, the digit capsules
+  int64_t conv1_channels = 256;   ///< conv1's output channels
+  int64_t conv1_kernel = 9;       ///< conv1's side (stride 1, no padding)
+  int64_t primary_types = 32;     ///< primary capsule types (channels / primary_dim)
+  int64_t primary_dim = 8;        ///< D_in, the primary capsules' length
+  int64_t primary_kernel = 9;     ///< the primary-capsule convolution's side
+  int64_t primary_stride = 2;     ///< the primary-capsule convolution's stride
+  int64_t digit_dim = 16;         ///< D, the digit capsules' length
+  int64_t routing_iterations = 3; ///< r of Procedure 1
+  RoutingSoftmax routing_softmax = RoutingSoftmax::kParents; ///< the axis c_ij normalise over
+  bool digit_bias = false;  ///< a learned bias on s_j before squash (DigitCapsulesOptions::bias)
+  double w_init_std = 0.01; ///< W_ij ~ N(0, w_init_std^2)
   /// The factor on the digit capsules' input (DigitCapsulesOptions::
   /// input_scale): 1, or what calibrate() set for a new run's data.
   double routing_input_scale = 1.0;
-  std::vector<int64_t> decoder_hidden = {512, 1024};
+  std::vector<int64_t> decoder_hidden = {512, 1024}; ///< widths of the decoder's hidden layers
 
   /// Side of the primary-capsule grid: 6 for the paper's MNIST network.
   int64_t primary_grid() const;
@@ -43,7 +43,9 @@ struct CapsNetConfig {
   int64_t num_primary_capsules() const;
   /// Throws std::invalid_argument naming the first inconsistent field.
   void validate() const;
+  /// Whether every field is equal (as their JSON).
   bool operator==(const CapsNetConfig& other) const;
+  /// Whether any field differs.
   bool operator!=(const CapsNetConfig& other) const { return !(*this == other); }
 };
 
@@ -60,6 +62,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CapsNetConfig, image_size, in_ch
 /// Parameter names map one-to-one onto the seed's: conv1.*, primary_capsules.conv.*
 /// (the seed's conv2.*), digit_capsules.weight, decoder.{0,2,4}.*.
 struct CapsNetImpl : CapsuleNetworkImpl {
+  /// Validates `config` (std::invalid_argument) and builds the layers it describes.
   explicit CapsNetImpl(const CapsNetConfig& config = {});
 
   /// Shapes: images [B, C, H, W] -> digit capsules [B, K, D].
@@ -68,6 +71,7 @@ struct CapsNetImpl : CapsuleNetworkImpl {
   at::Tensor primary(const at::Tensor& images);
   /// The masked decoder (Section 4.1); see CapsuleNetworkImpl::reconstruct.
   at::Tensor reconstruct(const at::Tensor& capsules, const at::Tensor& classes) override;
+  /// The configuration's image size, channels, classes and digit-capsule length.
   CapsuleShape shape() const override {
     return {config.image_size, config.in_channels, config.num_classes, config.digit_dim};
   }
@@ -84,11 +88,11 @@ struct CapsNetImpl : CapsuleNetworkImpl {
   /// Chooses how conv1 and the primary-capsule convolution run in fp32 on the CPU.
   void set_conv_algo(ConvAlgo algo) override { primary_capsules->options.conv_algo(algo); }
 
-  CapsNetConfig config;
-  torch::nn::Conv2d conv1{nullptr};
-  PrimaryCapsules primary_capsules{nullptr};
-  DigitCapsules digit_capsules{nullptr};
-  Decoder decoder{nullptr};
+  CapsNetConfig config;                      ///< the architecture it was built for
+  torch::nn::Conv2d conv1{nullptr};          ///< the first convolution, with ReLU
+  PrimaryCapsules primary_capsules{nullptr}; ///< u [B, N_in, D_in]
+  DigitCapsules digit_capsules{nullptr};     ///< v [B, K, D], by dynamic routing
+  Decoder decoder{nullptr};                  ///< the reconstruction network (Section 4.1)
 };
 TORCH_MODULE(CapsNet);
 

@@ -16,6 +16,7 @@
 
 namespace capsnet {
 
+/// What a capsule network's forward pass gives (CapsuleNetworkImpl::forward).
 struct CapsNetOutput {
   at::Tensor capsules;       ///< class capsules v_j, [B, K, D]
   at::Tensor lengths;        ///< |v_j|, the class probabilities, [B, K]
@@ -28,11 +29,12 @@ struct CapsNetOutput {
 /// The sizes a capsule network takes and gives.
 struct CapsuleShape {
   int64_t image_size = 28; ///< square input images
-  int64_t in_channels = 1;
+  int64_t in_channels = 1; ///< channels of the input images
   int64_t num_classes = 10; ///< K class capsules
   int64_t capsule_dim = 16; ///< D
 };
 
+/// A capsule network: class capsules from images, and a decoder back to images.
 struct CapsuleNetworkImpl : torch::nn::Module {
   /// Shapes: images [B, C, H, W] -> class capsules [B, K, D].
   virtual at::Tensor capsules(const at::Tensor& images) = 0;
@@ -42,6 +44,7 @@ struct CapsuleNetworkImpl : torch::nn::Module {
   /// [B, P] -> [B, P, C, H, W] (see Decoder).
   virtual at::Tensor reconstruct(const at::Tensor& capsules, const at::Tensor& classes) = 0;
 
+  /// The sizes it takes and gives.
   virtual CapsuleShape shape() const = 0;
 
   /// The routing's coupling coefficients for `images`, [B, N_in, K], as the
@@ -67,7 +70,7 @@ struct CapsuleNetworkImpl : torch::nn::Module {
   /// kTargetDrive: about twice and about half the paper's MNIST network's
   /// (24 at the start), so that MNIST is untouched with a margin and a
   /// calibrated network starts with one.
-  static constexpr double kMaxDrive = 50, kTargetDrive = 12;
+  static constexpr double kMaxDrive = 50, kTargetDrive = 12; ///< calibrate()'s target drive
   /// A data-dependent start, in the manner of LSUV (Mishkin & Matas, 2016):
   /// measures the drive on `images` ([B, C, H, W], a training batch) and,
   /// above kMaxDrive, scales the routing's input by kTargetDrive / drive. Why:
@@ -82,7 +85,9 @@ struct CapsuleNetworkImpl : torch::nn::Module {
   /// How the network computes; not part of its architecture. Networks
   /// without the choice ignore it.
   virtual void set_routing_impl(RoutingImpl impl) {}
+  /// Chooses the arithmetic of the convolutions; ignored without the choice.
   virtual void set_precision(Precision precision) {}
+  /// Chooses how the fp32 convolutions run on the CPU; ignored without the choice.
   virtual void set_conv_algo(ConvAlgo algo) {}
 
   /// Called with a stage's name and output as each stage of the forward pass
@@ -92,6 +97,7 @@ struct CapsuleNetworkImpl : torch::nn::Module {
   std::function<void(const char*, const at::Tensor&)> stage_hook;
 
  protected:
+  /// Calls stage_hook, when set, with `name` and `output`.
   void stage(const char* name, const at::Tensor& output) const {
     if (stage_hook) stage_hook(name, output);
   }

@@ -19,22 +19,22 @@ namespace capsnet {
 
 /// The architecture; the defaults are the authors' MNIST network.
 struct EfficientCapsNetConfig {
-  int64_t image_size = 28;
-  int64_t in_channels = 1;
-  int64_t num_classes = 10;
+  int64_t image_size = 28;  ///< square input images
+  int64_t in_channels = 1;  ///< channels of the input images
+  int64_t num_classes = 10; ///< K, the class capsules
   /// The stem: valid convolutions, each followed by ReLU and batch normalisation.
   std::vector<int64_t> stem_channels = {32, 64, 64, 128};
-  std::vector<int64_t> stem_kernels = {5, 3, 3, 3};
-  std::vector<int64_t> stem_strides = {1, 1, 1, 2};
+  std::vector<int64_t> stem_kernels = {5, 3, 3, 3}; ///< each stem convolution's side
+  std::vector<int64_t> stem_strides = {1, 1, 1, 2}; ///< each stem convolution's stride
   /// The primary capsules: a depthwise convolution as large as the stem's
   /// output grid leaves one value per channel, read as capsules of this size
   /// (128 channels / 8 = 16 capsules).
   int64_t primary_dim = 8;
   int64_t capsule_dim = 16; ///< class capsules' size
-  std::vector<int64_t> decoder_hidden = {512, 1024};
+  std::vector<int64_t> decoder_hidden = {512, 1024}; ///< widths of the decoder's hidden layers
   /// Keras's BatchNormalization defaults: moving averages kept at 0.99.
   double bn_momentum = 0.01;
-  double bn_eps = 1e-3;
+  double bn_eps = 1e-3; ///< added to the variance in batch normalisation (Keras's default)
 
   /// Side of the stem's output (9 for MNIST): the depthwise kernel's size.
   int64_t stem_grid() const;
@@ -45,7 +45,9 @@ struct EfficientCapsNetConfig {
   int64_t parameter_count() const;
   /// Throws std::invalid_argument naming the first inconsistent field.
   void validate() const;
+  /// Whether every field is equal.
   bool operator==(const EfficientCapsNetConfig& other) const;
+  /// Whether any field differs.
   bool operator!=(const EfficientCapsNetConfig& other) const { return !(*this == other); }
 };
 
@@ -60,6 +62,7 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(EfficientCapsNetConfig, image_si
 /// [N_in, K]: the authors' FCCaps W and b, transposed to N_in first) ->
 /// the decoder (the authors' generator: 512 and 1024 ReLU units, sigmoid).
 struct EfficientCapsNetImpl : CapsuleNetworkImpl {
+  /// Validates `config` (std::invalid_argument) and builds the layers it describes.
   explicit EfficientCapsNetImpl(const EfficientCapsNetConfig& config = {});
 
   at::Tensor capsules(const at::Tensor& images) override;
@@ -73,12 +76,13 @@ struct EfficientCapsNetImpl : CapsuleNetworkImpl {
   /// Primary capsules [B, N_in, D_in] of `images`.
   at::Tensor primary(const at::Tensor& images);
 
-  EfficientCapsNetConfig config;
-  std::vector<torch::nn::Conv2d> convs;
-  std::vector<BatchNorm> norms;
-  torch::nn::Conv2d primary_capsules{nullptr};
-  at::Tensor weight, routing_bias;
-  Decoder decoder{nullptr};
+  EfficientCapsNetConfig config;               ///< the architecture it was built for
+  std::vector<torch::nn::Conv2d> convs;        ///< the stem's conv1..conv4
+  std::vector<BatchNorm> norms;                ///< bn1..bn4, one after each stem convolution
+  torch::nn::Conv2d primary_capsules{nullptr}; ///< the depthwise primary-capsule convolution
+  /// W, the parameter routing_weight [N_in, K, D_in, D].
+  at::Tensor weight, routing_bias; ///< b, the routing's bias [N_in, K]
+  Decoder decoder{nullptr};        ///< the reconstruction network (the authors' generator)
 
  private:
   at::Tensor routed(const at::Tensor& images, at::Tensor* coupling);

@@ -11,7 +11,8 @@ namespace capsnet {
 struct CpuFeatures {
   std::string model; ///< CPUID's brand string, e.g. "AMD EPYC 7B13"
   bool intel = false; ///< CPUID's vendor is GenuineIntel
-  bool avx2 = false, fma = false;
+  /// AVX2 in the CPU, and enabled by the OS.
+  bool avx2 = false, fma = false; ///< FMA3 in the CPU, and enabled by the OS
   bool avx512 = false;      ///< AVX-512 F, BW, VL and DQ in the CPU, and enabled by the OS
   bool avx512_bf16 = false; ///< and enabled by the OS
   bool amx_bf16 = false;    ///< and enabled by the OS
@@ -43,7 +44,7 @@ CAPSNET_ENUM_NAMES(KernelIsa, "kernel ISA",
 
 /// Whether this CPU runs bf16 matrix products in hardware.
 struct Bf16Support {
-  bool available = false;
+  bool available = false; ///< bf16 runs in hardware here, and the environment allows it
   std::string isa;     ///< "AMX-BF16" or "AVX512-BF16" when available
   std::string why_not; ///< when not available: what is missing, naming the CPU
   /// When available but not expected to be faster than fp32 (bf16_not_faster()).

@@ -10,8 +10,8 @@ namespace capsnet {
 /// library knows of itself (Gloo, NCCL, CUDA): the command line's figures
 /// (cairo) and serve (cpp-httplib).
 struct BuildParts {
-  bool figures = false;
-  bool serve = false;
+  bool figures = false; ///< the figures (cairo) are built in
+  bool serve = false;   ///< `capsnet serve` (cpp-httplib) is built in
 };
 
 /// Lines, each ending in a newline: capsnet's version and commit, the LibTorch

@@ -21,6 +21,7 @@
 
 namespace capsnet {
 
+/// What run_bench times: the network, the batch, the steps, the device and the precision.
 struct BenchOptions {
   /// The network: a registered model with a bench recipe (ModelInfo::bench_options,
   /// bench_models()), timed with that recipe's options on MNIST's 28x28 digits.
@@ -28,9 +29,9 @@ struct BenchOptions {
   int64_t batch_size = 128; ///< images per step
   int64_t steps = 5;        ///< timed steps
   int64_t warmup = 1;       ///< untimed steps first
-  RoutingImpl routing = RoutingImpl::kFused;
+  RoutingImpl routing = RoutingImpl::kFused; ///< the digit capsules' routing implementation
   ConvAlgo conv = ConvAlgo::kAuto; ///< fp32 primary-capsule convolution on the CPU
-  c10::Device device = c10::Device(c10::kCPU);
+  c10::Device device = c10::Device(c10::kCPU); ///< where the steps run
   /// Usable on `device` (usable_precision): run_bench does not fall back.
   Precision precision = Precision::kFp32;
   /// A Chrome trace (chrome://tracing) of one more training step, op by op,
@@ -38,22 +39,23 @@ struct BenchOptions {
   std::string trace;
 };
 
+/// What run_bench measured, with the settings and the machine it ran on.
 struct BenchResult {
   BenchOptions options; ///< as run
   int threads = 0;      ///< LibTorch's intra-op threads
   /// What conv_algo_for chose for the primary capsules in training.
   ConvAlgo conv_algo = ConvAlgo::kAuto;
-  CpuFeatures cpu;
-  KernelIsa kernel_isa = KernelIsa::kBaseline;
+  CpuFeatures cpu; ///< the CPU's model and instruction sets (cpu_features())
+  KernelIsa kernel_isa = KernelIsa::kBaseline; ///< what capsnet's CPU kernels use (kernel_isa())
   Bf16Support bf16; ///< the CPU's, or {true, "CUDA"} on a GPU
-  std::string blas_core;
+  std::string blas_core; ///< OpenBLAS's kernel family (blas_core_name())
   std::optional<std::string> openblas_coretype; ///< the environment's, if set
   /// The paths the primary-capsule convolution and the routing took.
-  std::string conv_path, routing_path;
+  std::string conv_path, routing_path; ///< the routing's: fused (which kernels) or reference
   ModelFlops flops; ///< of one image
 
-  // Seconds, summed over options.steps.
-  double train_seconds = 0, inference_seconds = 0;
+  /// Seconds of the timed training steps, summed over options.steps.
+  double train_seconds = 0, inference_seconds = 0; ///< of the timed inference steps, likewise
   /// Training steps per stage: the forward stages as CapsNetImpl::forward
   /// runs them, then "losses", "backward" and "optimizer". On a GPU they are
   /// timed in steps of their own (timing a stage waits for the GPU).
@@ -62,12 +64,16 @@ struct BenchResult {
 
   /// GFLOP/s of a large matrix product (best of five): fp32 (the BLAS), bf16
   /// (oneDNN; 0 when bf16 is unavailable).
-  double probe_fp32_gflops = 0, probe_bf16_gflops = 0;
+  double probe_fp32_gflops = 0, probe_bf16_gflops = 0; ///< the bf16 probe's; 0 without bf16
   double peak_rss_mib = 0; ///< of the process, after the measurement
 
+  /// Images per second of the timed training steps.
   double train_images_per_second() const;
+  /// Images per second of the timed inference steps.
   double inference_images_per_second() const;
+  /// GFLOP/s of training: its image rate times flops.training().
   double train_gflops() const;
+  /// GFLOP/s of inference: its image rate times flops.forward().
   double inference_gflops() const;
   /// The probe of options.precision: the limit that applies (95% of the
   /// FLOPs are the primary-capsule convolution).

@@ -31,15 +31,15 @@ namespace capsnet {
 
 /// What every training of an experiment shares.
 struct ExperimentBudget {
-  int64_t epochs = 10;
-  int64_t batch_size = 128;
+  int64_t epochs = 10;      ///< epochs of every training
+  int64_t batch_size = 128; ///< images per step
   int64_t limit = 0;      ///< train on the first N images (0: all)
   int64_t test_limit = 0; ///< test on the first N images (0: all)
   std::string data_dir;   ///< MNIST's directory; empty: the data set's default
   /// Recorded in each run's options; the caller sets the process's thread
   /// count (set_thread_count) before running an experiment.
   int threads = 0;
-  Precision precision = Precision::kFp32;
+  Precision precision = Precision::kFp32; ///< the heavy layers' arithmetic in every training
   std::string out; ///< directory of the runs and the report (created)
   /// What Table 1 trains on (the affine experiment always takes MNIST's
   /// framed digits): a registered data set, "folder" with data_dir.
@@ -68,25 +68,29 @@ struct Table1Row {
 /// The five rows, in the paper's order.
 std::vector<Table1Row> table1_rows();
 
+/// What run_table1 trains: the shared budget and the trials of each row.
 struct Table1Options {
-  ExperimentBudget budget;
+  ExperimentBudget budget; ///< what every trial shares
   int64_t trials = 3; ///< trainings per row, seeds 1..trials
 };
 
+/// One row of Table 1 as measured: each trial's test error beside the paper's.
 struct Table1RowResult {
-  std::string label;
+  std::string label;               ///< as in the paper's Table 1
   double paper_error = 0;          ///< %
   std::vector<double> test_errors; ///< % of each trial, at its last epoch
+  /// The mean of test_errors, %.
   double mean() const;
   /// The sample standard deviation (0 for one trial).
   double std_dev() const;
 };
 
+/// What run_table1 measured, and where its report went.
 struct Table1Result {
   /// Stopped by `stop`: the interrupted trial has its last.pt; running the
   /// same again goes on. `rows` then holds the rows finished so far.
   bool interrupted = false;
-  std::vector<Table1RowResult> rows;
+  std::vector<Table1RowResult> rows; ///< in the paper's order
   std::string machine;     ///< cpu_features().describe()
   std::string report_path; ///< OUT/table1.md, written unless interrupted
 };
@@ -103,11 +107,14 @@ std::string table1_table(const Table1Result& result);
 /// table1.md: the budget, the machine and the table.
 std::string table1_report(const Table1Options& options, const Table1Result& result);
 
+/// What run_affine trains: the shared budget, the baseline's epochs, Efficient-CapsNet.
 struct AffineOptions {
   ExperimentBudget budget; ///< epochs: CapsNet's, and the baseline's at least
   /// The baseline trains past budget.epochs until it matches CapsNet's
   /// expanded accuracy, up to this many epochs (0: twice budget.epochs).
   int64_t baseline_max_epochs = 0;
+  /// The baseline's epoch limit: baseline_max_epochs (0: twice budget.epochs), at least
+  /// budget.epochs.
   int64_t max_baseline_epochs() const;
   /// Efficient-CapsNet trains budget.epochs too, after the other two, and
   /// gets a row of its own (the paper did not test it on affine digits).
@@ -117,24 +124,28 @@ struct AffineOptions {
 /// One epoch of one model: accuracy (%) on the expanded test set (the run's
 /// own evaluation) and on the affine one. A row of OUT/MODEL-affine.jsonl.
 struct AffineEpoch {
-  int64_t epoch = 0;
-  double expanded_accuracy = 0;
-  double affine_accuracy = 0;
+  int64_t epoch = 0;            ///< counted from 1
+  double expanded_accuracy = 0; ///< %, on the expanded MNIST test set
+  double affine_accuracy = 0;   ///< %, on the affinely transformed test set
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(AffineEpoch, epoch, expanded_accuracy, affine_accuracy)
 
+/// One model of the affine experiment: its run, every epoch's accuracies and its size.
 struct AffineModelResult {
   std::string name;       ///< run directory: OUT/NAME, OUT/NAME-affine.jsonl
   std::string label;      ///< in the report
   std::string model_name; ///< the model registry's
-  double paper_expanded = 0, paper_affine = 0; ///< the paper's accuracies, %
+  /// The paper's accuracy on expanded MNIST, %.
+  double paper_expanded = 0, paper_affine = 0; ///< the paper's on affNIST, %
   std::vector<AffineEpoch> epochs;             ///< every epoch evaluated
-  int64_t parameters = 0;
+  int64_t parameters = 0;                      ///< the trained network's parameter count
 };
 
+/// What run_affine measured, and where its report went.
 struct AffineResult {
   bool interrupted = false; ///< stopped by `stop`; run the same again to go on
-  AffineModelResult capsnet, baseline;
+  /// CapsNet's run.
+  AffineModelResult capsnet, baseline; ///< the baseline CNN's run
   AffineModelResult efficient; ///< trained when AffineOptions::efficient_capsnet (else no epochs)
   std::string machine;     ///< cpu_features().describe()
   std::string report_path; ///< OUT/affine.md, written unless interrupted

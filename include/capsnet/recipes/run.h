@@ -18,6 +18,7 @@
 
 namespace capsnet {
 
+/// How one call of train() runs, beyond the options: resume, stop, log, data-parallel.
 struct TrainControl {
   /// Continue the run in run_dir from its last.pt instead of starting afresh.
   bool resume = false;
@@ -44,12 +45,13 @@ struct TrainControl {
   dist::DistOptions distributed;
 };
 
+/// How a call of train() ended, the state it reached and its last checkpoint.
 struct TrainReport {
-  bool interrupted = false;
+  bool interrupted = false; ///< stopped by control.stop or control.max_steps
   bool time_limit_reached = false; ///< stopped by control.time_limit_seconds
-  TrainingState state;
+  TrainingState state; ///< where the run stands at the return
   EvalResult last_eval; ///< the last epoch's test evaluation (empty if none ran)
-  std::string last_checkpoint;
+  std::string last_checkpoint; ///< the path of run_dir's last.pt
 };
 
 /// The run policy: what may change when a run resumes. The options named
@@ -65,14 +67,14 @@ std::string resume_may_change_text();
 /// One option given for a run (a command-line flag): its name, as
 /// resume_may_change() spells them, and what it sets.
 struct GivenOption {
-  std::string name;
-  std::function<void(TrainOptions&)> apply;
+  std::string name;                         ///< the flag, "--epochs", ...
+  std::function<void(TrainOptions&)> apply; ///< sets the option's value
 };
 
 /// What a run was asked to do: start from a preset with options given,
 /// resume, or resume when its directory has a checkpoint.
 struct RunRequest {
-  std::string preset = "paper";
+  std::string preset = "paper";   ///< what a new run starts from
   std::vector<GivenOption> given; ///< in the order they apply
   std::string out;                ///< the run directory; empty: runs/DATASET-PRESET-TIMESTAMP
   std::string resume;             ///< continue the run in this directory
@@ -83,10 +85,11 @@ struct RunRequest {
   int64_t world_size = 1;
 };
 
+/// The run resolve_run settled on: its options, its directory and whether it resumes.
 struct ResolvedRun {
   TrainOptions options; ///< as train() takes them
-  std::string run_dir;
-  bool resuming = false;
+  std::string run_dir;  ///< the run directory
+  bool resuming = false; ///< continues the run in run_dir from its last.pt
 };
 
 /// The run `request` describes: a resumed run's options are its checkpoint's
@@ -106,13 +109,15 @@ std::string best_text(const TrainingState& state, const TrainOptions& options);
 /// best.pt and how to continue; `error`: an interruption, for stderr.
 struct RunOutcome {
   std::string text; ///< one or more lines, each ending in a newline
-  bool error = false;
+  bool error = false; ///< an interruption: the text goes to stderr
 };
+/// What `report` says to the user of the run in `run_dir` trained with `options`.
 RunOutcome run_outcome(const TrainReport& report, const TrainOptions& options,
                        const std::string& run_dir, double time_limit_seconds);
 
-/// Paths inside a run directory.
+/// Paths inside a run directory: run_dir/last.pt.
 std::string last_checkpoint_path(const std::string& run_dir);
+/// run_dir/best.pt.
 std::string best_checkpoint_path(const std::string& run_dir);
 
 /// Trains a CapsNet with `options`, writing config.json, metrics.jsonl (one

@@ -9,8 +9,15 @@ namespace capsnet {
 /// model's shapes.
 struct ModelFlops {
   /// conv1: the convolutions before the primary capsules (Efficient-CapsNet's stem).
-  double conv1 = 0, primary = 0, prediction = 0, routing = 0, decoder = 0;
+  double conv1 = 0, primary = 0, prediction = 0, routing = 0, decoder = 0; ///< the decoder
+  /// \var double ModelFlops::primary
+  /// The primary capsules' convolution.
+  /// \var double ModelFlops::prediction
+  /// The prediction vectors u_hat = W u.
+  /// \var double ModelFlops::routing
+  /// The routing of u_hat to the class capsules.
   double first_layer = 0; ///< the layer on the image, whose input gradient is not needed
+  /// One forward pass: the sum of the stages.
   double forward() const { return conv1 + primary + prediction + routing + decoder; }
   /// Forward plus backward: twice the forward for the gradients of the inputs
   /// and of the weights of every layer, less the first layer's input gradient

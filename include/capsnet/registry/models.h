@@ -63,7 +63,7 @@ using ModulePtr = std::shared_ptr<torch::nn::Module>;
 struct ModelInfo {
   std::string name;        ///< what --model takes and checkpoints record: "capsnet"
   std::string description; ///< one line for help texts
-  std::vector<Capability> capabilities;
+  std::vector<Capability> capabilities; ///< what the model offers the commands
   /// A freshly initialised network for data of `shape` as `options` describe
   /// it (the caller seeds torch's generator). Throws TrainingError naming the
   /// mismatch when the options do not fit the shape.
@@ -103,6 +103,7 @@ struct ModelInfo {
   /// CapsuleNetworkImpl taking 28x28 grey images of 10 classes.
   std::function<TrainOptions()> bench_options;
 
+  /// Whether `capabilities` holds `capability`.
   bool offers(Capability capability) const;
   /// Throws std::invalid_argument unless the model offers `capability`:
   /// "`what` needs ..., which model 'NAME' does not offer".

@@ -26,12 +26,12 @@ CAPSNET_ENUM_NAMES(DecoderMask, "decoder mask",
 
 /// Everything that determines a training run. Defaults are the paper's.
 struct TrainOptions {
-  std::string preset = "paper";
-  std::string dataset = "mnist";
+  std::string preset = "paper";  ///< the recipe the options started from (--preset)
+  std::string dataset = "mnist"; ///< a name in the data set registry
   std::string data_dir; ///< empty: the data set's default directory (data/registry.h)
-  int64_t epochs = 10;
-  int64_t batch_size = 64;
-  double lr = 1e-3;
+  int64_t epochs = 10;     ///< epochs to train in all
+  int64_t batch_size = 64; ///< training images per step (--batch-size)
+  double lr = 1e-3;        ///< Adam's initial learning rate
   /// Learning rate multiplier per epoch, applied smoothly at every step:
   /// lr(t) = lr * lr_decay^(t / steps_per_epoch). The authors' code multiplies
   /// lr by 0.96 every 2,000 steps of 128 images, 0.9905 per MNIST epoch.
@@ -41,16 +41,16 @@ struct TrainOptions {
   int64_t shift = 2; ///< random translation, in pixels, of training images
   /// Efficient-CapsNet's rotation, shift, squish and erase of training digits.
   bool digit_augment = false;
-  double recon_weight = 0.0005;
-  ReconstructionLoss recon_loss = ReconstructionLoss::kSumSquared;
-  DecoderMask mask = DecoderMask::kLabel;
+  double recon_weight = 0.0005; ///< weight of the reconstruction loss (0: none, Table 1)
+  ReconstructionLoss recon_loss = ReconstructionLoss::kSumSquared; ///< sse (paper) or mse (seed)
+  DecoderMask mask = DecoderMask::kLabel; ///< the decoder's mask in training
   bool normalize = false; ///< standardise inputs (the seed) instead of [0, 1] pixels
-  MarginLossOptions margin;
-  uint64_t seed = 1;
+  MarginLossOptions margin; ///< the margin loss's constants (Eq. 4)
+  uint64_t seed = 1;        ///< seeds the initialisation, the order and the shifts
   int threads = 0;         ///< 0: every core
   int64_t limit = 0;       ///< use the first N training images (0: all)
   int64_t test_limit = 0;  ///< evaluate on the first N test images (0: all)
-  int64_t eval_batch_size = 500;
+  int64_t eval_batch_size = 500; ///< images per batch of the per-epoch evaluation
   /// How the digit capsules route (the same function either way).
   RoutingImpl routing = RoutingImpl::kFused;
   /// Arithmetic of the primary-capsule convolution (bf16 needs AMX or AVX512-BF16).

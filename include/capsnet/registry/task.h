@@ -50,13 +50,16 @@ class Task {
 /// the P longest capsules when images carry P labels.
 class CapsNetTask : public Task {
  public:
+  /// `model` with `objective`, its decoder masked in training as `mask` says.
   CapsNetTask(CapsuleNetworkPtr model, CapsNetObjective objective,
               DecoderMask mask = DecoderMask::kLabel);
   /// The model, objective and mask `options` describe.
   CapsNetTask(CapsuleNetworkPtr model, const TrainOptions& options);
+  /// The same for a CapsNet.
   CapsNetTask(const CapsNet& model, CapsNetObjective objective,
               DecoderMask mask = DecoderMask::kLabel)
       : CapsNetTask(CapsuleNetworkPtr(model.ptr()), objective, mask) {}
+  /// A CapsNet with the objective and mask `options` describe.
   CapsNetTask(const CapsNet& model, const TrainOptions& options)
       : CapsNetTask(CapsuleNetworkPtr(model.ptr()), options) {}
   torch::nn::Module& module() override { return *model_; }
@@ -67,6 +70,7 @@ class CapsNetTask : public Task {
     model_->set_precision(precision);
     model_->set_conv_algo(conv);
   }
+  /// The network it trains.
   const CapsuleNetworkPtr& model() { return model_; }
 
  private:
@@ -78,11 +82,13 @@ class CapsNetTask : public Task {
 /// The baseline CNN and cross-entropy: scores are the softmax probabilities.
 class BaselineCnnTask : public Task {
  public:
+  /// `model` with cross-entropy.
   explicit BaselineCnnTask(BaselineCnn model) : model_(std::move(model)) {}
   torch::nn::Module& module() override { return *model_; }
   /// One label per image: cross-entropy. P labels ([B, P], MultiMNIST): the
   /// cross-entropy against the targets spread evenly over the P classes.
   TaskOutput forward(const Batch& batch, bool training) override;
+  /// The network it trains.
   BaselineCnn& model() { return model_; }
 
  private:

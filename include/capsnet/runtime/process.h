@@ -44,6 +44,7 @@ class StopSignals {
     /// Every signal waits for take() (launch passes each on to its children).
     kForward,
   };
+  /// Takes SIGINT and SIGTERM; `repeat` says what a second signal does.
   explicit StopSignals(Repeat repeat = Repeat::kKill);
   ~StopSignals();
   StopSignals(const StopSignals&) = delete;

@@ -29,9 +29,10 @@ namespace capsnet::serve {
 /// busy to take it now) and what is wrong.
 class ApiError : public std::runtime_error {
  public:
+  /// Refused with HTTP `status` and `message`; `refusal`: a 503's cause.
   ApiError(int status, const std::string& message, std::string refusal = "")
       : std::runtime_error(message), status(status), refusal(std::move(refusal)) {}
-  int status;
+  int status; ///< the HTTP status of the reply: 4xx, or 503
   /// A 503's cause, as /metrics counts refusals: "queue_full", "decode_budget".
   std::string refusal;
 };
@@ -68,9 +69,9 @@ at::Tensor parse_predict_body(const std::string& body, const std::string& conten
 /// A POST /api/reconstruct body: {"capsule": k, "vector": [D numbers]} and
 /// optionally "format": "pixels" (the default: JSON) or "png".
 struct ReconstructRequest {
-  int64_t capsule = 0;
-  std::vector<float> vector;
-  bool png = false;
+  int64_t capsule = 0;       ///< k: the class capsule reconstructed from
+  std::vector<float> vector; ///< the capsule's D components
+  bool png = false;          ///< reply with a PNG ("format": "png"), else JSON pixels
 };
 
 /// Throws ApiError: 415 unless application/json, 400 for bad JSON or a
@@ -112,6 +113,7 @@ nlohmann::json error_reply(int status, const std::string& message);
 /// rather than queued. `metrics`, when given, gets every batch's size and time.
 class BatchingPredictor {
  public:
+  /// Starts the inference thread of `predictor`; max_batch, max_queue and metrics as above.
   BatchingPredictor(Predictor& predictor, int64_t max_batch = 64, int64_t max_queue = 0,
                     ServeMetrics* metrics = nullptr);
   ~BatchingPredictor(); ///< finishes what is queued, then stops the thread
@@ -128,9 +130,17 @@ class BatchingPredictor {
   /// The predictor it runs (its model's sizes, class names and preparation).
   const Predictor& predictor() const { return predictor_; }
 
+  /// What the thread has run so far.
   struct Stats {
+    /// \var batches
+    /// Batches run.
+    /// \var images
+    /// Requests run in them (images and capsules).
+    /// \var largest
+    /// Requests in the largest batch.
     int64_t batches = 0, images = 0, largest = 0;
   };
+  /// The batches run so far, counted before their callers are answered.
   Stats stats() const;
 
  private:

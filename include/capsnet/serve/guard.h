@@ -29,11 +29,15 @@ bool is_loopback_host(const std::string& host);
 /// both limits.
 class ConnectionLimiter {
  public:
+  /// What admit() decided: counted, or refused for the client's or the server's limit.
   enum class Verdict { kAdmitted, kClientFull, kServerFull };
+  /// At most `max_total` connections open in all, `max_per_client` per client address.
   ConnectionLimiter(int64_t max_total, int64_t max_per_client);
   /// Counts the connection when it is admitted; release() it when it closes.
   Verdict admit(const std::string& client);
+  /// Stops counting a connection of `client` that admit() admitted.
   void release(const std::string& client);
+  /// Connections open now, in all.
   int64_t open() const;
 
  private:
@@ -57,8 +61,11 @@ class DecodeBudget {
   class Lease {
    public:
     Lease() = default;
+    /// Holds `pixels` of `budget` (reserve() makes leases).
     Lease(DecodeBudget* budget, int64_t pixels) : budget_(budget), pixels_(pixels) {}
+    /// Takes over `other`'s pixels, leaving it empty.
     Lease(Lease&& other) noexcept { *this = std::move(other); }
+    /// Releases the pixels held, then takes over `other`'s, leaving it empty.
     Lease& operator=(Lease&& other) noexcept;
     ~Lease();
 
@@ -67,12 +74,15 @@ class DecodeBudget {
     int64_t pixels_ = 0;
   };
 
+  /// Why reserve() gave no pixels (kNone: it gave them).
   enum class Refusal { kNone, kTooLarge, kBusy };
   /// Reserves `pixels`; `refusal` says why not when the lease is empty:
   /// kTooLarge for a picture over the whole budget, kBusy when the pictures
   /// in flight leave too little (try again in a moment).
   Lease reserve(int64_t pixels, Refusal& refusal);
+  /// Pixels reserved now.
   int64_t in_flight() const;
+  /// The budget: pixels in flight at once.
   int64_t max_pixels() const { return max_; }
 
  private:

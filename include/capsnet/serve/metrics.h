@@ -18,10 +18,13 @@ namespace capsnet::serve {
 /// +Inf implied), its sum and count.
 class Histogram {
  public:
+  /// Buckets with upper `bounds`, ascending.
   explicit Histogram(std::vector<double> bounds);
+  /// Counts `value` in its bucket, the sum and the count.
   void observe(double value);
   /// Appends NAME_bucket{LABELS,le=...}, NAME_sum and NAME_count lines.
   void render(std::string& out, const std::string& name, const std::string& labels) const;
+  /// Values observed so far.
   int64_t count() const { return count_; }
 
  private:
@@ -44,7 +47,14 @@ class ServeMetrics {
   /// "queue_full", "unauthorized", "deadline".
   void refused(const std::string& reason, int64_t count = 1);
 
+  /// What the caller measures at the moment, for GET /metrics.
   struct Gauges {
+    /// \var queue_depth
+    /// Requests waiting for the inference thread.
+    /// \var connections
+    /// Open HTTP connections.
+    /// \var resident_bytes
+    /// The process's resident memory in bytes (resident_bytes()).
     int64_t queue_depth = 0, connections = 0, resident_bytes = 0;
   };
   /// The text of GET /metrics.

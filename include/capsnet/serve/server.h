@@ -20,19 +20,21 @@
 
 namespace capsnet::serve {
 
+/// How Server listens and what it bounds: address, limits, token, TLS, log, model.
 struct ServerOptions {
-  std::string host = "127.0.0.1";
+  std::string host = "127.0.0.1"; ///< the address listened on; beyond loopback, a token
   int port = 8080;               ///< 0: any free port (Server::port() says which)
   int64_t max_batch = 64;        ///< most waiting requests run as one batch
   int64_t max_queue = 256;       ///< most requests waiting for inference (0: no limit)
   int max_connections = 512;     ///< open connections, each on a thread of its own
-  int max_client_connections = 64;
+  int max_client_connections = 64; ///< open connections per client address
   int timeout = 10;              ///< seconds to send a request, or idle between two
   /// Megapixels of uploaded pictures decoded at once; beyond, 503 (a picture
   /// larger than all of it: 413).
   int64_t decode_megapixels = 64;
   std::string token;             ///< required of /api/* and /metrics when not empty
-  std::string tls_cert, tls_key; ///< PEM files: HTTPS
+  /// The certificate's PEM file; with tls_key, the server speaks HTTPS.
+  std::string tls_cert, tls_key; ///< the certificate's key, a PEM file
   std::string access_log;        ///< a file to append one line per answer to; empty: none
   std::string checkpoint;        ///< what /healthz names as the model
   c10::Device device = c10::Device(c10::kCPU); ///< where the model runs
@@ -45,6 +47,7 @@ struct ServerOptions {
 /// std::invalid_argument naming the option and the fix.
 void check_access(const ServerOptions& options, bool insecure_no_token);
 
+/// `capsnet serve`'s HTTP server: one model's page and API, within ServerOptions' limits.
 class Server {
  public:
   /// Serves `predictor` on options.device at options.precision as `options`
@@ -65,7 +68,7 @@ class Server {
   /// run() until `stop` turns true (polled every 100 ms: StopSignals::stop()),
   /// calling `on_stop` first when it does.
   bool run_until(const std::atomic<bool>& stop, const std::function<void()>& on_stop = {});
-  /// What the server says when it starts: where it listens (with #token=...
+  /// What the server says when it starts: where it listens (with `#token=...`
   /// when it has a token), the model's inputs, its precision and device; with
   /// a token, how the page and API clients give it. Lines ending in newlines.
   std::string banner() const;

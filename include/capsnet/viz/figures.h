@@ -24,8 +24,9 @@ namespace capsnet::viz {
 GridFigure worst_errors_figure(const Batch& examples, const at::Tensor& scores,
                                const DataShape& shape, int64_t count);
 
+/// Figure 3 for write_grid_png, with what it found.
 struct ReconstructionFigure {
-  GridFigure figure;
+  GridFigure figure;   ///< for write_grid_png
   int64_t shown = 0;   ///< test images in the first part
   int64_t scanned = 0; ///< test images classified
   int64_t wrong = 0;   ///< misclassified among them
@@ -38,8 +39,15 @@ ReconstructionFigure reconstruction_figure(const Predictor& predictor, const Bat
                                            int64_t shown, int64_t errors,
                                            const std::string& title, int scale);
 
+/// Figure 4 for write_grid_png, with its sizes.
 struct PerturbationFigure {
-  GridFigure figure;
+  GridFigure figure; ///< for write_grid_png
+  /// \var capsule
+  /// The capsule perturbed (the predicted class's for -1).
+  /// \var dimensions
+  /// Its dimensions: one row each.
+  /// \var columns
+  /// The perturbations of each dimension: one column each.
   int64_t capsule = 0, dimensions = 0, columns = 0;
 };
 /// Figure 4: the reconstructions of test image `index` of `examples` as each
@@ -50,8 +58,15 @@ PerturbationFigure perturbation_figure(const Predictor& predictor, const Batch& 
                                        int64_t index, int64_t capsule, double range, double step,
                                        int scale);
 
+/// The coupling-coefficient maps for write_grid_png, with their sizes.
 struct AttentionFigure {
-  GridFigure figure;
+  GridFigure figure; ///< for write_grid_png
+  /// \var shown
+  /// Images shown, one map each.
+  /// \var inputs
+  /// Primary capsules i: the rows of a map.
+  /// \var classes
+  /// Classes j: the columns of a map.
   int64_t shown = 0, inputs = 0, classes = 0;
   double mean_to_predicted = 0; ///< the mean coupling to the predicted class
 };
