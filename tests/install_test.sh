@@ -23,7 +23,13 @@ leaks=$(grep -rlF -e "$(realpath "$source_dir")" -e "$(realpath "$build")" "$pre
 check "no installed file names the source or build tree" test -z "$leaks" || echo "  $leaks" >&2
 check "the installed binary runs" sh -c "'$prefix/bin/capsnet' --version | grep -q '^capsnet '"
 
+# The example is compiled as the library was (make test-sanitize's build
+# instruments both: an uninstrumented program cannot link an instrumented
+# library).
+cxx_flags=$(sed -n 's/^CMAKE_CXX_FLAGS:STRING=//p' "$build/CMakeCache.txt")
+link_flags=$(sed -n 's/^CMAKE_EXE_LINKER_FLAGS:STRING=//p' "$build/CMakeCache.txt")
 cmake -S "$(dirname "$0")/install_example" -B "$work/example" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_CXX_FLAGS="$cxx_flags" -DCMAKE_EXE_LINKER_FLAGS="$link_flags" \
   -DCMAKE_PREFIX_PATH="$prefix" -DEXAMPLE_SOURCE="$(realpath "$(dirname "$0")/library_example.cpp")" \
   >"$work/configure.log" 2>&1
 check "find_package(capsnet) finds the installed package" test $? -eq 0 || tail -20 "$work/configure.log" >&2
