@@ -309,27 +309,31 @@ check("200 concurrent requests from 20 clients all answered correctly", right ==
 health = json.loads(request("GET", "/healthz")[2])
 check("concurrent requests were batched", health["largest_batch"] > 1,
       f"{health['batches']} batches for {health['batched_images']} images, largest {health['largest_batch']}")
-# A leak grows with the requests at a steady rate; the allocator's heap grows
-# until it holds the largest working set the load has produced, and under a
-# loaded machine (another test beside this one under ctest -j) that took
-# longer: RSS rose 322 -> 343 MB between 800 and 2,800 requests there, while
-# alone it rose 336 -> 357 MB between 200 and 800 in one run and stayed at
-# 333-335 MB over 5,000 in another. So after 800 requests of warm-up, the
-# check compares two windows of 1,000: a leak of 8 KB a request (a request's
-# JSON body is about 6 KB, its 784 floats 3 KB) grows RSS by 8 MB in each,
-# and the second window must grow by less than that.
+# A leak grows with the requests at a steady rate: a leak of 2.5 KB a request
+# (a request's JSON body is about 6 KB, its 784 floats 3 KB) adds 0.5 MB to
+# RSS in every round of 200. The allocator's heap instead grows in steps, each
+# time the load produces a larger working set than before (a larger batch, two
+# batches at once), and then holds it. Such steps are rare but can come late:
+# under ctest -j, alone at 343 MB for 1,600 requests, RSS then stepped once to
+# 383 MB and stayed there (CI, a Xeon, at 0146a23); alone, it rose 336 -> 357
+# MB between 200 and 800 in one run and stayed at 333-335 MB over 5,000 in
+# another. So after 800 requests of warm-up, the check takes the growth of
+# each of 10 rounds of 200 and requires the median round to grow by less than
+# 0.5 MB: a leak grows every round, a step grows one or two.
 rss_first = rss_mb()
 for _ in range(3):
     load_round()
 rss_warm = rss_mb()
-trace = []
+trace = [rss_warm]
 for _ in range(10):
     load_round()
     trace.append(rss_mb())
-rss_mid, rss_after = trace[4], trace[-1]
-check("memory is flat over the last 1,000 of 2,800 requests", rss_after - rss_mid < 8,
-      f"RSS {rss_rest:.0f} MB at rest, {rss_first:.0f} after 200, {rss_warm:.0f} after 800, "
-      "then per 200: " + " ".join(f"{x:.0f}" for x in trace))
+growth = sorted(b - a for a, b in zip(trace, trace[1:]))
+median = (growth[4] + growth[5]) / 2
+check("memory is flat over 2,000 requests after 800 (median growth of a round of 200 < 0.5 MB)",
+      median < 0.5,
+      f"median {median:.2f} MB; RSS {rss_rest:.0f} MB at rest, {rss_first:.0f} after 200, "
+      f"{rss_warm:.0f} after 800, then per 200: " + " ".join(f"{x:.0f}" for x in trace[1:]))
 
 print(f"serve api: {failures} failed")
 sys.exit(1 if failures else 0)
