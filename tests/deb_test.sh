@@ -18,7 +18,8 @@ check "its Depends are derived (LibTorch's package among them)" sh -c "dpkg-deb 
 dpkg-deb -c "$deb" >"$work/contents"
 for path in ./usr/bin/capsnet ./usr/lib/libcapsnet.a ./usr/include/capsnet/capsnet.h \
   ./usr/include/capsnet/version.h ./usr/lib/cmake/capsnet/capsnetConfig.cmake \
-  ./usr/lib/cmake/capsnet/capsnetConfigVersion.cmake ./usr/share/capsnet/web/index.html; do
+  ./usr/lib/cmake/capsnet/capsnetConfigVersion.cmake ./usr/share/capsnet/web/index.html \
+  ./usr/share/capsnet/models/efficient-capsnet-mnist.pt; do
   check "the package holds $path" grep -q " $path\$" "$work/contents"
 done
 dpkg-deb -x "$deb" "$work/root"

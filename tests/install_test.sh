@@ -19,9 +19,23 @@ check "the binary is installed" test -x "$prefix/bin/capsnet"
 check "the headers are installed" test -f "$prefix/include/capsnet/capsnet.h" -a -f "$prefix/include/capsnet/version.h"
 check "capsnetConfig.cmake and its version file" test -f "$prefix/lib/cmake/capsnet/capsnetConfig.cmake" -a \
   -f "$prefix/lib/cmake/capsnet/capsnetConfigVersion.cmake"
-leaks=$(grep -rlF -e "$(realpath "$source_dir")" -e "$(realpath "$build")" "$prefix" 2>/dev/null)
+# In an instrumented build (make test-sanitize) GCC 12 writes the sanitizers'
+# source locations (ASan's globals, UBSan's checks) as absolute paths, which
+# -ffile-prefix-map does not remap; there the compiled files (libcapsnet.a,
+# the binary) are left out of this check, which make test's build makes whole.
+compiled=()
+grep -q '^CMAKE_CXX_FLAGS:STRING=.*-fsanitize' "$build/CMakeCache.txt" &&
+  compiled=(--exclude=libcapsnet.a --exclude=capsnet)
+leaks=$(grep -rlF "${compiled[@]}" -e "$(realpath "$source_dir")" -e "$(realpath "$build")" "$prefix" 2>/dev/null)
 check "no installed file names the source or build tree" test -z "$leaks" || echo "  $leaks" >&2
 check "the installed binary runs" sh -c "'$prefix/bin/capsnet' --version | grep -q '^capsnet '"
+check "the shipped model is installed" test -s "$prefix/share/capsnet/models/efficient-capsnet-mnist.pt"
+python3 -c "import sys; d=open(sys.argv[1],'rb').read(); open(sys.argv[2],'wb').write(b'P5 28 28 255\n'+d[16:16+784])" \
+  "$CAPSNET_TEST_MNIST/t10k-images-idx3-ubyte" "$work/seven.pgm"
+"$prefix/bin/capsnet" predict --json "$work/seven.pgm" >"$work/predict.json" 2>"$work/predict.err"
+check "the installed binary predicts with it when no --checkpoint is given" \
+  grep -q "using the shipped model $prefix/share/capsnet/models/efficient-capsnet-mnist.pt" "$work/predict.err" || cat "$work/predict.err" >&2
+check "and reads a test 7 as 7" test "$(json_get "$work/predict.json" 'j[0]["prediction"]')" = 7
 
 # The example is compiled as the library was (make test-sanitize's build
 # instruments both: an uninstrumented program cannot link an instrumented

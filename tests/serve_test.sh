@@ -11,12 +11,11 @@ data=$2
 here=$(dirname "$0")
 source "$here/test_lib.sh"
 
-# A model that reads digits well enough for the browser's drawings: one
-# epoch of 6,000 images (about a minute).
-"$capsnet" train --data "$data" --limit 6000 --test-limit 500 --epochs 1 --batch-size 32 \
-  --threads 2 --seed 3 --out "$work/run" >"$work/train.out" 2>&1
-check "a model to serve" test -s "$work/run/best.pt" || tail -3 "$work/train.out" >&2
-ckpt=$work/run/best.pt
+# The shipped model (models/README.md), which serve takes when no
+# --checkpoint is given: it reads the browser's drawings, and no model has to
+# be trained here first.
+ckpt=$(dirname "$capsnet")/models/efficient-capsnet-mnist.pt
+check "the shipped model is beside the binary" test -s "$ckpt"
 
 # The first 40 test images as an IDX file: capsnet predict's answers are what
 # the API must give.
@@ -27,8 +26,8 @@ open(sys.argv[2], "wb").write(struct.pack(">IIII", 0x803, 40, 28, 28) + d[16:16 
 PY
 "$capsnet" predict --checkpoint "$ckpt" --threads 1 --json "$work/first.idx" >"$work/predict.json"
 
-start_server() { # start_server ARGS...: serves $serving; sets $pid and $port, or fails
-  "$capsnet" serve --checkpoint "$serving" --port 0 "$@" >"$work/serve.out" 2>"$work/serve.err" &
+start_server() { # start_server ARGS...: serves $serving (empty: the default); sets $pid and $port, or fails
+  "$capsnet" serve ${serving:+--checkpoint "$serving"} --port 0 "$@" >"$work/serve.out" 2>"$work/serve.err" &
   pid=$!
   port=""
   for _ in $(seq 1 150); do
@@ -49,9 +48,11 @@ start_server() { # start_server ARGS...: serves $serving; sets $pid and $port, o
 # instead of how many HTTP worker threads have met the load, which depends
 # on the machine's load (beside another test under ctest -j, RSS rose
 # 375 -> 399 MB over the 2,000 requests with glibc's default arenas).
-serving=$ckpt
+serving=""
 MALLOC_ARENA_MAX=1 start_server --threads 1 --timeout 3 --max-batch 8
 check "serve prints its URL" test -n "$port" || cat "$work/serve.err" >&2
+check "with no --checkpoint, it serves the shipped model and says so" \
+  grep -q "no --checkpoint given: using the shipped model .*efficient-capsnet-mnist.pt" "$work/serve.err"
 python3 "$here/serve_client.py" "$port" "$pid" "$data" "$work/predict.json"
 check "the API from a client (serve_client.py)" test $? -eq 0
 
@@ -174,7 +175,10 @@ expect_fail "port 70000" "--port" serve --checkpoint "$ckpt" --port 70000
 echo "not a checkpoint" >"$work/bad.pt"
 expect_fail "a certificate that is not one" "not a PEM certificate" serve --checkpoint "$ckpt" --port 0 --tls-cert "$work/bad.pt" --tls-key "$work/bad.pt"
 expect_fail "a corrupt checkpoint" "bad.pt" serve --checkpoint "$work/bad.pt" --port 0
-expect_fail "no checkpoint" "--checkpoint is required" serve --port 0
+# A binary with no shipped model where it looks: the message names them.
+mkdir -p "$work/alone" && cp "$capsnet" "$work/alone/"
+capsnet=$work/alone/capsnet expect_fail "no checkpoint and no shipped model" \
+  "no --checkpoint given, and the shipped model efficient-capsnet-mnist.pt is not where" serve --port 0
 
 echo "serve: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

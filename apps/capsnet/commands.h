@@ -77,8 +77,9 @@ CLI::Option* add_device_option(CLI::App* cmd, std::string& device);
 CLI::Option* add_dataset_option(CLI::App* cmd, std::string& dataset, const std::string& help);
 /// --data: a directory of data files.
 CLI::Option* add_data_option(CLI::App* cmd, std::string& dir, const std::string& help);
-/// --checkpoint: a file written by capsnet train (required).
-CLI::Option* add_checkpoint_option(CLI::App* cmd, std::string& path);
+/// --checkpoint: a file written by capsnet train; required where `shipped` is
+/// false, else the shipped model when not given (checkpoint_or_shipped).
+CLI::Option* add_checkpoint_option(CLI::App* cmd, std::string& path, bool shipped = true);
 
 /// --threads, --precision and --device, for the commands that run a trained model.
 struct ComputeFlags {

@@ -2,6 +2,7 @@
 #include "commands.h"
 
 #include "capsnet/data/registry.h"
+#include "capsnet/inference/shipped_model.h"
 #include "capsnet/runtime/runtime.h"
 
 #include <iostream>
@@ -75,8 +76,11 @@ CLI::Option* add_data_option(CLI::App* cmd, std::string& dir, const std::string&
   return cmd->add_option("--data", dir, help);
 }
 
-CLI::Option* add_checkpoint_option(CLI::App* cmd, std::string& path) {
-  return cmd->add_option("--checkpoint", path, "checkpoint written by capsnet train")->required();
+CLI::Option* add_checkpoint_option(CLI::App* cmd, std::string& path, bool shipped) {
+  if (!shipped) return cmd->add_option("--checkpoint", path, "checkpoint written by capsnet train")->required();
+  cmd->parse_complete_callback([&path] { path = checkpoint_or_shipped(path, &std::cerr); });
+  return cmd->add_option("--checkpoint", path, "checkpoint written by capsnet train (default: the "
+                         "shipped Efficient-CapsNet for MNIST, models/README.md)");
 }
 
 void ComputeFlags::add_to(CLI::App* cmd) {

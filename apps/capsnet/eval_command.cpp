@@ -2,7 +2,6 @@
 
 #include "capsnet/engine/test_split.h"
 #ifdef CAPSNET_WITH_FIGURES
-#include "capsnet/viz/figure.h"
 #include "capsnet/viz/figures.h"
 #endif
 
@@ -63,26 +62,15 @@ int run_eval(const EvalFlags& f) {
                                       !f.confusion_png.empty(), // refused early where impossible
                                       {f.confusion_png, f.worst.empty() ? "" : f.worst[1]}};
   const auto eval = evaluate_checkpoint(request, &std::cerr);
-  const auto& result = eval.result;
 #ifdef CAPSNET_WITH_FIGURES
-  if (!f.confusion_png.empty()) {
-    viz::write_confusion_png(f.confusion_png,
-                             "Confusion matrix: " + f.checkpoint + " on " +
-                                 eval.options.dataset + " test (" +
-                                 std::to_string(result.total) + " images)",
-                             result.confusion);
-  }
-  if (worst_count > 0) {
-    const auto examples = test_examples(eval.options, eval.data, 0, eval.loaded.shape);
-    viz::write_grid_png(f.worst[1], viz::worst_errors_figure(examples, result.scores,
-                                                             eval.loaded.shape, worst_count));
-  }
+  viz::draw_eval_figures(eval, f.checkpoint, f.confusion_png, f.worst.empty() ? "" : f.worst[1],
+                         worst_count);
 #endif
   if (f.json) {
-    std::cout << eval_json(result, eval.report).dump() << std::endl;
+    std::cout << eval_json(eval.result, eval.report).dump() << std::endl;
     return 0;
   }
-  std::cout << eval_text(result, eval.report);
+  std::cout << eval_text(eval.result, eval.report);
   if (!f.confusion_png.empty()) std::cout << "confusion matrix drawn to " << f.confusion_png << "\n";
   if (worst_count > 0) std::cout << "worst errors drawn to " << f.worst[1] << "\n";
   std::cout << std::flush;

@@ -14,11 +14,9 @@ int main(int argc, char** argv) {
   capsnet::cli::add_list_options_flag(app, commands, std::cout);
   try {
     app.parse(argc, argv);
+    return capsnet::cli::parsed_runner(app, commands)();
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
-  }
-  try {
-    return capsnet::cli::parsed_runner(app, commands)();
   } catch (const std::exception& e) {
     std::cerr << capsnet::cli::program_name() << ": " << capsnet::error_message(e) << "\n";
   }

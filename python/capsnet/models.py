@@ -8,6 +8,7 @@ compute: `capsnet.load(path)` of an export gives `capsnet predict`'s lengths.
 """
 import json
 import os
+import sys
 
 import torch
 import torch.nn as nn
@@ -168,12 +169,46 @@ def prepare(images, config):
     return x
 
 
-def load(path, routing='fused'):
+SHIPPED_MODEL = 'efficient-capsnet-mnist.pt'
+
+
+def shipped_model_path():
+    """The shipped model (Efficient-CapsNet on MNIST, models/README.md): in the
+    installed package, the source tree's models/, or an installed prefix's
+    share/capsnet/models, whichever is found first; FileNotFoundError names them."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    folders = [os.path.join(here, 'models'), os.path.join(here, '..', '..', 'models'),
+               os.path.join(sys.prefix, 'share', 'capsnet', 'models'),
+               '/usr/local/share/capsnet/models', '/usr/share/capsnet/models']
+    for folder in folders:
+        path = os.path.normpath(os.path.join(folder, SHIPPED_MODEL))
+        if os.path.isfile(path):
+            return path
+    raise FileNotFoundError(f'the shipped model {SHIPPED_MODEL} is in none of '
+                            f'{", ".join(os.path.normpath(f) for f in folders)}: pass the path of '
+                            'a `capsnet export` file to capsnet.load')
+
+
+def _read_weights(path):
+    """name -> tensor of an export (torch.load), or of a capsnet checkpoint
+    (.pt: a TorchScript archive whose 'model' holds the module's own names)."""
+    if not path.endswith('.pt'):
+        return torch.load(path)
+    archive = torch.jit.load(path, map_location='cpu')
+    return {name[len('model.'):]: tensor for name, tensor in archive.state_dict().items()
+            if name.startswith('model.')}
+
+
+def load(path=None, routing='fused'):
     """Loads `capsnet export` output: the weights at `path` and the JSON beside it.
 
-    Returns (model in eval mode, config). routing: 'fused' (the operator) or
-    'reference' (plain PyTorch; CapsNet only).
+    With no path, the shipped model (shipped_model_path()): a checkpoint of
+    Efficient-CapsNet's weights (whose names are the module's) with the JSON
+    `capsnet export` wrote for it. Returns (model in eval mode, config).
+    routing: 'fused' (the operator) or 'reference' (plain PyTorch; CapsNet only).
     """
+    if path is None:
+        path = shipped_model_path()
     config_path = os.path.splitext(path)[0] + '.json'
     if not os.path.isfile(config_path):
         raise FileNotFoundError(f'{config_path}: the configuration `capsnet export` writes beside '
@@ -189,7 +224,7 @@ def load(path, routing='fused'):
         model = EfficientCapsNet(config['model'])
     else:
         raise ValueError(f'{config_path}: model {name!r} has no Python loader (capsnet, efficient-capsnet)')
-    state = torch.load(path)
+    state = _read_weights(path)
     # PyTorch's batch norm counts its batches; capsnet's has no such buffer.
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith('num_batches_tracked')]

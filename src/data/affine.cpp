@@ -9,11 +9,9 @@ namespace capsnet {
 
 namespace {
 
-constexpr double kPi = 3.14159265358979323846;
-
 // A = R * Shear * scale, in (x, y) = (column, row) coordinates.
 std::array<double, 4> linear_part(const AffineParams& p) {
-  const double t = p.rotation_degrees * kPi / 180, c = std::cos(t), s = std::sin(t);
+  const double t = p.rotation_degrees * M_PI / 180, c = std::cos(t), s = std::sin(t);
   // R [[c, -s], [s, c]] times [[1, shear], [0, 1]], times scale.
   return {p.scale * c, p.scale * (c * p.shear - s), p.scale * s, p.scale * (s * p.shear + c)};
 }

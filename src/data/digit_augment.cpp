@@ -10,12 +10,10 @@ namespace capsnet {
 
 namespace {
 
-constexpr double kPi = 3.14159265358979323846;
-
 // OpenCV's getRotationMatrix2D about (S/2, S/2) applied by warpAffine: each
 // output pixel reads the input at the inverse map, bilinearly, 0 outside.
 void rotate(float* plane, int64_t S, int degrees) {
-  const double a = std::cos(degrees * kPi / 180), b = std::sin(degrees * kPi / 180);
+  const double a = std::cos(degrees * M_PI / 180), b = std::sin(degrees * M_PI / 180);
   const double c = S / 2.0;
   std::vector<float> in(plane, plane + S * S);
   for (int64_t y = 0; y < S; ++y) {

@@ -82,7 +82,7 @@ pid_t start_process(const LaunchOptions& o, int port, int attempt, int local,
 }
 
 // The group's processes as the launcher watches them.
-struct Group {
+struct Children {
   std::vector<pid_t> pids; // -1: finished
   int running = 0;
   int result = 0; // the first failure's exit code
@@ -118,7 +118,7 @@ int run_group(const LaunchOptions& o, int port, int attempt, bool& stopped) {
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  Group group;
+  Children group;
   for (int local = 0; local < o.nproc; ++local) {
     group.pids.push_back(start_process(o, port, attempt, local, argv));
   }

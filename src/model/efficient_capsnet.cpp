@@ -14,7 +14,7 @@ namespace capsnet {
 
 namespace {
 
-void require(bool ok, const std::string& message) {
+void require_config(bool ok, const std::string& message) {
   if (!ok) throw std::invalid_argument("efficient-capsnet config: " + message);
 }
 
@@ -57,37 +57,37 @@ int64_t EfficientCapsNetConfig::parameter_count() const {
 }
 
 void EfficientCapsNetConfig::validate() const {
-  require(image_size >= 1 && image_size <= 1024, "image_size must be in [1, 1024], got " +
+  require_config(image_size >= 1 && image_size <= 1024, "image_size must be in [1, 1024], got " +
                                                      std::to_string(image_size));
-  require(in_channels >= 1 && in_channels <= 64,
+  require_config(in_channels >= 1 && in_channels <= 64,
           "in_channels must be in [1, 64], got " + std::to_string(in_channels));
-  require(num_classes >= 2 && num_classes <= 1000,
+  require_config(num_classes >= 2 && num_classes <= 1000,
           "num_classes must be in [2, 1000], got " + std::to_string(num_classes));
-  require(!stem_channels.empty() && stem_channels.size() <= 16 &&
+  require_config(!stem_channels.empty() && stem_channels.size() <= 16 &&
               stem_kernels.size() == stem_channels.size() &&
               stem_strides.size() == stem_channels.size(),
           "stem_channels, stem_kernels and stem_strides must list 1 to 16 layers each");
   int64_t side = image_size;
   for (size_t k = 0; k < stem_channels.size(); ++k) {
-    require(stem_channels[k] >= 1 && stem_channels[k] <= 4096 && stem_strides[k] >= 1 &&
+    require_config(stem_channels[k] >= 1 && stem_channels[k] <= 4096 && stem_strides[k] >= 1 &&
                 stem_strides[k] <= 8 && stem_kernels[k] >= 1,
             "stem layer " + std::to_string(k + 1) + " has a size out of range");
-    require(stem_kernels[k] <= side, "the images (" + std::to_string(image_size) +
+    require_config(stem_kernels[k] <= side, "the images (" + std::to_string(image_size) +
                                          " pixels) are too small for the stem: layer " +
                                          std::to_string(k + 1) + "'s kernel is " +
                                          std::to_string(stem_kernels[k]) + " wide but its input " +
                                          std::to_string(side));
     side = (side - stem_kernels[k]) / stem_strides[k] + 1;
   }
-  require(primary_dim >= 1 && stem_channels.back() % primary_dim == 0,
+  require_config(primary_dim >= 1 && stem_channels.back() % primary_dim == 0,
           "primary_dim (" + std::to_string(primary_dim) + ") must divide the stem's last width (" +
               std::to_string(stem_channels.back()) + ")");
-  require(capsule_dim >= 1 && capsule_dim <= 256,
+  require_config(capsule_dim >= 1 && capsule_dim <= 256,
           "capsule_dim must be in [1, 256], got " + std::to_string(capsule_dim));
   for (auto width : decoder_hidden) {
-    require(width >= 1 && width <= 65536, "decoder widths must be in [1, 65536]");
+    require_config(width >= 1 && width <= 65536, "decoder widths must be in [1, 65536]");
   }
-  require(bn_momentum > 0 && bn_momentum <= 1 && bn_eps > 0, "bn_momentum must be in (0, 1] "
+  require_config(bn_momentum > 0 && bn_momentum <= 1 && bn_eps > 0, "bn_momentum must be in (0, 1] "
                                                              "and bn_eps positive");
 }
 

@@ -135,6 +135,22 @@ GrayImage block_map(const at::Tensor& values, int64_t block) {
 
 } // namespace
 
+void draw_eval_figures(const CheckpointEval& eval, const std::string& checkpoint,
+                       const std::string& confusion_png, const std::string& worst_png,
+                       int64_t worst) {
+  const auto& result = eval.result;
+  if (!confusion_png.empty()) {
+    write_confusion_png(confusion_png,
+                        "Confusion matrix: " + checkpoint + " on " + eval.options.dataset +
+                            " test (" + std::to_string(result.total) + " images)",
+                        result.confusion);
+  }
+  if (!worst_png.empty()) {
+    const auto examples = test_examples(eval.options, eval.data, 0, eval.loaded.shape);
+    write_grid_png(worst_png, worst_errors_figure(examples, result.scores, eval.loaded.shape, worst));
+  }
+}
+
 GridFigure worst_errors_figure(const Batch& examples, const at::Tensor& scores,
                                const DataShape& shape, int64_t count) {
   const auto& labels = examples.labels;

@@ -31,3 +31,4 @@ def test_the_readme_example_runs(exports, tmp_path, monkeypatch, capsys):
     assert scope['lengths'].shape == (8, 10)
     assert scope['W'].grad is not None and scope['W'].grad.abs().sum() > 0
     assert isinstance(scope['model'], torch.nn.Module)
+    assert type(scope['shipped']).__name__ == 'EfficientCapsNet' and scope['digits'].shape == (8,)

@@ -14,7 +14,7 @@ import torch
 
 import capsnet
 
-from conftest import PYTHON_DIR, needs_binary
+from conftest import PYTHON_DIR, needs_binary, run
 
 
 @needs_binary
@@ -33,6 +33,22 @@ def test_load_equals_capsnet_predict(exports, model_name, routing):
     assert (lengths - cpp_lengths).abs().max().item() < 1e-4
     assert torch.equal(lengths.argmax(1), cpp_classes)
     assert recon.shape == (16, 1, 28, 28)
+
+
+@needs_binary
+def test_load_with_no_path_is_the_shipped_model(exports):
+    """capsnet.load() reads the shipped checkpoint itself (models/), and gives
+    what `capsnet predict` with no --checkpoint (the same model) gives."""
+    images, out = exports
+    model, config = capsnet.load()
+    assert config['model_name'] == 'efficient-capsnet'
+    assert capsnet.models.shipped_model_path().endswith(os.path.join('models', 'efficient-capsnet-mnist.pt'))
+    predicted = json.loads(run('predict', '--json', os.path.join(os.path.dirname(out['capsnet'][0]), 'few.idx')))
+    with torch.no_grad():
+        lengths, _ = model(capsnet.prepare(images, config))
+    cpp_lengths = torch.tensor([row['lengths'] for row in predicted])
+    assert (lengths - cpp_lengths).abs().max().item() < 1e-4
+    assert torch.equal(lengths.argmax(1), torch.tensor([row['prediction'] for row in predicted]))
 
 
 @needs_binary
@@ -67,14 +83,19 @@ def test_pip_installs_the_package_offline(tmp_path):
     subprocess.run([sys.executable, '-m', 'venv', '--system-site-packages', str(venv)], check=True)
     pip = subprocess.run([str(venv / 'bin' / 'pip'), 'install', '--no-build-isolation', '--no-index',
                           '--no-cache-dir', str(source)], capture_output=True, text=True,
-                         env=dict(os.environ, CAPSNET_OPS_LIBRARY=library))
+                         env=dict(os.environ, CAPSNET_OPS_LIBRARY=library,
+                                  CAPSNET_MODEL_DIR=os.path.join(PYTHON_DIR, '..', 'models')))
     assert pip.returncode == 0, pip.stdout + pip.stderr
     code = ('import torch, capsnet; print(capsnet.library_path()); '
-            'print(capsnet.dynamic_routing(torch.ones(2, 3, 4), torch.ones(3, 5, 4, 6)).shape)')
+            'print(capsnet.dynamic_routing(torch.ones(2, 3, 4), torch.ones(3, 5, 4, 6)).shape); '
+            'print(capsnet.models.shipped_model_path()); print(type(capsnet.load()[0]).__name__)')
     env = {k: v for k, v in os.environ.items() if k not in ('CAPSNET_OPS_LIBRARY', 'PYTHONPATH')}
     check = subprocess.run([str(venv / 'bin' / 'python'), '-c', code], capture_output=True, text=True,
                            cwd=str(tmp_path), env=env)
     assert check.returncode == 0, check.stderr
-    installed, shape = check.stdout.split('\n')[:2]
+    installed, shape, model, model_class = check.stdout.split('\n')[:4]
     assert installed.startswith(str(venv)) and installed.endswith('libcapsnet_ops.so')
     assert shape == 'torch.Size([2, 5, 6])'
+    # The shipped model travels in the package: load() with no path finds its copy.
+    assert model.startswith(str(venv)) and model.endswith('efficient-capsnet-mnist.pt')
+    assert model_class == 'EfficientCapsNet'

@@ -8,6 +8,7 @@
 
 #include "capsnet/data/batch.h"
 #include "capsnet/data/shape.h"
+#include "capsnet/engine/test_split.h"
 #include "capsnet/inference/inference.h"
 #include "capsnet/viz/figure.h"
 
@@ -23,6 +24,14 @@ namespace capsnet::viz {
 /// a row, captioned "true as predicted, length".
 GridFigure worst_errors_figure(const Batch& examples, const at::Tensor& scores,
                                const DataShape& shape, int64_t count);
+
+/// capsnet eval's pictures of `eval`: its confusion matrix into
+/// `confusion_png`, titled with `checkpoint`, and its `worst` most confidently
+/// wrong test examples into `worst_png` (worst_errors_figure); each is skipped
+/// where its path is empty.
+void draw_eval_figures(const CheckpointEval& eval, const std::string& checkpoint,
+                       const std::string& confusion_png, const std::string& worst_png,
+                       int64_t worst);
 
 /// Figure 3 for write_grid_png, with what it found.
 struct ReconstructionFigure {
