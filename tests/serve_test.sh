@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# capsnet serve end to end: a model trained here, its JSON API from a client
+# capsnet serve end to end: the shipped model (no --checkpoint), its JSON API from a client
 # (serve_client.py: good and bad requests, 200 concurrent requests, memory),
 # the page in headless chromium (browser_test.py: drawing and uploads), Ctrl-C
 # and SIGTERM, a colour model of a folder with named classes (API and page),

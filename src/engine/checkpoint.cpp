@@ -75,11 +75,14 @@ double read_double_or(torch::serialize::InputArchive& archive, const std::string
 
 } // namespace
 
-void save_checkpoint(const std::string& path, CapsNet& model, torch::optim::Adam* optimizer,
+void save_checkpoint(const std::string& path, CapsNet& model, torch::optim::Optimizer* optimizer,
                      const TrainOptions& options, const TrainingState& state) {
   const auto& c = model->config;
-  save_checkpoint(path, *model, optimizer, options, {c.image_size, c.in_channels, c.num_classes, 1},
-                  state);
+  DataShape shape;
+  shape.image_size = c.image_size;
+  shape.channels = c.in_channels;
+  shape.classes = c.num_classes;
+  save_checkpoint(path, *model, optimizer, options, shape, state);
 }
 
 void LoadedCheckpoint::require(Capability capability, const std::string& what) const {
@@ -111,7 +114,7 @@ CapsuleNetworkPtr LoadedCheckpoint::capsule_network(const std::string& what) con
 }
 
 void save_checkpoint(const std::string& path, torch::nn::Module& model,
-                     torch::optim::Adam* optimizer, const TrainOptions& options,
+                     torch::optim::Optimizer* optimizer, const TrainOptions& options,
                      const DataShape& shape, const TrainingState& state) {
   torch::serialize::OutputArchive archive;
   archive.write("format", c10::IValue(std::string(kFormat)));
@@ -238,7 +241,7 @@ LoadedCheckpoint load_checkpoint(const std::string& path) {
   return loaded;
 }
 
-void load_optimizer_state(const std::string& path, torch::optim::Adam& optimizer) {
+void load_optimizer_state(const std::string& path, torch::optim::Optimizer& optimizer) {
   // The state goes where the parameters are.
   const auto& params = optimizer.param_groups().front().params();
   auto archive = open_archive(path, params.empty() ? c10::Device(c10::kCPU) : params.front().device());

@@ -1,3 +1,4 @@
+#include "capsnet/engine/adam.h"
 #include "capsnet/recipes/bench.h"
 
 #include "capsnet/registry/options.h"
@@ -74,7 +75,7 @@ double matmul_probe_gflops(at::ScalarType dtype, const c10::Device& device) {
 struct Workload {
   TrainOptions options; // the paper's defaults, or Efficient-CapsNet's preset
   CapsuleNetworkPtr model;
-  std::unique_ptr<torch::optim::Adam> adam;
+  std::unique_ptr<Adam> adam;
   at::Tensor images, labels;
 };
 
@@ -96,8 +97,7 @@ Workload make_workload(const BenchOptions& options, ConvAlgo conv_algo) {
   w.model->set_routing_impl(options.routing);
   w.model->to(options.device);
   w.model->set_precision(options.precision);
-  w.adam = std::make_unique<torch::optim::Adam>(w.model->parameters(),
-                                                torch::optim::AdamOptions(w.options.lr));
+  w.adam = std::make_unique<Adam>(w.model->parameters(), torch::optim::AdamOptions(w.options.lr));
   const auto sizes = w.model->shape();
   const int64_t side = sizes.image_size;
   w.images = at::rand({options.batch_size, 1, side, side}).to(options.device);

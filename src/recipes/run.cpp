@@ -1,6 +1,7 @@
 #include "capsnet/recipes/run.h"
 
 #include "capsnet/data/registry.h"
+#include "capsnet/engine/adam.h"
 #include "capsnet/engine/epoch_record.h"
 #include "capsnet/registry/models.h"
 #include "capsnet/runtime/runtime.h"
@@ -383,7 +384,7 @@ TrainReport train_in_group(const TrainOptions& given, const std::string& run_dir
     out << "model '" << model.name << "' ignores --conv " << enum_name(options.conv)
         << " (it chooses how capsnet's convolutions run)\n";
   }
-  torch::optim::Adam optimizer(net.parameters(), torch::optim::AdamOptions(options.lr));
+  Adam optimizer(net.parameters(), torch::optim::AdamOptions(options.lr));
   if (control.resume) load_optimizer_state(last_path, optimizer);
 
   const auto test_source =

@@ -43,12 +43,12 @@ struct TrainingState {
 /// to `path` atomically: a temporary file beside it, then a rename. `model` is
 /// the network options.model_name names, built for `shape`.
 void save_checkpoint(const std::string& path, torch::nn::Module& model,
-                     torch::optim::Adam* optimizer, const TrainOptions& options,
+                     torch::optim::Optimizer* optimizer, const TrainOptions& options,
                      const DataShape& shape, const TrainingState& state);
 
 /// The same for a CapsNet, built for images of its configuration's size,
 /// channels and classes with one label each.
-void save_checkpoint(const std::string& path, CapsNet& model, torch::optim::Adam* optimizer,
+void save_checkpoint(const std::string& path, CapsNet& model, torch::optim::Optimizer* optimizer,
                      const TrainOptions& options, const TrainingState& state);
 
 /// A checkpoint's network, built through its model's registry entry.
@@ -84,6 +84,6 @@ struct LoadedCheckpoint {
 LoadedCheckpoint load_checkpoint(const std::string& path);
 
 /// Restores the optimizer state saved in `path` into `optimizer`.
-void load_optimizer_state(const std::string& path, torch::optim::Adam& optimizer);
+void load_optimizer_state(const std::string& path, torch::optim::Optimizer& optimizer);
 
 } // namespace capsnet
