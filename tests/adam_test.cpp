@@ -127,9 +127,8 @@ TEST(CapturableAdam, ReadsAndWritesTorchAdamsState) {
   restore(from_ours, saved(ours));
   auto e = from_theirs.param_groups().front().params();
   for (auto* params : {&a, &b, &d, &e}) set_gradients(*params, 5);
-  for (torch::optim::Optimizer* o : std::vector<torch::optim::Optimizer*>{&theirs, &ours, &from_ours, &from_theirs}) {
-    o->step();
-  }
+  const std::vector<torch::optim::Optimizer*> all{&theirs, &ours, &from_ours, &from_theirs};
+  for (auto* o : all) o->step();
   EXPECT_LT(largest_difference(a, e), 1e-6);
   EXPECT_LT(largest_difference(b, d), 1e-6);
   EXPECT_LT(largest_difference(a, b), 1e-6);

@@ -162,6 +162,32 @@ TEST(EfficientCapsNet, MnistNetworkHasThePapersParameterCount) {
 // + 9^2 * 128 * 576) = 60,198,912; depthwise 2 * 128 * 81; u_hat 2 * 16 * 10 * 8
 // * 16; routing 3 * 2 * 16 * 10 * 16; decoder 2 * (160 * 512 + 512 * 1024 + 1024
 // * 784). Training: three forwards less conv1's input gradient (921,600).
+// --precision bf16: the stem's convolutions in bfloat16, the rest in fp32.
+// The primary capsules agree with fp32 to bfloat16's precision (8 bits: 2^-8
+// relative per rounding, a few roundings deep) and are not fp32's exactly
+// (bf16 did run); gradients reach the fp32 weights.
+TEST(EfficientCapsNet, Bf16StemFollowsFp32) {
+  torch::manual_seed(5);
+  EfficientCapsNet model;
+  model->train();
+  const auto images = at::rand({4, 1, 28, 28});
+  const auto fp32 = model->primary(images).detach();
+  model->set_precision(Precision::kBf16);
+  const auto bf16 = model->primary(images);
+  const double largest = (bf16.detach() - fp32).abs().max().item<double>();
+  EXPECT_GT(largest, 0) << "bf16 gave fp32's values: the stem did not run in bf16";
+  EXPECT_LT(largest, 0.05);
+  EXPECT_LT((bf16.detach() - fp32).abs().mean().item<double>(), 5e-3);
+  EXPECT_EQ(bf16.scalar_type(), at::kFloat);
+  bf16.square().sum().backward();
+  for (const auto& conv : model->convs) {
+    ASSERT_TRUE(conv->weight.grad().defined());
+    EXPECT_EQ(conv->weight.grad().scalar_type(), at::kFloat);
+    EXPECT_TRUE(conv->weight.grad().isfinite().all().item<bool>());
+    EXPECT_GT(conv->weight.grad().abs().sum().item<double>(), 0);
+  }
+}
+
 TEST(EfficientCapsNet, FlopsPerImage) {
   const auto f = model_flops(EfficientCapsNetConfig{});
   EXPECT_DOUBLE_EQ(f.conv1, 60198912);

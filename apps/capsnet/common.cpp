@@ -57,9 +57,10 @@ CLI::Option* add_routing_option(CLI::App* cmd, RoutingImpl& routing) {
 
 CLI::Option* add_precision_option(CLI::App* cmd, Precision& precision) {
   return add_enum_option(cmd, "--precision", precision,
-                         "fp32, or bf16: the convolutions (conv1, primary capsules) in bfloat16 on CPUs "
-                         "with AMX or AVX512-BF16 and on GPUs (fp32 master weights and "
-                         "optimizer; fp32 with a message elsewhere)");
+                         "fp32, or bf16: the convolutions (CapsNet's conv1 and primary capsules, "
+                         "Efficient-CapsNet's stem) in bfloat16 on CPUs with AMX or AVX512-BF16 "
+                         "and on GPUs (fp32 master weights and optimizer; fp32 with a message "
+                         "elsewhere)");
 }
 
 CLI::Option* add_device_option(CLI::App* cmd, std::string& device) {
@@ -77,7 +78,9 @@ CLI::Option* add_data_option(CLI::App* cmd, std::string& dir, const std::string&
 }
 
 CLI::Option* add_checkpoint_option(CLI::App* cmd, std::string& path, bool shipped) {
-  if (!shipped) return cmd->add_option("--checkpoint", path, "checkpoint written by capsnet train")->required();
+  if (!shipped) {
+    return cmd->add_option("--checkpoint", path, "checkpoint written by capsnet train")->required();
+  }
   cmd->parse_complete_callback([&path] { path = checkpoint_or_shipped(path, &std::cerr); });
   return cmd->add_option("--checkpoint", path, "checkpoint written by capsnet train (default: the "
                          "shipped Efficient-CapsNet for MNIST, models/README.md)");

@@ -17,11 +17,13 @@ Runner add_export_command(CLI::App& app) {
   auto format = std::make_shared<std::string>("pytorch");
   auto out = std::make_shared<std::string>("model.pth");
   add_checkpoint_option(cmd, *checkpoint, false);
-  cmd->add_option("--format", *format, "pytorch: a state_dict and its .json; weights: a checkpoint "
-                  "without the optimizer state, for predict, serve, eval and the figures (not --resume)")
+  cmd->add_option("--format", *format,
+                  "pytorch: a state_dict and its .json; weights: a checkpoint without the "
+                  "optimizer state, for predict, serve, eval and the figures (not --resume)")
       ->check(CLI::IsMember({"pytorch", "weights"}))
       ->capture_default_str();
-  cmd->add_option("--out", *out, "file to write; the pytorch configuration goes to the same name with .json")
+  cmd->add_option("--out", *out,
+                  "file to write; the pytorch configuration goes to the same name with .json")
       ->capture_default_str();
 
   // Every option's storage lives as long as the runner: CLI11 writes into it at

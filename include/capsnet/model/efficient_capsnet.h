@@ -8,6 +8,7 @@
 #include "capsnet/layers/batch_norm.h"
 #include "capsnet/model/capsule_network.h"
 #include "capsnet/model/decoder.h"
+#include "capsnet/ops/im2col_conv.h"
 
 #include <nlohmann/json.hpp>
 #include <torch/nn/modules/conv.h>
@@ -75,6 +76,10 @@ struct EfficientCapsNetImpl : CapsuleNetworkImpl {
 
   /// Primary capsules [B, N_in, D_in] of `images`.
   at::Tensor primary(const at::Tensor& images);
+  /// bf16: the stem's convolutions in bfloat16 (conv2d_in: oneDNN's bf16
+  /// GEMMs on CPUs with AMX or AVX512-BF16, exactly widened fp32 elsewhere,
+  /// cuDNN on a GPU), with fp32 weights, batch norms and everything after.
+  void set_precision(Precision precision) override { precision_ = precision; }
 
   EfficientCapsNetConfig config;               ///< the architecture it was built for
   std::vector<torch::nn::Conv2d> convs;        ///< the stem's conv1..conv4
@@ -86,6 +91,7 @@ struct EfficientCapsNetImpl : CapsuleNetworkImpl {
 
  private:
   at::Tensor routed(const at::Tensor& images, at::Tensor* coupling);
+  Precision precision_ = Precision::kFp32;
 };
 TORCH_MODULE(EfficientCapsNet);
 
