@@ -4,7 +4,8 @@
 #   models/efficient-capsnet-mnist.json     the configuration capsnet export writes, for Python
 #   models/efficient-capsnet-mnist.metrics.jsonl   the run's metrics, epoch by epoch
 #   models/efficient-capsnet-mnist.card.json       the stored weights' test errors, the
-#                                                  command, the commit and the machine
+#                                                  command, the binary that trained it, the
+#                                                  commit it was shipped at and the machine
 # Usage: scripts/ship-model.sh CAPSNET RUN_DIR MNIST_DIR "COMMAND"
 set -euo pipefail
 capsnet=$1 run=$2 mnist=$3 command=$4
@@ -17,7 +18,9 @@ cp "$scratch/export.json" "$out.json"
 cp "$run/metrics.jsonl" "$out.metrics.jsonl"
 # The stored weights' own evaluation: what ctest shipped_model requires.
 "$capsnet" eval --checkpoint "$out.pt" --data "$mnist" --json >"$scratch/eval.json"
-python3 - "$scratch/eval.json" "$out.metrics.jsonl" "$command" "$out.card.json" <<'PY'
+# The binary that trained it, as its checkpoint records it.
+trained_by=$(/usr/bin/python3 -c "import sys, torch; print(torch.jit.load(sys.argv[1]).written_by)" "$run/best.pt" 2>/dev/null || echo unknown)
+python3 - "$scratch/eval.json" "$out.metrics.jsonl" "$command" "$out.card.json" "$trained_by" <<'PY'
 import json, platform, subprocess, sys
 evaluation = json.load(open(sys.argv[1]))
 rows = [json.loads(line) for line in open(sys.argv[2])]
@@ -30,6 +33,7 @@ card = {
     "test_errors": evaluation["errors"], "test_size": evaluation["total"],
     "test_accuracy": evaluation["accuracy"],
     "command": sys.argv[3],
+    "trained_by": sys.argv[5],
     "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True).stdout.strip(),
     "machine": f"{cpu}, {platform.machine()}",
