@@ -93,7 +93,6 @@ sys.exit(1 if wrong else 0)
 PY
 }
 lines() { wc -l <"$1"; }
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 json_is() { # json_is FILE PYTHON-EXPRESSION-ON-j: true for the first JSON line of FILE
   test "$(grep -m1 '^[[{]' "$1" | json_get /dev/stdin "$2")" = True
 }

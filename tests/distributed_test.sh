@@ -48,7 +48,7 @@ check "one run directory line" test "$(grep -c 'run directory:' "$work/two.out")
 
 echo "== torchrun starts the same training"
 if /usr/bin/python3 -c 'import torch.distributed.run' 2>/dev/null; then
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  port=$(free_port)
   # --redirects/--tee 1: torch 1.13's launcher fails on Python 3.11 with its default of 0.
   /usr/bin/python3 -m torch.distributed.run --nproc_per_node 2 --master_port "$port" \
     --redirects 1 --tee 1 --no_python "$capsnet" train "${T[@]}" --limit 1280 --batch-size 32 \
@@ -150,7 +150,7 @@ check "rank 1 names rank 0 and its reason" grep -q "capsnet\[rank 1\]: .*rank 0 
 echo "== bad environments and flags"
 RANK=two WORLD_SIZE=2 expect_fail "a malformed RANK" "RANK is 'two'" train "${T[@]}" --out "$work/x"
 RANK=2 WORLD_SIZE=2 expect_fail "a rank outside the world" "outside a world of 2" train "${T[@]}" --out "$work/x"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 RANK=1 WORLD_SIZE=2 MASTER_PORT=$port expect_fail "no rank 0 within the timeout" \
   "rendezvous at 127.0.0.1:$port failed" train "${T[@]}" --dist-timeout 2 --out "$work/x"
 expect_fail "launch runs train only" "runs 'capsnet train'" launch --nproc 2 -- eval --checkpoint x

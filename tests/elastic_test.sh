@@ -64,7 +64,7 @@ check "the other files are kept" test -f "$work/foreign/notes.txt"
 
 echo "== torchrun --max_restarts: rank 1 killed mid-epoch 2"
 if /usr/bin/python3 -c 'import torch.distributed.run' 2>/dev/null; then
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  port=$(free_port)
   # --redirects/--tee 1: torch 1.13's launcher fails on Python 3.11 with its default of 0.
   /usr/bin/python3 -m torch.distributed.run --nproc_per_node 2 --max_restarts 2 \
     --monitor_interval 1 --master_port "$port" --redirects 1 --tee 1 --no_python \

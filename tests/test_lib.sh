@@ -6,6 +6,27 @@ trap 'rm -rf "$work"' EXIT
 passed=0
 failed=0
 
+# free_port: a TCP port for a rendezvous (MASTER_PORT) that is free now, drawn
+# from 20000-32767, below Linux's ephemeral range (32768-60999). A port the
+# kernel hands out (bind to port 0) can be handed out again as the source port
+# of another test's connection before rank 0 binds it: under ctest -j, beside
+# cli_serve's thousands of requests, cli_options' launch rank 0 found its
+# port 60757 taken that way (errno 98) in a fresh-clone make test at 6dbcbfa.
+free_port() {
+  python3 -c '
+import random, socket
+for _ in range(200):
+    port = random.randrange(20000, 32768)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port)); print(port); break
+    except OSError:
+        pass
+    finally:
+        s.close()
+'
+}
+
 check() { # check NAME COMMAND...: the command must succeed
   local name=$1
   shift
