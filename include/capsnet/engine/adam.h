@@ -25,6 +25,8 @@ namespace capsnet {
 /// advances.
 class Adam : public torch::optim::Optimizer {
  public:
+  /// Adam over `params` (one group) with `options`' lr, betas and eps; the
+  /// moments start at zero on the parameters' device.
   Adam(std::vector<at::Tensor> params, torch::optim::AdamOptions options = {});
 
   /// set_lr(), then update(). No closure.
@@ -37,6 +39,8 @@ class Adam : public torch::optim::Optimizer {
   /// synchronisation and nothing baked in, so it can be captured.
   void update();
 
+  /// Writes the state in torch::optim::Adam's format (reads the step count
+  /// from the device: a host synchronisation).
   void save(torch::serialize::OutputArchive& archive) const override;
   /// Reads torch::optim::Adam's format (this class's or torch::optim::Adam's
   /// checkpoints); throws std::runtime_error when the parameters' step counts
