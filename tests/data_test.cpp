@@ -274,6 +274,25 @@ TEST(Shift, MovesPixelsAndFillsWithZeros) {
   EXPECT_EQ(shift_images(image, {3}, {0}).abs().sum().item<float>(), 0.0f);
 }
 
+TEST(Shift, GathersWhatALiteralLoopCopies) {
+  torch::manual_seed(5);
+  const auto images = at::randn({6, 3, 7, 5});
+  const std::vector<int64_t> dy = {0, 2, -3, 7, -1, 9}, dx = {1, -4, 0, 2, -5, -9};
+  const auto shifted = shift_images(images, dy, dx);
+  auto expected = at::zeros_like(images);
+  for (int64_t b = 0; b < 6; ++b) {
+    for (int64_t y = 0; y < 7; ++y) {
+      for (int64_t x = 0; x < 5; ++x) {
+        const int64_t from_y = y - dy[b], from_x = x - dx[b];
+        if (from_y < 0 || from_y >= 7 || from_x < 0 || from_x >= 5) continue;
+        expected.select(0, b).select(1, y).select(1, x).copy_(
+            images.select(0, b).select(1, from_y).select(1, from_x));
+      }
+    }
+  }
+  EXPECT_TRUE(shifted.equal(expected));
+}
+
 TEST(Shift, RandomShiftStaysWithinRangeAndCoversIt) {
   auto images = at::zeros({400, 1, 9, 9});
   images.select(2, 4).select(2, 4).fill_(1.0); // one bright pixel in the centre

@@ -5,6 +5,8 @@
 #include "capsnet/data/batch.h"
 #include "capsnet/data/registry.h"
 #include "capsnet/engine/evaluate.h"
+#include "capsnet/registry/models.h"
+#include "capsnet/engine/adam.h"
 #include "capsnet/engine/step.h"
 #include "capsnet/registry/task.h"
 #include "capsnet/engine/trainer.h"
@@ -12,11 +14,13 @@
 #include "capsnet/io/enum_names.h"
 #include "test_util.h"
 
+#include <ATen/record_function.h>
 #include <gtest/gtest.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/optim/adam.h>
 #include <torch/optim/sgd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -303,6 +307,167 @@ TEST(Trainer, TrainsALibraryUsersOwnTaskAndStopsAndResumesExactly) {
   EXPECT_EQ(states[1].epoch, 1);
   EXPECT_EQ(states[1].step_in_epoch, 6);
   EXPECT_TRUE(pieces.equal(straight));
+}
+
+// Counts what would make the host wait for a GPU: .item()
+// (aten::_local_scalar_dense) and .to()/.cpu() naming the CPU as the target
+// device, wherever they are dispatched (RecordFunction sees every op). A
+// dtype change (aten::to.dtype, then _to_copy on the tensor's own device) is
+// no read. On a CPU machine a conversion that names the tensor's own device
+// counts as well: at::cross_entropy_loss makes one (log_softmax's toType()),
+// which on a GPU names the GPU; LinearTaskReadFree avoids it.
+class HostReads {
+ public:
+  HostReads() {
+    count_ = 0;
+    handle_ = at::addGlobalCallback(
+        at::RecordFunctionCallback(&on_start).needsInputs(true).scopes({at::RecordScope::FUNCTION}));
+  }
+  ~HostReads() { at::removeCallback(handle_); }
+  int64_t count() const { return count_.load(); }
+
+ private:
+  static std::unique_ptr<at::ObserverContext> on_start(const at::RecordFunction& fn) {
+    const std::string name = fn.name();
+    bool read = name == "aten::_local_scalar_dense";
+    if (!read && name == "aten::to") {
+      for (const auto& input : fn.inputs()) read = read || (input.isDevice() && input.toDevice().is_cpu());
+    }
+    if (read) ++count_;
+    return nullptr;
+  }
+  static inline std::atomic<int64_t> count_{0};
+  at::CallbackHandle handle_ = 0;
+};
+
+// Records the number of host reads at each progress report.
+struct ReadsAtReports : TrainLogger {
+  const HostReads* reads = nullptr;
+  std::vector<int64_t> at_report;
+  std::vector<double> losses;
+  void step(int64_t, int64_t, int64_t, int64_t, double, double loss, double, double) override {
+    at_report.push_back(reads->count());
+    losses.push_back(loss);
+  }
+};
+
+// LinearTask with the same loss written without cross_entropy_loss.
+struct LinearTaskReadFree : LinearTask {
+  using LinearTask::LinearTask;
+  TaskOutput forward(const Batch& batch, bool) override {
+    auto logits = linear->forward(batch.images.flatten(1));
+    const auto loss = -at::log_softmax(logits, 1).gather(1, batch.labels.unsqueeze(1)).mean();
+    return {loss, logits};
+  }
+};
+
+TEST(HostReads, SeesItemAndCopiesToTheCpu) {
+  HostReads reads;
+  const auto t = at::ones({2});
+  (void)t.sum().item<float>();
+  (void)t.to(at::kCPU);
+  (void)t.cpu();
+  (void)t.to(at::kDouble); // a dtype change is no read
+  EXPECT_EQ(reads.count(), 3);
+}
+
+TEST(Trainer, OneProcessReadsTheDeviceOnlyAtItsReports) {
+  const DatasetSource train(bars(48), 1, false); // shifts: the augmentation runs too
+  auto run = [&](int64_t every, std::vector<int64_t>* reads_at_reports) {
+    torch::manual_seed(3);
+    LinearTaskReadFree task(36, 6);
+    Adam adam(task.linear->parameters(), torch::optim::AdamOptions(0.05));
+    const EpochSampler sampler(train.size(), 4, /*seed=*/5);
+    Trainer trainer(task, train, sampler, adam);
+    trainer.schedule = {0.05, 0.9};
+    trainer.report_every_steps = every;
+    HostReads reads;
+    ReadsAtReports log;
+    log.reads = &reads;
+    trainer.logger = &log;
+    TrainingState state;
+    trainer.fit(state, 1); // 12 steps
+    if (reads_at_reports) *reads_at_reports = log.at_report;
+    return std::make_pair(task.linear->weight.detach().clone(), log.losses.back());
+  };
+  std::vector<int64_t> reads_at_reports;
+  const auto [weights, loss] = run(4, &reads_at_reports);
+  // Reports after steps 4, 8 and 12, each with its one read; the steps
+  // between them read nothing.
+  EXPECT_EQ(reads_at_reports, (std::vector<int64_t>{1, 2, 3}));
+  // A report after every step changes nothing but the reads.
+  const auto [weights_every_step, loss_every_step] = run(1, &reads_at_reports);
+  EXPECT_EQ(reads_at_reports.size(), 12u);
+  EXPECT_EQ(reads_at_reports.back(), 12);
+  EXPECT_TRUE(weights_every_step.equal(weights));
+  EXPECT_EQ(loss_every_step, loss); // the epoch's mean loss, bit for bit
+}
+
+// Its training loss turns NaN at the third step.
+struct NaNAtStepThree : LinearTask {
+  using LinearTask::LinearTask;
+  int64_t steps = 0;
+  TaskOutput forward(const Batch& batch, bool training) override {
+    auto out = LinearTask::forward(batch, training);
+    if (training && ++steps == 3) out.loss = out.loss * std::numeric_limits<float>::quiet_NaN();
+    return out;
+  }
+};
+
+TEST(Trainer, ANonFiniteLossIsNamedWithItsStepAtTheNextRead) {
+  const DatasetSource train(bars(48), 0, false);
+  NaNAtStepThree task(36, 6);
+  Adam adam(task.linear->parameters(), torch::optim::AdamOptions(0.05));
+  const EpochSampler sampler(train.size(), 4, /*seed=*/5);
+  Trainer trainer(task, train, sampler, adam);
+  trainer.report_every_steps = 4;
+  TrainingState state;
+  try {
+    trainer.fit(state, 1);
+    FAIL() << "no error";
+  } catch (const AgreedTrainingError& e) {
+    EXPECT_NE(std::string(e.what()).find("non-finite loss (nan) at epoch 1, step 3"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(task.steps, 4); // found at the read after step 4
+}
+
+// A step of each capsule model, on its own data path (the shift, and
+// Efficient-CapsNet's digit augmentation), reads nothing back.
+TEST(Trainer, CapsuleModelsStepWithoutReadingTheDevice) {
+  for (const std::string name : {"capsnet", "efficient-capsnet"}) {
+    SCOPED_TRACE(name);
+    const auto& info = model_info(name);
+    auto options = info.bench_options();
+    if (name == "capsnet") options.model = testing::tiny_config();
+    DataShape shape;
+    shape.image_size = name == "capsnet" ? 12 : 28;
+    Dataset data;
+    torch::manual_seed(4);
+    data.images = at::randint(0, 256, {8, 1, shape.image_size, shape.image_size}).to(at::kByte);
+    data.labels = at::arange(8, at::kLong) % 10;
+    data.num_classes = 10;
+    SourceOptions source_options;
+    source_options.shift = 2;
+    source_options.digit_augment = name == "efficient-capsnet";
+    const DatasetSource train(data, source_options);
+    const auto network = info.build(shape, options);
+    auto task = info.task(network, options);
+    Adam adam(network->parameters(), torch::optim::AdamOptions(1e-3));
+    const EpochSampler sampler(train.size(), 4, /*seed=*/1);
+    Trainer trainer(*task, train, sampler, adam);
+    trainer.report_every_steps = 100;
+    TrainingState state;
+    trainer.fit(state, 1); // the first steps set up what they keep
+    HostReads reads;
+    ReadsAtReports log;
+    log.reads = &reads;
+    trainer.logger = &log;
+    trainer.fit(state, 2); // 2 steps, one report
+    EXPECT_EQ(log.at_report, (std::vector<int64_t>{1}));
+    EXPECT_EQ(reads.count(), 1);
+  }
 }
 
 // Trains normally; its evaluation loss is NaN, as a diverged model's is.

@@ -43,6 +43,9 @@ DatasetSource::DatasetSource(Dataset data, const SourceOptions& options, c10::De
       mean_(options.mean),
       std_(options.std),
       device_(device) {
+  if (digit_augment_ && data_.images.defined() && data_.images.device() != device_) {
+    host_images_ = data_.images;
+  }
   if (data_.images.defined()) data_.images = data_.images.to(device_);
   data_.labels = data_.labels.to(device_);
   TORCH_CHECK(crop_ <= data_.side(), "a crop of ", crop_, " from images of ", data_.side());
@@ -74,7 +77,7 @@ at::Tensor random_flip(const at::Tensor& images, std::mt19937_64& rng) {
   }
   if (flipped.empty()) return images;
   auto out = images.clone();
-  const auto which = at::tensor(flipped, at::TensorOptions(images.device()).dtype(at::kLong));
+  const auto which = on_device(at::tensor(flipped, at::kLong), images.device());
   out.index_copy_(0, which, images.index_select(0, which).flip({3}));
   return out;
 }
@@ -86,16 +89,22 @@ void DatasetSource::prefetch(const at::Tensor& indices) const {
 }
 
 Batch DatasetSource::get(const at::Tensor& indices, std::mt19937_64* rng) const {
-  const auto index = indices.to(device_);
-  Batch batch;
-  auto x = data_.pixels(index).to(device_).to(at::kFloat).div_(255.0);
+  // The digit augmentation runs on the CPU: the batch is gathered there and
+  // goes to the device once, after it.
+  const bool on_host = rng && digit_augment_;
+  const auto first = on_host ? c10::Device(c10::kCPU) : device_;
+  const auto pixels = on_host && host_images_.defined()
+                          ? host_images_.index_select(0, on_device(indices, first))
+                          : data_.pixels(indices);
+  auto x = on_device(pixels, first).to(at::kFloat).div_(255.0);
   if (crop_ > 0) x = crop_images(x, crop_, rng && augment_ ? rng : nullptr);
   if (rng && augment_) x = random_flip(x, *rng);
-  if (rng && digit_augment_) x = augment_digits(x, *rng);
+  if (on_host) x = on_device(augment_digits(x, *rng), device_);
   if (rng && max_shift_ > 0) x = random_shift(x, max_shift_, *rng);
   if (normalize_) x = standardize(x, mean_, std_);
+  Batch batch;
   batch.images = x;
-  batch.labels = data_.labels.index_select(0, index);
+  batch.labels = data_.labels.index_select(0, on_device(indices, data_.labels.device()));
   batch.targets = multi_hot(batch.labels, data_.num_classes);
   batch.recon_targets = batch.images;
   return batch;
@@ -120,7 +129,7 @@ SubsetSource::SubsetSource(std::shared_ptr<const BatchSource> whole, std::vector
 }
 
 at::Tensor SubsetSource::map(const at::Tensor& indices) const {
-  return table_.index_select(0, indices.to(at::kCPU)).to(indices.device());
+  return on_device(table_.index_select(0, on_device(indices, at::kCPU)), indices.device());
 }
 
 Batch SubsetSource::get(const at::Tensor& indices, std::mt19937_64* rng) const {

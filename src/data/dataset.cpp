@@ -8,6 +8,7 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 
@@ -99,9 +100,9 @@ int64_t Dataset::channels() const {
 }
 
 at::Tensor Dataset::pixels(const at::Tensor& indices) const {
-  if (images.defined()) return images.index_select(0, indices.to(images.device()));
+  if (images.defined()) return images.index_select(0, on_device(indices, images.device()));
   TORCH_CHECK(folder && folder->files, "a data set without images");
-  return folder->files->load(indices.to(at::kCPU));
+  return folder->files->load(on_device(indices, at::kCPU));
 }
 
 std::string data_identity(const Dataset& data) {
@@ -122,18 +123,37 @@ std::string data_identity(const Dataset& data) {
 at::Tensor shift_images(const at::Tensor& images, const std::vector<int64_t>& dy,
                         const std::vector<int64_t>& dx) {
   TORCH_CHECK(images.dim() == 4, "expected images [B, C, H, W], got ", images.sizes());
-  const auto batch = images.size(0), height = images.size(2), width = images.size(3);
+  const auto batch = images.size(0), channels = images.size(1);
+  const auto height = images.size(2), width = images.size(3);
   TORCH_CHECK(static_cast<int64_t>(dy.size()) == batch && static_cast<int64_t>(dx.size()) == batch,
               "expected one shift per image");
-  auto out = at::zeros_like(images);
+  int64_t reach = 0;
+  auto shifts = at::empty({2, batch}, at::kLong);
+  auto* s = shifts.data_ptr<int64_t>();
   for (int64_t b = 0; b < batch; ++b) {
-    const auto h = height - std::abs(dy[b]), w = width - std::abs(dx[b]);
-    if (h <= 0 || w <= 0) continue;
-    out[b].narrow(1, std::max<int64_t>(dy[b], 0), h).narrow(2, std::max<int64_t>(dx[b], 0), w)
-        .copy_(images[b].narrow(1, std::max<int64_t>(-dy[b], 0), h)
-                   .narrow(2, std::max<int64_t>(-dx[b], 0), w));
+    // A shift past the border leaves the image blank, as one of the border's does.
+    s[b] = std::clamp<int64_t>(dy[b], -height, height);
+    s[batch + b] = std::clamp<int64_t>(dx[b], -width, width);
+    reach = std::max({reach, std::abs(s[b]), std::abs(s[batch + b])});
   }
-  return out;
+  if (reach == 0) return images.clone();
+  // out[b, c, y, x] = padded[b, c, y + reach - dy[b], x + reach - dx[b]].
+  const auto padded = at::constant_pad_nd(images, {reach, reach, reach, reach}, 0);
+  const auto on = on_device(shifts, images.device());
+  const auto index = at::TensorOptions(images.device()).dtype(at::kLong);
+  const auto rows = (at::arange(height, index) + reach).unsqueeze(0) - on[0].unsqueeze(1);
+  const auto cols = (at::arange(width, index) + reach).unsqueeze(0) - on[1].unsqueeze(1);
+  const auto taken = padded.gather(
+      2, rows.view({batch, 1, height, 1}).expand({batch, channels, height, width + 2 * reach}));
+  return taken.gather(3, cols.view({batch, 1, 1, width}).expand({batch, channels, height, width}));
+}
+
+at::Tensor on_device(const at::Tensor& tensor, c10::Device device) {
+  if (tensor.device() == device) return tensor;
+  if (tensor.is_cpu() && device.is_cuda()) {
+    return tensor.pin_memory().to(device, /*non_blocking=*/true);
+  }
+  return tensor.to(device);
 }
 
 at::Tensor random_shift(const at::Tensor& images, int64_t max_shift, std::mt19937_64& rng) {

@@ -1,5 +1,7 @@
 #include "capsnet/data/digit_augment.h"
 
+#include "capsnet/data/dataset.h"
+
 #include <c10/util/Exception.h>
 
 #include <algorithm>
@@ -75,12 +77,24 @@ DigitAugmentDraw augment_digit(at::Tensor& image, std::mt19937_64& rng) {
 
   // The ink's margins, over all channels.
   const auto ink = image.sum(0);
-  const auto cols = (ink.sum(0) > 0).nonzero(), rows = (ink.sum(1) > 0).nonzero();
+  const auto col_ink = ink.sum(0).contiguous(), row_ink = ink.sum(1).contiguous();
   const bool up = uniform(rng) < 0.5, left = uniform(rng) < 0.5;
   const double ay = clipped(normal(rng)), ax = clipped(normal(rng));
-  if (cols.numel() > 0) {
-    const int64_t first_col = cols.min().item<int64_t>(), last_col = cols.max().item<int64_t>();
-    const int64_t first_row = rows.min().item<int64_t>(), last_row = rows.max().item<int64_t>();
+  // The first and last inked column and row, read in place (no .item()).
+  auto inked = [S](const at::Tensor& sums, int64_t& first, int64_t& last) {
+    const float* v = sums.data_ptr<float>();
+    first = S;
+    last = -1;
+    for (int64_t i = 0; i < S; ++i) {
+      if (v[i] > 0) {
+        first = std::min(first, i);
+        last = i;
+      }
+    }
+    return last >= 0;
+  };
+  int64_t first_col, last_col, first_row, last_row;
+  if (inked(col_ink, first_col, last_col) && inked(row_ink, first_row, last_row)) {
     d.shift_x = static_cast<int64_t>(left ? std::floor(-ax * first_col)
                                           : std::floor(ax * (S - last_col)));
     d.shift_y = static_cast<int64_t>(up ? std::floor(-ay * first_row)
@@ -101,12 +115,12 @@ DigitAugmentDraw augment_digit(at::Tensor& image, std::mt19937_64& rng) {
 
 at::Tensor augment_digits(const at::Tensor& images, std::mt19937_64& rng) {
   TORCH_CHECK(images.dim() == 4, "expected images [B, C, S, S], got ", images.sizes());
-  auto out = images.to(at::kCPU, at::kFloat).contiguous().clone();
+  auto out = on_device(images, at::kCPU).to(at::kFloat).contiguous().clone();
   for (int64_t b = 0; b < out.size(0); ++b) {
     auto image = out[b];
     augment_digit(image, rng);
   }
-  return out.to(images.device());
+  return on_device(out, images.device());
 }
 
 } // namespace capsnet

@@ -110,10 +110,14 @@ std::string eval_text(const EvalResult& result, const EvalReport& report) {
   return out;
 }
 
-int64_t count_correct(const at::Tensor& scores, const at::Tensor& labels) {
+at::Tensor correct_on_device(const at::Tensor& scores, const at::Tensor& labels) {
   const auto predicted = predicted_classes(scores, labels);
-  if (labels.dim() == 1) return predicted.eq(labels).sum().item<int64_t>();
-  return predicted.eq(std::get<0>(labels.sort(1))).all(1).sum().item<int64_t>();
+  if (labels.dim() == 1) return predicted.eq(labels).sum();
+  return predicted.eq(std::get<0>(labels.sort(1))).all(1).sum();
+}
+
+int64_t count_correct(const at::Tensor& scores, const at::Tensor& labels) {
+  return correct_on_device(scores, labels).item<int64_t>();
 }
 
 void accumulate(EvalResult& result, const at::Tensor& scores, const at::Tensor& labels) {

@@ -1,5 +1,6 @@
 #include "capsnet/engine/trainer.h"
 
+#include "capsnet/data/dataset.h"
 #include "capsnet/layers/batch_norm.h"
 
 #include <torch/csrc/autograd/grad_mode.h>
@@ -76,7 +77,6 @@ void Trainer::save(const std::string& path, const TrainingState& state) const {
 }
 
 bool Trainer::train_step(TrainingState& state, int64_t epochs, FitCall& call) {
-  TrainLogger& log = logger ? *logger : silent_;
   const int64_t steps = sampler_.steps_per_epoch();
   const bool alone = replicas_.world_size() == 1;
   if (alone && stop_requested(call.steps)) return false;
@@ -93,7 +93,69 @@ bool Trainer::train_step(TrainingState& state, int64_t epochs, FitCall& call) {
   data_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const auto [first, count] = sampler_.shard(global.size());
   const auto batch = global.narrow(first, count);
-  const bool stopping = !alone && stop_requested(call.steps);
+  if (alone) {
+    step_alone(batch, state);
+  } else if (!step_agreed(batch, state, call)) {
+    return false;
+  }
+  call.saved = false;
+  state.epoch_seconds +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ++state.global_step;
+  ++call.steps;
+  if (!alone || report_due(step, steps)) report(state, epochs, step);
+  return true;
+}
+
+void Trainer::keep_last_scores(const TrainingState& state, const TaskOutput& out,
+                               const Batch& batch) {
+  if (warn_if_not_learning && state.epoch == 0 &&
+      state.step_in_epoch + 1 == sampler_.steps_per_epoch() && batch.labels.dim() == 1) {
+    last_scores_ = out.scores.detach();
+  }
+}
+
+void Trainer::step_alone(const Batch& batch, TrainingState& state) {
+  auto out = step_.forward(batch);
+  keep_last_scores(state, out, batch);
+  // The epoch's sums grow on the device, in the order and the arithmetic of
+  // the host's (so a resumed run's sums are bit for bit an uninterrupted
+  // one's); the first non-finite loss is kept with its step.
+  const auto loss = out.loss.detach().to(at::kDouble);
+  if (!tally_.defined()) {
+    tally_ = on_device(at::tensor(std::vector<double>{state.epoch_loss_sum,
+                                                      static_cast<double>(state.epoch_correct),
+                                                      -1.0, 0.0},
+                                  at::kDouble),
+                       loss.device());
+  }
+  tally_.select(0, 0).add_(loss * static_cast<double>(batch.size()));
+  tally_.select(0, 1).add_(correct_on_device(out.scores.detach(), batch.labels));
+  const auto first_bad = at::isfinite(loss).logical_not_().logical_and_(tally_.select(0, 2).lt(0));
+  tally_.select(0, 3).copy_(at::where(first_bad, loss, tally_.select(0, 3)));
+  tally_.select(0, 2).masked_fill_(first_bad, static_cast<double>(state.step_in_epoch));
+  step_.update(out);
+  state.epoch_seen += batch.size();
+}
+
+void Trainer::read_tally(TrainingState& state) {
+  if (!tally_.defined()) return;
+  const auto host = tally_.to(at::kCPU).contiguous(); // the one read back
+  const double* sums = host.data_ptr<double>();
+  if (sums[2] >= 0) {
+    tally_ = at::Tensor();
+    std::ostringstream what;
+    what << "non-finite loss (" << sums[3] << ") at epoch " << state.epoch + 1 << ", step "
+         << static_cast<int64_t>(sums[2]) + 1;
+    fail_non_finite(what.str());
+  }
+  state.epoch_loss_sum = sums[0];
+  state.epoch_correct = static_cast<int64_t>(sums[1]);
+}
+
+bool Trainer::step_agreed(const Batch& batch, TrainingState& state, FitCall& call) {
+  const int64_t count = batch.size();
+  const bool stopping = stop_requested(call.steps);
   TaskOutput out;
   double loss = 0;
   int64_t correct = 0;
@@ -101,10 +163,7 @@ bool Trainer::train_step(TrainingState& state, int64_t epochs, FitCall& call) {
     out = step_.forward(batch);
     loss = out.loss.item<double>();
     correct = count_correct(out.scores.detach(), batch.labels);
-    if (warn_if_not_learning && state.epoch == 0 && step + 1 == steps &&
-        batch.labels.dim() == 1) {
-      last_scores_ = out.scores.detach();
-    }
+    keep_last_scores(state, out, batch);
   }
   // Before backward, every rank learns whether any stops or saw a
   // non-finite loss, and the global batch's loss and accuracy.
@@ -117,27 +176,37 @@ bool Trainer::train_step(TrainingState& state, int64_t epochs, FitCall& call) {
     } else {
       what << "non-finite loss on another rank";
     }
-    what << " at epoch " << state.epoch + 1 << ", step " << step + 1;
+    what << " at epoch " << state.epoch + 1 << ", step " << state.step_in_epoch + 1;
     fail_non_finite(what.str());
   }
-  call.saved = false;
   step_.update(out, agreed.count > 0 ? static_cast<double>(count) / agreed.count : 0.0);
   state.epoch_loss_sum += agreed.loss_sum;
   state.epoch_correct += agreed.correct;
   state.epoch_seen += agreed.count;
-  state.epoch_seconds +=
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  ++state.global_step;
-  ++call.steps;
+  return true;
+}
+
+bool Trainer::report_due(int64_t step, int64_t steps) const {
+  if (step + 1 == steps) return true;
+  if (report_every_steps > 0) return (step + 1) % report_every_steps == 0;
+  return (step + 1) * 10 / steps != last_tenth_ ||
+         std::chrono::steady_clock::now() - last_report_ >= std::chrono::seconds(1);
+}
+
+void Trainer::report(TrainingState& state, int64_t epochs, int64_t step) {
+  read_tally(state);
+  const int64_t steps = sampler_.steps_per_epoch();
+  last_tenth_ = (step + 1) * 10 / steps;
+  last_report_ = std::chrono::steady_clock::now();
   const int64_t n = sampler_.size();
   const double rate = state.epoch_seen / std::max(state.epoch_seconds, 1e-9);
   const double images_left =
       static_cast<double>(n - std::min(n, (step + 1) * sampler_.batch_size())) +
       static_cast<double>(epochs - state.epoch - 1) * n;
+  TrainLogger& log = logger ? *logger : silent_;
   log.step(state.epoch + 1, epochs, step + 1, steps, rate, state.epoch_loss_sum / state.epoch_seen,
            static_cast<double>(state.epoch_correct) / state.epoch_seen,
            images_left / std::max(rate, 1e-9));
-  return true;
 }
 
 EvalResult Trainer::evaluate_finite(const BatchSource& source, const TrainingState& state,
@@ -226,6 +295,7 @@ void Trainer::end_epoch(TrainingState& state, int64_t epochs, FitResult& result,
   }
 
   ++state.epoch;
+  tally_ = at::Tensor();
   state.step_in_epoch = 0;
   state.epoch_loss_sum = 0;
   state.epoch_correct = 0;
@@ -241,6 +311,7 @@ FitResult Trainer::fit(TrainingState& state, int64_t epochs) {
   FitResult result;
   FitCall call;
   fit_start_ = std::chrono::steady_clock::now();
+  tally_ = at::Tensor(); // the sums start from `state`'s
   while (state.epoch < epochs) {
     if (call.longest_epoch > 0 && next_epoch_overruns(call.longest_epoch)) {
       log.end_progress();
@@ -251,6 +322,7 @@ FitResult Trainer::fit(TrainingState& state, int64_t epochs) {
     task_.module().train();
     for (; state.step_in_epoch < sampler_.steps_per_epoch(); ++state.step_in_epoch) {
       if (!train_step(state, epochs, call)) {
+        read_tally(state); // throws on a non-finite loss: last.pt stays the good one
         if (!call.saved) save(checkpoints.last_path, state);
         result.interrupted = true;
         result.time_limit_reached = past_time_limit();

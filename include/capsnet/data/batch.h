@@ -62,7 +62,9 @@ struct SourceOptions;
 /// augmented as Efficient-CapsNet's digits (digit_augment) and shifted at
 /// random by up to `shift` pixels when training (the paper's only
 /// augmentation), standardised when `normalize`. The decoder's target is the
-/// image as the model sees it.
+/// image as the model sees it. On a GPU, get() reads nothing back: the digit
+/// augmentation runs on the CPU before one copy that does not wait, the rest
+/// on the device.
 class DatasetSource : public BatchSource {
  public:
   /// Moves the data to `device` once (MNIST is 55 MB as bytes); a folder too
@@ -82,6 +84,9 @@ class DatasetSource : public BatchSource {
 
  private:
   Dataset data_;
+  /// The pixels on the CPU as well, for the digit augmentation (undefined
+  /// when the data are there already or it is off).
+  at::Tensor host_images_;
   int64_t max_shift_, crop_;
   bool normalize_, augment_, digit_augment_;
   std::vector<double> mean_, std_;

@@ -79,8 +79,15 @@ at::Tensor standardize(const at::Tensor& unit_pixels, const std::vector<double>&
 /// Shapes: [B, C, H, W] -> [B, C, H, W].
 at::Tensor random_shift(const at::Tensor& images, int64_t max_shift, std::mt19937_64& rng);
 
-/// Translates image b by (dy[b], dx[b]) pixels, filling with zeros.
+/// Translates image b by (dy[b], dx[b]) pixels, filling with zeros: two
+/// gathers from the images padded by the largest shift, whatever the batch
+/// size (a GPU step launches no kernel per image).
 at::Tensor shift_images(const at::Tensor& images, const std::vector<int64_t>& dy,
                         const std::vector<int64_t>& dx);
+
+/// `tensor` on `device`: itself when it is there already (nothing is
+/// dispatched); from the CPU to a GPU through pinned memory and a copy that
+/// does not wait, so that preparing a batch never stalls the host on the GPU.
+at::Tensor on_device(const at::Tensor& tensor, c10::Device device);
 
 } // namespace capsnet

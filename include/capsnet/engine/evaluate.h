@@ -79,6 +79,8 @@ std::string eval_text(const EvalResult& result, const EvalReport& report);
 
 /// Images whose prediction is exactly right (see EvalResult::correct).
 int64_t count_correct(const at::Tensor& scores, const at::Tensor& labels);
+/// The same as an int64 0-dim tensor on the scores' device, read by nobody.
+at::Tensor correct_on_device(const at::Tensor& scores, const at::Tensor& labels);
 
 /// Adds one batch's counts to `result` (not the loss): scores [B, K], labels
 /// [B] or [B, P].

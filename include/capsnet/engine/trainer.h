@@ -75,6 +75,14 @@ class Trainer {
   /// first, which has no estimate) stops mid-epoch, as an interruption does.
   /// Data-parallel: the ranks agree, so any rank's clock stops them all.
   double time_limit_seconds = 0;
+  /// One process: how often the host reads the epoch's running loss and
+  /// accuracy back from the device, for the progress line and the
+  /// non-finite check. A step reads nothing; every this many steps (0: at
+  /// each tenth of an epoch and at least once a second) and at the end of an
+  /// epoch or a fit() call, one read. A non-finite loss is caught at that read
+  /// and named with its step; last.pt is never written after it.
+  /// Data-parallel ranks read and agree after every forward pass instead.
+  int64_t report_every_steps = 0;
 
   /// Between backward and the optimizer step (TrainStep::on_gradients).
   std::function<void()>& on_gradients() { return step_.on_gradients; }
@@ -94,6 +102,19 @@ class Trainer {
   };
   /// One step of the epoch at state.step_in_epoch; false: stop here (nothing trained).
   bool train_step(TrainingState& state, int64_t epochs, FitCall& call);
+  /// One process's step: forward, the sums on the device (tally_), update.
+  void step_alone(const Batch& batch, TrainingState& state);
+  /// A rank's step: forward, agreement with the others, update; false: a rank stops.
+  bool step_agreed(const Batch& batch, TrainingState& state, FitCall& call);
+  /// Whether the step ending at `step` reads the sums back (report_every_steps).
+  bool report_due(int64_t step, int64_t steps) const;
+  /// Reads the sums into `state` and writes the progress line.
+  void report(TrainingState& state, int64_t epochs, int64_t step);
+  /// tally_ into `state`'s sums (nothing when there is none); throws
+  /// AgreedTrainingError when a step's loss was not finite.
+  void read_tally(TrainingState& state);
+  /// Keeps the scores of the first epoch's last step (warn_if_not_learning).
+  void keep_last_scores(const TrainingState& state, const TaskOutput& out, const Batch& batch);
   /// After the last step of an epoch: evaluation, the epoch's log line and
   /// metrics, checkpoints.
   void end_epoch(TrainingState& state, int64_t epochs, FitResult& result, FitCall& call);
@@ -128,6 +149,14 @@ class Trainer {
   double data_seconds_ = 0;
   /// The scores of the epoch's last step (warn_if_not_learning).
   at::Tensor last_scores_;
+  /// One process's running sums on the device, double [4]: the epoch's loss
+  /// sum and right predictions (from the state's at the epoch's start or the
+  /// last read), the step of the first non-finite loss (-1: none) and that
+  /// loss. Undefined until a step after a read of `state`.
+  at::Tensor tally_;
+  int64_t last_tenth_ = -1; ///< the tenth of the epoch of the last report
+  std::chrono::steady_clock::time_point last_report_{}; ///< when it was
+
 };
 
 } // namespace capsnet
