@@ -22,7 +22,18 @@
 # A rehearsal on a machine without a GPU: GPU_RUN_DEVICE=cpu GPU_RUN_CUDA=OFF
 # (the same stages on the CPU, without the CUDA kernels); on Debian also
 # TORCH_PREFIX=/usr TORCH_PYTHON=/usr/bin/python3, and GPU_RUN_BUILD_LIMIT
-# (seconds, default 330) long enough for a 2-core build. Exits 1 if a stage failed.
+# (seconds, default 330) long enough for a 2-core build, or GPU_RUN_PREBUILT=1
+# to take BUILD as it is. GPU_RUN_SKIP="PREFIX ...": skip the stages whose
+# names start so (a second call that only continues training: "bench unit").
+# Exits 1 if a stage failed.
+#
+# Training (stage 5): GPU_RUN_MODEL capsnet (default: the paper's recipe,
+# batch 128) or efficient-capsnet (the authors' recipe, batch 16, 150
+# epochs), with --validation-split 5000, steps as a CUDA graph where the build
+# has them. Its last.pt goes to OUT/resume/ in pieces of 15 MiB when it fits
+# in 5 of them (Efficient-CapsNet's 19 MB does; CapsNet's 99 MB with Adam's
+# moments does not); GPU_RUN_RESUME=FOLDER (such an OUT/resume/, carried)
+# continues that run where the call before it stopped.
 set -uo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -50,6 +61,10 @@ left() { echo $((budget - SECONDS)); }
 stage() {
   local name=$1 limit=$2
   shift 2
+  local prefix
+  for prefix in ${GPU_RUN_SKIP:-}; do
+    case "$name" in "$prefix"*) skip "$name" "GPU_RUN_SKIP"; return 0 ;; esac
+  done
   local log="$work/$name.log" start=$SECONDS status
   local room=$(( $(left) - 5 ))
   [ "$limit" -gt "$room" ] && limit=$room
@@ -175,7 +190,8 @@ build_it() { # [C++ standard]
   cmake "${generator[@]}" -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_PREFIX_PATH="$prefix" "${cuda_flags[@]}" -DCAPSNET_DEPS_DIR="$deps" \
     -DCMAKE_CXX_STANDARD="$standard" \
-    -DCAPSNET_WITH_FIGURES=OFF -DCAPSNET_WITH_SERVE=OFF -DCAPSNET_WITH_GLOO=AUTO || return 1
+    -DCAPSNET_WITH_FIGURES=OFF -DCAPSNET_WITH_SERVE=OFF -DCAPSNET_WITH_GLOO=AUTO \
+    ${CAPSNET_EXTRA_CMAKE:-} || return 1
   # -k 0: every error of this compiler and LibTorch in one call, not the first.
   if [ ${#generator[@]} -gt 0 ]; then
     cmake --build "$build" -j "$jobs" -- -k 0
@@ -183,9 +199,21 @@ build_it() { # [C++ standard]
     cmake --build "$build" -j "$jobs" -- -k
   fi
 }
-stage build "${GPU_RUN_BUILD_LIMIT:-330}" build_it
+if [ "${GPU_RUN_PREBUILT:-0}" = 1 ]; then
+  skip build "GPU_RUN_PREBUILT=1: $build as it is"
+else
+  stage build "${GPU_RUN_BUILD_LIMIT:-330}" build_it
+fi
 built=0
 [ -x "$capsnet" ] && [ -x "$build/tests/capsnet_tests" ] && built=1
+# The CUDA graph step (src/engine/cuda_graph.cpp) was first compiled on a GPU
+# machine: if it is what failed, the same build without it.
+if [ "$built" -eq 0 ] && grep -q "cuda_graph.cpp" "$work/build.log" && [ "$(left)" -gt 240 ]; then
+  grep -m 60 -E "error|Error" "$work/build.log" >"$work/build-graph-errors.log" || true
+  export CAPSNET_EXTRA_CMAKE="-DCAPSNET_CUDA_GRAPHS=OFF"
+  stage build_without_graphs 200 build_it
+  [ -x "$capsnet" ] && [ -x "$build/tests/capsnet_tests" ] && built=1
+fi
 if [ "$built" -eq 0 ]; then
   # The errors, for the summary: the first lines that say error.
   grep -m 60 -E "error|Error" "$work/build.log" >"$work/build-errors.log" || true
@@ -220,16 +248,31 @@ else
   skip python_ops "the build failed"
 fi
 
-# --- 4. capsnet bench against the seed's PyTorch model on the same GPU ----
-bench_args=(--batch-size 128 --steps 20 --warmup 5)
-if [ "$built" -eq 1 ]; then
-  stage bench_fp32 90 sh -c "'$capsnet' bench --device $device ${bench_args[*]} --json > '$work/bench_fp32.result.json'"
-  stage bench_bf16 90 sh -c "'$capsnet' bench --device $device --precision bf16 ${bench_args[*]} --json > '$work/bench_bf16.result.json'"
-else
-  skip bench_fp32 "the build failed"
-  skip bench_bf16 "the build failed"
-fi
-stage bench_pytorch 90 sh -c "'$py' '$root/bench/pytorch_reference.py' --device $device ${bench_args[*]} --json > '$work/bench_pytorch.result.json'"
+# --- 4. capsnet bench against the same models in PyTorch on the same GPU ---
+# Each model at its published batch (CapsNet 128, Efficient-CapsNet 16):
+# capsnet eager, capsnet replaying a CUDA graph, PyTorch eager, and PyTorch
+# with torch.compile(mode="reduce-overhead"); CapsNet in bf16 as well.
+graphs=0
+[ "$built" -eq 1 ] && "$capsnet" --version 2>/dev/null | grep -q "CUDA graphs yes" && graphs=1
+for spec in capsnet:128 efficient-capsnet:16; do
+  model=${spec%%:*} batch=${spec##*:}
+  tag=$([ "$model" = capsnet ] && echo capsnet || echo effnet)
+  args="--model $model --batch-size $batch --steps ${GPU_RUN_BENCH_STEPS:-30} --warmup 5"
+  if [ "$built" -eq 1 ]; then
+    stage "bench_${tag}_eager" 90 sh -c "'$capsnet' bench --device $device $args --json > '$work/bench_${tag}_eager.result.json'"
+    if [ "$graphs" -eq 1 ]; then
+      stage "bench_${tag}_graph" 90 sh -c "'$capsnet' bench --device $device $args --cuda-graph on --json > '$work/bench_${tag}_graph.result.json'"
+    else
+      skip "bench_${tag}_graph" "this build has no CUDA graphs"
+    fi
+    [ "$model" = capsnet ] &&
+      stage bench_capsnet_bf16 90 sh -c "'$capsnet' bench --device $device --precision bf16 $args --json > '$work/bench_capsnet_bf16.result.json'"
+  else
+    skip "bench_${tag}_eager" "the build failed"
+  fi
+  stage "bench_${tag}_pytorch" 90 sh -c "'$py' '$root/bench/pytorch_reference.py' --device $device $args --json > '$work/bench_${tag}_pytorch.result.json'"
+  stage "bench_${tag}_compile" 150 sh -c "'$py' '$root/bench/pytorch_reference.py' --device $device $args --compile --json > '$work/bench_${tag}_compile.result.json'"
+done
 ratios() {
   "$py" - "$work" <<'PY'
 import json, os, sys
@@ -239,21 +282,23 @@ def load(name):
         return json.load(open(os.path.join(work, name + ".result.json")))
     except (OSError, ValueError):
         return None
-ours, bf16, torch_ = load("bench_fp32"), load("bench_bf16"), load("bench_pytorch")
 result = {}
-for key in ("train_images_per_second", "inference_images_per_second"):
-    for name, run in (("capsnet_fp32", ours), ("capsnet_bf16", bf16), ("pytorch", torch_)):
-        if run: result[f"{name}_{key}"] = run[key]
-    if ours and torch_: result[f"fp32_vs_pytorch_{key}"] = ours[key] / torch_[key]
-    if bf16 and torch_: result[f"bf16_vs_pytorch_{key}"] = bf16[key] / torch_[key]
-for name, run in (("capsnet_fp32", ours), ("capsnet_bf16", bf16)):
-    if run:
-        result[f"{name}_train_ms_per_step"] = run.get("train_ms_per_step")
-        result[f"{name}_stage_seconds_per_step"] = run.get("stage_seconds_per_step")
-        result[f"{name}_probe_gflops"] = run.get("bf16_matmul_probe_gflops" if name.endswith("bf16") else "matmul_probe_gflops")
+for tag in ("capsnet", "effnet"):
+    runs = {kind: load(f"bench_{tag}_{kind}") for kind in ("eager", "graph", "bf16", "pytorch", "compile")}
+    for kind, run in runs.items():
+        if not run: continue
+        for key in ("train_images_per_second", "inference_images_per_second"):
+            result[f"{tag}_{kind}_{key}"] = run.get(key)
+        if "train_ms_per_step" in run: result[f"{tag}_{kind}_train_ms_per_step"] = run["train_ms_per_step"]
+    torch_ = runs["pytorch"]
+    for kind in ("eager", "graph", "bf16", "compile"):
+        if runs[kind] and torch_:
+            for key in ("train_images_per_second", "inference_images_per_second"):
+                if runs[kind].get(key) and torch_.get(key):
+                    result[f"{tag}_{kind}_vs_pytorch_{key}"] = runs[kind][key] / torch_[key]
 print(json.dumps(result, indent=1))
 json.dump(result, open(os.path.join(work, "bench_ratios.result.json"), "w"))
-if not (ours and torch_): sys.exit(1)
+if not (load("bench_capsnet_eager") and load("bench_capsnet_pytorch")): sys.exit(1)
 PY
 }
 stage bench_ratios 20 ratios
@@ -269,21 +314,57 @@ if [ "$built" -eq 1 ]; then
   export train_budget
   if [ "$train_budget" -ge 30 ]; then
     train_it() {
-      "$capsnet" train --data "$deps/mnist" --device $device --epochs 1000 \
-        --time-limit "$train_budget" --out "$run_dir"
+      local model=${GPU_RUN_MODEL:-capsnet} resume=()
+      local recipe=(--epochs 1000)
+      [ "$model" = efficient-capsnet ] && recipe=(--preset efficient-capsnet)
+      if [ -n "${GPU_RUN_RESUME:-}" ] && ls "$GPU_RUN_RESUME"/last.pt.part-* >/dev/null 2>&1; then
+        mkdir -p "$run_dir"
+        cat "$GPU_RUN_RESUME"/last.pt.part-* >"$run_dir/last.pt" &&
+          (cd "$run_dir" && sha256sum -c "$GPU_RUN_RESUME/last.pt.sha256") &&
+          cp "$GPU_RUN_RESUME"/config.json "$run_dir"/ || return 1
+        [ -f "$GPU_RUN_RESUME/metrics.jsonl" ] && cp "$GPU_RUN_RESUME/metrics.jsonl" "$run_dir"/
+        "$capsnet" train --resume "$run_dir" --data "$deps/mnist" --device $device \
+          --time-limit "$train_budget"
+      else
+        "$capsnet" train --model "$model" "${recipe[@]}" --data "$deps/mnist" --device $device \
+          --validation-split 5000 --time-limit "$train_budget" --out "$run_dir"
+      fi
       local status=$?
+      # The run's state for the next call, in pieces the device tool brings back.
+      if [ -f "$run_dir/last.pt" ] && [ "$(stat -c %s "$run_dir/last.pt")" -le $((5 * 15 * 1048576)) ]; then
+        mkdir -p "$out/resume"
+        rm -f "$out/resume"/last.pt.part-*
+        split -b 15M -d "$run_dir/last.pt" "$out/resume/last.pt.part-"
+        (cd "$run_dir" && sha256sum last.pt) >"$out/resume/last.pt.sha256"
+        cp "$run_dir/config.json" "$out/resume/"
+        [ -f "$run_dir/metrics.jsonl" ] && cp "$run_dir/metrics.jsonl" "$out/resume/"
+      fi
       "$py" - "$run_dir" "$work/train.result.json" "$train_budget" <<'PY'
 import json, sys
 run, path, budget = sys.argv[1:]
-rows = [json.loads(l) for l in open(run + "/metrics.jsonl")]
-summary = {"time_limit_seconds": int(budget), "epochs": len(rows), "per_epoch": rows}
-print(json.dumps(summary, indent=1))
+try:
+    rows = [json.loads(l) for l in open(run + "/metrics.jsonl")]
+except FileNotFoundError:  # no epoch ended
+    rows = []
+# The last epoch's test error, and that of the epoch chosen on the validation
+# split; the best test error only labelled as chosen on the test set.
+def error(row):
+    return None if row.get("test_accuracy") is None else 1 - row["test_accuracy"]
+chosen = max(rows, key=lambda r: r.get("val_accuracy", -1)) if rows else None
+summary = {"time_limit_seconds": int(budget), "epochs": len(rows),
+           "final_epoch_test_error": error(rows[-1]) if rows else None,
+           "validation_chosen_epoch": chosen and chosen.get("epoch"),
+           "validation_chosen_test_error": error(chosen) if chosen else None,
+           "best_test_error_chosen_on_test": min((error(r) for r in rows if error(r) is not None), default=None),
+           "per_epoch": rows}
+print(json.dumps({k: v for k, v in summary.items() if k != "per_epoch"}, indent=1))
 json.dump(summary, open(path, "w"))
 PY
       return $status
     }
     stage train $((train_budget + 40)) train_it
-    stage eval 60 sh -c "'$capsnet' eval --checkpoint '$run_dir/best.pt' --data '$deps/mnist' --device $device --json > '$work/eval.result.json'"
+    [ -f "$run_dir/best.pt" ] || skip eval "no epoch ended: no best.pt"
+    [ -f "$run_dir/best.pt" ] && stage eval 60 sh -c "'$capsnet' eval --checkpoint '$run_dir/best.pt' --data '$deps/mnist' --device $device --json > '$work/eval.result.json'"
   else
     skip train "only $train_budget s left for training"
     skip eval "no training"

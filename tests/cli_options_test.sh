@@ -150,7 +150,11 @@ row "train: a directory that is not empty needs --force" 1 'grep -q "is not empt
   train "${S[@]}" --epochs 2 --batch-size 8 --out "$work/forced"
 row "train: --force, and --time-limit stops mid-epoch" 0 \
   'grep -q "time limit of 0.001 s reached: stopped mid-epoch" "$out" && test -s "$work/forced/last.pt"' \
-  train "${S[@]}" --epochs 2 --batch-size 8 --out "$work/forced" --force --time-limit 0.001
+  train "${S[@]}" --epochs 2 --batch-size 8 --out "$work/forced" --force --time-limit 0.001 \
+  --cuda-graph off
+row "train: --cuda-graph on without a GPU is refused before anything is written" 1 \
+  'grep -q "cuda-graph on needs a CUDA device" "$out" && test ! -e "$work/graphed"' \
+  train "${S[@]}" --epochs 1 --device cpu --cuda-graph on --out "$work/graphed"
 
 # Folders of pictures: framed digits written as one (JPEG, 40x40), then
 # trained on as a flat DIR/CLASS tree with every folder option.
@@ -216,7 +220,9 @@ row "bench: --conv winograd names the Winograd path" 0 'grep -q "Winograd F(2x2,
 row "bench: reference routing, bf16" 0 'grep -q "reference routing" "$out" && '"$bf16_said" \
   bench --batch-size 4 --steps 1 --warmup 0 --routing reference --precision bf16 --threads 1
 row "bench: Efficient-CapsNet" 0 'grep -q "capsnet bench: efficient-capsnet, batch 4" "$out"' \
-  bench --model efficient-capsnet --batch-size 4 --steps 1 --warmup 0 --threads 1
+  bench --model efficient-capsnet --batch-size 4 --steps 1 --warmup 0 --threads 1 --cuda-graph off
+row "bench: --cuda-graph on without a GPU is refused" 1 'grep -q "needs a CUDA device" "$out"' \
+  bench --cuda-graph on
 python3 - "$mnist" "$work/three.idx" <<'PY'
 import gzip, os, struct, sys
 path = sys.argv[1] + "/t10k-images-idx3-ubyte"

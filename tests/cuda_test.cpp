@@ -1,6 +1,10 @@
 // Tests of the CUDA paths. Those named *_CUDA need a GPU and a CUDA build
 // (-DCAPSNET_USE_CUDA=ON against a CUDA LibTorch) and are skipped otherwise.
+#include "capsnet/data/batch.h"
+#include "capsnet/engine/adam.h"
 #include "capsnet/engine/evaluate.h"
+#include "capsnet/engine/trainer.h"
+#include "capsnet/registry/models.h"
 #include "capsnet/registry/options.h"
 #include "capsnet/runtime/runtime.h"
 #include "capsnet/ops/dynamic_routing.h"
@@ -199,6 +203,54 @@ TEST(CapsNetCuda, Bf16ModelAgreesWithFp32_CUDA) {
   const auto bf16 = model->capsules(images.to(at::kCUDA)).cpu();
   // The bound of Precision.Bf16ModelAgreesWithFp32Model (eight bf16 roundoffs).
   EXPECT_LT((fp32 - bf16).abs().max().item<double>(), 3.2e-2 * fp32.abs().max().item<double>());
+}
+
+// Graphed and eager training on the GPU: Efficient-CapsNet (batch norms, the
+// attention routing) for 50 steps of batch 16 with the learning rate changing
+// at every step, its last partial batch eager; and a graphed run stopped at
+// step 17 and continued by a new Trainer (and graph). Eager GPU kernels may
+// add in another order than the replayed ones (atomics in backward): within
+// rounding, not bit for bit.
+TEST(CudaGraph, GraphedTrainingMatchesEagerAndResumes_CUDA) {
+  if (!have_gpu() || !cuda_graphs_built()) {
+    GTEST_SKIP() << "needs a CUDA GPU and a build with CUDA graphs (-DCAPSNET_USE_CUDA=ON)";
+  }
+  const c10::Device gpu(c10::kCUDA, 0);
+  const auto& info = model_info("efficient-capsnet");
+  auto options = info.bench_options();
+  const DataShape shape;
+  Dataset data;
+  torch::manual_seed(4);
+  data.images = at::randint(0, 256, {200, 1, 28, 28}).to(at::kByte);
+  data.labels = at::arange(200, at::kLong) % 10;
+  data.num_classes = 10;
+  const DatasetSource train(data, 2, false, gpu);
+  const EpochSampler sampler(train.size(), 16, /*seed=*/2); // 13 steps, the last of 8 images
+  auto run = [&](bool graphed, std::vector<int64_t> stops) {
+    torch::manual_seed(6);
+    const auto network = info.build(shape, options);
+    network->to(gpu);
+    auto task = info.task(network, options);
+    Adam adam(network->parameters(), torch::optim::AdamOptions(5e-4));
+    TrainingState state;
+    for (auto max_steps : stops) {
+      Trainer trainer(*task, train, sampler, adam);
+      trainer.schedule = {5e-4, 0.5};
+      trainer.max_steps = max_steps;
+      if (graphed) trainer.graph = make_cuda_graph(gpu);
+      trainer.fit(state, 4); // 52 steps
+    }
+    std::vector<at::Tensor> weights;
+    for (const auto& p : network->parameters()) weights.push_back(p.detach().cpu());
+    return weights;
+  };
+  const auto eager = run(false, {0});
+  const auto graphed = run(true, {0});
+  const auto resumed = run(true, {17, 0});
+  for (size_t k = 0; k < eager.size(); ++k) {
+    EXPECT_TRUE(at::allclose(graphed[k], eager[k], 1e-4, 1e-5)) << "parameter " << k;
+    EXPECT_TRUE(at::allclose(resumed[k], graphed[k], 1e-4, 1e-5)) << "parameter " << k;
+  }
 }
 
 } // namespace

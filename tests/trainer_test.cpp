@@ -470,6 +470,91 @@ TEST(Trainer, CapsuleModelsStepWithoutReadingTheDevice) {
   }
 }
 
+// A StepGraph that replays by running the recorded function again: a CUDA
+// graph's warm-up, static inputs, capture, replays and partial batches, on
+// the CPU (the *_CUDA tests capture kernels).
+struct RerunGraph : StepGraph {
+  std::function<void()> recorded;
+  int64_t* counts; // warm-ups, captures, replays
+  explicit RerunGraph(int64_t* counts_) : counts(counts_) {}
+  void warm_up(const std::function<void()>& body) override {
+    ++counts[0];
+    body();
+  }
+  void capture(const std::function<void()>& body) override {
+    ++counts[1];
+    recorded = body;
+  }
+  void replay() override {
+    ++counts[2];
+    recorded();
+  }
+};
+
+TEST(Trainer, AGraphedRunEndsWithTheEagerRunsWeightsAndResumesExactly) {
+  const auto& info = model_info("capsnet");
+  auto options = info.bench_options();
+  options.model = testing::tiny_config();
+  DataShape shape;
+  shape.image_size = 12;
+  Dataset data;
+  torch::manual_seed(4);
+  data.images = at::randint(0, 256, {46, 1, 12, 12}).to(at::kByte);
+  data.labels = at::arange(46, at::kLong) % 10;
+  data.num_classes = 10;
+  const DatasetSource train(data, 1, false);
+  const EpochSampler sampler(train.size(), 4, /*seed=*/2); // 12 steps, the last of 2 images
+  // `stops`: max_steps of each fit() call, each with a new Trainer (and graph).
+  auto run = [&](bool graphed, std::vector<int64_t> stops, int64_t* counts) {
+    torch::manual_seed(6);
+    const auto network = info.build(shape, options);
+    auto task = info.task(network, options);
+    Adam adam(network->parameters(), torch::optim::AdamOptions(3e-3));
+    TrainingState state;
+    for (auto max_steps : stops) {
+      Trainer trainer(*task, train, sampler, adam);
+      trainer.schedule = {3e-3, 0.9}; // the learning rate changes at every step
+      trainer.max_steps = max_steps;
+      if (graphed) trainer.graph = std::make_unique<RerunGraph>(counts);
+      trainer.fit(state, 5); // 60 steps
+    }
+    EXPECT_EQ(state.global_step, 60);
+    std::vector<at::Tensor> weights;
+    for (const auto& p : network->parameters()) weights.push_back(p.detach().clone());
+    return weights;
+  };
+  int64_t counts[3] = {0, 0, 0}, resumed_counts[3] = {0, 0, 0};
+  const auto eager = run(false, {0}, counts);
+  const auto graphed = run(true, {0}, counts);
+  // 55 full steps: 3 warm-ups, a capture and 52 replays; 5 partial ones eager.
+  EXPECT_EQ(counts[0], 3);
+  EXPECT_EQ(counts[1], 1);
+  EXPECT_EQ(counts[2], 52);
+  const auto resumed = run(true, {17, 0}, resumed_counts);
+  EXPECT_EQ(resumed_counts[1], 2); // each Trainer captured its own
+  ASSERT_EQ(graphed.size(), eager.size());
+  for (size_t k = 0; k < eager.size(); ++k) {
+    EXPECT_TRUE(graphed[k].equal(eager[k])) << "parameter " << k;
+    EXPECT_TRUE(resumed[k].equal(eager[k])) << "parameter " << k;
+  }
+}
+
+TEST(CudaGraphMode, AutoIsOnOnlyWhereAGraphCanRun) {
+  EXPECT_FALSE(use_cuda_graph(CudaGraphMode::kAuto, c10::Device(c10::kCPU), 1));
+  EXPECT_FALSE(use_cuda_graph(CudaGraphMode::kOff, c10::Device(c10::kCUDA, 0), 1));
+  EXPECT_FALSE(use_cuda_graph(CudaGraphMode::kAuto, c10::Device(c10::kCUDA, 0), 2));
+  EXPECT_EQ(use_cuda_graph(CudaGraphMode::kAuto, c10::Device(c10::kCUDA, 0), 1),
+            cuda_graphs_built());
+  try {
+    use_cuda_graph(CudaGraphMode::kOn, c10::Device(c10::kCPU), 1);
+    FAIL() << "no error";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("needs a CUDA device"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(use_cuda_graph(CudaGraphMode::kOn, c10::Device(c10::kCUDA, 0), 2),
+               std::invalid_argument);
+}
+
 // Trains normally; its evaluation loss is NaN, as a diverged model's is.
 struct DivergedInEvaluation : LinearTask {
   using LinearTask::LinearTask;

@@ -266,8 +266,7 @@ void add_dist_options(CLI::App* cmd, dist::DistOptions& dist) {
 struct TrainFlags {
   Flags flags;
   RunRequest run; ///< --preset, --out, --resume, --resume-if-exists
-  bool force = false;
-  double time_limit = 0;
+  TrainControl control; ///< --force, --time-limit, --cuda-graph
   dist::DistOptions dist;
 };
 
@@ -289,13 +288,11 @@ int run_train(const TrainFlags& t) {
   const auto run = resolve(t, distributed);
   const auto& options = run.options;
   const auto& run_dir = run.run_dir;
-  TrainControl control;
+  TrainControl control = t.control;
   control.resume = run.resuming;
   control.replace_unfinished = t.run.resume_if_exists;
   control.distributed = distributed;
   StopSignals signals;
-  control.force = t.force;
-  control.time_limit_seconds = t.time_limit;
   control.stop = &signals.stop();
   control.log = &std::cout;
   control.terminal = ::isatty(STDOUT_FILENO);
@@ -303,7 +300,7 @@ int run_train(const TrainFlags& t) {
   if (distributed.rank == 0) std::cout << "run directory: " << run_dir << std::endl;
   const auto report = train(options, run_dir, control);
   if (distributed.rank == 0) { // where the run stands; an interruption on stderr
-    const auto outcome = run_outcome(report, options, run_dir, t.time_limit);
+    const auto outcome = run_outcome(report, options, run_dir, control.time_limit_seconds);
     (outcome.error ? std::cerr << program_name() << ": " : std::cout) << outcome.text << std::flush;
   }
   return report.interrupted && !report.time_limit_reached ? signals.exit_code() : 0;
@@ -331,19 +328,19 @@ Runner add_train_command(CLI::App& app) {
   resume_opt->excludes(cmd->get_option("--out"))->excludes(cmd->get_option("--preset"));
   auto* again = cmd->add_flag(
       "--resume-if-exists", t->run.resume_if_exists,
-      "resume the run in --out from its last.pt when there is one (its options must match "
-      "those given, as --resume checks), else start it there (replacing what a start that "
-      "died before its first checkpoint left): one command line for every start, for "
-      "torchrun --max_restarts and capsnet launch --max-restarts");
+      "resume the run in --out from its last.pt when there is one (its options must match those "
+      "given, as --resume checks), else start it there (replacing what a start that died before "
+      "its first checkpoint left): one command line for every start, for torchrun --max_restarts "
+      "and capsnet launch --max-restarts");
   again->needs(cmd->get_option("--out"))->excludes(resume_opt);
   add_dist_options(cmd, t->dist);
-  cmd->add_option("--time-limit", t->time_limit,
-                  "wall-clock budget in seconds (0: none): stop at the last epoch boundary "
-                  "that fits it, judged by the longest epoch so far, with last.pt written; "
-                  "an epoch that overruns it anyway (the first) stops mid-epoch; continue "
-                  "with --resume")
+  cmd->add_option("--time-limit", t->control.time_limit_seconds,
+                  "wall-clock budget in seconds (0: none): stop at the last epoch boundary that "
+                  "fits it, judged by the longest epoch so far, with last.pt written; an epoch "
+                  "that overruns it anyway (the first) stops mid-epoch; continue with --resume")
       ->check(finite_range(0, 1e9));
-  cmd->add_flag("--force", t->force,
+  add_enum_option(cmd, "--cuda-graph", t->control.cuda_graph, "steps as a CUDA graph (auto: GPU, 1 process)");
+  cmd->add_flag("--force", t->control.force,
                 "train in a directory that is not empty (its config.json and metrics.jsonl are "
                 "replaced), or resume on other data than the run recorded");
   return [t]() { return run_train(*t); };

@@ -1,6 +1,7 @@
 #include "capsnet/engine/trainer.h"
 
 #include "capsnet/data/dataset.h"
+#include "capsnet/engine/adam.h"
 #include "capsnet/layers/batch_norm.h"
 
 #include <torch/csrc/autograd/grad_mode.h>
@@ -111,39 +112,99 @@ void Trainer::keep_last_scores(const TrainingState& state, const TaskOutput& out
                                const Batch& batch) {
   if (warn_if_not_learning && state.epoch == 0 &&
       state.step_in_epoch + 1 == sampler_.steps_per_epoch() && batch.labels.dim() == 1) {
-    last_scores_ = out.scores.detach();
+    last_scores_ = out.scores.detach().clone(); // a graph's outputs are rewritten
   }
 }
 
-void Trainer::step_alone(const Batch& batch, TrainingState& state) {
-  auto out = step_.forward(batch);
-  keep_last_scores(state, out, batch);
+void Trainer::start_tally(const TrainingState& state, c10::Device device) {
+  const auto host = at::tensor(std::vector<double>{state.epoch_loss_sum,
+                                                   static_cast<double>(state.epoch_correct), -1.0,
+                                                   0.0, static_cast<double>(state.step_in_epoch)},
+                               at::kDouble);
+  // Allocated once and written in place: a captured step keeps its address.
+  if (!tally_.defined()) tally_ = at::empty({5}, at::TensorOptions(device).dtype(at::kDouble));
+  tally_.copy_(on_device(host, device), /*non_blocking=*/true);
+  tally_stale_ = false;
+}
+
+void Trainer::record(const TaskOutput& out, const Batch& batch) {
   // The epoch's sums grow on the device, in the order and the arithmetic of
   // the host's (so a resumed run's sums are bit for bit an uninterrupted
   // one's); the first non-finite loss is kept with its step.
   const auto loss = out.loss.detach().to(at::kDouble);
-  if (!tally_.defined()) {
-    tally_ = on_device(at::tensor(std::vector<double>{state.epoch_loss_sum,
-                                                      static_cast<double>(state.epoch_correct),
-                                                      -1.0, 0.0},
-                                  at::kDouble),
-                       loss.device());
-  }
   tally_.select(0, 0).add_(loss * static_cast<double>(batch.size()));
   tally_.select(0, 1).add_(correct_on_device(out.scores.detach(), batch.labels));
   const auto first_bad = at::isfinite(loss).logical_not_().logical_and_(tally_.select(0, 2).lt(0));
   tally_.select(0, 3).copy_(at::where(first_bad, loss, tally_.select(0, 3)));
-  tally_.select(0, 2).masked_fill_(first_bad, static_cast<double>(state.step_in_epoch));
-  step_.update(out);
+  tally_.select(0, 2).copy_(at::where(first_bad, tally_.select(0, 4), tally_.select(0, 2)));
+  tally_.select(0, 4).add_(1);
+}
+
+void Trainer::step_alone(const Batch& batch, TrainingState& state) {
+  if (tally_stale_) start_tally(state, batch.images.device());
+  if ((graph || graphed_) && batch.size() == sampler_.batch_size()) {
+    step_graphed(batch, state);
+    return;
+  }
+  if (graphed_) { // a partial batch beside a graph: its gradients stay where they are
+    const auto out = graphed_body(batch);
+    adam_->step();
+    keep_last_scores(state, out, batch);
+  } else {
+    auto out = step_.forward(batch);
+    record(out, batch);
+    step_.update(out);
+    keep_last_scores(state, out, batch);
+  }
+  state.epoch_seen += batch.size();
+}
+
+TaskOutput Trainer::graphed_body(const Batch& batch) {
+  zero_grads(graph_params_);
+  auto out = task_.forward(batch, /*training=*/true);
+  record(out, batch);
+  out.loss.backward();
+  return out;
+}
+
+void Trainer::step_graphed(const Batch& batch, TrainingState& state) {
+  if (!graphed_) {
+    adam_ = dynamic_cast<Adam*>(&step_.optimizer());
+    if (!adam_) throw TrainingError("a CUDA graph needs capsnet::Adam (engine/adam.h)");
+    if (step_.on_gradients) throw TrainingError("a CUDA graph cannot call a gradient hook");
+    for (auto& group : adam_->param_groups()) {
+      for (auto& p : group.params()) graph_params_.push_back(p);
+    }
+    static_batch_ = batch;
+    static_batch_.images = batch.images.clone();
+    static_batch_.labels = batch.labels.clone();
+    static_batch_.targets = batch.targets.clone();
+    static_batch_.recon_targets = batch.recon_targets.is_same(batch.images)
+                                      ? static_batch_.images
+                                      : batch.recon_targets.clone();
+    graphed_ = std::make_unique<GraphedStep>(std::move(graph), *adam_, [this] {
+      static_out_ = graphed_body(static_batch_);
+      adam_->update();
+    });
+  } else {
+    static_batch_.images.copy_(batch.images, /*non_blocking=*/true);
+    static_batch_.labels.copy_(batch.labels, /*non_blocking=*/true);
+    static_batch_.targets.copy_(batch.targets, /*non_blocking=*/true);
+    if (!static_batch_.recon_targets.is_same(static_batch_.images)) {
+      static_batch_.recon_targets.copy_(batch.recon_targets, /*non_blocking=*/true);
+    }
+  }
+  graphed_->run();
+  keep_last_scores(state, static_out_, batch);
   state.epoch_seen += batch.size();
 }
 
 void Trainer::read_tally(TrainingState& state) {
-  if (!tally_.defined()) return;
+  if (!tally_.defined() || tally_stale_) return;
   const auto host = tally_.to(at::kCPU).contiguous(); // the one read back
   const double* sums = host.data_ptr<double>();
   if (sums[2] >= 0) {
-    tally_ = at::Tensor();
+    tally_stale_ = true;
     std::ostringstream what;
     what << "non-finite loss (" << sums[3] << ") at epoch " << state.epoch + 1 << ", step "
          << static_cast<int64_t>(sums[2]) + 1;
@@ -295,7 +356,7 @@ void Trainer::end_epoch(TrainingState& state, int64_t epochs, FitResult& result,
   }
 
   ++state.epoch;
-  tally_ = at::Tensor();
+  tally_stale_ = true;
   state.step_in_epoch = 0;
   state.epoch_loss_sum = 0;
   state.epoch_correct = 0;
@@ -310,8 +371,12 @@ FitResult Trainer::fit(TrainingState& state, int64_t epochs) {
   TrainLogger& log = logger ? *logger : silent_;
   FitResult result;
   FitCall call;
+  if ((graph || graphed_) && replicas_.world_size() > 1) {
+    throw TrainingError("a CUDA graph is for one process: data-parallel ranks agree after "
+                        "every forward pass, outside any graph");
+  }
   fit_start_ = std::chrono::steady_clock::now();
-  tally_ = at::Tensor(); // the sums start from `state`'s
+  tally_stale_ = true; // the sums start from `state`'s
   while (state.epoch < epochs) {
     if (call.longest_epoch > 0 && next_epoch_overruns(call.longest_epoch)) {
       log.end_progress();

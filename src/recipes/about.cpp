@@ -1,6 +1,7 @@
 #include "capsnet/recipes/about.h"
 
 #include "capsnet/dist/process_group.h"
+#include "capsnet/engine/graph.h"
 #include "capsnet/ops/cpu_features.h"
 #include "capsnet/runtime/runtime.h"
 #include "capsnet/version.h"
@@ -30,7 +31,8 @@ std::string version_text(const BuildParts& parts) {
   text += "parts: " + yes_no("figures", parts.figures) + ", " + yes_no("serve", parts.serve) +
           ", " + yes_no("Gloo", dist::backend_available(dist::Backend::kGloo)) + ", " +
           yes_no("NCCL", dist::backend_available(dist::Backend::kNccl)) + ", " +
-          yes_no("CUDA kernels", built_with_cuda()) + "\n";
+          yes_no("CUDA kernels", built_with_cuda()) + ", " +
+          yes_no("CUDA graphs", cuda_graphs_built()) + "\n";
   return text;
 }
 

@@ -406,6 +406,10 @@ TrainReport train_in_group(const TrainOptions& given, const std::string& run_dir
   trainer.stop = control.stop;
   trainer.max_steps = control.max_steps;
   trainer.time_limit_seconds = control.time_limit_seconds;
+  if (use_cuda_graph(control.cuda_graph, device, world)) {
+    trainer.graph = make_cuda_graph(device);
+    logger.message("training steps run as a CUDA graph after 3 eager ones (--cuda-graph)");
+  }
 
   if (control.resume && report.state.epoch < options.epochs) {
     std::ostringstream line;
@@ -447,6 +451,7 @@ TrainReport train(const TrainOptions& options, const std::string& run_dir,
   if (distributed && device.is_cuda()) {
     device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(dist_options.local_rank));
   }
+  use_cuda_graph(control.cuda_graph, device, dist_options.world_size); // refuses "on" where it cannot be
   // Rendezvous first: a rank that fails later can then tell the others why.
   std::unique_ptr<dist::ProcessGroup> group;
   if (distributed) group = std::make_unique<dist::ProcessGroup>(dist_options, device);

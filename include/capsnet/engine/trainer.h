@@ -3,6 +3,7 @@
 #include "capsnet/data/batch.h"
 #include "capsnet/engine/checkpoint.h"
 #include "capsnet/engine/evaluate.h"
+#include "capsnet/engine/graph.h"
 #include "capsnet/engine/policies.h"
 #include "capsnet/engine/step.h"
 #include "capsnet/registry/task.h"
@@ -83,6 +84,12 @@ class Trainer {
   /// and named with its step; last.pt is never written after it.
   /// Data-parallel ranks read and agree after every forward pass instead.
   int64_t report_every_steps = 0;
+  /// One process (on a GPU: make_cuda_graph()): each full-size step is run
+  /// through this graph, eager for 3 steps, then captured and replayed
+  /// (GraphedStep); a batch of another size (an epoch's last, partial one)
+  /// runs eagerly with the same arithmetic. Needs capsnet::Adam and no
+  /// gradient hook (TrainingError otherwise). Null: every step eager.
+  std::unique_ptr<StepGraph> graph;
 
   /// Between backward and the optimizer step (TrainStep::on_gradients).
   std::function<void()>& on_gradients() { return step_.on_gradients; }
@@ -104,6 +111,16 @@ class Trainer {
   bool train_step(TrainingState& state, int64_t epochs, FitCall& call);
   /// One process's step: forward, the sums on the device (tally_), update.
   void step_alone(const Batch& batch, TrainingState& state);
+  /// The same through the graph: `batch` copied into static_batch_, then
+  /// GraphedStep::run.
+  void step_graphed(const Batch& batch, TrainingState& state);
+  /// A graphed step without Adam: zero the gradients in place, forward,
+  /// record, backward.
+  TaskOutput graphed_body(const Batch& batch);
+  /// tally_ from `state` (allocated on `device` the first time).
+  void start_tally(const TrainingState& state, c10::Device device);
+  /// A step's loss, right predictions and finiteness into tally_.
+  void record(const TaskOutput& out, const Batch& batch);
   /// A rank's step: forward, agreement with the others, update; false: a rank stops.
   bool step_agreed(const Batch& batch, TrainingState& state, FitCall& call);
   /// Whether the step ending at `step` reads the sums back (report_every_steps).
@@ -149,11 +166,17 @@ class Trainer {
   double data_seconds_ = 0;
   /// The scores of the epoch's last step (warn_if_not_learning).
   at::Tensor last_scores_;
-  /// One process's running sums on the device, double [4]: the epoch's loss
+  /// One process's running sums on the device, double [5]: the epoch's loss
   /// sum and right predictions (from the state's at the epoch's start or the
-  /// last read), the step of the first non-finite loss (-1: none) and that
-  /// loss. Undefined until a step after a read of `state`.
+  /// last read), the step of the first non-finite loss (-1: none), that
+  /// loss, and the next step's index in the epoch.
   at::Tensor tally_;
+  bool tally_stale_ = true; ///< `state` holds the sums; tally_ starts from it at the next step
+  std::unique_ptr<GraphedStep> graphed_; ///< from `graph`, at the first full-size step
+  Adam* adam_ = nullptr;                 ///< the optimizer, when graphed
+  std::vector<at::Tensor> graph_params_; ///< its parameters
+  Batch static_batch_;                   ///< what the graph reads
+  TaskOutput static_out_;                ///< what it wrote
   int64_t last_tenth_ = -1; ///< the tenth of the epoch of the last report
   std::chrono::steady_clock::time_point last_report_{}; ///< when it was
 

@@ -37,6 +37,10 @@ struct BenchOptions {
   /// A Chrome trace (chrome://tracing) of one more training step, op by op,
   /// is written here; empty: none.
   std::string trace;
+  /// Time training steps as a captured CUDA graph (engine/graph.h): 3 eager
+  /// warm-up steps and the capture come before the timed ones, and there is
+  /// no stage table or trace (a replay is one launch).
+  bool cuda_graph = false;
 };
 
 /// What run_bench measured, with the settings and the machine it ran on.

@@ -4,6 +4,7 @@
 // Trainer assembled from TrainOptions, with config.json, metrics.jsonl,
 // last.pt and best.pt in the run directory, and exact resumption.
 
+#include "capsnet/engine/graph.h"
 #include "capsnet/dist/process_group.h"
 #include "capsnet/engine/checkpoint.h"
 #include "capsnet/engine/evaluate.h"
@@ -43,6 +44,9 @@ struct TrainControl {
   /// process. Every rank calls train() with the same options and run_dir;
   /// options.batch_size is the global batch, split over the ranks.
   dist::DistOptions distributed;
+  /// Whether steps are captured as a CUDA graph (use_cuda_graph); kOn where
+  /// one cannot be is refused before anything is written.
+  CudaGraphMode cuda_graph = CudaGraphMode::kAuto;
 };
 
 /// How a call of train() ended, the state it reached and its last checkpoint.
