@@ -238,10 +238,13 @@ fi
 
 # torch.ops.capsnet from this machine's Python (its torch is the LibTorch
 # built against): tests/python/test_ops.py, whose CUDA test compares the
-# GPU kernels with the CPU's. Needs pytest in that Python.
+# GPU kernels with the CPU's, and test_ops_pt2.py: torch.library.opcheck of
+# every operator and torch.compile of a module calling them (PyTorch 2).
+# Needs pytest in that Python.
 if [ "$built" -eq 1 ] && "$py" -c "import pytest" 2>/dev/null; then
   stage python_ops 90 env CAPSNET_OPS_LIBRARY="$build/libcapsnet_ops.so" \
-    "$py" -m pytest -q -p no:cacheprovider "$root/tests/python/test_ops.py"
+    "$py" -m pytest -q -p no:cacheprovider "$root/tests/python/test_ops.py" \
+    "$root/tests/python/test_ops_pt2.py"
 elif [ "$built" -eq 1 ]; then
   skip python_ops "$py has no pytest"
 else

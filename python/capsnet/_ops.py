@@ -66,4 +66,36 @@ def ops():
         except OSError as e:
             raise ImportError(f'capsnet: cannot load {path}: {e}') from e
         _loaded = path
+        _register_fakes()
     return torch.ops.capsnet
+
+
+def _register_fakes():
+    """Shape-only ("fake") versions of the fused routing's kernels for PyTorch 2's
+    tracing (torch.compile, torch.library.opcheck): the outputs' shapes and
+    devices, the couplings in each device's own layout ([B, r, J, I] on the
+    CPU, [B, r, I, J] on a GPU). squash, efficient_squash and
+    attention_routing are ATen compositions and need none. PyTorch 1.13 has
+    no fake tensors: nothing to register there."""
+    register = getattr(torch.library, 'register_fake', None) or getattr(torch.library, 'impl_abstract', None)
+    if register is None:
+        return
+
+    def forward(u, weight, bias, iterations, parents):
+        B, I, J, M = u.shape[0], weight.shape[0], weight.shape[1], weight.shape[3]
+        layout = (B, iterations, I, J) if u.device.type == 'cuda' else (B, iterations, J, I)
+        return (u.new_empty((B, J, M)), u.new_empty(layout), u.new_empty((B, iterations, J, M)),
+                u.new_empty((B, iterations, J, M)))
+
+    def backward(grad_v, u, weight, coupling, s, v, iterations, parents, has_bias):
+        J, M = weight.shape[1], weight.shape[3]
+        return (torch.empty_like(u), torch.empty_like(weight),
+                u.new_empty((J, M) if has_bias else (0,)))
+
+    def routing(u, weight, bias=None, iterations=3, softmax='parents'):
+        return u.new_empty((u.shape[0], weight.shape[1], weight.shape[3]))
+
+    for name, fake in (('capsnet::_dynamic_routing_forward', forward),
+                       ('capsnet::_dynamic_routing_backward', backward),
+                       ('capsnet::dynamic_routing', routing)):
+        register(name)(fake)
