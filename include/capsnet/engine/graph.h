@@ -66,6 +66,7 @@ bool use_cuda_graph(CudaGraphMode mode, c10::Device device, int64_t processes);
 /// ones; run() copies the learning rate into Adam's device tensor first.
 class GraphedStep {
  public:
+  /// `body` through `graph`, stepping `adam`, after `warmup` eager calls.
   GraphedStep(std::unique_ptr<StepGraph> graph, Adam& adam, std::function<void()> body,
               int64_t warmup = 3);
   /// One step: eager while warming up, then the capture and its first
