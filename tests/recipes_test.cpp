@@ -294,8 +294,9 @@ TEST(BenchRecipe, RendersOneJsonObject) {
   auto r = hand_made_bench();
   r.openblas_coretype = "Nehalem";
   const auto j = bench_json(r);
-  EXPECT_EQ(j.size(), 31u);
+  EXPECT_EQ(j.size(), 32u);
   EXPECT_EQ(j.at("model"), "capsnet");
+  EXPECT_EQ(j.at("cuda_graph"), false);
   EXPECT_EQ(j.at("routing"), "fused");
   EXPECT_EQ(j.at("cpu_bf16"), "none");
   EXPECT_EQ(j.at("openblas_coretype_env"), "Nehalem");
