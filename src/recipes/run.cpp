@@ -333,6 +333,15 @@ void calibrate_start(torch::nn::Module& network, TrainOptions& options, const Ba
   if (!line.empty()) log << line << "\n";
 }
 
+// Rank 0's weights (after the calibration) to every rank; batch norms
+// normalise by the global batch's statistics: N ranks of B images train as
+// one process of N * B does.
+void join_group(dist::ProcessGroup& group, torch::nn::Module& net) {
+  group.attach(net.parameters());
+  group.broadcast_parameters();
+  set_batch_norm_reduce(net, group.differentiable_sum());
+}
+
 } // namespace
 
 // The run in run_dir as rank `group->rank()` of a data-parallel job, or
@@ -419,14 +428,7 @@ TrainReport train_in_group(const TrainOptions& given, const std::string& run_dir
   }
   logger.message(run_banner(options, *train_source, sources.validation.get(), *test_source, group,
                             precision, device));
-  if (group) {
-    // After the calibration, which rank 0's weights carry to every rank.
-    group->attach(net.parameters());
-    group->broadcast_parameters();
-    // Batch norms normalise by the global batch's statistics: N ranks of B
-    // images train as one process of N * B does.
-    set_batch_norm_reduce(net, group->differentiable_sum());
-  }
+  if (group) join_group(*group, net);
 
   const auto fit = trainer.fit(report.state, options.epochs);
   // Rank 0 writes the last checkpoint after the last collective: the others
