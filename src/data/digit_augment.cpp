@@ -87,7 +87,7 @@ DigitAugmentDraw augment_digit(at::Tensor& image, std::mt19937_64& rng) {
     last = -1;
     for (int64_t i = 0; i < S; ++i) {
       if (v[i] > 0) {
-        first = std::min(first, i);
+        if (last < 0) first = i;
         last = i;
       }
     }

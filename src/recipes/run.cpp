@@ -453,7 +453,8 @@ TrainReport train(const TrainOptions& options, const std::string& run_dir,
   if (distributed && device.is_cuda()) {
     device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(dist_options.local_rank));
   }
-  use_cuda_graph(control.cuda_graph, device, dist_options.world_size); // refuses "on" where it cannot be
+  // Refuses --cuda-graph on where no graph can run, before anything is written.
+  use_cuda_graph(control.cuda_graph, device, dist_options.world_size);
   // Rendezvous first: a rank that fails later can then tell the others why.
   std::unique_ptr<dist::ProcessGroup> group;
   if (distributed) group = std::make_unique<dist::ProcessGroup>(dist_options, device);
