@@ -142,7 +142,8 @@ ModelInfo efficient_capsnet_entry() {
   info.name = "efficient-capsnet";
   info.description = "Efficient-CapsNet (Mazzia et al. 2021): a 4-layer conv stem, depthwise "
                      "primary capsules, self-attention routing, decoder; 161K parameters";
-  info.capabilities = {Capability::kCapsules, Capability::kDecoder, Capability::kExport};
+  info.capabilities = {Capability::kCapsules, Capability::kDecoder, Capability::kExport,
+                       Capability::kBf16};
   built_in_config<EfficientCapsNet>(info, &TrainOptions::efficient, "Efficient-CapsNet");
   info.flops = [](const TrainOptions& options) { return model_flops(options.efficient); };
   info.bench_options = [] { return preset_options("efficient-capsnet"); };
