@@ -246,6 +246,7 @@ BenchResult hand_made_bench() {
   r.flops.first_layer = 0.5e9; // (conv1 needs no input gradient)
   r.train_seconds = 2;         // 32 images: 16 images/s, 88 GFLOP/s
   r.inference_seconds = 0.5;   // 64 images/s, 128 GFLOP/s
+  r.inference_p50_seconds = 0.12;
   r.stage_seconds = {{"backward", 1.5}, {"conv1", 0.5}};
   r.staged_seconds = 2;
   r.probe_fp32_gflops = 176;
@@ -266,7 +267,8 @@ TEST(BenchRecipe, RendersTheTerminalReport) {
             "primary-capsule convolution: oneDNN convolution; routing: fused, capsnet's AVX2 "
             "kernels\n"
             "training       16.0 images/s    88.0 GFLOP/s (5.500 GFLOP/image)\n"
-            "inference      64.0 images/s   128.0 GFLOP/s (2.000 GFLOP/image)\n"
+            "inference      64.0 images/s   128.0 GFLOP/s (2.000 GFLOP/image), p50 120.00 ms a "
+            "batch\n"
             "matrix-product probe: fp32 176.0 GFLOP/s, bf16 unavailable: no bf16 here\n"
             "training runs at 50% of the fp32 probe\n"
             "peak resident memory 300 MiB\n"
@@ -294,7 +296,8 @@ TEST(BenchRecipe, RendersOneJsonObject) {
   auto r = hand_made_bench();
   r.openblas_coretype = "Nehalem";
   const auto j = bench_json(r);
-  EXPECT_EQ(j.size(), 32u);
+  EXPECT_EQ(j.size(), 33u);
+  EXPECT_DOUBLE_EQ(j.at("inference_p50_ms").get<double>(), 120);
   EXPECT_EQ(j.at("model"), "capsnet");
   EXPECT_EQ(j.at("cuda_graph"), false);
   EXPECT_EQ(j.at("routing"), "fused");
@@ -316,6 +319,9 @@ TEST(BenchRecipe, TimesEveryStageOfTheTimedSteps) {
   EXPECT_EQ(r.options.batch_size, 2);
   EXPECT_GT(r.train_seconds, 0);
   EXPECT_GT(r.inference_seconds, 0);
+  // The median of 2 steps is the longer one: within the total, at least half of it.
+  EXPECT_LE(r.inference_p50_seconds, r.inference_seconds);
+  EXPECT_GE(r.inference_p50_seconds, r.inference_seconds / 2);
   // On the CPU the stages are timed in the timed steps themselves.
   EXPECT_EQ(r.staged_seconds, r.train_seconds);
   std::set<std::string> names;

@@ -8,6 +8,7 @@
 #include "capsnet/image/image.h"
 #include "test_util.h"
 
+#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <nlohmann/json.hpp>
@@ -211,6 +212,30 @@ TEST(ServeApi, BatchedAnswersEqualOneByOne) {
     EXPECT_TRUE(at::allclose(batched[i].capsules, alone[i].capsules, 1e-5, 1e-6)) << i;
     EXPECT_TRUE(at::allclose(recon_batched[i], recon_alone[i], 1e-5, 1e-6)) << i;
   }
+}
+
+TEST(ServeApi, ABatchRunsOnOneThreadPerEightImages) {
+  EXPECT_EQ(threads_for_batch(1, 2), 1);
+  EXPECT_EQ(threads_for_batch(15, 2), 1);
+  EXPECT_EQ(threads_for_batch(16, 2), 2);
+  EXPECT_EQ(threads_for_batch(64, 2), 2);
+  EXPECT_EQ(threads_for_batch(64, 16), 8);
+  EXPECT_EQ(threads_for_batch(64, 1), 1);
+  EXPECT_EQ(threads_for_batch(0, 0), 1);
+  // The inference thread applies it: one image runs on one thread of two.
+  const int before = at::get_num_threads();
+  at::set_num_threads(2);
+  torch::manual_seed(4);
+  CapsNet model(testing::tiny_config());
+  TrainOptions options;
+  options.model = model->config;
+  Predictor predictor(model.ptr(), options);
+  {
+    BatchingPredictor batcher(predictor, 8);
+    batcher.classify(at::rand({1, 1, 12, 12}));
+    EXPECT_EQ(batcher.stats().threads, 1);
+  }
+  at::set_num_threads(before);
 }
 
 TEST(ServeApi, RepliesCarryWhatThePageDraws) {

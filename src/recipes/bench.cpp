@@ -28,8 +28,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <numeric>
 #include <sstream>
 #include <stdexcept>
+#include <tuple>
+#include <utility>
 
 namespace capsnet {
 
@@ -204,16 +207,20 @@ std::string time_training(Workload& w, const BenchOptions& options, BenchResult&
   return trace.str();
 }
 
-double time_inference(Workload& w, const BenchOptions& options) {
+// The timed inference steps' total seconds and median (one batch's latency).
+std::pair<double, double> time_inference(Workload& w, const BenchOptions& options) {
   torch::NoGradGuard no_grad;
   w.model->eval();
-  double seconds = 0;
+  std::vector<double> seconds;
   for (int64_t step = 0; step < options.warmup + options.steps; ++step) {
     const auto start = Clock::now();
     w.model->forward(w.images, {}, /*with_reconstruction=*/false).predictions.sum().item<int64_t>();
-    if (step >= options.warmup) seconds += seconds_since(start);
+    if (step >= options.warmup) seconds.push_back(seconds_since(start));
   }
-  return seconds;
+  const double total = std::accumulate(seconds.begin(), seconds.end(), 0.0);
+  const auto middle = seconds.begin() + static_cast<std::ptrdiff_t>(seconds.size() / 2);
+  std::nth_element(seconds.begin(), middle, seconds.end());
+  return {total, seconds.empty() ? 0.0 : *middle};
 }
 
 // The machine, the libraries, and the paths the primary-capsule convolution
@@ -306,7 +313,8 @@ BenchResult run_bench(const BenchOptions& options, std::ostream* log) {
     write_file_atomically(options.trace, trace);
     if (log) *log << "trace of one training step written to " << options.trace << "\n";
   }
-  result.inference_seconds = time_inference(workload, options);
+  std::tie(result.inference_seconds, result.inference_p50_seconds) =
+      time_inference(workload, options);
   const auto& entry = model_info(options.model);
   if (entry.flops) result.flops = entry.flops(workload.options);
   result.probe_fp32_gflops = matmul_probe_gflops(at::kFloat, options.device);
@@ -347,6 +355,7 @@ nlohmann::json bench_json(const BenchResult& r) {
       {"forward_gflop_per_image", r.flops.forward() / 1e9},
       {"train_gflops", r.train_gflops()},
       {"inference_gflops", r.inference_gflops()},
+      {"inference_p50_ms", 1000 * r.inference_p50_seconds},
       {"matmul_probe_gflops", r.probe_fp32_gflops},
       {"bf16_matmul_probe_gflops",
        r.bf16.available ? nlohmann::json(r.probe_bf16_gflops) : nullptr},
@@ -378,8 +387,10 @@ std::string bench_text(const BenchResult& r) {
                  r.routing_path.c_str());
   text += format("training   %8.1f images/s  %6.1f GFLOP/s (%.3f GFLOP/image)\n",
                  r.train_images_per_second(), r.train_gflops(), r.flops.training() / 1e9);
-  text += format("inference  %8.1f images/s  %6.1f GFLOP/s (%.3f GFLOP/image)\n",
-                 r.inference_images_per_second(), r.inference_gflops(), r.flops.forward() / 1e9);
+  text += format("inference  %8.1f images/s  %6.1f GFLOP/s (%.3f GFLOP/image), p50 %.2f ms a "
+                 "batch\n",
+                 r.inference_images_per_second(), r.inference_gflops(), r.flops.forward() / 1e9,
+                 1000 * r.inference_p50_seconds);
   text += format("matrix-product probe: fp32 %.1f GFLOP/s, bf16 %s\n", r.probe_fp32_gflops,
                  bf16.c_str());
   if (r.bf16.available && r.probe_bf16_gflops < r.probe_fp32_gflops) {

@@ -2,6 +2,8 @@
 
 #include "capsnet/image/image.h"
 
+#include <ATen/Parallel.h>
+
 #include <algorithm>
 #include <cctype>
 #include <chrono>
@@ -213,11 +215,16 @@ nlohmann::json error_reply(int status, const std::string& message) {
   return {{"error", message}, {"status", status}};
 }
 
+int threads_for_batch(int64_t batch, int threads) {
+  return static_cast<int>(std::clamp<int64_t>(batch / 8, 1, std::max(threads, 1)));
+}
+
 BatchingPredictor::BatchingPredictor(Predictor& predictor, int64_t max_batch, int64_t max_queue,
                                      ServeMetrics* metrics)
     : predictor_(predictor),
       max_batch_(std::max<int64_t>(1, max_batch)),
       max_queue_(std::max<int64_t>(0, max_queue)),
+      threads_(at::get_num_threads()),
       metrics_(metrics) {
   thread_ = std::thread([this] { run(); });
 }
@@ -292,6 +299,8 @@ void BatchingPredictor::run() {
     // One batch per kind; an error fails that batch's requests only.
     auto serve_batch = [this](std::vector<Job>& jobs, bool reconstruct) {
       if (jobs.empty()) return;
+      const int threads = threads_for_batch(int64_t(jobs.size()), threads_);
+      if (threads != at::get_num_threads()) at::set_num_threads(threads);
       std::vector<std::vector<at::Tensor>> answers;
       const auto start = std::chrono::steady_clock::now();
       try {
@@ -324,6 +333,7 @@ void BatchingPredictor::run() {
         stats_.batches += 1;
         stats_.images += int64_t(jobs.size());
         stats_.largest = std::max(stats_.largest, int64_t(jobs.size()));
+        stats_.threads = at::get_num_threads();
       }
       if (metrics_) {
         const std::chrono::duration<double> seconds = std::chrono::steady_clock::now() - start;

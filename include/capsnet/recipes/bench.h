@@ -60,6 +60,9 @@ struct BenchResult {
 
   /// Seconds of the timed training steps, summed over options.steps.
   double train_seconds = 0, inference_seconds = 0; ///< of the timed inference steps, likewise
+  /// The median of the timed inference steps' seconds: one batch's latency
+  /// (with --batch-size 1, what one picture costs serve and predict).
+  double inference_p50_seconds = 0;
   /// Training steps per stage: the forward stages as CapsNetImpl::forward
   /// runs them, then "losses", "backward" and "optimizer". On a GPU they are
   /// timed in steps of their own (timing a stage waits for the GPU).
