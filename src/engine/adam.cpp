@@ -5,6 +5,9 @@
 #include <torch/optim/serialize.h>
 
 #include <cmath>
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -20,13 +23,36 @@ std::vector<torch::optim::OptimizerParamGroup> one_group(std::vector<at::Tensor>
 
 std::string key_of(const at::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
 
+// Subnormal floats flushed to zero, as inputs and as results, while it lives
+// (x86's MXCSR DAZ and FTZ bits, this thread only). A weight whose gradient
+// stays zero (a dead ReLU's) has moments that decay into the subnormal range
+// and stay there (0.9 times the smallest subnormal rounds back to it), and
+// x86 computes on subnormals through a microcode assist: Adam's pass over
+// 1.57M parameters took 41 ms instead of 1.3 ms with 30% of them there.
+class SubnormalsFlushed {
+ public:
+#if defined(__SSE__)
+  SubnormalsFlushed() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | kFtz | kDaz); }
+  ~SubnormalsFlushed() { _mm_setcsr(saved_); }
+
+ private:
+  static constexpr unsigned kFtz = 0x8000, kDaz = 0x0040;
+  unsigned saved_;
+#endif
+};
+
 // torch::optim::Adam's arithmetic, element by element and in its order (mul_
 // then add_, addcmul_, sqrt then division by sqrt(bias_correction2) then
-// add_(eps), addcdiv_), in one pass over the parameter's memory.
+// add_(eps), addcdiv_), in one pass over the parameter's memory; subnormal
+// moments and results are zero (SubnormalsFlushed). That moves no weight of a
+// float's normal range: a subnormal m made a step of at most 1.2e-30 times the
+// step size (m / eps), and a subnormal v changed the denominator by less than
+// 1e-9 of eps, below its rounding.
 void fused_cpu_update(float* p, float* m, float* v, const float* g, int64_t n, float beta1,
                       float one_minus_beta1, float beta2, float one_minus_beta2, float eps,
                       float bias2_sqrt, float minus_step_size) {
   at::parallel_for(0, n, 16384, [&](int64_t begin, int64_t end) {
+    const SubnormalsFlushed flushed;
     for (int64_t i = begin; i < end; ++i) {
       const float gi = g[i];
       const float mi = m[i] * beta1 + one_minus_beta1 * gi;
