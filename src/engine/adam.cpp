@@ -27,8 +27,8 @@ std::string key_of(const at::Tensor& p) { return c10::guts::to_string(p.unsafeGe
 // (x86's MXCSR DAZ and FTZ bits, this thread only). A weight whose gradient
 // stays zero (a dead ReLU's) has moments that decay into the subnormal range
 // and stay there (0.9 times the smallest subnormal rounds back to it), and
-// x86 computes on subnormals through a microcode assist: Adam's pass over
-// 1.57M parameters took 41 ms instead of 1.3 ms with 30% of them there.
+// x86 computes on subnormals through a microcode assist, many times slower
+// (measured in docs/efficient-capsnet.md, "Later epochs").
 class SubnormalsFlushed {
  public:
 #if defined(__SSE__)
@@ -52,7 +52,7 @@ void fused_cpu_update(float* p, float* m, float* v, const float* g, int64_t n, f
                       float one_minus_beta1, float beta2, float one_minus_beta2, float eps,
                       float bias2_sqrt, float minus_step_size) {
   at::parallel_for(0, n, 16384, [&](int64_t begin, int64_t end) {
-    const SubnormalsFlushed flushed;
+    [[maybe_unused]] const SubnormalsFlushed flushed;
     for (int64_t i = begin; i < end; ++i) {
       const float gi = g[i];
       const float mi = m[i] * beta1 + one_minus_beta1 * gi;

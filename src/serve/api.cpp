@@ -299,8 +299,10 @@ void BatchingPredictor::run() {
     // One batch per kind; an error fails that batch's requests only.
     auto serve_batch = [this](std::vector<Job>& jobs, bool reconstruct) {
       if (jobs.empty()) return;
+#if AT_PARALLEL_OPENMP // other backends refuse a new count once work has started
       const int threads = threads_for_batch(int64_t(jobs.size()), threads_);
       if (threads != at::get_num_threads()) at::set_num_threads(threads);
+#endif
       std::vector<std::vector<at::Tensor>> answers;
       const auto start = std::chrono::steady_clock::now();
       try {

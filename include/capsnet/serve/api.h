@@ -108,9 +108,7 @@ nlohmann::json error_reply(int status, const std::string& message);
 /// The intra-op threads a batch of `batch` images runs on, out of `threads`:
 /// one per 8 images, at least one. The inference thread is not the process's
 /// first, and there waking a second OpenMP thread for a few images costs more
-/// than it gains: Efficient-CapsNet's classification of one image took a
-/// median 2.5 ms on 2 threads and 1.2 ms on 1, of 8 images 5.6 and 5.3 ms, of
-/// 16 images 9.0 and 10.9 ms (a 2-core Intel Xeon).
+/// than it gains (measured in docs/serve.md, "Threads per batch").
 int threads_for_batch(int64_t batch, int threads);
 
 /// One thread runs every inference. Callers on any thread queue an image or
@@ -120,7 +118,9 @@ int threads_for_batch(int64_t batch, int threads);
 /// that finds max_queue others waiting is refused at once (ApiError 503)
 /// rather than queued. `metrics`, when given, gets every batch's size and time.
 /// A batch runs on threads_for_batch() of the intra-op threads set when the
-/// BatchingPredictor was made.
+/// BatchingPredictor was made (OpenMP builds of LibTorch; at::set_num_threads
+/// also sets the count that threads computing for the first time later
+/// start with, which in serve are only the connection threads' decoding).
 class BatchingPredictor {
  public:
   /// Starts the inference thread of `predictor`; max_batch, max_queue and metrics as above.
