@@ -294,12 +294,9 @@ Precision run_precision(const ModelInfo& model, const TrainOptions& options, std
                         c10::Device device) {
   if (model.offers(Capability::kBf16)) return usable_precision(options.precision, out, device);
   if (options.precision != Precision::kFp32) {
-    std::string with;
-    for (const auto& name : model_names()) {
-      if (model_info(name).offers(Capability::kBf16)) with += (with.empty() ? "" : ", ") + name;
-    }
     out << "model '" << model.name << "' trains in fp32 (it has no bf16 path; --precision "
-        << enum_name(options.precision) << " applies to " << with << ")\n";
+        << enum_name(options.precision) << " applies to " << models_offering(Capability::kBf16)
+        << ")\n";
   }
   return Precision::kFp32;
 }

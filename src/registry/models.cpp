@@ -244,16 +244,21 @@ bool ModelInfo::offers(Capability capability) const {
 
 void ModelInfo::require(Capability capability, const std::string& what) const {
   if (offers(capability)) return;
-  std::string others;
-  for (const auto& model : registered_models()) {
-    if (model.offers(capability)) others += (others.empty() ? "" : ", ") + model.name;
-  }
+  const auto others = models_offering(capability);
   throw std::invalid_argument(what + " needs " + enum_name(capability) + ", which model '" +
                               name + "' does not offer; use a checkpoint of " +
                               (others.empty() ? "a model that does" : others));
 }
 
 const std::deque<ModelInfo>& registered_models() { return models(); }
+
+std::string models_offering(Capability capability) {
+  std::string names;
+  for (const auto& model : models()) {
+    if (model.offers(capability)) names += (names.empty() ? "" : ", ") + model.name;
+  }
+  return names;
+}
 
 std::vector<std::string> model_names() {
   std::vector<std::string> names;

@@ -159,6 +159,9 @@ const std::deque<ModelInfo>& registered_models();
 std::vector<std::string> model_names();
 /// The models `capsnet bench` can time (those with a bench recipe).
 std::vector<std::string> bench_models();
+/// The names of the models that offer `capability`, comma-separated, for
+/// messages ("" when none does).
+std::string models_offering(Capability capability);
 /// The entry called `name`; throws std::invalid_argument listing the known names.
 const ModelInfo& model_info(const std::string& name);
 /// Adds a model (a program's own, a test's); throws std::invalid_argument when
