@@ -1,11 +1,108 @@
 #include "capsnet/layers/batch_norm.h"
 
+#include "../ops/cpu/batch_norm_kernel.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
+#include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/autograd/generated/variable_factories.h>
 
 #include <algorithm>
+#include <type_traits>
 
 namespace capsnet {
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+cpu::ChannelShape channel_shape(const at::Tensor& x) {
+  return {x.size(0), x.size(1), x.size(2) * x.size(3)};
+}
+
+// A tensor's data as the kernels take it: bfloat16 as uint16_t.
+template <typename T>
+T* data(const at::Tensor& t) {
+  if constexpr (std::is_same_v<T, uint16_t>) {
+    TORCH_INTERNAL_ASSERT(t.scalar_type() == at::kBFloat16);
+    return reinterpret_cast<uint16_t*>(t.data_ptr<at::BFloat16>());
+  } else {
+    return t.data_ptr<T>();
+  }
+}
+
+// Calls f(X(), Y()) with the storage types of x and y: float and float, double
+// and double, bfloat16 and bfloat16, or bfloat16 and float.
+template <typename F>
+void dispatch_storage(at::ScalarType x, at::ScalarType y, const F& f) {
+  if (x == at::kFloat && y == at::kFloat) return f(float(), float());
+  if (x == at::kDouble && y == at::kDouble) return f(double(), double());
+  if (x == at::kBFloat16 && y == at::kBFloat16) return f(uint16_t(), uint16_t());
+  if (x == at::kBFloat16 && y == at::kFloat) return f(uint16_t(), float());
+  TORCH_INTERNAL_ASSERT(false, "no fused relu + batch norm from ", x, " to ", y);
+}
+
+// BN(relu(x)) in training on the CPU, in two passes over each channel each way
+// (LibTorch's relu, batch_norm and their backwards make about twice as many,
+// over memory); saves x, not relu(x). Updates the running statistics. The
+// output has dtype `out` (bf16 input: bf16 or float), the gradient x's.
+struct ReluBatchNorm : torch::autograd::Function<ReluBatchNorm> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x_in, const at::Tensor& weight,
+                            const at::Tensor& bias, at::Tensor running_mean,
+                            at::Tensor running_var, double momentum, double eps,
+                            at::ScalarType out) {
+    const auto x = x_in.contiguous();
+    const auto shape = channel_shape(x);
+    auto y = at::empty(x.sizes(), x.options().dtype(out));
+    auto stats = at::empty({3, shape.channels}, weight.options()); // mean, var, invstd
+    const auto w = weight.contiguous(), b = bias.contiguous();
+    dispatch_storage(x.scalar_type(), out, [&](auto x_type, auto y_type) {
+      using X = decltype(x_type);
+      using Y = decltype(y_type);
+      using T = std::conditional_t<std::is_same_v<X, double>, double, float>;
+      T* s = stats.data_ptr<T>();
+      at::parallel_for(0, shape.channels, 1, [&](int64_t begin, int64_t end) {
+        cpu::relu_batch_norm_forward(shape, begin, end, data<X>(x), w.data_ptr<T>(),
+                                     b.data_ptr<T>(), eps, s, s + shape.channels,
+                                     s + 2 * shape.channels, data<Y>(y));
+      });
+    });
+    const double n = static_cast<double>(shape.images * shape.plane);
+    {
+      at::NoGradGuard no_grad;
+      running_mean.mul_(1 - momentum).add_(stats[0], momentum);
+      running_var.mul_(1 - momentum).add_(stats[1] * (n / std::max(n - 1, 1.0)), momentum);
+    }
+    ctx->save_for_backward({x, w, stats});
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const auto &x = saved[0], &w = saved[1], &stats = saved[2];
+    const auto grad_y = grad_outputs[0].contiguous();
+    const auto shape = channel_shape(x);
+    auto grad_x = at::empty_like(x);
+    auto grad_w = at::empty_like(w), grad_b = at::empty_like(w);
+    dispatch_storage(x.scalar_type(), grad_y.scalar_type(), [&](auto x_type, auto y_type) {
+      using X = decltype(x_type);
+      using Y = decltype(y_type);
+      using T = std::conditional_t<std::is_same_v<X, double>, double, float>;
+      const T* s = stats.data_ptr<T>();
+      at::parallel_for(0, shape.channels, 1, [&](int64_t begin, int64_t end) {
+        cpu::relu_batch_norm_backward(shape, begin, end, data<X>(x), w.data_ptr<T>(), s,
+                                      s + 2 * shape.channels, data<Y>(grad_y), data<X>(grad_x),
+                                      grad_w.data_ptr<T>(), grad_b.data_ptr<T>());
+      });
+    });
+    return {grad_x,       grad_w,       grad_b,       at::Tensor(), at::Tensor(),
+            at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+} // namespace
 
 BatchNormImpl::BatchNormImpl(int64_t channels, double momentum_, double eps_)
     : momentum(momentum_), eps(eps_) {
@@ -38,6 +135,20 @@ at::Tensor BatchNormImpl::forward(const at::Tensor& x) {
   }
   const auto scale = weight / (var + eps).sqrt();
   return x * scale.view({1, C, 1, 1}) + (bias - mean * scale).view({1, C, 1, 1});
+}
+
+at::Tensor BatchNormImpl::forward_relu(const at::Tensor& x, at::ScalarType out) {
+  const auto own = weight.scalar_type();
+  const bool fused = is_training() && !reduce && x.device().is_cpu() && x.dim() == 4 &&
+                     x.numel() > 0 && (own == at::kFloat || own == at::kDouble) &&
+                     (x.scalar_type() == own ? out == own
+                                             : x.scalar_type() == at::kBFloat16 &&
+                                                   own == at::kFloat &&
+                                                   (out == at::kBFloat16 || out == at::kFloat));
+  if (!fused) return forward(at::relu(x).to(own)).to(out);
+  TORCH_CHECK(x.size(1) == weight.size(0), "expected [B, ", weight.size(0), ", H, W], got ",
+              x.sizes());
+  return ReluBatchNorm::apply(x, weight, bias, running_mean, running_var, momentum, eps, out);
 }
 
 std::vector<BatchNormImpl*> batch_norms(torch::nn::Module& module) {

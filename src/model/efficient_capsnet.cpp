@@ -149,15 +149,15 @@ namespace {
 
 // A stem convolution in bf16: LibTorch's own (oneDNN's on a CPU with bf16,
 // cuDNN's on a GPU), 1.16x fp32's training speed at batch 16 on a Xeon with
-// AMX where conv2d_bf16's im2col was 0.69x; elsewhere (oneDNN has no bf16
-// convolution below AVX512-BF16) conv2d_in's exact widening to fp32.
+// AMX where conv2d_bf16's im2col was 0.69x, with a bf16 output; elsewhere
+// (oneDNN has no bf16 convolution below AVX512-BF16) conv2d_in's exact
+// widening to fp32, with an fp32 output.
 at::Tensor stem_bf16(torch::nn::Conv2dImpl& conv, const at::Tensor& x, int64_t stride) {
   if (x.device().is_cpu() && !cpu_bf16_support().available) {
     return conv2d_in(Precision::kBf16, x, conv.weight, conv.bias, stride, ConvAlgo::kAuto);
   }
   return at::conv2d(x.to(at::kBFloat16), conv.weight.to(at::kBFloat16),
-                    conv.bias.to(at::kBFloat16), stride)
-      .to(at::kFloat);
+                    conv.bias.to(at::kBFloat16), stride);
 }
 
 } // namespace
@@ -169,10 +169,15 @@ at::Tensor EfficientCapsNetImpl::primary(const at::Tensor& images) {
     // fp32 stays LibTorch's own convolution (what every checkpoint so far was trained with).
     const auto y = precision_ == Precision::kFp32 ? convs[k]->forward(x)
                                                   : stem_bf16(*convs[k], x, config.stem_strides[k]);
-    x = norms[k]->forward(at::relu(y));
+    // A bf16 convolution's output goes on in bf16 to the next one.
+    x = norms[k]->forward_relu(y, k + 1 < convs.size() ? y.scalar_type() : at::kFloat);
   }
   stage("conv1", x);
-  x = primary_capsules->forward(x); // [B, F, 1, 1]
+  // The depthwise kernel covers the whole grid, so each output is a channel's
+  // dot product with its kernel: a product and a sum, where LibTorch's
+  // depthwise convolution took about three times as long (docs/performance.md).
+  const auto& dw = *primary_capsules;
+  x = (x.flatten(2) * dw.weight.flatten(1)).sum(-1) + dw.bias; // [B, F]
   const auto out = efficient_squash(
       x.reshape({x.size(0), config.num_primary_capsules(), config.primary_dim}));
   stage("primary_capsules", out);

@@ -24,6 +24,12 @@ struct BatchNormImpl : torch::nn::Module {
   BatchNormImpl(int64_t channels, double momentum, double eps);
   /// Shapes: [B, C, H, W] -> [B, C, H, W]; in training, updates the running statistics.
   at::Tensor forward(const at::Tensor& x);
+  /// forward(relu(x)) in dtype `out`: in training on the CPU (local
+  /// statistics) one fused op that saves x alone, for x of the weights' dtype
+  /// (out the same) or bf16 x with fp32 weights (out bf16 or fp32, computed
+  /// in fp32: the bf16 stem's convolutions need no conversion pass); elsewhere
+  /// relu, forward in the weights' dtype, then a conversion to `out`.
+  at::Tensor forward_relu(const at::Tensor& x, at::ScalarType out);
 
   /// \var momentum
   /// The running statistics' update weight: new = (1 - momentum) old + momentum batch.

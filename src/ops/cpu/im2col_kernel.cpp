@@ -1,5 +1,6 @@
 #include "im2col_kernel.h"
 
+#include "bf16_bits.h"
 #include "isa_dispatch.h"
 
 #include <cstring>
@@ -9,23 +10,6 @@
 namespace capsnet::cpu {
 
 namespace {
-
-CAPSNET_INLINE uint16_t to_bf16(float value) {
-  uint32_t bits;
-  std::memcpy(&bits, &value, sizeof bits);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return 0x7fc0; // NaN
-  return static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
-}
-
-CAPSNET_INLINE float from_bf16(uint16_t value) {
-  const uint32_t bits = static_cast<uint32_t>(value) << 16;
-  float out;
-  std::memcpy(&out, &bits, sizeof out);
-  return out;
-}
-
-CAPSNET_INLINE float widen(float value) { return value; }
-CAPSNET_INLINE float widen(uint16_t value) { return from_bf16(value); }
 
 // dst[0, n) = src[0, n) in 16-byte moves, the last one overlapping the one
 // before it, for the short runs of a patch row (K elements: 9 in the paper).

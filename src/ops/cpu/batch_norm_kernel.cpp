@@ -1,0 +1,139 @@
+#include "batch_norm_kernel.h"
+
+#include "bf16_bits.h"
+#include "isa_dispatch.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace capsnet::cpu {
+
+namespace {
+
+// Everything below is inlined into the exported functions, compiled for
+// AVX-512, AVX2 and the baseline ISA (isa_dispatch.h). A row (one image's
+// plane of one channel, a few hundred values) is summed in T, lane by lane;
+// rows add up in double, so a channel's statistics do not drift with the batch.
+template <typename X>
+CAPSNET_INLINE auto relu(X stored) {
+  const auto value = widen(stored);
+  return value > 0 ? value : decltype(value)(0);
+}
+
+template <typename T, typename X>
+CAPSNET_INLINE double sum_relu(int64_t n, const X* x) {
+  T sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t i = 0; i < n; ++i) sum += relu(x[i]);
+  return sum;
+}
+
+template <typename T, typename X>
+CAPSNET_INLINE double sum_squared_deviation(int64_t n, const X* x, T mean) {
+  T sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t i = 0; i < n; ++i) sum += (relu(x[i]) - mean) * (relu(x[i]) - mean);
+  return sum;
+}
+
+// Adds sum g and sum g (relu(x) - mean) over a row of n.
+template <typename T, typename X, typename Y>
+CAPSNET_INLINE void sum_gradient(int64_t n, const X* x, const Y* g, T mean, double& sum_g,
+                                 double& sum_gd) {
+  T a = 0, b = 0;
+#pragma omp simd reduction(+ : a, b)
+  for (int64_t i = 0; i < n; ++i) {
+    const T gi = widen(g[i]);
+    a += gi;
+    b += gi * (relu(x[i]) - mean);
+  }
+  sum_g += a;
+  sum_gd += b;
+}
+
+template <typename X, typename Y, typename T>
+CAPSNET_INLINE void forward_impl(const ChannelShape& sh, int64_t c_begin, int64_t c_end,
+                                 const X* x, const T* weight, const T* bias, double eps, T* mean,
+                                 T* var, T* invstd, Y* y) {
+  const int64_t B = sh.images, C = sh.channels, P = sh.plane;
+  const double n = static_cast<double>(B * P);
+  for (int64_t c = c_begin; c < c_end; ++c) {
+    double sum = 0;
+    for (int64_t b = 0; b < B; ++b) sum += sum_relu<T>(P, x + (b * C + c) * P);
+    const double m = sum / n;
+    double squares = 0;
+    for (int64_t b = 0; b < B; ++b) {
+      squares += sum_squared_deviation(P, x + (b * C + c) * P, static_cast<T>(m));
+    }
+    const double v = squares / n, inv = 1 / std::sqrt(v + eps);
+    mean[c] = static_cast<T>(m);
+    var[c] = static_cast<T>(v);
+    invstd[c] = static_cast<T>(inv);
+    const T scale = static_cast<T>(inv * static_cast<double>(weight[c]));
+    const T shift = static_cast<T>(static_cast<double>(bias[c]) - m * inv * weight[c]);
+    for (int64_t b = 0; b < B; ++b) {
+      const X* in = x + (b * C + c) * P;
+      Y* out = y + (b * C + c) * P;
+#pragma omp simd
+      for (int64_t i = 0; i < P; ++i) store(out + i, relu(in[i]) * scale + shift);
+    }
+  }
+}
+
+template <typename X, typename Y, typename T>
+CAPSNET_INLINE void backward_impl(const ChannelShape& sh, int64_t c_begin, int64_t c_end,
+                                  const X* x, const T* weight, const T* mean, const T* invstd,
+                                  const Y* grad_y, X* grad_x, T* grad_weight, T* grad_bias) {
+  const int64_t B = sh.images, C = sh.channels, P = sh.plane;
+  const double n = static_cast<double>(B * P);
+  for (int64_t c = c_begin; c < c_end; ++c) {
+    const double m = mean[c];
+    double sum_g = 0, sum_gd = 0; // sum grad_y, sum grad_y * (r - mean)
+    for (int64_t b = 0; b < B; ++b) {
+      sum_gradient(P, x + (b * C + c) * P, grad_y + (b * C + c) * P, static_cast<T>(m), sum_g,
+                   sum_gd);
+    }
+    const double inv = invstd[c];
+    grad_bias[c] = static_cast<T>(sum_g);
+    grad_weight[c] = static_cast<T>(sum_gd * inv);
+    // grad_x = a g + d (r - mean) + e where x > 0:
+    // a = weight invstd, d = -a invstd^2 sum_gd / N, e = -a sum_g / N.
+    const double a = weight[c] * inv;
+    const T ka = static_cast<T>(a), kd = static_cast<T>(-a * inv * inv * sum_gd / n),
+            ke = static_cast<T>(-a * sum_g / n - m * (-a * inv * inv * sum_gd / n));
+    for (int64_t b = 0; b < B; ++b) {
+      const X* in = x + (b * C + c) * P;
+      const Y* g = grad_y + (b * C + c) * P;
+      X* out = grad_x + (b * C + c) * P;
+#pragma omp simd
+      for (int64_t i = 0; i < P; ++i) {
+        const T xi = widen(in[i]);
+        store(out + i, xi > 0 ? ka * widen(g[i]) + kd * xi + ke : T(0));
+      }
+    }
+  }
+}
+
+} // namespace
+
+#define CAPSNET_FORWARD_ARGS (sh, c_begin, c_end, x, weight, bias, eps, mean, var, invstd, y)
+#define CAPSNET_BACKWARD_ARGS \
+  (sh, c_begin, c_end, x, weight, mean, invstd, grad_y, grad_x, grad_weight, grad_bias)
+#define CAPSNET_DEFINE_RELU_BN(X, Y, T)                                                        \
+  CAPSNET_DEFINE_DISPATCHED(relu_batch_norm_forward, forward_impl,                            \
+                            (const ChannelShape& sh, int64_t c_begin, int64_t c_end,          \
+                             const X* x, const T* weight, const T* bias, double eps, T* mean, \
+                             T* var, T* invstd, Y* y),                                        \
+                            CAPSNET_FORWARD_ARGS)                                             \
+  CAPSNET_DEFINE_DISPATCHED(relu_batch_norm_backward, backward_impl,                          \
+                            (const ChannelShape& sh, int64_t c_begin, int64_t c_end,          \
+                             const X* x, const T* weight, const T* mean, const T* invstd,     \
+                             const Y* grad_y, X* grad_x, T* grad_weight, T* grad_bias),       \
+                            CAPSNET_BACKWARD_ARGS)
+
+CAPSNET_DEFINE_RELU_BN(float, float, float)
+CAPSNET_DEFINE_RELU_BN(double, double, double)
+CAPSNET_DEFINE_RELU_BN(uint16_t, uint16_t, float)
+CAPSNET_DEFINE_RELU_BN(uint16_t, float, float)
+
+} // namespace capsnet::cpu

@@ -1,0 +1,50 @@
+#pragma once
+
+// Plain C++ kernels of batch normalisation after a ReLU, y = BN(relu(x)), in
+// training: no LibTorch here, so that the loops stay visible to the vectoriser.
+// One call handles whole channels: a channel's B * P values (a convolution's
+// output at batch 16 is 31 KB a channel) come from memory once and stay in
+// cache for the later passes.
+//
+// Layouts (row-major): x, y, grad_y, grad_x [B, C, P] (P = H * W); weight,
+// mean, invstd, grad_weight, grad_bias [C]. Arrays of uint16_t hold bfloat16
+// (bf16_bits.h), computed in float: the bf16 stem's convolutions hand their
+// output over, and take their input, without a conversion pass.
+
+#include <cstdint>
+
+namespace capsnet::cpu {
+
+struct ChannelShape {
+  int64_t images, channels, plane; ///< B, C, P
+};
+
+/// For channels [c_begin, c_end): r = max(x, 0); mean[c] and var[c] (the
+/// biased variance) of r over its B * P values; invstd[c] = 1 / sqrt(var +
+/// eps); y = (r - mean) * invstd * weight + bias.
+#define CAPSNET_RELU_BN_FORWARD(X, Y, T)                                                      \
+  void relu_batch_norm_forward(const ChannelShape& shape, int64_t c_begin, int64_t c_end,     \
+                               const X* x, const T* weight, const T* bias, double eps, T* mean, \
+                               T* var, T* invstd, Y* y)
+CAPSNET_RELU_BN_FORWARD(float, float, float);
+CAPSNET_RELU_BN_FORWARD(double, double, double);
+CAPSNET_RELU_BN_FORWARD(uint16_t, uint16_t, float);
+CAPSNET_RELU_BN_FORWARD(uint16_t, float, float);
+
+/// Backward of relu_batch_norm_forward for channels [c_begin, c_end), with N = B * P
+/// and xhat = (r - mean) * invstd: grad_bias = sum grad_y, grad_weight = sum
+/// grad_y * xhat, grad_x = weight * invstd * (grad_y - grad_bias / N - xhat *
+/// grad_weight / N) where x > 0, else 0. grad_y has y's type, grad_x x's.
+#define CAPSNET_RELU_BN_BACKWARD(X, Y, T)                                                     \
+  void relu_batch_norm_backward(const ChannelShape& shape, int64_t c_begin, int64_t c_end,    \
+                                const X* x, const T* weight, const T* mean, const T* invstd,  \
+                                const Y* grad_y, X* grad_x, T* grad_weight, T* grad_bias)
+CAPSNET_RELU_BN_BACKWARD(float, float, float);
+CAPSNET_RELU_BN_BACKWARD(double, double, double);
+CAPSNET_RELU_BN_BACKWARD(uint16_t, uint16_t, float);
+CAPSNET_RELU_BN_BACKWARD(uint16_t, float, float);
+
+#undef CAPSNET_RELU_BN_FORWARD
+#undef CAPSNET_RELU_BN_BACKWARD
+
+} // namespace capsnet::cpu
