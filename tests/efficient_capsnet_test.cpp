@@ -329,75 +329,87 @@ TEST(BatchNorm, GlobalStatisticsPathEqualsATenInOneProcess) {
 
 // The fused BN(relu(x)) of training against at::relu then at::batch_norm:
 // outputs, the three gradients and the running statistics, in double (to
-// rounding) and float (to float's), on planes of 25 and 9 values (vector
-// tails) and with a channel that the ReLU leaves all zero (variance 0).
+// rounding) and float (to float's), planar and channels last (75 and 27
+// pixels: one block and a part), on planes of 25 and 9 values (vector tails)
+// and with a channel that the ReLU leaves all zero (variance 0).
 class FusedReluBatchNorm : public ::testing::TestWithParam<at::ScalarType> {};
 
 TEST_P(FusedReluBatchNorm, EqualsATensReluAndBatchNorm) {
   const auto dtype = GetParam();
   const double tol = dtype == at::kDouble ? 1e-11 : 2e-5;
-  for (const int64_t side : {5, 3}) {
-    at::manual_seed(6 + side);
-    BatchNorm fused(6, 0.1, 1e-3);
-    fused->to(dtype);
-    fused->weight.data().uniform_(0.5, 1.5);
-    fused->bias.data().uniform_(-0.5, 0.5);
-    fused->running_mean.data().uniform_(-1, 1);
-    auto x = (at::randn({3, 6, side, side}, dtype) * 2 + 0.5).requires_grad_(true);
-    x.data().select(1, 2).neg_().abs_().neg_(); // channel 2 all <= 0
-    const auto upstream = at::randn({3, 6, side, side}, dtype);
-    auto weight = fused->weight.detach().clone().requires_grad_(true);
-    auto bias = fused->bias.detach().clone().requires_grad_(true);
-    auto mean = fused->running_mean.clone(), var = fused->running_var.clone();
-    auto xr = x.detach().clone().requires_grad_(true);
-    const auto expected = at::batch_norm(at::relu(xr), weight, bias, mean, var,
-                                         /*training=*/true, 0.1, 1e-3, /*cudnn_enabled=*/false);
-    (expected * upstream).sum().backward();
-    const auto y = fused->forward_relu(x, dtype);
-    (y * upstream).sum().backward();
-    EXPECT_TRUE(at::allclose(y, expected, tol, tol)) << (y - expected).abs().max();
-    EXPECT_TRUE(at::allclose(x.grad(), xr.grad(), tol, tol)) << (x.grad() - xr.grad()).abs().max();
-    EXPECT_TRUE(at::allclose(fused->weight.grad(), weight.grad(), tol, tol));
-    EXPECT_TRUE(at::allclose(fused->bias.grad(), bias.grad(), tol, tol));
-    EXPECT_TRUE(at::allclose(fused->running_mean, mean, tol, tol));
-    EXPECT_TRUE(at::allclose(fused->running_var, var, tol, tol));
-    EXPECT_EQ(x.grad().select(1, 2).abs().max().item<double>(), 0.0);
-    EXPECT_GT(x.grad().abs().max().item<double>(), 0.01); // not all zero either
+  for (const auto layout : {at::MemoryFormat::Contiguous, at::MemoryFormat::ChannelsLast}) {
+    for (const int64_t side : {5, 3}) {
+      at::manual_seed(6 + side);
+      BatchNorm fused(6, 0.1, 1e-3);
+      fused->to(dtype);
+      fused->weight.data().uniform_(0.5, 1.5);
+      fused->bias.data().uniform_(-0.5, 0.5);
+      fused->running_mean.data().uniform_(-1, 1);
+      auto x0 = at::randn({3, 6, side, side}, dtype) * 2 + 0.5;
+      x0.select(1, 2).abs_().neg_(); // channel 2 all <= 0
+      auto x = x0.detach().contiguous(layout).requires_grad_(true);
+      const auto upstream = at::randn({3, 6, side, side}, dtype);
+      auto weight = fused->weight.detach().clone().requires_grad_(true);
+      auto bias = fused->bias.detach().clone().requires_grad_(true);
+      auto mean = fused->running_mean.clone(), var = fused->running_var.clone();
+      auto xr = x0.detach().clone().requires_grad_(true);
+      const auto expected = at::batch_norm(at::relu(xr), weight, bias, mean, var,
+                                           /*training=*/true, 0.1, 1e-3, /*cudnn_enabled=*/false);
+      (expected * upstream).sum().backward();
+      const auto y = fused->forward_relu(x, dtype);
+      (y * upstream).sum().backward();
+      // Channels last stays so with fp32 weights; double goes through the planar kernel.
+      EXPECT_TRUE(y.is_contiguous(dtype == at::kFloat ? layout : at::MemoryFormat::Contiguous));
+      EXPECT_TRUE(at::allclose(y, expected, tol, tol)) << (y - expected).abs().max();
+      EXPECT_TRUE(at::allclose(x.grad(), xr.grad(), tol, tol))
+          << (x.grad() - xr.grad()).abs().max();
+      EXPECT_TRUE(at::allclose(fused->weight.grad(), weight.grad(), tol, tol));
+      EXPECT_TRUE(at::allclose(fused->bias.grad(), bias.grad(), tol, tol));
+      EXPECT_TRUE(at::allclose(fused->running_mean, mean, tol, tol));
+      EXPECT_TRUE(at::allclose(fused->running_var, var, tol, tol));
+      EXPECT_EQ(x.grad().select(1, 2).abs().max().item<double>(), 0.0);
+      EXPECT_GT(x.grad().abs().max().item<double>(), 0.01); // not all zero either
+    }
   }
 }
 
-// bf16 in (the bf16 stem's convolutions), bf16 or fp32 out, computed in fp32:
-// as the conversion to fp32, the two ops and a conversion to the output's
-// dtype, to one rounding to bf16 (2^-8 relative) of the outputs and x's gradient.
+// bf16 in (the bf16 stem's convolutions), bf16 or fp32 out, computed in fp32,
+// planar and channels last: as the conversion to fp32, the two ops and a
+// conversion to the output's dtype, to one rounding to bf16 (2^-8 relative)
+// of the outputs and x's gradient.
 TEST(FusedReluBatchNorm, Bf16InputEqualsConvertingAroundATensOps) {
-  for (const auto out : {at::kBFloat16, at::kFloat}) {
-    at::manual_seed(9);
-    BatchNorm fused(5, 0.1, 1e-3);
-    fused->weight.data().uniform_(0.5, 1.5);
-    fused->bias.data().uniform_(-0.5, 0.5);
-    const auto x0 = (at::randn({4, 5, 6, 6}) * 2 + 0.5).to(at::kBFloat16);
-    const auto upstream = at::randn({4, 5, 6, 6});
-    auto weight = fused->weight.detach().clone().requires_grad_(true);
-    auto bias = fused->bias.detach().clone().requires_grad_(true);
-    auto mean = fused->running_mean.clone(), var = fused->running_var.clone();
-    auto xr = x0.clone().requires_grad_(true), x = x0.clone().requires_grad_(true);
-    const auto expected = at::batch_norm(at::relu(xr.to(at::kFloat)), weight, bias, mean, var,
-                                         /*training=*/true, 0.1, 1e-3, false)
-                              .to(out);
-    (expected.to(at::kFloat) * upstream).sum().backward();
-    const auto y = fused->forward_relu(x, out);
-    ASSERT_EQ(y.scalar_type(), out);
-    (y.to(at::kFloat) * upstream).sum().backward();
-    ASSERT_EQ(x.grad().scalar_type(), at::kBFloat16);
-    const auto close = [](const at::Tensor& a, const at::Tensor& b) {
-      return at::allclose(a.to(at::kFloat), b.to(at::kFloat), 1.0 / 128, 1e-4);
-    };
-    EXPECT_TRUE(close(y, expected)) << (y.to(at::kFloat) - expected.to(at::kFloat)).abs().max();
-    EXPECT_TRUE(close(x.grad(), xr.grad()));
-    EXPECT_TRUE(at::allclose(fused->weight.grad(), weight.grad(), 1e-4, 1e-5));
-    EXPECT_TRUE(at::allclose(fused->bias.grad(), bias.grad(), 1e-4, 1e-5));
-    EXPECT_TRUE(at::allclose(fused->running_mean, mean, 1e-5, 1e-6));
-    EXPECT_TRUE(at::allclose(fused->running_var, var, 1e-5, 1e-6));
+  const auto close = [](const at::Tensor& a, const at::Tensor& b) {
+    return at::allclose(a.to(at::kFloat), b.to(at::kFloat), 1.0 / 128, 1e-4);
+  };
+  for (const auto layout : {at::MemoryFormat::Contiguous, at::MemoryFormat::ChannelsLast}) {
+    for (const auto out : {at::kBFloat16, at::kFloat}) {
+      at::manual_seed(9);
+      BatchNorm fused(5, 0.1, 1e-3);
+      fused->weight.data().uniform_(0.5, 1.5);
+      fused->bias.data().uniform_(-0.5, 0.5);
+      const auto x0 = (at::randn({4, 5, 6, 6}) * 2 + 0.5).to(at::kBFloat16).contiguous(layout);
+      const auto upstream = at::randn({4, 5, 6, 6});
+      auto weight = fused->weight.detach().clone().requires_grad_(true);
+      auto bias = fused->bias.detach().clone().requires_grad_(true);
+      auto mean = fused->running_mean.clone(), var = fused->running_var.clone();
+      auto xr = x0.clone().requires_grad_(true), x = x0.clone().requires_grad_(true);
+      const auto expected = at::batch_norm(at::relu(xr.to(at::kFloat)), weight, bias, mean, var,
+                                           /*training=*/true, 0.1, 1e-3, false)
+                                .to(out);
+      (expected.to(at::kFloat) * upstream).sum().backward();
+      const auto y = fused->forward_relu(x, out);
+      ASSERT_EQ(y.scalar_type(), out);
+      (y.to(at::kFloat) * upstream).sum().backward();
+      ASSERT_EQ(x.grad().scalar_type(), at::kBFloat16);
+      EXPECT_TRUE(y.is_contiguous(layout));
+      EXPECT_TRUE(x.grad().is_contiguous(layout));
+      EXPECT_TRUE(close(y, expected)) << (y.to(at::kFloat) - expected.to(at::kFloat)).abs().max();
+      EXPECT_TRUE(close(x.grad(), xr.grad()));
+      EXPECT_TRUE(at::allclose(fused->weight.grad(), weight.grad(), 1e-4, 1e-5));
+      EXPECT_TRUE(at::allclose(fused->bias.grad(), bias.grad(), 1e-4, 1e-5));
+      EXPECT_TRUE(at::allclose(fused->running_mean, mean, 1e-5, 1e-6));
+      EXPECT_TRUE(at::allclose(fused->running_var, var, 1e-5, 1e-6));
+    }
   }
 }
 

@@ -9,7 +9,9 @@
 #include <torch/csrc/autograd/generated/variable_factories.h>
 
 #include <algorithm>
+#include <cmath>
 #include <type_traits>
+#include <vector>
 
 namespace capsnet {
 
@@ -44,24 +46,104 @@ void dispatch_storage(at::ScalarType x, at::ScalarType y, const F& f) {
   TORCH_INTERNAL_ASSERT(false, "no fused relu + batch norm from ", x, " to ", y);
 }
 
+// Whether x is [B, C, H, W] stored channels last (as oneDNN's bf16
+// convolutions take and give it) rather than planar.
+bool is_channels_last(const at::Tensor& x) {
+  return x.size(1) > 1 && !x.is_contiguous() && x.is_contiguous(at::MemoryFormat::ChannelsLast);
+}
+
+// Per-channel sums of the blocks' partial sums part [blocks, C], block by block in double.
+std::vector<double> sum_blocks(const at::Tensor& part) {
+  const int64_t blocks = part.size(0), C = part.size(1);
+  const float* p = part.data_ptr<float>();
+  std::vector<double> sum(C, 0.0);
+  for (int64_t b = 0; b < blocks; ++b) {
+    for (int64_t c = 0; c < C; ++c) sum[c] += p[b * C + c];
+  }
+  return sum;
+}
+
+// Training forward of channels-last x into y: stats [3, C] = mean, var, invstd.
+template <typename X, typename Y>
+void channels_last_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b,
+                           double eps, at::Tensor& stats, at::Tensor& y) {
+  const int64_t C = x.size(1);
+  const cpu::RowsShape shape{x.numel() / C, C};
+  const double n = static_cast<double>(shape.rows);
+  auto part = at::empty({shape.blocks(), C}, w.options());
+  auto coefficients = at::empty({2, C}, w.options()); // scale, shift
+  float *s = stats.data_ptr<float>(), *scale = coefficients.data_ptr<float>(), *shift = scale + C;
+  const float *weight = w.data_ptr<float>(), *bias = b.data_ptr<float>();
+  for (const float* mean : {static_cast<const float*>(nullptr), static_cast<const float*>(s)}) {
+    at::parallel_for(0, shape.blocks(), 1, [&](int64_t begin, int64_t end) {
+      cpu::nhwc_block_sums(shape, begin, end, data<X>(x), mean, part.data_ptr<float>());
+    });
+    const auto sums = sum_blocks(part);
+    for (int64_t c = 0; c < C; ++c) (mean ? s[C + c] : s[c]) = static_cast<float>(sums[c] / n);
+  }
+  for (int64_t c = 0; c < C; ++c) {
+    const double inv = 1 / std::sqrt(static_cast<double>(s[C + c]) + eps);
+    s[2 * C + c] = static_cast<float>(inv);
+    scale[c] = static_cast<float>(inv * weight[c]);
+    shift[c] = static_cast<float>(bias[c] - s[c] * inv * weight[c]);
+  }
+  at::parallel_for(0, shape.blocks(), 1, [&](int64_t begin, int64_t end) {
+    cpu::nhwc_normalize(shape, begin, end, data<X>(x), scale, shift, data<Y>(y));
+  });
+}
+
+// Backward of channels_last_forward: grad_x, grad_w, grad_b from grad_y.
+template <typename X, typename Y>
+void channels_last_backward(const at::Tensor& x, const at::Tensor& w, const at::Tensor& stats,
+                            const at::Tensor& grad_y, at::Tensor& grad_x, at::Tensor& grad_w,
+                            at::Tensor& grad_b) {
+  const int64_t C = x.size(1);
+  const cpu::RowsShape shape{x.numel() / C, C};
+  const double n = static_cast<double>(shape.rows);
+  auto part = at::empty({2, shape.blocks(), C}, w.options());
+  const float* s = stats.data_ptr<float>();
+  at::parallel_for(0, shape.blocks(), 1, [&](int64_t begin, int64_t end) {
+    cpu::nhwc_block_gradient_sums(shape, begin, end, data<X>(x), data<Y>(grad_y), s,
+                                  part[0].data_ptr<float>(), part[1].data_ptr<float>());
+  });
+  const auto sum_g = sum_blocks(part[0]), sum_gd = sum_blocks(part[1]);
+  auto coefficients = at::empty({3, C}, w.options()); // as in relu_batch_norm_backward
+  float *a = coefficients.data_ptr<float>(), *d = a + C, *e = a + 2 * C;
+  for (int64_t c = 0; c < C; ++c) {
+    const double inv = s[2 * C + c], k = w.data_ptr<float>()[c] * inv;
+    grad_b.data_ptr<float>()[c] = static_cast<float>(sum_g[c]);
+    grad_w.data_ptr<float>()[c] = static_cast<float>(sum_gd[c] * inv);
+    a[c] = static_cast<float>(k);
+    d[c] = static_cast<float>(-k * inv * inv * sum_gd[c] / n);
+    e[c] = static_cast<float>(-k * sum_g[c] / n + s[c] * k * inv * inv * sum_gd[c] / n);
+  }
+  at::parallel_for(0, shape.blocks(), 1, [&](int64_t begin, int64_t end) {
+    cpu::nhwc_grad_input(shape, begin, end, data<X>(x), data<Y>(grad_y), a, d, e, data<X>(grad_x));
+  });
+}
+
 // BN(relu(x)) in training on the CPU, in two passes over each channel each way
 // (LibTorch's relu, batch_norm and their backwards make about twice as many,
 // over memory); saves x, not relu(x). Updates the running statistics. The
-// output has dtype `out` (bf16 input: bf16 or float), the gradient x's.
+// output has dtype `out` (bf16 input: bf16 or float) and x's layout, planar
+// or channels last (fp32 weights); the gradient has x's dtype and layout.
 struct ReluBatchNorm : torch::autograd::Function<ReluBatchNorm> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x_in, const at::Tensor& weight,
-                            const at::Tensor& bias, at::Tensor running_mean,
-                            at::Tensor running_var, double momentum, double eps,
-                            at::ScalarType out) {
-    const auto x = x_in.contiguous();
+                            const at::Tensor& bias, at::Tensor running_mean, at::Tensor running_var,
+                            double momentum, double eps, at::ScalarType out) {
+    const bool last = is_channels_last(x_in) && weight.scalar_type() == at::kFloat;
+    const auto x = last ? x_in : x_in.contiguous();
     const auto shape = channel_shape(x);
-    auto y = at::empty(x.sizes(), x.options().dtype(out));
+    auto y = at::empty_like(x, x.options().dtype(out));             // x's layout
     auto stats = at::empty({3, shape.channels}, weight.options()); // mean, var, invstd
     const auto w = weight.contiguous(), b = bias.contiguous();
     dispatch_storage(x.scalar_type(), out, [&](auto x_type, auto y_type) {
       using X = decltype(x_type);
       using Y = decltype(y_type);
       using T = std::conditional_t<std::is_same_v<X, double>, double, float>;
+      if constexpr (std::is_same_v<T, float>) {
+        if (last) return channels_last_forward<X, Y>(x, w, b, eps, stats, y);
+      }
       T* s = stats.data_ptr<T>();
       at::parallel_for(0, shape.channels, 1, [&](int64_t begin, int64_t end) {
         cpu::relu_batch_norm_forward(shape, begin, end, data<X>(x), w.data_ptr<T>(),
@@ -82,14 +164,19 @@ struct ReluBatchNorm : torch::autograd::Function<ReluBatchNorm> {
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     const auto saved = ctx->get_saved_variables();
     const auto &x = saved[0], &w = saved[1], &stats = saved[2];
-    const auto grad_y = grad_outputs[0].contiguous();
+    const bool last = is_channels_last(x);
+    const auto grad_y = grad_outputs[0].contiguous(last ? at::MemoryFormat::ChannelsLast
+                                                        : at::MemoryFormat::Contiguous);
     const auto shape = channel_shape(x);
-    auto grad_x = at::empty_like(x);
+    auto grad_x = at::empty_like(x); // x's layout
     auto grad_w = at::empty_like(w), grad_b = at::empty_like(w);
     dispatch_storage(x.scalar_type(), grad_y.scalar_type(), [&](auto x_type, auto y_type) {
       using X = decltype(x_type);
       using Y = decltype(y_type);
       using T = std::conditional_t<std::is_same_v<X, double>, double, float>;
+      if constexpr (std::is_same_v<T, float>) {
+        if (last) return channels_last_backward<X, Y>(x, w, stats, grad_y, grad_x, grad_w, grad_b);
+      }
       const T* s = stats.data_ptr<T>();
       at::parallel_for(0, shape.channels, 1, [&](int64_t begin, int64_t end) {
         cpu::relu_batch_norm_backward(shape, begin, end, data<X>(x), w.data_ptr<T>(), s,
@@ -97,8 +184,8 @@ struct ReluBatchNorm : torch::autograd::Function<ReluBatchNorm> {
                                       grad_w.data_ptr<T>(), grad_b.data_ptr<T>());
       });
     });
-    return {grad_x,       grad_w,       grad_b,       at::Tensor(), at::Tensor(),
-            at::Tensor(), at::Tensor(), at::Tensor()};
+    return {grad_x,       grad_w,       grad_b,       at::Tensor(),
+            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -139,12 +226,12 @@ at::Tensor BatchNormImpl::forward(const at::Tensor& x) {
 
 at::Tensor BatchNormImpl::forward_relu(const at::Tensor& x, at::ScalarType out) {
   const auto own = weight.scalar_type();
-  const bool fused = is_training() && !reduce && x.device().is_cpu() && x.dim() == 4 &&
-                     x.numel() > 0 && (own == at::kFloat || own == at::kDouble) &&
-                     (x.scalar_type() == own ? out == own
-                                             : x.scalar_type() == at::kBFloat16 &&
-                                                   own == at::kFloat &&
-                                                   (out == at::kBFloat16 || out == at::kFloat));
+  const bool fused =
+      is_training() && !reduce && x.device().is_cpu() && x.dim() == 4 && x.numel() > 0 &&
+      (own == at::kFloat || own == at::kDouble) &&
+      (x.scalar_type() == own ? out == own
+                              : x.scalar_type() == at::kBFloat16 && own == at::kFloat &&
+                                    (out == at::kBFloat16 || out == at::kFloat));
   if (!fused) return forward(at::relu(x).to(own)).to(out);
   TORCH_CHECK(x.size(1) == weight.size(0), "expected [B, ", weight.size(0), ", H, W], got ",
               x.sizes());

@@ -27,13 +27,25 @@ CAPSNET_INLINE float from_bf16(uint16_t value) {
 }
 
 /// A stored value as arithmetic: floats and doubles as they are, bfloat16 as float.
-CAPSNET_INLINE float widen(float value) { return value; }
-CAPSNET_INLINE double widen(double value) { return value; }
-CAPSNET_INLINE float widen(uint16_t value) { return from_bf16(value); }
+CAPSNET_INLINE float widen(float value) {
+  return value;
+}
+CAPSNET_INLINE double widen(double value) {
+  return value;
+}
+CAPSNET_INLINE float widen(uint16_t value) {
+  return from_bf16(value);
+}
 
 /// Stores a value in the array's type (bfloat16 rounded to nearest even).
-CAPSNET_INLINE void store(float* at, float value) { *at = value; }
-CAPSNET_INLINE void store(double* at, double value) { *at = value; }
-CAPSNET_INLINE void store(uint16_t* at, float value) { *at = to_bf16(value); }
+CAPSNET_INLINE void store(float* at, float value) {
+  *at = value;
+}
+CAPSNET_INLINE void store(double* at, double value) {
+  *at = value;
+}
+CAPSNET_INLINE void store(uint16_t* at, float value) {
+  *at = to_bf16(value);
+}
 
 } // namespace capsnet::cpu
