@@ -27,6 +27,12 @@ PY
 "$capsnet" predict --checkpoint "$ckpt" --threads 1 --json "$work/first.idx" >"$work/predict.json"
 
 start_server() { # start_server ARGS...: serves $serving (empty: the default); sets $pid and $port, or fails
+  # Emptied here, not by the background job's redirection: the loop below
+  # could otherwise read the previous server's port before the new one
+  # truncates the file (it did once; the "port in use" check then started a
+  # server that never exited).
+  : >"$work/serve.out"
+  : >"$work/serve.err"
   "$capsnet" serve ${serving:+--checkpoint "$serving"} --port 0 "$@" >"$work/serve.out" 2>"$work/serve.err" &
   pid=$!
   port=""
