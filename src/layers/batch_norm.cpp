@@ -2,14 +2,12 @@
 
 #include "../ops/cpu/batch_norm_kernel.h"
 
-#include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/autograd/generated/variable_factories.h>
 
 #include <algorithm>
-#include <cmath>
 #include <type_traits>
 #include <vector>
 
@@ -74,18 +72,21 @@ void channels_last_forward(const at::Tensor& x, const at::Tensor& w, const at::T
   auto coefficients = at::empty({2, C}, w.options()); // scale, shift
   float *s = stats.data_ptr<float>(), *scale = coefficients.data_ptr<float>(), *shift = scale + C;
   const float *weight = w.data_ptr<float>(), *bias = b.data_ptr<float>();
-  for (const float* mean : {static_cast<const float*>(nullptr), static_cast<const float*>(s)}) {
+  // Each channel's mean of relu(x) into out, or with `mean`, of (relu(x) - mean)^2.
+  const auto channel_means = [&](const float* mean, float* out) {
     at::parallel_for(0, shape.blocks(), 1, [&](int64_t begin, int64_t end) {
       cpu::nhwc_block_sums(shape, begin, end, data<X>(x), mean, part.data_ptr<float>());
     });
     const auto sums = sum_blocks(part);
-    for (int64_t c = 0; c < C; ++c) (mean ? s[C + c] : s[c]) = static_cast<float>(sums[c] / n);
-  }
+    for (int64_t c = 0; c < C; ++c) out[c] = static_cast<float>(sums[c] / n);
+  };
+  channel_means(nullptr, s); // mean
+  channel_means(s, s + C);   // biased variance
   for (int64_t c = 0; c < C; ++c) {
-    const double inv = 1 / std::sqrt(static_cast<double>(s[C + c]) + eps);
-    s[2 * C + c] = static_cast<float>(inv);
-    scale[c] = static_cast<float>(inv * weight[c]);
-    shift[c] = static_cast<float>(bias[c] - s[c] * inv * weight[c]);
+    const auto k = cpu::norm_coefficients(s[c], s[C + c], eps, weight[c], bias[c]);
+    s[2 * C + c] = static_cast<float>(k.invstd);
+    scale[c] = static_cast<float>(k.scale);
+    shift[c] = static_cast<float>(k.shift);
   }
   at::parallel_for(0, shape.blocks(), 1, [&](int64_t begin, int64_t end) {
     cpu::nhwc_normalize(shape, begin, end, data<X>(x), scale, shift, data<Y>(y));
@@ -107,15 +108,17 @@ void channels_last_backward(const at::Tensor& x, const at::Tensor& w, const at::
                                   part[0].data_ptr<float>(), part[1].data_ptr<float>());
   });
   const auto sum_g = sum_blocks(part[0]), sum_gd = sum_blocks(part[1]);
-  auto coefficients = at::empty({3, C}, w.options()); // as in relu_batch_norm_backward
+  auto coefficients = at::empty({3, C}, w.options());
   float *a = coefficients.data_ptr<float>(), *d = a + C, *e = a + 2 * C;
+  const float* weight = w.data_ptr<float>();
+  float *gw = grad_w.data_ptr<float>(), *gb = grad_b.data_ptr<float>();
   for (int64_t c = 0; c < C; ++c) {
-    const double inv = s[2 * C + c], k = w.data_ptr<float>()[c] * inv;
-    grad_b.data_ptr<float>()[c] = static_cast<float>(sum_g[c]);
-    grad_w.data_ptr<float>()[c] = static_cast<float>(sum_gd[c] * inv);
-    a[c] = static_cast<float>(k);
-    d[c] = static_cast<float>(-k * inv * inv * sum_gd[c] / n);
-    e[c] = static_cast<float>(-k * sum_g[c] / n + s[c] * k * inv * inv * sum_gd[c] / n);
+    gb[c] = static_cast<float>(sum_g[c]);
+    gw[c] = static_cast<float>(sum_gd[c] * s[2 * C + c]);
+    const auto k = cpu::grad_coefficients(weight[c], s[c], s[2 * C + c], sum_g[c], sum_gd[c], n);
+    a[c] = static_cast<float>(k.a);
+    d[c] = static_cast<float>(k.d);
+    e[c] = static_cast<float>(k.e);
   }
   at::parallel_for(0, shape.blocks(), 1, [&](int64_t begin, int64_t end) {
     cpu::nhwc_grad_input(shape, begin, end, data<X>(x), data<Y>(grad_y), a, d, e, data<X>(grad_x));

@@ -150,9 +150,8 @@ namespace {
 // A stem convolution in bf16: LibTorch's own (oneDNN's on a CPU with bf16,
 // cuDNN's on a GPU), 1.16x fp32's training speed at batch 16 on a Xeon with
 // AMX where conv2d_bf16's im2col was 0.69x, with a bf16 output (channels
-// last); elsewhere
-// (oneDNN has no bf16 convolution below AVX512-BF16) conv2d_in's exact
-// widening to fp32, with an fp32 output.
+// last); elsewhere (oneDNN has no bf16 convolution below AVX512-BF16)
+// conv2d_in's exact widening to fp32, with an fp32 output.
 at::Tensor stem_bf16(torch::nn::Conv2dImpl& conv, const at::Tensor& x, int64_t stride) {
   if (x.device().is_cpu() && !cpu_bf16_support().available) {
     return conv2d_in(Precision::kBf16, x, conv.weight, conv.bias, stride, ConvAlgo::kAuto);
@@ -178,7 +177,7 @@ at::Tensor EfficientCapsNetImpl::primary(const at::Tensor& images) {
   stage("conv1", x);
   // The depthwise kernel covers the whole grid, so each output is a channel's
   // dot product with its kernel: a product and a sum, where LibTorch's
-  // depthwise convolution took about three times as long (docs/performance.md).
+  // depthwise convolution took about three times as long (docs/efficient-capsnet.md).
   const auto& dw = *primary_capsules;
   x = (x.flatten(2) * dw.weight.flatten(1)).sum(-1) + dw.bias; // [B, F]
   const auto out = efficient_squash(

@@ -65,12 +65,12 @@ CAPSNET_INLINE void forward_impl(const ChannelShape& sh, int64_t c_begin, int64_
     for (int64_t b = 0; b < B; ++b) {
       squares += sum_squared_deviation(P, x + (b * C + c) * P, static_cast<T>(m));
     }
-    const double v = squares / n, inv = 1 / std::sqrt(v + eps);
+    const double v = squares / n;
+    const auto k = norm_coefficients(m, v, eps, weight[c], bias[c]);
     mean[c] = static_cast<T>(m);
     var[c] = static_cast<T>(v);
-    invstd[c] = static_cast<T>(inv);
-    const T scale = static_cast<T>(inv * static_cast<double>(weight[c]));
-    const T shift = static_cast<T>(static_cast<double>(bias[c]) - m * inv * weight[c]);
+    invstd[c] = static_cast<T>(k.invstd);
+    const T scale = static_cast<T>(k.scale), shift = static_cast<T>(k.shift);
     for (int64_t b = 0; b < B; ++b) {
       const X* in = x + (b * C + c) * P;
       Y* out = y + (b * C + c) * P;
@@ -93,14 +93,10 @@ CAPSNET_INLINE void backward_impl(const ChannelShape& sh, int64_t c_begin, int64
       sum_gradient(P, x + (b * C + c) * P, grad_y + (b * C + c) * P, static_cast<T>(m), sum_g,
                    sum_gd);
     }
-    const double inv = invstd[c];
     grad_bias[c] = static_cast<T>(sum_g);
-    grad_weight[c] = static_cast<T>(sum_gd * inv);
-    // grad_x = a g + d (r - mean) + e where x > 0:
-    // a = weight invstd, d = -a invstd^2 sum_gd / N, e = -a sum_g / N.
-    const double a = weight[c] * inv;
-    const T ka = static_cast<T>(a), kd = static_cast<T>(-a * inv * inv * sum_gd / n),
-            ke = static_cast<T>(-a * sum_g / n - m * (-a * inv * inv * sum_gd / n));
+    grad_weight[c] = static_cast<T>(sum_gd * invstd[c]);
+    const auto k = grad_coefficients(weight[c], m, invstd[c], sum_g, sum_gd, n);
+    const T ka = static_cast<T>(k.a), kd = static_cast<T>(k.d), ke = static_cast<T>(k.e);
     for (int64_t b = 0; b < B; ++b) {
       const X* in = x + (b * C + c) * P;
       const Y* g = grad_y + (b * C + c) * P;

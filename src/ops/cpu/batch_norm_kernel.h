@@ -11,6 +11,7 @@
 // (bf16_bits.h), computed in float: the bf16 stem's convolutions hand their
 // output over, and take their input, without a conversion pass.
 
+#include <cmath>
 #include <cstdint>
 
 namespace capsnet::cpu {
@@ -18,6 +19,29 @@ namespace capsnet::cpu {
 struct ChannelShape {
   int64_t images, channels, plane;  ///< B, C, P
 };
+
+/// One channel's output as relu(x) * scale + shift, from its batch statistics.
+struct NormCoefficients {
+  double invstd, scale, shift;
+};
+inline NormCoefficients norm_coefficients(double mean, double var, double eps, double weight,
+                                          double bias) {
+  const double inv = 1 / std::sqrt(var + eps);
+  return {inv, inv * weight, bias - mean * inv * weight};
+}
+
+/// One channel's input gradient as a grad_y + d x + e where x > 0, from
+/// sum_g = sum grad_y and sum_gd = sum grad_y (relu(x) - mean) over its n
+/// values: with xhat = (relu(x) - mean) invstd, grad_x = weight invstd
+/// (grad_y - sum_g / n - xhat sum_gd invstd / n).
+struct GradCoefficients {
+  double a, d, e;
+};
+inline GradCoefficients grad_coefficients(double weight, double mean, double invstd,
+                                          double sum_g, double sum_gd, double n) {
+  const double a = weight * invstd, d = -a * invstd * invstd * sum_gd / n;
+  return {a, d, -a * sum_g / n - mean * d};
+}
 
 /// For channels [c_begin, c_end): r = max(x, 0); mean[c] and var[c] (the
 /// biased variance) of r over its B * P values; invstd[c] = 1 / sqrt(var +
